@@ -1,0 +1,29 @@
+"""The value types of crdtkv: pure CRDTs, one module each (see ``base``)."""
+
+from crdtkv.crdts.base import CRDT
+from crdtkv.crdts.causal import CausalContext, Dot, Order, VersionVector
+from crdtkv.crdts.codec import decode, encode, pack, unpack
+from crdtkv.crdts.hlc import HLC, ZERO, Timestamp
+from crdtkv.crdts.hll import HLL
+from crdtkv.crdts.lww_register import LWWRegister
+from crdtkv.crdts.or_set import ORSet
+from crdtkv.crdts.pn_counter import PNCounter
+
+__all__ = [
+    "CRDT",
+    "HLC",
+    "HLL",
+    "ZERO",
+    "CausalContext",
+    "Dot",
+    "LWWRegister",
+    "ORSet",
+    "Order",
+    "PNCounter",
+    "Timestamp",
+    "VersionVector",
+    "decode",
+    "encode",
+    "pack",
+    "unpack",
+]

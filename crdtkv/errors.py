@@ -1,0 +1,120 @@
+"""One error tree for the whole project; each error knows its HTTP status.
+
+    CrdtkvError                       base of everything we raise on purpose
+    ├── BadRequest (400 bad_request)  the caller sent something we refuse
+    │   ├── CodecError                bytes or data that do not decode
+    │   ├── CounterOverflow           result outside the 64-bit signed range
+    │   └── ClockOffsetError          a remote timestamp too far ahead of ours
+    ├── Unauthorized (401)
+    ├── NotFound (404)
+    ├── MethodNotAllowed (405)
+    ├── PayloadTooLarge (413)
+    ├── UnsupportedMediaType (415)
+    ├── SessionUnavailable (503)      a session token this replica cannot serve yet
+    └── StorageError (500 internal)   the data directory misbehaved
+
+The API layer maps any CrdtkvError to a response in one place
+(``status``, ``code``, ``message``); the client raises the same classes
+from the server's error body.  Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "ClockOffsetError",
+    "CodecError",
+    "CounterOverflow",
+    "CrdtkvError",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "SessionUnavailable",
+    "StorageError",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "error_for_code",
+]
+
+
+class CrdtkvError(Exception):
+    """Base of every error crdtkv raises on purpose."""
+
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+
+
+class BadRequest(CrdtkvError):
+    status = 400
+    code = "bad_request"
+
+
+class CodecError(BadRequest):
+    """Encoded data that does not decode: garbage, wrong type tag or version."""
+
+
+class CounterOverflow(BadRequest):
+    """A counter change whose result would leave the 64-bit signed range."""
+
+
+class ClockOffsetError(BadRequest):
+    """A remote HLC timestamp further ahead of local physical time than allowed."""
+
+
+class Unauthorized(CrdtkvError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(CrdtkvError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(CrdtkvError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(CrdtkvError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(CrdtkvError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class SessionUnavailable(CrdtkvError):
+    status = 503
+    code = "session_unavailable"
+
+
+class StorageError(CrdtkvError):
+    status = 500
+    code = "internal"
+
+
+_BY_CODE: dict[str, type[CrdtkvError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        NotFound,
+        MethodNotAllowed,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        SessionUnavailable,
+        CrdtkvError,
+    )
+}
+
+
+def error_for_code(code: str, message: str) -> CrdtkvError:
+    """The exception a client raises for a server error body."""
+    return _BY_CODE.get(code, CrdtkvError)(message)

@@ -1,0 +1,1 @@
+"""Delta-state anti-entropy between crdtkv replicas."""
