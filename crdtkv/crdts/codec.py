@@ -14,7 +14,7 @@ import msgpack
 from crdtkv.crdts.base import CRDT
 from crdtkv.errors import CodecError
 
-__all__ = ["decode", "encode", "pack", "register_type", "unpack", "TYPES"]
+__all__ = ["TYPES", "decode", "encode", "pack", "register_type", "unpack"]
 
 TYPES: dict[str, type[CRDT]] = {}
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from crdtkv.errors import ClockOffsetError, CodecError
 
-__all__ = ["HLC", "Timestamp", "ZERO"]
+__all__ = ["HLC", "ZERO", "Timestamp"]
 
 LOGICAL_MAX = 2**31 - 1
 

@@ -239,9 +239,9 @@ class HLL(CRDT):
         regs = self._regs
         if isinstance(regs, bytearray):
             for i, v in pairs:
-                raised[i] = v
                 if v > regs[i]:
                     regs[i] = v
+                    raised[i] = v
         else:
             for i, v in pairs:
                 if v > regs.get(i, 0):

@@ -146,7 +146,9 @@ class ORSet(CRDT):
         self.narrow = keep_empty
 
     def copy(self) -> Self:
-        return type(self)({m: set(d) for m, d in self.entries.items()}, self.ctx.copy(), self.narrow)
+        return type(self)(
+            {m: set(d) for m, d in self.entries.items()}, self.ctx.copy(), self.narrow
+        )
 
     def _live(self) -> dict[str, set[Dot]]:
         return {m: d for m, d in self.entries.items() if d}

@@ -23,7 +23,6 @@ from crdtkv.errors import StorageError
 from crdtkv.storage.base import (
     COLUMN_FAMILIES,
     Delete,
-    DeleteRange,
     Op,
     Put,
     Storage,
@@ -46,7 +45,7 @@ def _apply(tables: _Tables, ops: tuple[Op, ...]) -> None:
         if isinstance(op, Put):
             table[op.key] = op.value
         elif isinstance(op, Delete):
-            table.pop(op.key, None)
+            pass
         else:
             doomed = [k for k in table if op.start <= k < op.end]
             for k in doomed:
@@ -61,6 +60,7 @@ class MemoryStorage(Storage):
         self._live: _Tables = _empty()  # the state after all batches: what reads see
         self._unsynced: list[tuple[Op, ...]] = []  # batches after the last sync, in order
         self._closed = False
+        self._epoch = 0  # bumped by close/crash/wipe: invalidates open iterators
 
     # -- Storage ---------------------------------------------------------------
 
@@ -84,15 +84,14 @@ class MemoryStorage(Storage):
         self._check_open()
         check_cf(cf)
         table = self._live[cf]
-        view = sorted(
-            (k, v) for k, v in table.items() if start <= k and (end is None or k < end)
-        )
-        return self._iterate(view)
+        view = sorted((k, v) for k, v in table.items() if start <= k and (end is None or k < end))
+        return self._iterate(view, self._epoch)
 
     def close(self) -> None:
         if not self._closed:
             self._make_durable()
             self._closed = True
+            self._epoch += 1
 
     # -- durability model ------------------------------------------------------
 
@@ -116,6 +115,7 @@ class MemoryStorage(Storage):
         self._unsynced.clear()
         self._live = {cf: dict(table) for cf, table in self._durable.items()}
         self._closed = False
+        self._epoch += 1
 
     def wipe(self) -> None:
         """The data directory is lost: everything is gone; the store is open
@@ -124,6 +124,7 @@ class MemoryStorage(Storage):
         self._live = _empty()
         self._unsynced.clear()
         self._closed = False
+        self._epoch += 1
 
     def reopen(self) -> None:
         """Open again after ``close()`` (a clean restart; nothing is lost)."""
@@ -140,7 +141,10 @@ class MemoryStorage(Storage):
         if self._closed:
             raise StorageError("memory storage is closed")
 
-    def _iterate(self, view: list[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    def _iterate(
+        self, view: list[tuple[bytes, bytes]], epoch: int
+    ) -> Iterator[tuple[bytes, bytes]]:
         for pair in view:
-            self._check_open()
+            if epoch != self._epoch:
+                raise StorageError("memory storage was closed during iteration")
             yield pair

@@ -1,0 +1,621 @@
+"""RocksStorage on a real RocksDB in tmp_path, and its equivalence with MemoryStorage."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import rocksdict
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crdtkv.errors import StorageError
+from crdtkv.storage import (
+    COLUMN_FAMILIES,
+    MemoryStorage,
+    Storage,
+    StorageLockedError,
+    StorageOpenError,
+    WriteBatch,
+)
+from crdtkv.storage.rocks import LOCK_FILE, RocksStorage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dump(store: Storage) -> dict[str, dict[bytes, bytes]]:
+    return {cf: dict(store.items(cf)) for cf in COLUMN_FAMILIES}
+
+
+def fingerprint(directory: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file's size, mtime and content hash: any change shows."""
+    out = {}
+    for p in sorted(directory.iterdir()):
+        data = p.read_bytes()
+        st_ = p.stat()
+        out[p.name] = (st_.st_size, st_.st_mtime_ns, hashlib.sha256(data).hexdigest())
+    return out
+
+
+def python(code: str, *args: str) -> subprocess.Popen[str]:
+    """Start ``python -c code args...`` with crdtkv importable and pipes."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline()
+    if line != "ready\n":
+        proc.kill()
+        raise AssertionError(f"child failed: {line!r} {proc.stderr.read()}")
+
+
+@pytest.fixture
+def db_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(db_dir: Path) -> Iterator[RocksStorage]:
+    s = RocksStorage(db_dir)
+    yield s
+    s.close()
+
+
+# -- round trips -------------------------------------------------------------------
+
+
+def test_round_trip_per_column_family(store: RocksStorage) -> None:
+    for cf in COLUMN_FAMILIES:
+        b = WriteBatch()
+        b.put(cf, b"a", cf.encode())
+        b.put(cf, b"b", b"2")
+        b.put(cf, b"c", b"3")
+        store.write(b, sync=False)
+    b = WriteBatch()
+    b.delete("states", b"a")
+    b.delete_range("log", b"a", b"c")
+    b.delete("meta", b"zzz")  # absent: a no-op
+    store.write(b, sync=True)
+    assert dump(store) == {
+        "states": {b"b": b"2", b"c": b"3"},
+        "log": {b"c": b"3"},
+        "meta": {b"a": b"meta", b"b": b"2", b"c": b"3"},
+    }
+    assert store.get("meta", b"a") == b"meta"
+    assert store.get("log", b"a") is None
+    assert store.get("states", b"a") is None
+
+
+def test_raw_bytes_including_empty_keys_and_values(store: RocksStorage) -> None:
+    b = WriteBatch()
+    b.put("states", b"", b"")
+    b.put("states", b"\x00\xff", bytes(range(256)))
+    store.write(b, sync=False)
+    assert store.get("states", b"") == b""
+    assert store.get("states", b"\x00\xff") == bytes(range(256))
+    assert list(store.items("states")) == [(b"", b""), (b"\x00\xff", bytes(range(256)))]
+
+
+def test_operations_in_a_batch_apply_in_order(store: RocksStorage) -> None:
+    b = WriteBatch()
+    b.put("log", b"k", b"1")
+    b.delete_range("log", b"a", b"z")
+    store.write(b, sync=False)
+    assert store.get("log", b"k") is None
+    b = WriteBatch()
+    b.delete_range("log", b"a", b"z")
+    b.put("log", b"k", b"2")
+    store.write(b, sync=False)
+    assert store.get("log", b"k") == b"2"
+
+
+def test_unknown_column_family(store: RocksStorage) -> None:
+    with pytest.raises(ValueError):
+        store.get("default", b"k")
+    with pytest.raises(ValueError):
+        store.items("nope")
+
+
+def test_items_sorted_and_bounded(store: RocksStorage) -> None:
+    keys = [b"b", b"", b"\xff", b"a", b"ab", b"\x00", b"\xff\x00", b"aa"]
+    b = WriteBatch()
+    for k in keys:
+        b.put("log", k, k + b"!")
+    b.put("states", b"aa", b"other family")
+    store.write(b, sync=False)
+    assert [k for k, _ in store.items("log")] == sorted(keys)
+    assert list(store.items("log", b"a", b"b")) == [(b"a", b"a!"), (b"aa", b"aa!"), (b"ab", b"ab!")]
+    assert [k for k, _ in store.items("log", b"ab")] == [b"ab", b"b", b"\xff", b"\xff\x00"]
+    assert [k for k, _ in store.items("log", end=b"a")] == [b"", b"\x00"]
+    assert [k for k, _ in store.items("log", b"a\x00", b"ab\x00")] == [b"aa", b"ab"]
+    assert list(store.items("log", b"b", b"b")) == []
+    assert list(store.items("log", b"c", b"a")) == []
+
+
+def test_items_is_a_view_taken_at_call_time(store: RocksStorage) -> None:
+    b = WriteBatch()
+    b.put("states", b"a", b"1")
+    b.put("states", b"b", b"2")
+    store.write(b, sync=False)
+    it = store.items("states")
+    b = WriteBatch()
+    b.put("states", b"c", b"3")
+    b.delete("states", b"a")
+    store.write(b, sync=False)
+    assert list(it) == [(b"a", b"1"), (b"b", b"2")]
+
+
+# -- atomicity ------------------------------------------------------------------------
+
+
+def test_invalid_operation_rejects_whole_batch_before_writing(store: RocksStorage) -> None:
+    b = WriteBatch()
+    b.put("states", b"a", b"1")
+    b.put("log", b"b", b"2")
+    b.ops.append("garbage")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.write(b, sync=True)
+    assert dump(store) == {cf: {} for cf in COLUMN_FAMILIES}
+
+
+WRITER = """
+    import sys
+    from crdtkv.storage import WriteBatch
+    from crdtkv.storage.rocks import RocksStorage
+    store = RocksStorage(sys.argv[1])
+    n = 0
+    while True:
+        b = WriteBatch()
+        for i in range(100):  # one batch: 100 puts across all families
+            cf = ("states", "log", "meta")[i % 3]
+            b.put(cf, b"%08d/%03d" % (n, i), b"x" * 50)
+        store.write(b, sync=False)
+        n += 1
+        if n == 20:
+            print("ready", flush=True)
+"""
+
+
+def test_batches_are_all_or_nothing_when_the_process_is_killed(db_dir: Path) -> None:
+    proc = python(WRITER, str(db_dir))
+    wait_ready(proc)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: some batch is likely in flight
+    proc.communicate(timeout=60)
+    with RocksStorage(db_dir, create=False) as store:
+        per_batch: dict[int, int] = {}
+        for cf in COLUMN_FAMILIES:
+            for key, _ in store.items(cf):
+                n = int(key.split(b"/")[0])
+                per_batch[n] = per_batch.get(n, 0) + 1
+    assert len(per_batch) >= 20
+    assert all(count == 100 for count in per_batch.values()), "a batch was torn"
+    assert sorted(per_batch) == list(range(len(per_batch))), "recovered batches are not a prefix"
+
+
+# -- persistence ----------------------------------------------------------------------
+
+
+def test_reopen_keeps_everything(db_dir: Path) -> None:
+    with RocksStorage(db_dir) as store:
+        for cf in COLUMN_FAMILIES:
+            b = WriteBatch()
+            for i in range(50):
+                b.put(cf, b"%03d" % i, cf.encode() * i)
+            b.delete_range(cf, b"010", b"020")
+            store.write(b, sync=(cf == "meta"))
+        before = dump(store)
+    with RocksStorage(db_dir, create=False) as store:
+        assert dump(store) == before
+        assert len(before["log"]) == 40
+
+
+def test_unsynced_write_survives_process_exit_without_close(db_dir: Path) -> None:
+    proc = python(
+        """
+        import os, sys
+        from crdtkv.storage import WriteBatch
+        from crdtkv.storage.rocks import RocksStorage
+        store = RocksStorage(sys.argv[1])
+        b = WriteBatch()
+        b.put("states", b"k", b"v")
+        store.write(b, sync=False)
+        os._exit(0)  # no close, no flush: only the WAL has it
+        """,
+        str(db_dir),
+    )
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    with RocksStorage(db_dir, create=False) as store:
+        assert store.get("states", b"k") == b"v"
+
+
+def test_close_is_idempotent_and_closed_store_refuses_everything(db_dir: Path) -> None:
+    store = RocksStorage(db_dir)
+    store.close()
+    store.close()
+    with pytest.raises(StorageError, match="closed"):
+        store.get("states", b"a")
+    with pytest.raises(StorageError, match="closed"):
+        store.items("states")
+    with pytest.raises(StorageError, match="closed"):
+        store.write(WriteBatch(), sync=True)
+
+
+def test_close_releases_the_directory_even_with_a_live_iterator(db_dir: Path) -> None:
+    # A live rocksdict iterator (or column-family handle) keeps RocksDB open
+    # after Rdict.close(); RocksStorage.close must cut it loose.
+    store = RocksStorage(db_dir)
+    b = WriteBatch()
+    b.put("states", b"a", b"1")
+    b.put("states", b"b", b"2")
+    store.write(b, sync=False)
+    it = store.items("states")
+    assert next(it) == (b"a", b"1")
+    store.close()
+    with pytest.raises(StorageError, match="closed during iteration"):
+        next(it)
+    with RocksStorage(db_dir, create=False) as again:
+        assert again.get("states", b"b") == b"2"
+
+
+def test_context_manager(db_dir: Path) -> None:
+    with RocksStorage(db_dir) as store:
+        b = WriteBatch()
+        b.put("meta", b"id", b"r1")
+        store.write(b, sync=True)
+    with pytest.raises(StorageError):
+        store.get("meta", b"id")
+    with RocksStorage(db_dir) as store:
+        assert store.get("meta", b"id") == b"r1"
+
+
+# -- sync reaches RocksDB ---------------------------------------------------------------
+
+
+def test_sync_flag_reaches_rocksdb(db_dir: Path) -> None:
+    """rocksdb.wal.synced counts WAL syncs: it must move with sync=True only."""
+    n = 25
+    with RocksStorage(db_dir, statistics=True) as store:
+
+        def tickers() -> tuple[int, int]:
+            t = store.statistics()
+            return t["rocksdb.wal.synced"], t["rocksdb.wal.bytes"]
+
+        synced0, bytes0 = tickers()
+        for i in range(n):
+            b = WriteBatch()
+            b.put("log", b"%d" % i, b"v")
+            store.write(b, sync=False)
+        synced1, bytes1 = tickers()
+        assert bytes1 > bytes0  # the writes did go through the WAL ...
+        assert synced1 == synced0  # ... without a sync
+        for i in range(n):
+            b = WriteBatch()
+            b.put("log", b"%d" % i, b"v")
+            store.write(b, sync=True)
+        synced2, _ = tickers()
+        assert synced2 - synced1 == n  # one WAL sync per synced batch
+        store.write(WriteBatch(), sync=False)  # empty: nothing at all
+        assert tickers()[0] == synced2
+        store.write(WriteBatch(), sync=True)  # empty: a barrier
+        assert tickers()[0] == synced2 + 1
+
+
+def test_statistics_are_empty_unless_enabled(store: RocksStorage) -> None:
+    assert store.statistics() == {}
+
+
+STRACED = """
+    import os, sys
+    from crdtkv.storage import WriteBatch
+    from crdtkv.storage.rocks import RocksStorage
+    store = RocksStorage(sys.argv[1])
+    sync = sys.argv[2] == "1"
+    os.access("/crdtkv-mark-start", os.F_OK)
+    for i in range(40):
+        b = WriteBatch()
+        b.put("log", b"%d" % i, b"v")
+        store.write(b, sync=sync)
+    os.access("/crdtkv-mark-end", os.F_OK)
+    store.close()
+"""
+
+
+def _syncs_between_marks(trace: str) -> int:
+    count, inside = 0, False
+    for line in trace.splitlines():
+        if "crdtkv-mark-start" in line:
+            inside = True
+        elif "crdtkv-mark-end" in line:
+            inside = False
+        elif inside and ("fdatasync(" in line or "fsync(" in line):
+            count += 1
+    return count
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_sync_flag_reaches_the_disk_as_fdatasync(tmp_path: Path) -> None:
+    counts = {}
+    for sync in ("0", "1"):
+        out = tmp_path / f"trace{sync}"
+        run = subprocess.run(
+            [
+                "strace",
+                "-f",
+                "-qq",
+                "-o",
+                str(out),
+                "-e",
+                "trace=fsync,fdatasync,access",
+                sys.executable,
+                "-c",
+                textwrap.dedent(STRACED),
+                str(tmp_path / f"db{sync}"),
+                sync,
+            ],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if run.returncode != 0 and "ptrace" in run.stderr:
+            pytest.skip(f"strace cannot trace here: {run.stderr.strip()}")
+        assert run.returncode == 0, run.stderr
+        counts[sync] = _syncs_between_marks(out.read_text())
+    assert counts["1"] >= 40, counts
+    assert counts["0"] <= 2, counts
+
+
+# -- locking ------------------------------------------------------------------------------
+
+
+def test_second_handle_in_the_same_process_is_refused(db_dir: Path) -> None:
+    store = RocksStorage(db_dir)
+    b = WriteBatch()
+    b.put("states", b"a", b"1")
+    store.write(b, sync=True)
+    before = fingerprint(db_dir)
+    with pytest.raises(StorageLockedError) as info:
+        RocksStorage(db_dir)
+    message = str(info.value)
+    assert str(db_dir) in message and "\n" not in message
+    assert f"pid {os.getpid()}" in message
+    assert fingerprint(db_dir) == before  # the failed open changed nothing
+    assert store.get("states", b"a") == b"1"  # and the first handle still works
+    store.close()
+    with RocksStorage(db_dir) as again:
+        assert again.get("states", b"a") == b"1"
+
+
+HOLDER = """
+    import sys
+    from crdtkv.storage.rocks import RocksStorage
+    store = RocksStorage(sys.argv[1])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    store.close()
+    print("closed", flush=True)
+"""
+
+
+def _holder(db_dir: Path) -> subprocess.Popen[str]:
+    proc = python(HOLDER, str(db_dir))
+    wait_ready(proc)
+    return proc
+
+
+def test_directory_held_by_another_process_is_refused(db_dir: Path) -> None:
+    with RocksStorage(db_dir) as store:  # give it some content first
+        b = WriteBatch()
+        b.put("states", b"a", b"1")
+        store.write(b, sync=True)
+    proc = _holder(db_dir)
+    try:
+        before = fingerprint(db_dir)
+        with pytest.raises(StorageLockedError) as info:
+            RocksStorage(db_dir)
+        assert str(db_dir) in str(info.value)
+        assert f"pid {proc.pid}" in str(info.value)
+        assert fingerprint(db_dir) == before
+    finally:
+        out, err = proc.communicate("\n", timeout=60)
+    assert out == "closed\n", err
+    with RocksStorage(db_dir, create=False) as store:
+        assert store.get("states", b"a") == b"1"
+
+
+def test_other_process_is_refused_while_we_hold_the_directory(db_dir: Path) -> None:
+    with RocksStorage(db_dir):
+        proc = python(
+            """
+            import sys
+            from crdtkv.storage.rocks import RocksStorage
+            try:
+                RocksStorage(sys.argv[1])
+            except Exception as e:
+                print(type(e).__name__, e)
+            """,
+            str(db_dir),
+        )
+        out, err = proc.communicate(timeout=60)
+    assert out.startswith("StorageLockedError data directory"), out + err
+
+
+def test_lock_of_a_killed_process_is_released(db_dir: Path) -> None:
+    proc = _holder(db_dir)
+    proc.kill()
+    proc.communicate(timeout=60)
+    with RocksStorage(db_dir) as store:
+        assert dump(store) == {cf: {} for cf in COLUMN_FAMILIES}
+
+
+def test_rocksdb_lock_held_without_our_lock_file_is_still_locked_error(db_dir: Path) -> None:
+    # Someone opened the database with rocksdict directly (an admin tool):
+    # our lock file is free, but RocksDB's own LOCK refuses us.
+    with RocksStorage(db_dir):
+        pass
+    opts = rocksdict.Options(raw_mode=True)
+    raw = rocksdict.Rdict(
+        str(db_dir),
+        opts,
+        column_families={cf: rocksdict.Options(raw_mode=True) for cf in COLUMN_FAMILIES},
+    )
+    try:
+        with pytest.raises(StorageLockedError, match="in use"):
+            RocksStorage(db_dir)
+    finally:
+        raw.close()
+    with RocksStorage(db_dir):
+        pass
+
+
+def test_lock_file_lives_in_the_data_directory(store: RocksStorage, db_dir: Path) -> None:
+    assert (db_dir / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+# -- open errors ---------------------------------------------------------------------------
+
+
+def _assert_open_error(path: Path, **kwargs: bool) -> str:
+    with pytest.raises(StorageOpenError) as info:
+        RocksStorage(path, **kwargs)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    assert isinstance(info.value, StorageError) and info.value.status == 500
+    return message
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_regular_file_in_the_way(tmp_path: Path, create: bool) -> None:
+    f = tmp_path / "data"
+    f.write_bytes(b"not a database")
+    assert "not a directory" in _assert_open_error(f, create=create)
+    assert f.read_bytes() == b"not a database"
+
+
+def test_parent_is_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    _assert_open_error(tmp_path / "file" / "data")
+
+
+def test_missing_directory_without_create(tmp_path: Path) -> None:
+    assert "does not exist" in _assert_open_error(tmp_path / "data", create=False)
+    assert not (tmp_path / "data").exists()
+
+
+def test_empty_directory_without_create_is_not_a_database(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    assert "not a database" in _assert_open_error(tmp_path / "data", create=False)
+    assert list((tmp_path / "data").iterdir()) == []  # untouched: no lock file either
+
+
+def test_corrupt_database(db_dir: Path) -> None:
+    with RocksStorage(db_dir) as store:
+        b = WriteBatch()
+        b.put("states", b"a", b"1")
+        store.write(b, sync=True)
+    (db_dir / "CURRENT").write_text("garbage\n")
+    assert "Corruption" in _assert_open_error(db_dir)
+    # The failed open released our lock: a repaired directory opens.
+    (db_dir / "CURRENT").unlink()
+    manifest = next(p.name for p in db_dir.iterdir() if p.name.startswith("MANIFEST-"))
+    (db_dir / "CURRENT").write_text(manifest + "\n")
+    with RocksStorage(db_dir) as store:
+        assert store.get("states", b"a") == b"1"
+
+
+# -- RocksStorage behaves exactly like MemoryStorage ------------------------------------------
+
+KEYS = st.lists(st.sampled_from([0x00, 0x61, 0x62, 0xFF]), max_size=3).map(bytes)
+CFS = st.sampled_from(COLUMN_FAMILIES)
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> WriteBatch:
+    b = WriteBatch()
+    for _ in range(draw(st.integers(0, 5))):
+        kind = draw(st.sampled_from(["put", "put", "delete", "range"]))
+        cf = draw(CFS)
+        if kind == "put":
+            b.put(cf, draw(KEYS), draw(st.binary(max_size=4)))
+        elif kind == "delete":
+            b.delete(cf, draw(KEYS))
+        else:
+            lo, hi = sorted((draw(KEYS), draw(KEYS)))
+            b.delete_range(cf, lo, hi)
+    return b
+
+
+@dataclass(frozen=True)
+class Write:
+    batch: WriteBatch
+    sync: bool
+
+
+@dataclass(frozen=True)
+class Read:
+    cf: str
+    key: bytes
+    start: bytes
+    end: bytes | None
+
+
+@dataclass(frozen=True)
+class Reopen:
+    pass
+
+
+STEPS = st.one_of(
+    st.builds(Write, batches(), st.booleans()),
+    st.builds(Write, batches(), st.booleans()),
+    st.builds(Read, CFS, KEYS, KEYS, st.one_of(st.none(), KEYS)),
+    st.just(Reopen()),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(STEPS, max_size=30))
+def test_rocks_and_memory_agree(steps: list[Write | Read | Reopen]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = MemoryStorage()
+        rocks = RocksStorage(tmp)
+        try:
+            for step in steps:
+                if isinstance(step, Write):
+                    memory.write(step.batch, sync=step.sync)
+                    rocks.write(step.batch, sync=step.sync)
+                elif isinstance(step, Read):
+                    assert rocks.get(step.cf, step.key) == memory.get(step.cf, step.key)
+                    assert list(rocks.items(step.cf, step.start, step.end)) == list(
+                        memory.items(step.cf, step.start, step.end)
+                    )
+                else:
+                    memory.close()
+                    memory.reopen()
+                    rocks.close()
+                    rocks = RocksStorage(tmp, create=False)
+            assert dump(rocks) == dump(memory)
+        finally:
+            rocks.close()
