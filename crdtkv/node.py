@@ -26,14 +26,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from crdtkv.crdts.causal import VersionVector, vv_dominates
 from crdtkv.errors import StorageError
 from crdtkv.replica import Replica, apply_op
+from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import Checkpointer, build_batch
 from crdtkv.storage.base import Storage, WriteBatch
 
-__all__ = ["Node", "wall_clock_ms"]
+__all__ = ["APPLIED_WAITERS_MAX", "Node", "wall_clock_ms"]
 
 log = logging.getLogger("crdtkv.node")
+
+# Requests parked in ``wait_applied`` (session tokens ahead of this replica).
+# Each holds a connection; past this many, a new one is refused at once rather
+# than letting a lagging replica pile up unbounded waiters.
+APPLIED_WAITERS_MAX = 10_000
 
 
 def wall_clock_ms() -> int:
@@ -61,10 +68,12 @@ class Node:
         self.failed: BaseException | None = None
         self.stopped = asyncio.Event()
         self.log_floor: Callable[[], int | None] = lambda: replica.checkpoint_pos
-        self.on_durable: list[Callable[[int], None]] = []  # called with the new durable_pos
+        # Called with the log entries of each batch once it is durable (replication).
+        self.on_durable: list[Callable[[list[LogEntry]], None]] = []
         self.batches_written = 0
         self.entries_written = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._applied_waiters: dict[asyncio.Future[None], VersionVector] = {}
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crdtkv-storage")
         self._task: asyncio.Task[None] | None = None
@@ -104,6 +113,8 @@ class Node:
         result = apply_op(self.replica, op, self.clock())
         if self.replica.pending:
             self._wakeup.set()
+            if self._applied_waiters:
+                self.notify_applied()
         return result
 
     async def durable(self, pos: int | None = None) -> None:
@@ -117,6 +128,43 @@ class Node:
         self._waiters.append((target, fut))
         self._wakeup.set()
         await fut
+
+    # -- session waits ---------------------------------------------------------------
+    async def wait_applied(self, vv: VersionVector, timeout_s: float) -> bool:
+        """Wait until ``replica.applied.vv`` dominates ``vv``; False after ``timeout_s``.
+
+        Whoever applies remote deltas calls ``notify_applied`` afterwards.
+        """
+        if vv_dominates(self.replica.applied.vv, vv):
+            return True
+        if timeout_s <= 0 or len(self._applied_waiters) >= APPLIED_WAITERS_MAX:
+            return False
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters[fut] = vv
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._applied_waiters.pop(fut, None)
+
+    def notify_applied(self) -> None:
+        """Wake the ``wait_applied`` callers whose vector is now covered."""
+        applied = self.replica.applied.vv
+        for fut, vv in self._applied_waiters.items():
+            if not fut.done() and vv_dominates(applied, vv):
+                fut.set_result(None)
+
+    async def checkpoint_now(self) -> None:
+        """Write a checkpoint (with everything pending) and wait for it."""
+        if self.failed is not None:
+            raise StorageError("replica stopped after a storage failure")
+        try:
+            await self._write_once(force_checkpoint=True)
+        except StorageError as e:
+            self._fail(e)
+            raise
 
     # -- the writer --------------------------------------------------------------------
     async def _writer(self) -> None:
@@ -132,8 +180,14 @@ class Node:
     async def _write_once(self, *, force_checkpoint: bool) -> None:
         replica = self.replica
         entries = replica.take_pending()
-        checkpoint = force_checkpoint or self.checkpointer.due(replica, self.clock())
-        if not entries and not (checkpoint and replica.dirty):
+        checkpoint = (
+            force_checkpoint
+            or replica.checkpoint_requested
+            or self.checkpointer.due(replica, self.clock())
+        )
+        if not (entries or replica.gc_deleted or replica.checkpoint_requested) and not (
+            checkpoint and replica.dirty
+        ):
             return
         if checkpoint:
             self.checkpointer.last_ms = self.clock()
@@ -145,7 +199,7 @@ class Node:
         self.durable_pos = max(self.durable_pos, target)
         self._release(self.durable_pos)
         for cb in self.on_durable:
-            cb(self.durable_pos)
+            cb(entries)
         if replica.pending:
             self._wakeup.set()
 

@@ -19,12 +19,13 @@ Pure: time comes in as ``now_ms`` arguments; nothing here does I/O.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from crdtkv.crdts import HLL, LWWRegister, ORSet, PNCounter
 from crdtkv.crdts.base import CRDT
-from crdtkv.crdts.causal import CausalContext, Dot
+from crdtkv.crdts.causal import CausalContext, Dot, VersionVector, vv_dominates
 from crdtkv.crdts.hlc import HLC, ZERO, Timestamp
 from crdtkv.errors import BadRequest
 
@@ -91,6 +92,15 @@ class Replica:
     checkpoint_pos: int = 0  # log position the last checkpoint reflects
     pending: list[LogEntry] = field(default_factory=list)  # not yet handed to storage
     dirty: set[Key] = field(default_factory=set)  # keys changed since the last checkpoint
+    # Register tombstones (deletes, expiries) -> the applied vector when noticed;
+    # dropped once every replica has applied that much (``collect_tombstones``).
+    tombstones: dict[Key, VersionVector] = field(default_factory=dict)
+    expiring: list[tuple[int, Key]] = field(default_factory=list)  # heap of (expires_ms, key)
+    gc_deleted: set[Key] = field(default_factory=set)  # dropped keys not yet deleted on disk
+    digest_dirty: set[Key] = field(default_factory=set)  # keys changed since the digest cache
+    peer_meta: dict[str, list[object]] = field(default_factory=dict)  # peer -> [acked, incarnation]
+    loaded_log: list[LogEntry] = field(default_factory=list)  # log read at start, for replication
+    checkpoint_requested: bool = False  # a state sync ended: persist states now
     hlc: HLC = field(init=False)
 
     def __post_init__(self) -> None:
@@ -133,7 +143,56 @@ class Replica:
     def _append(self, origin: str, group: DeltaGroup) -> None:
         self.log_pos += 1
         self.pending.append(LogEntry(self.log_pos, origin, group))
-        self.dirty.update(group.deltas)
+        self.touched(group.deltas)
+
+    def touched(self, keys: Iterable[Key]) -> None:
+        """Bookkeeping after keys changed: persistence, digests, register tombstones."""
+        for key in keys:
+            self.dirty.add(key)
+            self.digest_dirty.add(key)
+            self.gc_deleted.discard(key)
+            if key[0] != "registers":
+                continue
+            reg = self.states.get(key)
+            if not isinstance(reg, LWWRegister):
+                continue
+            if reg.tombstone:
+                self.tombstones[key] = dict(self.applied.vv)
+            else:
+                self.tombstones.pop(key, None)
+                if reg.expires_ms is not None:
+                    heapq.heappush(self.expiring, (reg.expires_ms, key))
+
+    def collect_tombstones(self, stable: VersionVector, now_ms: int) -> int:
+        """Drop register tombstones every replica has applied; returns how many.
+
+        ``stable`` must be the pointwise minimum of every replica's applied
+        vector, and the caller must have applied everything any peer reported
+        (so no write concurrent with a tombstone is still on its way here).
+        Only registers are collected: a later write always has a larger HLC
+        timestamp than a tombstone its replica has applied, so nothing can be
+        mistaken for an old write.  Deleted counters, sets and HLLs keep their
+        compact causal summary (one entry per writer) for the same reason.
+        """
+        while self.expiring and self.expiring[0][0] <= now_ms:
+            _, key = heapq.heappop(self.expiring)
+            reg = self.states.get(key)
+            if (
+                isinstance(reg, LWWRegister)
+                and not reg.present(now_ms)
+                and key not in self.tombstones
+            ):
+                self.tombstones[key] = dict(self.applied.vv)
+        dropped = [k for k, vv in self.tombstones.items() if vv_dominates(stable, vv)]
+        for key in dropped:
+            del self.tombstones[key]
+            reg = self.states.get(key)
+            if isinstance(reg, LWWRegister) and not reg.present(now_ms):
+                del self.states[key]
+                self.dirty.discard(key)
+                self.digest_dirty.add(key)
+                self.gc_deleted.add(key)
+        return len(dropped)
 
     # -- remote deltas ----------------------------------------------------------------
     def check_group(self, group: DeltaGroup, now_ms: int) -> None:
@@ -188,6 +247,7 @@ class Replica:
         self.states = dict(states)
         self.log_pos = checkpoint_pos
         for entry in log:
+            self.loaded_log.append(entry)
             self.log_pos = max(self.log_pos, entry.pos)
             if entry.pos <= checkpoint_pos:
                 continue
@@ -198,3 +258,9 @@ class Replica:
                         self.hlc.wall_ms, self.hlc.logical = ts.wall_ms, ts.logical
             self.applied.add(entry.group.dot)
             self.dirty.update(entry.group.deltas)
+        for key, state in self.states.items():
+            if isinstance(state, LWWRegister):
+                if state.tombstone:
+                    self.tombstones[key] = dict(self.applied.vv)
+                elif state.expires_ms is not None:
+                    heapq.heappush(self.expiring, (state.expires_ms, key))

@@ -80,7 +80,27 @@ def load_replica(
     log = (rec.decode_log_entry(rec.log_pos_of(k), v) for k, v in storage.items("log"))
     replica.restore(_meta_int(storage, rec.META_HLC, 0), applied, checkpoint_pos, states, log)
     replica.checkpoint_pos = checkpoint_pos
+    raw_peers = storage.get("meta", rec.META_PEERS)
+    if raw_peers is not None:
+        replica.peer_meta = _decode_peers(rec.unpack(raw_peers, "meta peers"))
     return replica
+
+
+def _decode_peers(data: object) -> dict[str, list[object]]:
+    if not isinstance(data, dict):
+        raise CodecError("meta peers: expected a map")
+    out: dict[str, list[object]] = {}
+    for peer, v in data.items():
+        if (
+            not isinstance(peer, str)
+            or not isinstance(v, list)
+            or len(v) != 2
+            or type(v[0]) is not int
+            or not isinstance(v[1], str)
+        ):
+            raise CodecError("meta peers: expected peer -> [acked, incarnation]")
+        out[peer] = list(v)
+    return out
 
 
 def build_batch(
@@ -95,11 +115,17 @@ def build_batch(
     for entry in entries:
         batch.put("log", rec.log_key(entry.pos), rec.encode_log_entry(entry))
     batch.put("meta", rec.META_HLC, rec.pack(replica.hlc.wall_ms))
+    for key in replica.gc_deleted:
+        batch.delete("states", rec.encode_state_key(key))
+    replica.gc_deleted = set()
+    checkpoint = checkpoint or replica.checkpoint_requested
+    replica.checkpoint_requested = False
     if checkpoint:
         for key, state in replica.take_dirty().items():
             batch.put("states", rec.encode_state_key(key), rec.encode_state(state))
         batch.put("meta", rec.META_APPLIED, rec.encode_applied(replica.applied))
         batch.put("meta", rec.META_CHECKPOINT_POS, rec.pack(replica.log_pos))
+        batch.put("meta", rec.META_PEERS, rec.pack(replica.peer_meta))
         replica.checkpoint_pos = replica.log_pos
     if log_floor is not None and log_floor > 0:
         floor = min(log_floor, replica.checkpoint_pos)

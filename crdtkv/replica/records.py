@@ -50,6 +50,7 @@ META_INCARNATION = b"incarnation"  # random id minted when the directory was cre
 META_HLC = b"hlc"  # upper bound of HLC wall time handed out (ms); restart resumes past it
 META_APPLIED = b"applied"  # applied causal context as of the checkpoint
 META_CHECKPOINT_POS = b"checkpoint_pos"  # log position the states CF reflects at least
+META_PEERS = b"peers"  # per peer: [acked log position, peer incarnation]
 
 
 def pack(data: object) -> bytes:

@@ -36,6 +36,7 @@ __all__ = [
     "StorageLockedError",
     "StorageOpenError",
     "WriteBatch",
+    "check_bytes",
     "check_cf",
 ]
 
@@ -57,7 +58,8 @@ def check_cf(cf: str) -> None:
         raise ValueError(f"unknown column family {cf!r}; expected one of {COLUMN_FAMILIES}")
 
 
-def _check_bytes(what: str, value: object) -> None:
+def check_bytes(what: str, value: object) -> None:
+    """Raise TypeError unless ``value`` is ``bytes``."""
     if type(value) is not bytes:
         raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
 
@@ -70,8 +72,8 @@ class Put:
 
     def __post_init__(self) -> None:
         check_cf(self.cf)
-        _check_bytes("key", self.key)
-        _check_bytes("value", self.value)
+        check_bytes("key", self.key)
+        check_bytes("value", self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ class Delete:
 
     def __post_init__(self) -> None:
         check_cf(self.cf)
-        _check_bytes("key", self.key)
+        check_bytes("key", self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +96,8 @@ class DeleteRange:
 
     def __post_init__(self) -> None:
         check_cf(self.cf)
-        _check_bytes("start", self.start)
-        _check_bytes("end", self.end)
+        check_bytes("start", self.start)
+        check_bytes("end", self.end)
         if self.start > self.end:
             raise ValueError(f"delete_range: start {self.start!r} is after end {self.end!r}")
 

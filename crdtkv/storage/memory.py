@@ -27,6 +27,7 @@ from crdtkv.storage.base import (
     Put,
     Storage,
     WriteBatch,
+    check_bytes,
     check_cf,
 )
 
@@ -45,7 +46,7 @@ def _apply(tables: _Tables, ops: tuple[Op, ...]) -> None:
         if isinstance(op, Put):
             table[op.key] = op.value
         elif isinstance(op, Delete):
-            pass
+            table.pop(op.key, None)
         else:
             doomed = [k for k in table if op.start <= k < op.end]
             for k in doomed:
@@ -76,6 +77,7 @@ class MemoryStorage(Storage):
     def get(self, cf: str, key: bytes) -> bytes | None:
         self._check_open()
         check_cf(cf)
+        check_bytes("key", key)
         return self._live[cf].get(key)
 
     def items(
@@ -83,8 +85,11 @@ class MemoryStorage(Storage):
     ) -> Iterator[tuple[bytes, bytes]]:
         self._check_open()
         check_cf(cf)
+        check_bytes("start", start)
+        if end is not None:
+            check_bytes("end", end)
         table = self._live[cf]
-        view = sorted((k, v) for k, v in table.items() if start <= k and (end is None or k < end))
+        view = list((k, v) for k, v in table.items() if start <= k and (end is None or k < end))
         return self._iterate(view, self._epoch)
 
     def close(self) -> None:

@@ -46,7 +46,6 @@ from rocksdict import (
     DBRecoveryMode,
     Options,
     Rdict,
-    ReadOptions,
     WriteOptions,
 )
 from rocksdict import WriteBatch as RocksWriteBatch
@@ -60,6 +59,7 @@ from crdtkv.storage.base import (
     StorageLockedError,
     StorageOpenError,
     WriteBatch,
+    check_bytes,
     check_cf,
 )
 
@@ -219,14 +219,23 @@ def _prepare_dir(path: Path, *, create: bool) -> None:
 
 
 class _Items(Iterator[tuple[bytes, bytes]]):
-    """An iterator over a RocksDB range that ``RocksStorage.close`` can cut
-    loose from the database (a live rocksdict iterator keeps it open)."""
+    """An iterator over ``[start, end)`` of one family that
+    ``RocksStorage.close`` can cut loose from the database (a live rocksdict
+    iterator keeps it open).
 
-    __slots__ = ("__weakref__", "_done", "_items", "_path")
+    The end bound is checked here, not with ``ReadOptions.
+    set_iterate_upper_bound``: rocksdict does not keep the bound's bytes
+    alive for the iterator's lifetime, so once the ``ReadOptions`` and the
+    bound object are garbage the iterator reads freed memory and stops at a
+    wrong key (seen: ``[b"a"]`` instead of ``[b"a", b"aa", b"ab", b"b"]``).
+    """
 
-    def __init__(self, items: Iterator[tuple[Any, Any]], path: Path) -> None:
+    __slots__ = ("__weakref__", "_done", "_end", "_items", "_path")
+
+    def __init__(self, items: Iterator[tuple[Any, Any]], end: bytes | None, path: Path) -> None:
         # rocksdict's RdictItems (not importable): raw mode yields bytes pairs.
         self._items: Iterator[tuple[Any, Any]] | None = items
+        self._end = end
         self._path = path
         self._done = False
 
@@ -239,12 +248,18 @@ class _Items(Iterator[tuple[bytes, bytes]]):
         try:
             key, value = next(items)
         except StopIteration:
-            self._items = None  # release the RocksDB iterator now
-            self._done = True
+            self._finish()
             raise
         except Exception as exc:
             raise StorageError(f"read failed in {self._path}: {_one_line(exc)}") from exc
+        if self._end is not None and key >= self._end:
+            self._finish()
+            raise StopIteration
         return key, value
+
+    def _finish(self) -> None:
+        self._items = None  # release the RocksDB iterator now
+        self._done = True
 
     def _invalidate(self) -> None:
         self._items = None
@@ -329,6 +344,7 @@ class RocksStorage(Storage):
     def get(self, cf: str, key: bytes) -> bytes | None:
         self._open_db()
         check_cf(cf)
+        check_bytes("key", key)
         try:
             value = self._families[cf].get(key)
         except Exception as exc:
@@ -341,16 +357,16 @@ class RocksStorage(Storage):
     ) -> Iterator[tuple[bytes, bytes]]:
         self._open_db()
         check_cf(cf)
-        read_opt = ReadOptions()
+        check_bytes("start", start)
         if end is not None:
-            # RocksDB stops at the bound itself, without stepping over the
-            # (possibly many, range-deleted) keys past it.
-            read_opt.set_iterate_upper_bound(end)
+            check_bytes("end", end)
+        if end is not None and end <= start:
+            return iter(())
         try:
-            raw = self._families[cf].items(from_key=start or None, read_opt=read_opt)
+            raw = self._families[cf].items(from_key=start or None)
         except Exception as exc:
             raise StorageError(f"read failed in {self._path}: {_one_line(exc)}") from exc
-        it = _Items(raw, self._path)
+        it = _Items(raw, end, self._path)
         self._iterators.add(it)
         return it
 

@@ -112,6 +112,16 @@ def test_unknown_column_family_on_read() -> None:
         store.items("nope")
 
 
+def test_reads_reject_keys_that_are_not_bytes() -> None:
+    store = MemoryStorage()
+    with pytest.raises(TypeError):
+        store.get("states", "a")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.items("states", "a")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.items("states", b"a", "b")  # type: ignore[arg-type]
+
+
 # -- the Storage contract ---------------------------------------------------------------
 
 
@@ -310,7 +320,7 @@ def test_wipe_loses_everything() -> None:
 
 # -- the crash property ------------------------------------------------------------
 
-KEYS = st.lists(st.sampled_from([0x00, 0x61, 0x62, 0xFF]), max_size=3).map(bytes)
+KEYS = st.lists(st.sampled_from([0x00, 0x61, 0xFF]), max_size=2).map(bytes)  # 13 keys
 CFS = st.sampled_from(COLUMN_FAMILIES)
 
 
@@ -341,15 +351,17 @@ class Crash:
     keep: int | None  # None: keep_unsynced left out; else a share of the unsynced batches
 
 
+SYNC = st.sampled_from([False, False, False, True])  # mostly unsynced: more to lose
 EVENTS = st.one_of(
-    st.builds(Write, batches(), st.booleans()),
-    st.builds(Write, batches(), st.booleans()),
-    st.builds(Crash, st.one_of(st.none(), st.integers(0, 10))),
+    st.builds(Write, batches(), SYNC),
+    st.builds(Write, batches(), SYNC),
+    st.builds(Write, batches(), SYNC),
+    st.builds(Crash, st.one_of(st.none(), st.integers(0, 6))),
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(EVENTS, max_size=25), st.integers(0, 10))
+@given(st.lists(EVENTS, max_size=25), st.integers(0, 6))
 def test_crash_equals_replay_of_synced_batches_plus_first_k_unsynced(
     events: list[Write | Crash], final_keep: int
 ) -> None:

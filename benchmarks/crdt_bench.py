@@ -1,0 +1,580 @@
+"""Micro-benchmarks of the CRDT core, in-process, on one core.
+
+What it measures (``time.perf_counter``, median of a few repetitions):
+
+- per type (counter, register, OR-set, HLL): delta-mutations per second,
+  joins of another replica's deltas per second (already decoded, and from
+  bytes through ``codec.unpack``), and the encoded size of a typical delta;
+- an OR-set of 100,000 members against an empty one: the time and the
+  encoded delta size of one more add and one remove (and of joining those
+  deltas into a remote copy), which must not grow with the set;
+- operations per second through the replica core, ``ops.apply_op``, which
+  adds validation, the replica-level dot and the delta-group log record.
+
+Usage::
+
+    .venv/bin/python benchmarks/crdt_bench.py            # full run
+    .venv/bin/python benchmarks/crdt_bench.py --quick    # a short smoke run
+    .venv/bin/python benchmarks/crdt_bench.py --json out.json
+    .venv/bin/python benchmarks/crdt_bench.py --profile  # cProfile of the hot paths
+
+Nothing here is part of the store; it only drives the pure core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import gc
+import json
+import os
+import platform
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from crdtkv.crdts import HLC, HLL, LWWRegister, ORSet, PNCounter, pack, unpack
+from crdtkv.crdts.base import CRDT
+from crdtkv.replica.keyspace import Replica
+from crdtkv.replica.ops import apply_op
+
+# Realistic actor ids: "<replica_id>~<incarnation>" as the replica mints them.
+REPLICA_A = "eu-west-1"
+REPLICA_B = "us-east-1"
+INCARNATION = "5f3a9c1e7b2d4086"
+ACTOR_A = f"{REPLICA_A}~{INCARNATION}"
+ACTOR_B = f"{REPLICA_B}~{INCARNATION}"
+WALL_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z; the core never reads a clock
+
+AIM_COUNTER_INCR_PER_S = 200_000
+AIM_SET_ADD_PER_S = 100_000
+DRAIN_EVERY_OPS = 1_000  # hand pending log records to "storage" like a group commit
+
+T = TypeVar("T", bound=CRDT)
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    ops_per_rep: int  # mutations / merges / apply_op calls timed in one repetition
+    reps: int  # repetitions; the median is reported
+    big_set_members: int  # size of the large OR-set for the size-independence check
+    single_op_samples: int  # single add/remove samples per set size
+
+
+FULL = Params(ops_per_rep=200_000, reps=5, big_set_members=100_000, single_op_samples=2_000)
+QUICK = Params(ops_per_rep=20_000, reps=3, big_set_members=100_000, single_op_samples=200)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeRow:
+    type_name: str  # "counter", "register", "or-set", "hll"
+    mutation: str  # what one mutation is
+    mutations_per_s: float  # median over repetitions
+    merges_per_s: float  # joins of decoded deltas from another replica
+    unpack_merges_per_s: float  # codec.unpack + join, from bytes
+    delta_bytes: int  # median codec.pack size of the deltas produced
+
+
+@dataclass(frozen=True, slots=True)
+class SetSizeRow:
+    members: int  # set size before each add
+    add_us: float  # median time of ORSet.add of one new member
+    remove_us: float  # median time of ORSet.remove of one member
+    merge_add_us: float  # median time of joining the add delta into a remote copy
+    merge_remove_us: float  # the same for the remove delta
+    add_delta_bytes: int  # median codec.pack size of the add delta
+    remove_delta_bytes: int  # median codec.pack size of the remove delta
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRow:
+    op: str  # the apply_op operation name
+    ops_per_s: float  # median over repetitions
+    us_per_op: float  # 1e6 / ops_per_s
+
+
+# -- timing helpers ---------------------------------------------------------------------
+Setup = Callable[[], Callable[[], int]]
+"""Builds fresh state (not timed) and returns the timed body, which returns its op count."""
+
+
+def rate(setup: Setup, reps: int) -> float:
+    """Median operations per second of ``reps`` timed runs, each on fresh state."""
+    rates: list[float] = []
+    for _ in range(reps):
+        body = setup()
+        gc.collect()
+        t0 = time.perf_counter()
+        n = body()
+        elapsed = time.perf_counter() - t0
+        rates.append(n / elapsed)
+    return statistics.median(rates)
+
+
+def median_int(values: Sequence[int]) -> int:
+    return int(statistics.median(values))
+
+
+def names(prefix: str, n: int, start: int = 0) -> list[str]:
+    return [f"{prefix}-{i:07d}" for i in range(start, start + n)]
+
+
+# -- counter ----------------------------------------------------------------------------
+def counter_deltas(n: int) -> list[PNCounter]:
+    b = PNCounter()
+    return [b.incr(ACTOR_B, 1) for _ in range(n)]
+
+
+def bench_counter(p: Params) -> TypeRow:
+    n = p.ops_per_rep
+
+    def mutate() -> Callable[[], int]:
+        c = PNCounter()
+
+        def body() -> int:
+            for _ in range(n):
+                c.incr(ACTOR_A, 1)
+            return n
+
+        return body
+
+    deltas = counter_deltas(n)
+    return TypeRow(
+        "counter",
+        "incr(actor, 1)",
+        rate(mutate, p.reps),
+        rate(merger(PNCounter, deltas, own=lambda s: s.incr(ACTOR_A, 5)), p.reps),
+        rate(unpack_merger(PNCounter, deltas, own=lambda s: s.incr(ACTOR_A, 5)), p.reps),
+        median_int([len(pack(d)) for d in deltas]),
+    )
+
+
+# -- generic merge bodies -----------------------------------------------------------------
+def merger(cls: type[T], deltas: Sequence[T], own: Callable[[T], object]) -> Setup:
+    """Join ``deltas`` (from replica B, in order) into a state that holds A's own writes."""
+
+    def setup() -> Callable[[], int]:
+        state = cls()
+        own(state)
+
+        def body() -> int:
+            merge = state.merge
+            for d in deltas:
+                merge(d)
+            return len(deltas)
+
+        return body
+
+    return setup
+
+
+def unpack_merger(cls: type[T], deltas: Sequence[T], own: Callable[[T], object]) -> Setup:
+    """Like ``merger`` but from bytes: ``codec.unpack`` (with validation) then join."""
+    blobs = [pack(d) for d in deltas]
+
+    def setup() -> Callable[[], int]:
+        state = cls()
+        own(state)
+
+        def body() -> int:
+            merge = state.merge
+            for blob in blobs:
+                merge(cast(T, unpack(blob, cls)))
+            return len(blobs)
+
+        return body
+
+    return setup
+
+
+# -- register ---------------------------------------------------------------------------
+def register_deltas(n: int) -> list[LWWRegister]:
+    clock = HLC(ACTOR_B)
+    b = LWWRegister()
+    return [b.assign(clock.now(WALL_MS), f"value-{i}") for i in range(n)]
+
+
+def bench_register(p: Params) -> TypeRow:
+    n = p.ops_per_rep
+    values = [f"value-{i}" for i in range(n)]
+
+    def mutate() -> Callable[[], int]:
+        reg = LWWRegister()
+        clock = HLC(ACTOR_A)
+
+        def body() -> int:
+            for v in values:
+                reg.assign(clock.now(WALL_MS), v)
+            return n
+
+        return body
+
+    deltas = register_deltas(n)
+
+    def own(reg: LWWRegister) -> None:
+        reg.assign(HLC(ACTOR_A).now(WALL_MS - 1), "old")
+
+    return TypeRow(
+        "register",
+        "assign(hlc.now(), value)",
+        rate(mutate, p.reps),
+        rate(merger(LWWRegister, deltas, own), p.reps),
+        rate(unpack_merger(LWWRegister, deltas, own), p.reps),
+        median_int([len(pack(d)) for d in deltas]),
+    )
+
+
+# -- OR-set -----------------------------------------------------------------------------
+def set_deltas(n: int) -> list[ORSet]:
+    b = ORSet()
+    return [b.add(ACTOR_B, (m,))[0] for m in names("b", n)]
+
+
+def bench_set(p: Params) -> TypeRow:
+    n = p.ops_per_rep
+    members = [(m,) for m in names("a", n)]
+
+    def mutate() -> Callable[[], int]:
+        s = ORSet()
+
+        def body() -> int:
+            for m in members:
+                s.add(ACTOR_A, m)
+            return n
+
+        return body
+
+    deltas = set_deltas(n)
+
+    def own(s: ORSet) -> None:
+        s.add(ACTOR_A, names("own", 100))
+
+    return TypeRow(
+        "or-set",
+        "add(actor, [new member])",
+        rate(mutate, p.reps),
+        rate(merger(ORSet, deltas, own), p.reps),
+        rate(unpack_merger(ORSet, deltas, own), p.reps),
+        median_int([len(pack(d)) for d in deltas]),
+    )
+
+
+# -- HLL --------------------------------------------------------------------------------
+def hll_deltas(n: int) -> list[HLL]:
+    """Deltas of B adding ``n`` distinct items; adds that raised no register mint none."""
+    b = HLL()
+    out = [b.add((item,)) for item in names("b", n)]
+    return [d for d in out if d.has_registers()]
+
+
+def bench_hll(p: Params) -> TypeRow:
+    n = p.ops_per_rep
+    items = [(m,) for m in names("a", n)]
+
+    def mutate() -> Callable[[], int]:
+        h = HLL()
+
+        def body() -> int:
+            for item in items:
+                h.add(item)
+            return n
+
+        return body
+
+    deltas = hll_deltas(n)
+
+    def own(h: HLL) -> None:
+        h.add(names("own", 50_000))  # a dense state, as a busy key has
+
+    return TypeRow(
+        "hll",
+        "add([item])",
+        rate(mutate, p.reps),
+        rate(merger(HLL, deltas, own), p.reps),
+        rate(unpack_merger(HLL, deltas, own), p.reps),
+        median_int([len(pack(d)) for d in deltas]),
+    )
+
+
+# -- OR-set size independence -------------------------------------------------------------
+def bench_set_size(members: int, samples: int) -> SetSizeRow:
+    """One add of a new member then its remove, ``samples`` times, at a fixed set size."""
+    s = ORSet()
+    for i in range(0, members, 10_000):  # build in large batches: setup, not timed
+        s.add(ACTOR_A, names("base", min(10_000, members - i), start=i))
+    remote = s.copy()
+    add_t: list[float] = []
+    rm_t: list[float] = []
+    madd_t: list[float] = []
+    mrm_t: list[float] = []
+    add_b: list[int] = []
+    rm_b: list[int] = []
+    clock = time.perf_counter
+    gc.collect()
+    for m in names("extra", samples):
+        one = (m,)
+        t0 = clock()
+        d_add, _ = s.add(ACTOR_A, one)
+        t1 = clock()
+        d_rm, _ = s.remove(one)
+        t2 = clock()
+        remote.merge(d_add)
+        t3 = clock()
+        remote.merge(d_rm)
+        t4 = clock()
+        add_t.append(t1 - t0)
+        rm_t.append(t2 - t1)
+        madd_t.append(t3 - t2)
+        mrm_t.append(t4 - t3)
+        add_b.append(len(pack(d_add)))
+        rm_b.append(len(pack(d_rm)))
+    assert len(s) == members and remote == s, "size check went wrong"
+    us = 1e6
+    return SetSizeRow(
+        members,
+        statistics.median(add_t) * us,
+        statistics.median(rm_t) * us,
+        statistics.median(madd_t) * us,
+        statistics.median(mrm_t) * us,
+        median_int(add_b),
+        median_int(rm_b),
+    )
+
+
+# -- replica core -------------------------------------------------------------------------
+def replica_setup(ops: Sequence[dict[str, Any]]) -> Setup:
+    """Apply ``ops`` through ``apply_op`` on a fresh replica, draining the log as a shell would."""
+
+    def setup() -> Callable[[], int]:
+        r = Replica(REPLICA_A, INCARNATION)
+
+        def body() -> int:
+            for i, op in enumerate(ops):
+                apply_op(r, op, WALL_MS)
+                if i % DRAIN_EVERY_OPS == 0:
+                    r.take_pending()
+            r.take_pending()
+            return len(ops)
+
+        return body
+
+    return setup
+
+
+def replica_ops(name: str, n: int) -> list[dict[str, Any]]:
+    if name == "counters.incr":
+        one = {"op": name, "key": "visits", "delta": 1}
+        return [one] * n
+    if name == "registers.set":
+        return [{"op": name, "key": "greeting", "value": f"value-{i}"} for i in range(n)]
+    if name == "sets.add":
+        return [{"op": name, "key": "visitors", "members": [m]} for m in names("a", n)]
+    if name == "hlls.add":
+        return [{"op": name, "key": "uniques", "items": [m]} for m in names("a", n)]
+    raise AssertionError(name)
+
+
+REPLICA_OPS = ("counters.incr", "registers.set", "sets.add", "hlls.add")
+
+
+def bench_replica(p: Params) -> list[ReplicaRow]:
+    rows: list[ReplicaRow] = []
+    for name in REPLICA_OPS:
+        r = rate(replica_setup(replica_ops(name, p.ops_per_rep)), p.reps)
+        rows.append(ReplicaRow(name, r, 1e6 / r))
+    return rows
+
+
+# -- profiling ---------------------------------------------------------------------------
+def profile(p: Params, top: int) -> None:
+    """cProfile (self time first) of the paths the aims are about."""
+    n = p.ops_per_rep
+    members = [(m,) for m in names("a", n)]
+
+    def counter_incr() -> None:
+        c = PNCounter()
+        for _ in range(n):
+            c.incr(ACTOR_A, 1)
+
+    def set_add() -> None:
+        s = ORSet()
+        for m in members:
+            s.add(ACTOR_A, m)
+
+    targets: dict[str, Callable[[], object]] = {
+        "PNCounter.incr": counter_incr,
+        "ORSet.add": set_add,
+        "apply_op counters.incr": replica_setup(replica_ops("counters.incr", n))(),
+        "apply_op sets.add": replica_setup(replica_ops("sets.add", n))(),
+    }
+    for label, fn in targets.items():
+        print(f"\n== profile: {label} ({n:,} ops) ==")
+        prof = cProfile.Profile()
+        prof.runcall(fn)
+        pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+
+# -- reporting ---------------------------------------------------------------------------
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu_model": cpu,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: first column left-aligned, the rest right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [cells[0].ljust(widths[0])]
+        out += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(out).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def fmt_us(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def aims(types: Sequence[TypeRow], replica: Sequence[ReplicaRow]) -> list[tuple[str, float, int]]:
+    by_type = {r.type_name: r for r in types}
+    by_op = {r.op: r for r in replica}
+    return [
+        (
+            "counter incr, PNCounter.incr",
+            by_type["counter"].mutations_per_s,
+            AIM_COUNTER_INCR_PER_S,
+        ),
+        ("OR-set add, ORSet.add", by_type["or-set"].mutations_per_s, AIM_SET_ADD_PER_S),
+        ("counter incr, apply_op", by_op["counters.incr"].ops_per_s, AIM_COUNTER_INCR_PER_S),
+        ("OR-set add, apply_op", by_op["sets.add"].ops_per_s, AIM_SET_ADD_PER_S),
+    ]
+
+
+def report(
+    p: Params, types: list[TypeRow], sizes: list[SetSizeRow], replica: list[ReplicaRow]
+) -> str:
+    parts = [
+        f"Per type ({p.ops_per_rep:,} ops per repetition, median of {p.reps})",
+        table(
+            ["type", "mutation", "mutations/s", "merges/s", "unpack+merge/s", "delta B"],
+            [
+                [
+                    r.type_name,
+                    r.mutation,
+                    fmt_rate(r.mutations_per_s),
+                    fmt_rate(r.merges_per_s),
+                    fmt_rate(r.unpack_merges_per_s),
+                    str(r.delta_bytes),
+                ]
+                for r in types
+            ],
+        ),
+        "",
+        f"OR-set: one more add / remove by set size (median of {p.single_op_samples:,} samples)",
+        table(
+            ["members", "add us", "remove us", "merge add us", "merge rm us", "add B", "rm B"],
+            [
+                [
+                    f"{r.members:,}",
+                    fmt_us(r.add_us),
+                    fmt_us(r.remove_us),
+                    fmt_us(r.merge_add_us),
+                    fmt_us(r.merge_remove_us),
+                    str(r.add_delta_bytes),
+                    str(r.remove_delta_bytes),
+                ]
+                for r in sizes
+            ],
+        ),
+        "",
+        f"Replica core: apply_op (validation, replica-level dot, log record; "
+        f"log drained every {DRAIN_EVERY_OPS:,} ops)",
+        table(
+            ["op", "ops/s", "us/op"],
+            [[r.op, fmt_rate(r.ops_per_s), fmt_us(r.us_per_op)] for r in replica],
+        ),
+        "",
+        "Aims (one core, in-process)",
+        table(
+            ["path", "measured/s", "aim/s", "status"],
+            [
+                [label, fmt_rate(got), fmt_rate(aim), "met" if got >= aim else "MISSED"]
+                for label, got, aim in aims(types, replica)
+            ],
+        ),
+    ]
+    return "\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="a short run (fewer ops and samples)")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    ap.add_argument(
+        "--profile", action="store_true", help="print cProfile of the aimed paths instead"
+    )
+    ap.add_argument("--top", type=int, default=15, help="rows per profile (default 15)")
+    args = ap.parse_args(argv)
+    p = QUICK if args.quick else FULL
+    if args.profile:
+        profile(p, args.top)
+        return 0
+    info = machine()
+    print(f"crdtkv CRDT core benchmark: {info['date']}")
+    print(f"{info['cpu_model']}, {info['cpus']} CPUs, {info['python']}, one core in-process\n")
+    t0 = time.perf_counter()
+    types = [bench_counter(p), bench_register(p), bench_set(p), bench_hll(p)]
+    sizes = [
+        bench_set_size(0, p.single_op_samples),
+        bench_set_size(p.big_set_members, p.single_op_samples),
+    ]
+    replica = bench_replica(p)
+    print(report(p, types, sizes, replica))
+    print(f"\n(total {time.perf_counter() - t0:.1f} s)")
+    if args.json is not None:
+        doc = {
+            "benchmark": "crdt_core",
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": info,
+            "params": asdict(p),
+            "types": [asdict(r) for r in types],
+            "or_set_by_size": [asdict(r) for r in sizes],
+            "replica_core": [asdict(r) for r in replica],
+            "aims": [
+                {"path": label, "measured_per_s": got, "aim_per_s": aim, "met": got >= aim}
+                for label, got, aim in aims(types, replica)
+            ],
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

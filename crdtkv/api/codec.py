@@ -1,0 +1,87 @@
+"""Request and response bodies: JSON everywhere, MessagePack on /v1/batch too.
+
+A request without a ``Content-Type`` is read as JSON (curl-style clients
+often omit it); a request that declares any other type is 415.  Decoded
+bodies are depth-checked before anyone looks at them, and must be objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgpack
+import orjson
+from aiohttp import hdrs, web
+
+from crdtkv.api.limits import check_depth
+from crdtkv.errors import BadRequest, UnsupportedMediaType
+
+__all__ = [
+    "JSON_TYPE",
+    "MSGPACK_TYPE",
+    "Format",
+    "decode_body",
+    "encode_response",
+    "json_response",
+    "request_format",
+    "response_format",
+]
+
+JSON_TYPE = "application/json"
+MSGPACK_TYPE = "application/msgpack"
+_MSGPACK_TYPES = frozenset({MSGPACK_TYPE, "application/x-msgpack", "application/vnd.msgpack"})
+
+Format = Literal["json", "msgpack"]
+
+
+def request_format(request: web.Request, *, allow_msgpack: bool) -> Format:
+    """The format the body is in, from its Content-Type; 415 for anything else."""
+    if hdrs.CONTENT_TYPE not in request.headers:
+        return "json"
+    ctype = request.content_type  # lower-cased, parameters (charset) stripped
+    if ctype == JSON_TYPE:
+        return "json"
+    if allow_msgpack and ctype in _MSGPACK_TYPES:
+        return "msgpack"
+    accepted = f"{JSON_TYPE} or {MSGPACK_TYPE}" if allow_msgpack else JSON_TYPE
+    raise UnsupportedMediaType(f"the body must be {accepted}, not {ctype}")
+
+
+def response_format(request: web.Request, body_format: Format) -> Format:
+    """Answer in the request's format unless Accept names exactly one of ours."""
+    accept = request.headers.get(hdrs.ACCEPT, "").lower()
+    wants_json = JSON_TYPE in accept
+    wants_msgpack = any(t in accept for t in _MSGPACK_TYPES)
+    if wants_json != wants_msgpack:
+        return "json" if wants_json else "msgpack"
+    return body_format
+
+
+def decode_body(raw: bytes, fmt: Format) -> dict[str, Any]:
+    """Parse a request body into an object, or raise ``BadRequest``."""
+    if not raw:
+        raise BadRequest("a request body is required")
+    if fmt == "json":
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise BadRequest(f"malformed JSON: {e}") from None
+    else:
+        try:
+            value = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        except Exception as e:  # the unpacker's errors are all "these bytes are malformed"
+            raise BadRequest(f"malformed MessagePack: {e}") from None
+    check_depth(value)
+    if not isinstance(value, dict):
+        raise BadRequest("the request body must be an object")
+    return value
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON_TYPE)
+
+
+def encode_response(body: object, fmt: Format) -> web.Response:
+    if fmt == "json":
+        return json_response(body)
+    return web.Response(body=msgpack.packb(body, use_bin_type=True), content_type=MSGPACK_TYPE)

@@ -1,0 +1,95 @@
+"""The one place where errors become HTTP responses.
+
+Every error the API answers is ``{"error": {"code": ..., "message": ...}}``
+with the status of its ``CrdtkvError`` class.  aiohttp's own exceptions (the
+router's 404 and 405, a body over ``client_max_size``) are translated into
+the same tree first, and anything unexpected is logged and answered as 500
+``internal``: a request must never take the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from crdtkv.api.metrics import METRICS
+from crdtkv.errors import (
+    BadRequest,
+    CrdtkvError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+
+__all__ = ["error_body", "error_middleware", "error_response", "from_http_exception"]
+
+log = logging.getLogger("crdtkv.api")
+
+_BY_STATUS: dict[int, type[CrdtkvError]] = {
+    401: Unauthorized,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def error_body(err: CrdtkvError) -> dict[str, Any]:
+    """The contract's error object (also what a failing batch op puts in its slot)."""
+    return {"error": {"code": err.code, "message": err.message}}
+
+
+def error_response(err: CrdtkvError, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=err.status,
+        body=orjson.dumps(error_body(err)),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def from_http_exception(exc: web.HTTPException, request: web.Request) -> CrdtkvError:
+    """aiohttp's exception as ours, with a message a user can act on."""
+    cls = _BY_STATUS.get(exc.status)
+    if exc.status == 404:
+        return NotFound(f"no such path: {request.method} {request.path}")
+    if exc.status == 405 and isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use {allowed}")
+    if cls is not None:
+        return cls(exc.reason)
+    if 400 <= exc.status < 500:
+        return BadRequest(exc.reason)
+    return CrdtkvError(exc.reason)
+
+
+def _allow_header(exc: BaseException) -> dict[str, str] | None:
+    # RFC 9110: a 405 must say which methods the resource supports.
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return {"Allow": ", ".join(sorted(exc.allowed_methods))}
+    return None
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        raise  # the client went away or the server is stopping: not an error to answer
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err, headers = from_http_exception(exc, request), _allow_header(exc)
+    except CrdtkvError as exc:
+        err, headers = exc, None
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        err, headers = CrdtkvError("internal error; see the replica's log"), None
+    request.app[METRICS].errors.labels(err.code).inc()
+    return error_response(err, headers)

@@ -1,0 +1,294 @@
+"""``crdtkv serve`` settings: command-line options, environment variables, validation.
+
+Every option of the contract can also come from an environment variable (for
+containers); the command line wins over the environment.  An empty
+environment variable counts as unset, because container tooling often sets
+variables to "" rather than leaving them out.
+
+Validation errors name the option (or the environment variable the bad value
+came from) in one line; the CLI prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from crdtkv import limits
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DURABILITY_MODES",
+    "ServeCommand",
+    "ServeConfig",
+    "UsageError",
+    "build_serve_parser",
+    "parse_serve_args",
+    "parse_serve_command",
+]
+
+PROG = "crdtkv serve"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7001
+DURABILITY_MODES = ("fsync", "wal")
+MAX_OFFSET_MS_MAX = 3_600_000  # an hour of tolerated clock skew is already a broken clock
+_REPLICA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class UsageError(Exception):
+    """A bad option: ``option`` is the flag or environment variable to blame."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}" if option else problem)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything one replica needs to run; validated, immutable."""
+
+    replica_id: str  # stable id of this replica, 1..64 chars of [A-Za-z0-9_.-]
+    host: str = DEFAULT_HOST  # address to listen on
+    port: int = DEFAULT_PORT  # port to listen on
+    data_dir: str = ""  # RocksDB directory; "" means ./data/<replica_id> (see resolved_data_dir)
+    peers: dict[str, str] = field(default_factory=dict)  # the other replicas: id -> base URL
+    cluster_secret: str | None = None  # authenticates replication traffic and session tokens
+    auth_token: str | None = None  # when set, /v1 and /metrics need "Authorization: Bearer <it>"
+    durability: str = "fsync"  # "fsync" survives power loss, "wal" a process crash only
+    max_offset_ms: int = 500  # remote HLC timestamps further ahead than this are refused
+    body_bytes_max: int = limits.BODY_BYTES_MAX  # client request bodies over this get 413
+
+    @property
+    def resolved_data_dir(self) -> str:
+        return self.data_dir or os.path.join("data", self.replica_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The resolved settings, secrets redacted (``--check-config`` prints this)."""
+        return {
+            "replica_id": self.replica_id,
+            "host": self.host,
+            "port": self.port,
+            "data_dir": os.path.abspath(self.resolved_data_dir),
+            "peers": dict(sorted(self.peers.items())),
+            "cluster_secret": _redact(self.cluster_secret),
+            "auth_token": _redact(self.auth_token),
+            "durability": self.durability,
+            "max_offset_ms": self.max_offset_ms,
+            "body_bytes_max": self.body_bytes_max,
+        }
+
+
+@dataclass(frozen=True)
+class ServeCommand:
+    """A parsed ``crdtkv serve`` command line."""
+
+    config: ServeConfig  # the settings
+    check_config: bool = False  # print the resolved config and exit instead of serving
+    log_level: str = "INFO"  # stderr log level
+
+
+def _redact(secret: str | None) -> str | None:
+    # Printing a secret to stdout would leak it into logs and CI output.
+    return None if secret is None else "<redacted>"
+
+
+# -- the parser --------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the contract) and an exception."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError("", " ".join(message.split()))
+
+
+def build_serve_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Run one crdtkv replica in the foreground until SIGINT/SIGTERM.",
+        epilog="Each option can also be set with the environment variable in brackets; "
+        "the command line wins.",
+    )
+    add = p.add_argument
+    add("--replica-id", metavar="ID", help="stable id of this replica [CRDTKV_REPLICA_ID]")
+    add("--host", metavar="H", help=f"address to listen on (default {DEFAULT_HOST}) [CRDTKV_HOST]")
+    add("--port", metavar="P", help=f"port to listen on (default {DEFAULT_PORT}) [CRDTKV_PORT]")
+    add(
+        "--data-dir",
+        metavar="DIR",
+        help="RocksDB directory (default ./data/<replica-id>) [CRDTKV_DATA_DIR]",
+    )
+    add(
+        "--peer",
+        metavar="ID=URL",
+        action="append",
+        help="another replica; repeatable [CRDTKV_PEERS, comma-separated ID=URL]",
+    )
+    add("--cluster-secret", metavar="S", help="shared replication secret [CRDTKV_CLUSTER_SECRET]")
+    add(
+        "--auth-token",
+        metavar="T",
+        help="require 'Authorization: Bearer T' on /v1 and /metrics [CRDTKV_AUTH_TOKEN]",
+    )
+    add("--durability", metavar="fsync|wal", help="default fsync [CRDTKV_DURABILITY]")
+    add(
+        "--max-offset-ms",
+        metavar="MS",
+        help="largest tolerated clock offset of peers (default 500) [CRDTKV_MAX_OFFSET_MS]",
+    )
+    add(
+        "--body-bytes-max",
+        metavar="N",
+        help=f"client request body limit (default {limits.BODY_BYTES_MAX}) [CRDTKV_BODY_BYTES_MAX]",
+    )
+    add("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR [CRDTKV_LOG_LEVEL]")
+    add("--check-config", action="store_true", help="validate, print the config as JSON, exit")
+    return p
+
+
+# -- resolving option vs environment ---------------------------------------------------------
+
+
+def _pick(
+    cli: str | None, flag: str, environ: Mapping[str, str], var: str
+) -> tuple[str, str] | None:
+    """The value to use and the name to blame for it: the flag, else the variable."""
+    if cli is not None:
+        return cli, flag
+    env = environ.get(var)
+    if env:
+        return env, var
+    return None
+
+
+def _int_in(picked: tuple[str, str] | None, default: int, lo: int, hi: int) -> int:
+    if picked is None:
+        return default
+    text, name = picked
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise UsageError(name, f"must be an integer between {lo} and {hi}")
+    return value
+
+
+def _replica_id(picked: tuple[str, str] | None) -> str:
+    if picked is None:
+        raise UsageError("--replica-id", "is required (or set CRDTKV_REPLICA_ID)")
+    value, name = picked
+    if not _REPLICA_ID.fullmatch(value):
+        raise UsageError(name, "must be 1 to 64 characters of A-Z a-z 0-9 _ . -")
+    return value
+
+
+def _url(text: str, name: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(name, f"{text!r} is not an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        raise UsageError(name, f"{text!r} has a bad port") from None
+    if parts.query or parts.fragment:
+        raise UsageError(name, f"{text!r}: a peer URL takes no query or fragment")
+    return text.rstrip("/")
+
+
+def _peers(specs: Sequence[str], name: str, self_id: str) -> dict[str, str]:
+    peers: dict[str, str] = {}
+    for spec in specs:
+        peer_id, eq, url = spec.strip().partition("=")
+        if not eq:
+            raise UsageError(name, f"{spec!r} is not ID=URL")
+        if not _REPLICA_ID.fullmatch(peer_id):
+            raise UsageError(
+                name, f"peer id {peer_id!r} must be 1 to 64 characters of [A-Za-z0-9_.-]"
+            )
+        if peer_id == self_id:
+            raise UsageError(name, f"peer {peer_id!r} is this replica itself")
+        if peer_id in peers:
+            raise UsageError(name, f"peer {peer_id!r} is given twice")
+        peers[peer_id] = _url(url.strip(), name)
+    return peers
+
+
+def _peer_specs(cli: list[str] | None, environ: Mapping[str, str]) -> tuple[list[str], str]:
+    if cli is not None:
+        return cli, "--peer"
+    env = environ.get("CRDTKV_PEERS", "")
+    return [s for s in env.split(",") if s.strip()], "CRDTKV_PEERS"
+
+
+def _text(picked: tuple[str, str] | None, default: str | None) -> str | None:
+    if picked is None:
+        return default
+    value, name = picked
+    if not value or value != value.strip():
+        raise UsageError(name, "must not be empty or start or end with whitespace")
+    return value
+
+
+def _choice(picked: tuple[str, str] | None, default: str, choices: Sequence[str]) -> str:
+    if picked is None:
+        return default
+    value, name = picked
+    if value not in choices:
+        raise UsageError(name, f"must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+# -- the public entry points ----------------------------------------------------------------
+
+
+def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> ServeCommand:
+    """Parse and validate; raises ``UsageError`` (argparse's --help raises SystemExit(0))."""
+    ns = build_serve_parser().parse_args(list(argv))
+    replica_id = _replica_id(_pick(ns.replica_id, "--replica-id", environ, "CRDTKV_REPLICA_ID"))
+    specs, peers_name = _peer_specs(ns.peer, environ)
+    config = ServeConfig(
+        replica_id=replica_id,
+        host=_text(_pick(ns.host, "--host", environ, "CRDTKV_HOST"), DEFAULT_HOST) or DEFAULT_HOST,
+        port=_int_in(_pick(ns.port, "--port", environ, "CRDTKV_PORT"), DEFAULT_PORT, 1, 65535),
+        data_dir=_text(_pick(ns.data_dir, "--data-dir", environ, "CRDTKV_DATA_DIR"), "") or "",
+        peers=_peers(specs, peers_name, replica_id),
+        cluster_secret=_text(
+            _pick(ns.cluster_secret, "--cluster-secret", environ, "CRDTKV_CLUSTER_SECRET"), None
+        ),
+        auth_token=_text(_pick(ns.auth_token, "--auth-token", environ, "CRDTKV_AUTH_TOKEN"), None),
+        durability=_choice(
+            _pick(ns.durability, "--durability", environ, "CRDTKV_DURABILITY"),
+            "fsync",
+            DURABILITY_MODES,
+        ),
+        max_offset_ms=_int_in(
+            _pick(ns.max_offset_ms, "--max-offset-ms", environ, "CRDTKV_MAX_OFFSET_MS"),
+            500,
+            0,
+            MAX_OFFSET_MS_MAX,
+        ),
+        body_bytes_max=_int_in(
+            _pick(ns.body_bytes_max, "--body-bytes-max", environ, "CRDTKV_BODY_BYTES_MAX"),
+            limits.BODY_BYTES_MAX,
+            1024,
+            64 * limits.BODY_BYTES_MAX,
+        ),
+    )
+    log_level = _choice(
+        _pick(ns.log_level, "--log-level", environ, "CRDTKV_LOG_LEVEL"),
+        "INFO",
+        ("DEBUG", "INFO", "WARNING", "ERROR"),
+    )
+    return ServeCommand(config, check_config=bool(ns.check_config), log_level=log_level)
+
+
+def parse_serve_args(argv: Sequence[str], environ: Mapping[str, str]) -> ServeConfig:
+    """The validated ``ServeConfig`` of a ``crdtkv serve`` command line."""
+    return parse_serve_command(argv, environ).config

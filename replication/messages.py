@@ -1,0 +1,215 @@
+"""Wire messages between replicas: frozen, slotted dataclasses, MessagePack.
+
+Every message is ``[kind, sender, incarnation, applied, body...]`` where
+``applied`` is the sender's applied version vector (so every replica always
+knows how far each peer is).  ``decode`` validates types and sizes of every
+field and raises ``CodecError`` (a ``BadRequest``) for anything else, so a
+hostile or garbled message is refused before it touches state.
+
+Requests (from the replica that pushes) and the one reply type:
+
+    Push        log entries (after, upto] of the sender's delta log
+    SyncDigest  start of a catch-up: digests of every key bucket
+    SyncKeys    (key, hash) of the sender's keys in some differing buckets
+    SyncStates  full states of keys the receiver asked for
+    SyncDone    end of the catch-up: the sender's applied context and log position
+    Reply       acknowledgement, and for sync steps the buckets / keys wanted
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from crdtkv.crdts.causal import CausalContext, VersionVector, decode_actor, decode_seq, decode_vv
+from crdtkv.errors import CodecError
+from crdtkv.replica.keyspace import NAMESPACES, Key
+
+__all__ = [
+    "MESSAGE_BYTES_MAX",
+    "Message",
+    "Push",
+    "Reply",
+    "SyncDigest",
+    "SyncDone",
+    "SyncKeys",
+    "SyncStates",
+    "decode",
+    "encode",
+]
+
+MESSAGE_BYTES_MAX = 16 * 1024 * 1024  # hard cap on any replication body
+ENTRIES_MAX = 10_000  # entries in one Push
+KEYS_MAX = 50_000  # keys named in one SyncKeys / Reply.want / SyncStates
+BUCKETS_MAX = 65_536  # digest buckets
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    sender: str  # the sending replica's id (as configured in --peer)
+    incarnation: str  # the sender's incarnation: changes when its data directory is new
+    applied: VersionVector  # the sender's applied (gap-free) version vector
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    head: Header
+    after: int  # the receiver's last acknowledged position this push starts from
+    upto: int  # last position this push covers (skipped entries included)
+    entries: tuple[tuple[int, bytes], ...]  # (position, encoded delta group)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDigest:
+    head: Header
+    sync_id: int  # identifies one catch-up run; replies carry it back
+    digests: tuple[int, ...]  # per bucket, XOR of the 64-bit hashes of its keys' states
+
+
+@dataclass(frozen=True, slots=True)
+class SyncKeys:
+    head: Header
+    sync_id: int  # the catch-up run
+    keys: tuple[tuple[str, str, int], ...]  # (namespace, key, state hash) of the sender
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStates:
+    head: Header
+    sync_id: int  # the catch-up run
+    states: tuple[tuple[str, str, bytes], ...]  # (namespace, key, encoded full state)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDone:
+    head: Header
+    sync_id: int  # the catch-up run
+    applied_ctx: CausalContext  # the sender's applied context when the run started
+    upto: int  # the sender's log position when the run started
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    head: Header
+    acked: int  # highest position of the requester's log now durably applied (-1: n/a)
+    sync_id: int = 0  # the catch-up run this answers, 0 for a push
+    buckets: tuple[int, ...] = ()  # SyncDigest reply: buckets whose digests differ
+    want: tuple[tuple[str, str], ...] = ()  # SyncKeys reply: keys whose states to send
+
+
+Message = Push | SyncDigest | SyncKeys | SyncStates | SyncDone | Reply
+
+_KINDS: dict[type[Any], str] = {
+    Push: "push",
+    SyncDigest: "sdig",
+    SyncKeys: "skeys",
+    SyncStates: "sstates",
+    SyncDone: "sdone",
+    Reply: "reply",
+}
+
+
+def _head(h: Header) -> list[Any]:
+    return [h.sender, h.incarnation, dict(h.applied)]
+
+
+def encode(msg: Message) -> bytes:
+    body: list[Any]
+    if isinstance(msg, Push):
+        body = [msg.after, msg.upto, [list(e) for e in msg.entries]]
+    elif isinstance(msg, SyncDigest):
+        body = [msg.sync_id, list(msg.digests)]
+    elif isinstance(msg, SyncKeys):
+        body = [msg.sync_id, [list(k) for k in msg.keys]]
+    elif isinstance(msg, SyncStates):
+        body = [msg.sync_id, [list(s) for s in msg.states]]
+    elif isinstance(msg, SyncDone):
+        body = [msg.sync_id, msg.applied_ctx.encode(), msg.upto]
+    else:
+        body = [msg.acked, msg.sync_id, list(msg.buckets), [list(w) for w in msg.want]]
+    return msgpack.packb([_KINDS[type(msg)], *_head(msg.head), *body], use_bin_type=True)
+
+
+# -- decoding with validation ----------------------------------------------------------
+def _list(v: object, what: str, max_len: int) -> list[Any]:
+    if not isinstance(v, list):
+        raise CodecError(f"{what}: expected a list")
+    if len(v) > max_len:
+        raise CodecError(f"{what}: {len(v)} entries, at most {max_len}")
+    return v
+
+
+def _tuple(v: object, what: str, n: int) -> list[Any]:
+    if not isinstance(v, list) or len(v) != n:
+        raise CodecError(f"{what}: expected a list of {n}")
+    return v
+
+
+def _int(v: object, what: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise CodecError(f"{what}: expected an integer in [{lo}, {hi}]")
+    return v
+
+
+def _key(ns: object, key: object) -> Key:
+    if not isinstance(ns, str) or ns not in NAMESPACES:
+        raise CodecError(f"unknown namespace {ns!r}")
+    if not isinstance(key, str) or not key or len(key.encode("utf-8", "replace")) > 1024:
+        raise CodecError("bad key")
+    return (ns, key)
+
+
+def _bytes(v: object, what: str) -> bytes:
+    if not isinstance(v, bytes):
+        raise CodecError(f"{what}: expected bytes")
+    return v
+
+
+def decode(blob: bytes) -> Message:
+    if len(blob) > MESSAGE_BYTES_MAX:
+        raise CodecError(f"message of {len(blob)} bytes is over {MESSAGE_BYTES_MAX}")
+    try:
+        data = msgpack.unpackb(blob, raw=False, strict_map_key=False, max_buffer_size=len(blob))
+    except Exception as e:  # msgpack raises several unrelated exception types on garbage
+        raise CodecError(f"message is not valid MessagePack ({e.__class__.__name__})") from e
+    if not isinstance(data, list) or len(data) < 4:
+        raise CodecError("message: expected [kind, sender, incarnation, applied, ...]")
+    kind = data[0]
+    head = Header(decode_actor(data[1]), decode_actor(data[2]), decode_vv(data[3]))
+    body = data[4:]
+    try:
+        return _decode_body(kind, head, body)
+    except (IndexError, ValueError, TypeError) as e:
+        raise CodecError(f"message {kind!r}: malformed body") from e
+
+
+def _decode_body(kind: object, head: Header, b: list[Any]) -> Message:
+    if kind == "push" and len(b) == 3:
+        raw = [_tuple(e, "entry", 2) for e in _list(b[2], "entries", ENTRIES_MAX)]
+        entries = tuple((_int(e[0], "entry position", 1), _bytes(e[1], "entry")) for e in raw)
+        return Push(head, _int(b[0], "after"), _int(b[1], "upto"), entries)
+    if kind == "sdig" and len(b) == 2:
+        digests = tuple(
+            _int(d, "digest", 0, 2**64 - 1) for d in _list(b[1], "digests", BUCKETS_MAX)
+        )
+        return SyncDigest(head, _int(b[0], "sync_id", 1), digests)
+    if kind == "skeys" and len(b) == 2:
+        raw = [_tuple(k, "key", 3) for k in _list(b[1], "keys", KEYS_MAX)]
+        keys = tuple((*_key(k[0], k[1]), _int(k[2], "hash", 0, 2**64 - 1)) for k in raw)
+        return SyncKeys(head, _int(b[0], "sync_id", 1), keys)
+    if kind == "sstates" and len(b) == 2:
+        raw = [_tuple(x, "state", 3) for x in _list(b[1], "states", KEYS_MAX)]
+        states = tuple((*_key(x[0], x[1]), _bytes(x[2], "state")) for x in raw)
+        return SyncStates(head, _int(b[0], "sync_id", 1), states)
+    if kind == "sdone" and len(b) == 3:
+        ctx = CausalContext.decode(b[1])
+        return SyncDone(head, _int(b[0], "sync_id", 1), ctx, decode_seq(b[2]))
+    if kind == "reply" and len(b) == 4:
+        buckets = tuple(
+            _int(x, "bucket", 0, BUCKETS_MAX - 1) for x in _list(b[2], "buckets", BUCKETS_MAX)
+        )
+        want = tuple(_key(*_tuple(w, "wanted key", 2)) for w in _list(b[3], "want", KEYS_MAX))
+        return Reply(head, _int(b[0], "acked", -1), _int(b[1], "sync_id"), buckets, want)
+    raise CodecError(f"unknown message kind {kind!r} or wrong field count")
