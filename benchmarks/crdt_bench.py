@@ -65,10 +65,26 @@ class Params:
     reps: int  # repetitions; the median is reported
     big_set_members: int  # size of the large OR-set for the size-independence check
     single_op_samples: int  # single add/remove samples per set size
+    # Deltas joined per repetition for the OR-set.  Lower than ops_per_rep because
+    # ORSet.merge of a delta into a full state currently scans every member (see
+    # docs/performance.md), so 200,000 joins into a growing set would take hours.
+    set_merge_ops: int
 
 
-FULL = Params(ops_per_rep=200_000, reps=5, big_set_members=100_000, single_op_samples=2_000)
-QUICK = Params(ops_per_rep=20_000, reps=3, big_set_members=100_000, single_op_samples=200)
+FULL = Params(
+    ops_per_rep=200_000,
+    reps=5,
+    big_set_members=100_000,
+    single_op_samples=2_000,
+    set_merge_ops=10_000,
+)
+QUICK = Params(
+    ops_per_rep=20_000,
+    reps=3,
+    big_set_members=100_000,
+    single_op_samples=200,
+    set_merge_ops=2_000,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +92,7 @@ class TypeRow:
     type_name: str  # "counter", "register", "or-set", "hll"
     mutation: str  # what one mutation is
     mutations_per_s: float  # median over repetitions
+    merged: int  # deltas joined per repetition (HLL: only adds that raised a register)
     merges_per_s: float  # joins of decoded deltas from another replica
     unpack_merges_per_s: float  # codec.unpack + join, from bytes
     delta_bytes: int  # median codec.pack size of the deltas produced
@@ -149,6 +166,7 @@ def bench_counter(p: Params) -> TypeRow:
         "counter",
         "incr(actor, 1)",
         rate(mutate, p.reps),
+        len(deltas),
         rate(merger(PNCounter, deltas, own=lambda s: s.incr(ACTOR_A, 5)), p.reps),
         rate(unpack_merger(PNCounter, deltas, own=lambda s: s.incr(ACTOR_A, 5)), p.reps),
         median_int([len(pack(d)) for d in deltas]),
@@ -224,6 +242,7 @@ def bench_register(p: Params) -> TypeRow:
         "register",
         "assign(hlc.now(), value)",
         rate(mutate, p.reps),
+        len(deltas),
         rate(merger(LWWRegister, deltas, own), p.reps),
         rate(unpack_merger(LWWRegister, deltas, own), p.reps),
         median_int([len(pack(d)) for d in deltas]),
@@ -250,7 +269,7 @@ def bench_set(p: Params) -> TypeRow:
 
         return body
 
-    deltas = set_deltas(n)
+    deltas = set_deltas(p.set_merge_ops)
 
     def own(s: ORSet) -> None:
         s.add(ACTOR_A, names("own", 100))
@@ -259,6 +278,7 @@ def bench_set(p: Params) -> TypeRow:
         "or-set",
         "add(actor, [new member])",
         rate(mutate, p.reps),
+        len(deltas),
         rate(merger(ORSet, deltas, own), p.reps),
         rate(unpack_merger(ORSet, deltas, own), p.reps),
         median_int([len(pack(d)) for d in deltas]),
@@ -296,6 +316,7 @@ def bench_hll(p: Params) -> TypeRow:
         "hll",
         "add([item])",
         rate(mutate, p.reps),
+        len(deltas),
         rate(merger(HLL, deltas, own), p.reps),
         rate(unpack_merger(HLL, deltas, own), p.reps),
         median_int([len(pack(d)) for d in deltas]),
@@ -304,18 +325,21 @@ def bench_hll(p: Params) -> TypeRow:
 
 # -- OR-set size independence -------------------------------------------------------------
 def bench_set_size(members: int, samples: int) -> SetSizeRow:
-    """One add of a new member then its remove, ``samples`` times, at a fixed set size."""
+    """At a fixed set size: add one new member then remove it, ``samples`` times.
+
+    The local mutations are timed first; their deltas are then joined, in the
+    same order, into a remote copy of the set, timing each join.  Keeping the
+    two phases apart stops one side's allocations from disturbing the other's
+    timings.
+    """
     s = ORSet()
     for i in range(0, members, 10_000):  # build in large batches: setup, not timed
         s.add(ACTOR_A, names("base", min(10_000, members - i), start=i))
     remote = s.copy()
+    clock = time.perf_counter
     add_t: list[float] = []
     rm_t: list[float] = []
-    madd_t: list[float] = []
-    mrm_t: list[float] = []
-    add_b: list[int] = []
-    rm_b: list[int] = []
-    clock = time.perf_counter
+    deltas: list[tuple[ORSet, ORSet]] = []
     gc.collect()
     for m in names("extra", samples):
         one = (m,)
@@ -324,17 +348,21 @@ def bench_set_size(members: int, samples: int) -> SetSizeRow:
         t1 = clock()
         d_rm, _ = s.remove(one)
         t2 = clock()
-        remote.merge(d_add)
-        t3 = clock()
-        remote.merge(d_rm)
-        t4 = clock()
         add_t.append(t1 - t0)
         rm_t.append(t2 - t1)
-        madd_t.append(t3 - t2)
-        mrm_t.append(t4 - t3)
-        add_b.append(len(pack(d_add)))
-        rm_b.append(len(pack(d_rm)))
-    assert len(s) == members and remote == s, "size check went wrong"
+        deltas.append((d_add, d_rm))
+    madd_t: list[float] = []
+    mrm_t: list[float] = []
+    gc.collect()
+    for d_add, d_rm in deltas:
+        t0 = clock()
+        remote.merge(d_add)
+        t1 = clock()
+        remote.merge(d_rm)
+        t2 = clock()
+        madd_t.append(t1 - t0)
+        mrm_t.append(t2 - t1)
+    assert len(s) == members and remote == s, "the remote copy did not converge"
     us = 1e6
     return SetSizeRow(
         members,
@@ -342,8 +370,8 @@ def bench_set_size(members: int, samples: int) -> SetSizeRow:
         statistics.median(rm_t) * us,
         statistics.median(madd_t) * us,
         statistics.median(mrm_t) * us,
-        median_int(add_b),
-        median_int(rm_b),
+        median_int([len(pack(a)) for a, _ in deltas]),
+        median_int([len(pack(r)) for _, r in deltas]),
     )
 
 
@@ -481,12 +509,13 @@ def report(
     parts = [
         f"Per type ({p.ops_per_rep:,} ops per repetition, median of {p.reps})",
         table(
-            ["type", "mutation", "mutations/s", "merges/s", "unpack+merge/s", "delta B"],
+            ["type", "mutation", "mutations/s", "merged", "merges/s", "unpack+merge/s", "delta B"],
             [
                 [
                     r.type_name,
                     r.mutation,
                     fmt_rate(r.mutations_per_s),
+                    f"{r.merged:,}",
                     fmt_rate(r.merges_per_s),
                     fmt_rate(r.unpack_merges_per_s),
                     str(r.delta_bytes),

@@ -111,6 +111,7 @@ class _Parser(argparse.ArgumentParser):
 def build_serve_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
+        allow_abbrev=False,  # "--rep" must not silently mean --replica-id
         description="Run one crdtkv replica in the foreground until SIGINT/SIGTERM.",
         epilog="Each option can also be set with the environment variable in brackets; "
         "the command line wins.",
@@ -257,7 +258,8 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
         replica_id=replica_id,
         host=_text(_pick(ns.host, "--host", environ, "CRDTKV_HOST"), DEFAULT_HOST) or DEFAULT_HOST,
         port=_int_in(_pick(ns.port, "--port", environ, "CRDTKV_PORT"), DEFAULT_PORT, 1, 65535),
-        data_dir=_text(_pick(ns.data_dir, "--data-dir", environ, "CRDTKV_DATA_DIR"), "") or "",
+        data_dir=_text(_pick(ns.data_dir, "--data-dir", environ, "CRDTKV_DATA_DIR"), None)
+        or os.path.join("data", replica_id),
         peers=_peers(specs, peers_name, replica_id),
         cluster_secret=_text(
             _pick(ns.cluster_secret, "--cluster-secret", environ, "CRDTKV_CLUSTER_SECRET"), None

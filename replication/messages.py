@@ -171,7 +171,7 @@ def decode(blob: bytes) -> Message:
     if len(blob) > MESSAGE_BYTES_MAX:
         raise CodecError(f"message of {len(blob)} bytes is over {MESSAGE_BYTES_MAX}")
     try:
-        data = msgpack.unpackb(blob, raw=False, strict_map_key=False, max_buffer_size=len(blob))
+        data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
     except Exception as e:  # msgpack raises several unrelated exception types on garbage
         raise CodecError(f"message is not valid MessagePack ({e.__class__.__name__})") from e
     if not isinstance(data, list) or len(data) < 4:

@@ -106,6 +106,10 @@ class SyncRun:
     stage: Stage = Stage.DIGEST
     buckets: list[int] = field(default_factory=list)  # differing buckets still to compare
     want: list[Key] = field(default_factory=list)  # keys the peer asked for, not yet shipped
+    # What the request in flight carries, to put back if it is lost: a lost
+    # SyncKeys or SyncStates must not drop buckets or keys from the run.
+    inflight_buckets: list[int] = field(default_factory=list)
+    inflight_want: list[Key] = field(default_factory=list)
     keys_compared: int = 0
     states_shipped: int = 0
     state_bytes: int = 0
@@ -249,6 +253,7 @@ class Replication:
         keys: list[tuple[str, str, int]] = []
         while run.buckets and len(keys) < self.settings.sync_keys_max:
             b = run.buckets.pop()
+            run.inflight_buckets.append(b)
             keys.extend((k[0], k[1], h) for k, h in self.digest.keys_in([b]))
         run.keys_compared += len(keys)
         return SyncKeys(self.header(), run.sync_id, tuple(keys)), 0
@@ -258,6 +263,7 @@ class Replication:
         size = 0
         while run.want and size < self.settings.sync_bytes_max and len(states) < 50_000:
             key = run.want.pop()
+            run.inflight_want.append(key)
             state = self.replica.states.get(key)
             if state is None:
                 continue
@@ -287,6 +293,8 @@ class Replication:
             return
         if run is None or msg.sync_id != run.sync_id:
             return  # a stale reply of an abandoned run
+        run.inflight_buckets.clear()
+        run.inflight_want.clear()
         if run.stage is Stage.DIGEST:
             run.buckets = [b for b in msg.buckets if 0 <= b < BUCKETS]
             run.stage = Stage.KEYS
@@ -301,6 +309,12 @@ class Replication:
         peer = self.peers[peer_id]
         peer.inflight = False
         peer.failures += 1
+        run = peer.sync
+        if run is not None:
+            run.buckets.extend(run.inflight_buckets)
+            run.want.extend(run.inflight_want)
+            run.inflight_buckets.clear()
+            run.inflight_want.clear()
 
     def _heard(self, peer: PeerState, head: Header, now_ms: int) -> None:
         if head.sender != peer.peer_id:

@@ -7,12 +7,15 @@ bodies are depth-checked before anyone looks at them, and must be objects.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Literal
 
 import msgpack
 import orjson
 from aiohttp import hdrs, web
 
+from crdtkv import limits
 from crdtkv.api.limits import check_depth
 from crdtkv.errors import BadRequest, UnsupportedMediaType
 
@@ -32,6 +35,10 @@ MSGPACK_TYPE = "application/msgpack"
 _MSGPACK_TYPES = frozenset({MSGPACK_TYPE, "application/x-msgpack", "application/vnd.msgpack"})
 
 Format = Literal["json", "msgpack"]
+
+# Any integer literal outside [-2**63, 2**64) has at least 19 digits.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_UINT64_MAX = 2**64 - 1
 
 
 def request_format(request: web.Request, *, allow_msgpack: bool) -> Format:
@@ -66,14 +73,42 @@ def decode_body(raw: bytes, fmt: Format) -> dict[str, Any]:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise BadRequest(f"malformed JSON: {e}") from None
+        check_depth(value)
+        _check_int_range(raw)
     else:
         try:
             value = msgpack.unpackb(raw, raw=False, strict_map_key=True)
         except Exception as e:  # the unpacker's errors are all "these bytes are malformed"
             raise BadRequest(f"malformed MessagePack: {e}") from None
-    check_depth(value)
+        check_depth(value)
     if not isinstance(value, dict):
         raise BadRequest("the request body must be an object")
+    return value
+
+
+def _check_int_range(raw: bytes) -> None:
+    """Refuse integer literals outside 64 bits.
+
+    orjson silently turns them into floats, which would store a different
+    number than the client sent.  Only bodies with a 19-digit run (rare) are
+    re-read, by the stdlib parser, which hands us every integer literal exactly.
+    Runs after the depth check, so the recursive stdlib parser stays shallow.
+    """
+    if _LONG_DIGITS.search(raw) is None:
+        return
+    try:
+        json.loads(raw, parse_int=_int64)
+    except json.JSONDecodeError as e:  # orjson accepted it; be safe all the same
+        raise BadRequest(f"malformed JSON: {e}") from None
+
+
+def _int64(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        value = _UINT64_MAX + 1
+    if not limits.INT64_MIN <= value <= _UINT64_MAX:
+        raise BadRequest(f"integer {text[:32]} does not fit in 64 bits")
     return value
 
 

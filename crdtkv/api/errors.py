@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from crdtkv.api.metrics import METRICS
+from crdtkv.api.state import METRICS
 from crdtkv.errors import (
     BadRequest,
     CrdtkvError,
@@ -69,15 +70,17 @@ def from_http_exception(exc: web.HTTPException, request: web.Request) -> CrdtkvE
     return CrdtkvError(exc.reason)
 
 
-def _allow_header(exc: BaseException) -> dict[str, str] | None:
-    # RFC 9110: a 405 must say which methods the resource supports.
+def _extra_headers(exc: BaseException) -> dict[str, str] | None:
+    # RFC 9110: a 405 says which methods the resource supports, a 401 how to authenticate.
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return {"Allow": ", ".join(sorted(exc.allowed_methods))}
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": 'Bearer realm="crdtkv"'}
     return None
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except asyncio.CancelledError:
@@ -85,9 +88,9 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        err, headers = from_http_exception(exc, request), _allow_header(exc)
+        err, headers = from_http_exception(exc, request), _extra_headers(exc)
     except CrdtkvError as exc:
-        err, headers = exc, None
+        err, headers = exc, _extra_headers(exc)
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         err, headers = CrdtkvError("internal error; see the replica's log"), None

@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from crdtkv.node import Node
 
-__all__ = ["METRICS", "ApiMetrics", "PeersStatus"]
+__all__ = ["ApiMetrics", "PeersStatus"]
 
 PeersStatus = Callable[[], Mapping[str, Mapping[str, Any]]]
 """Returns ``{peer_id: {"url", "acked", "lag_ops", "reachable"}}`` (the replication layer)."""
@@ -61,9 +60,13 @@ class _NodeCollector(Collector):
 
 def _peer_metrics(peers: Mapping[str, Mapping[str, Any]]) -> Iterable[Metric]:
     lag = GaugeMetricFamily(
-        "crdtkv_replication_lag_ops", "Delta log entries a peer has not acknowledged", labels=["peer"]
+        "crdtkv_replication_lag_ops",
+        "Delta log entries a peer has not acknowledged",
+        labels=["peer"],
     )
-    up = GaugeMetricFamily("crdtkv_peer_reachable", "1 if the peer answered lately", labels=["peer"])
+    up = GaugeMetricFamily(
+        "crdtkv_peer_reachable", "1 if the peer answered lately", labels=["peer"]
+    )
     for peer, info in sorted(peers.items()):
         lag.add_metric([peer], float(info.get("lag_ops", 0)))
         up.add_metric([peer], 1.0 if info.get("reachable") else 0.0)
@@ -83,7 +86,10 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.errors = Counter(
-            "crdtkv_http_errors", "HTTP error responses by error code", ["code"], registry=self.registry
+            "crdtkv_http_errors",
+            "HTTP error responses by error code",
+            ["code"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "crdtkv_http_request_duration_seconds",
@@ -101,6 +107,3 @@ class ApiMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-METRICS = web.AppKey("crdtkv.metrics", ApiMetrics)

@@ -90,6 +90,7 @@ class Replica:
     applied: CausalContext = field(default_factory=CausalContext)
     log_pos: int = 0  # last log position assigned
     checkpoint_pos: int = 0  # log position the last checkpoint reflects
+    log_truncated_to: int = 0  # log entries at or below this were deleted from storage
     pending: list[LogEntry] = field(default_factory=list)  # not yet handed to storage
     dirty: set[Key] = field(default_factory=set)  # keys changed since the last checkpoint
     # Register tombstones (deletes, expiries) -> the applied vector when noticed;

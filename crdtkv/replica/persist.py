@@ -127,10 +127,11 @@ def build_batch(
         batch.put("meta", rec.META_CHECKPOINT_POS, rec.pack(replica.log_pos))
         batch.put("meta", rec.META_PEERS, rec.pack(replica.peer_meta))
         replica.checkpoint_pos = replica.log_pos
-    if log_floor is not None and log_floor > 0:
+    if log_floor is not None:
         floor = min(log_floor, replica.checkpoint_pos)
-        if floor > 0:
+        if floor > replica.log_truncated_to:
             batch.delete_range("log", rec.log_key(0), rec.log_key(floor + 1))
+            replica.log_truncated_to = floor
     return batch
 
 

@@ -89,7 +89,7 @@ class MemoryStorage(Storage):
         if end is not None:
             check_bytes("end", end)
         table = self._live[cf]
-        view = list((k, v) for k, v in table.items() if start <= k and (end is None or k < end))
+        view = sorted((k, v) for k, v in table.items() if start <= k and (end is None or k < end))
         return self._iterate(view, self._epoch)
 
     def close(self) -> None:

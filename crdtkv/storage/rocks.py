@@ -5,8 +5,8 @@ of ``COLUMN_FAMILIES`` (plus RocksDB's own ``default``, unused).  Keys and
 values are raw bytes (rocksdict ``raw_mode``), so RocksDB orders keys
 bytewise and the files hold exactly the bytes the layer above wrote.
 
-Facts about rocksdict 0.3.x this module relies on (each one checked by
-experiment and pinned by a test in tests/storage/test_rocks.py):
+Facts about rocksdict 0.3.29 this module relies on (found by experiment;
+tests/storage/test_rocks.py pins each one that our code depends on):
 
 - ``WriteOptions.sync`` is a plain attribute; the ``set_sync`` method that
   rocksdict's own ``WriteOptions`` docstring shows does not exist
@@ -26,6 +26,10 @@ experiment and pinned by a test in tests/storage/test_rocks.py):
   it: a live column-family handle, column-family ``Rdict``, iterator or
   snapshot keeps it open (and locked).  ``close()`` therefore drops every
   one of those it handed out, including iterators still being consumed.
+- ``ReadOptions.set_iterate_upper_bound`` is unsafe: the bound is not kept
+  alive for the iterator, so a bound whose ``ReadOptions`` and bytes object
+  are freed early makes the scan stop at a wrong key.  ``items`` checks the
+  end bound itself.
 """
 
 from __future__ import annotations

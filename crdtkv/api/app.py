@@ -1,0 +1,158 @@
+"""aiohttp wiring: ``make_app(node, config)``.
+
+A request passes these middlewares, outermost first:
+
+1. metrics: counts and times every request by route, method and status;
+2. session: stamps ``X-Crdtkv-Session`` on every response, errors included:
+   the request's token merged with what this replica has applied (and its
+   HLC) *after* the request;
+3. errors (``crdtkv.api.errors``): every exception becomes the contract's
+   error body, so nothing below can take the server down;
+4. guard, for ``/v1/...`` and ``/metrics`` only: bearer-token auth, then
+   (``/v1``) the session token is verified, the request waits until this
+   replica has applied what the token covers, a write absorbs the token's
+   HLC, and after the handler the response waits for group commit
+   (``node.durable()``, reads included: nobody may see a write that could
+   still be lost).
+
+The node's lifecycle (``start``/``close``) belongs to the caller, not to the
+app: the CLI and the tests own it.  ``/healthz`` is always open; ``/metrics``
+needs the auth token when one is configured.  Routes others add to the app
+(replication) pass the guard untouched and carry their own authentication.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+
+from crdtkv import limits
+from crdtkv.api.errors import error_middleware
+from crdtkv.api.metrics import ApiMetrics, PeersStatus
+from crdtkv.api.routes import add_routes
+from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS, SESSION, SIGNER
+from crdtkv.config import ServeConfig
+from crdtkv.crdts.hlc import Timestamp
+from crdtkv.errors import BadRequest, CrdtkvError, SessionUnavailable, Unauthorized
+from crdtkv.node import Node
+from crdtkv.sessions import SessionToken, TokenSigner
+
+__all__ = ["SESSION_HEADER", "WAIT_HEADER", "make_app"]
+
+SESSION_HEADER = "X-Crdtkv-Session"
+WAIT_HEADER = "X-Crdtkv-Wait-Ms"
+_WAIT_MS = re.compile(r"[0-9]{1,9}")
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def make_app(
+    node: Node, config: ServeConfig, *, peers_status: PeersStatus | None = None
+) -> web.Application:
+    """The HTTP app of one replica.  ``peers_status`` fills ``/v1/status``'s ``peers``."""
+    app = web.Application(
+        middlewares=[_metrics_middleware, _session_middleware, error_middleware, _guard_middleware],
+        # The same limit as our own reader, for anything that calls request.read().
+        client_max_size=config.body_bytes_max,
+    )
+    app[NODE] = node
+    app[CONFIG] = config
+    app[SIGNER] = TokenSigner(config.cluster_secret)
+    app[METRICS] = ApiMetrics(node, peers_status)
+    app[PEERS_STATUS] = peers_status
+    add_routes(app)
+    return app
+
+
+# -- middlewares --------------------------------------------------------------------------------
+
+
+@web.middleware
+async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    elapsed = time.perf_counter() - started
+    request.app[METRICS].observe(route, request.method, response.status, elapsed)
+    return response
+
+
+@web.middleware
+async def _session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    app = request.app
+    replica = app[NODE].replica
+    token = request.get(SESSION) or SessionToken()
+    merged = token.merge(replica.applied.vv, (replica.hlc.wall_ms, replica.hlc.logical))
+    response.headers[SESSION_HEADER] = app[SIGNER].encode(merged)
+    return response
+
+
+@web.middleware
+async def _guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    is_api = path.startswith("/v1/") or path == "/v1"
+    if not is_api and path != "/metrics":
+        return await handler(request)
+    _check_auth(request, request.app[CONFIG].auth_token)
+    if not is_api:
+        return await handler(request)
+    node = request.app[NODE]
+    await _enter_session(request, node)
+    try:
+        response = await handler(request)
+    except CrdtkvError:
+        await node.durable()  # a 404 read saw state too: it must be durable first
+        raise
+    await node.durable()
+    return response
+
+
+# -- guard steps ----------------------------------------------------------------------------------
+
+
+def _check_auth(request: web.Request, expected: str | None) -> None:
+    if expected is None:
+        return
+    scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    # compare_digest: the time taken must not tell how much of a guess was right.
+    ok = scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), expected.encode("utf-8")
+    )
+    if not ok:
+        raise Unauthorized("this replica needs 'Authorization: Bearer <auth token>'")
+
+
+async def _enter_session(request: web.Request, node: Node) -> None:
+    """Verify the session token, wait until it is covered, absorb its clock."""
+    text = request.headers.get(SESSION_HEADER, "").strip()
+    wait_ms = _wait_ms(request.headers.get(WAIT_HEADER))
+    if not text:
+        return
+    token = request.app[SIGNER].decode(text)  # BadRequest when it does not verify
+    request[SESSION] = token
+    # /v1/status answers about a lagging replica too: that is what it is for.
+    if request.path != "/v1/status" and not await node.wait_applied(token.vv, wait_ms / 1000):
+        raise SessionUnavailable(
+            f"replica {node.replica.replica_id} has not yet applied everything this session "
+            f"has seen (waited {wait_ms} ms); try another replica or later"
+        )
+    if request.method not in _SAFE_METHODS and token.hlc > (0, 0):
+        # A write must be timestamped after everything the session has seen
+        # (writes follow reads, even across replicas with skewed clocks).
+        # observe() refuses a timestamp too far ahead of our clock: 400.
+        node.replica.hlc.observe(Timestamp(token.hlc[0], token.hlc[1], ""), node.now_ms())
+
+
+def _wait_ms(text: str | None) -> int:
+    if text is None:
+        return limits.WAIT_MS_DEFAULT
+    text = text.strip()
+    if not _WAIT_MS.fullmatch(text):
+        raise BadRequest(f"{WAIT_HEADER} must be a whole number of milliseconds, not {text[:32]!r}")
+    # Longer waits are capped rather than refused: the client asked to wait "long".
+    return min(int(text), limits.WAIT_MS_MAX)

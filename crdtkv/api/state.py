@@ -1,0 +1,19 @@
+"""Typed keys for what the app and each request carry (aiohttp ``AppKey``/``RequestKey``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from crdtkv.api.metrics import ApiMetrics, PeersStatus
+from crdtkv.config import ServeConfig
+from crdtkv.node import Node
+from crdtkv.sessions import SessionToken, TokenSigner
+
+__all__ = ["CONFIG", "METRICS", "NODE", "PEERS_STATUS", "SESSION", "SIGNER"]
+
+NODE = web.AppKey("crdtkv.node", Node)  # the replica and its storage
+CONFIG = web.AppKey("crdtkv.config", ServeConfig)  # auth token, body limit, ...
+SIGNER = web.AppKey("crdtkv.signer", TokenSigner)  # signs and verifies session tokens
+METRICS = web.AppKey("crdtkv.metrics", ApiMetrics)  # this app's Prometheus registry
+PEERS_STATUS: web.AppKey[PeersStatus | None] = web.AppKey("crdtkv.peers_status")  # replication
+SESSION = web.RequestKey("crdtkv.session", SessionToken)  # the request's verified token, if any

@@ -1,0 +1,233 @@
+"""The ``crdtkv`` command: ``serve`` (here), ``cluster`` and ``bench`` (their own modules).
+
+Each subcommand is a function ``(argv, environ) -> exit status`` registered
+in ``COMMANDS``.  To add one, write ``crdtkv/<name>.py`` with such a
+``main`` and point its entry at it with ``_lazy("crdtkv.<name>:main")``:
+modules are imported only when their command runs, so ``crdtkv --help``
+stays fast and ``serve`` does not pay for the benchmark's imports.
+
+Exit statuses: 0 success, 1 runtime failure (data directory locked or
+unreadable, storage failure, port in use), 2 bad usage.  Every failure is one
+line on stderr; logs go to stderr too, so stdout carries only what a script
+reads (the serving line, ``--check-config``'s JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+from crdtkv.config import PROG as SERVE_PROG
+from crdtkv.config import ServeConfig, UsageError, parse_serve_command
+
+if TYPE_CHECKING:
+    from crdtkv.node import Node
+
+__all__ = ["COMMANDS", "Command", "main", "run_serve", "serve_main"]
+
+log = logging.getLogger("crdtkv.serve")
+
+Runner = Callable[[list[str], Mapping[str, str]], int]
+
+# Time a clean shutdown gives in-flight requests: the longest session wait
+# (limits.WAIT_MS_MAX) plus a group commit.
+SHUTDOWN_GRACE_S = 12.0
+
+
+class Command(NamedTuple):
+    help: str  # one line for ``crdtkv --help``
+    run: Runner  # (argv after the command name, environment) -> exit status
+
+
+def _lazy(target: str) -> Runner:
+    """A runner that imports ``module:function`` when the command is used."""
+
+    def run(argv: list[str], environ: Mapping[str, str]) -> int:
+        module, _, name = target.partition(":")
+        fn = cast(Runner, getattr(importlib.import_module(module), name))
+        return fn(argv, environ)
+
+    return run
+
+
+def _not_yet(name: str) -> Runner:
+    def run(argv: list[str], environ: Mapping[str, str]) -> int:
+        print(f"crdtkv {name}: error: not yet implemented", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _fail(prog: str, message: str) -> None:
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def serve_main(argv: list[str], environ: Mapping[str, str]) -> int:
+    try:
+        command = parse_serve_command(argv, environ)
+    except UsageError as e:
+        _fail(SERVE_PROG, str(e))
+        return 2
+    if command.check_config:
+        print(json.dumps(command.config.to_json(), indent=2), flush=True)
+        return 0
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=command.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return run_serve(command.config)
+
+
+def run_serve(config: ServeConfig) -> int:
+    """Open the data directory, then serve until SIGINT/SIGTERM or a storage failure."""
+    from crdtkv.errors import CrdtkvError
+    from crdtkv.replica.persist import load_replica
+    from crdtkv.storage.rocks import RocksStorage
+
+    try:
+        storage = RocksStorage(config.resolved_data_dir)
+    except CrdtkvError as e:  # locked, unreadable, not a database: nothing was written
+        _fail(SERVE_PROG, e.message)
+        return 1
+    try:
+        incarnation = secrets.token_hex(4)  # used only if the directory is new or was wiped
+        replica = load_replica(storage, config.replica_id, incarnation, config.max_offset_ms)
+    except Exception as e:  # wrong replica id, newer format, corrupt records
+        storage.close()
+        _fail(SERVE_PROG, f"{config.resolved_data_dir}: {e}")
+        return 1
+    from crdtkv.node import Node
+
+    node = Node(replica, storage, durability=config.durability)
+    return _run_loop(_serve(config, node))
+
+
+def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # uvloop is optional (the "fast" extra)
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(main)
+
+
+async def _serve(config: ServeConfig, node: Node) -> int:
+    from aiohttp import web
+
+    from crdtkv.api import make_app
+
+    node.start()
+    access_log = logging.getLogger("aiohttp.access") if log.isEnabledFor(logging.DEBUG) else None
+    runner = web.AppRunner(
+        make_app(node, config), access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE_S
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as e:
+        _fail(SERVE_PROG, f"--port: cannot listen on {config.host}:{config.port}: {e.strerror}")
+        await runner.cleanup()
+        await node.close()
+        return 1
+    print(f"crdtkv replica {config.replica_id} serving on {_url(config)}", flush=True)
+    await _wait_for_stop(node)
+    log.info("shutting down: finishing in-flight requests")
+    await runner.cleanup()  # stop accepting, let in-flight requests finish
+    await node.close()  # flush, final checkpoint, close RocksDB
+    if node.failed is not None:
+        log.critical("stopped after a storage failure: %s", node.failed)
+        return 1
+    log.info("stopped cleanly")
+    return 0
+
+
+async def _wait_for_stop(node: Node) -> None:
+    """Until SIGINT, SIGTERM or a storage failure (``node.stopped``)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Left installed through shutdown: a second signal must not cut the final flush.
+        loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.stopped.wait())]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+
+
+def _url(config: ServeConfig) -> str:
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return f"http://{host}:{config.port}"
+
+
+# -- the command table ---------------------------------------------------------------------------
+
+COMMANDS: dict[str, Command] = {
+    "serve": Command("run one replica in the foreground until SIGINT/SIGTERM", serve_main),
+    # Others fill these in: _lazy("crdtkv.cluster:main"), _lazy("crdtkv.bench:main").
+    "cluster": Command(
+        "run N replicas on 127.0.0.1 as one fully meshed cluster", _not_yet("cluster")
+    ),
+    "bench": Command("benchmark a running cluster", _not_yet("bench")),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        "usage: crdtkv <command> [options]",
+        "",
+        "A geo-replicated key-value store in which every value is a CRDT.",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {cmd.help}" for name, cmd in COMMANDS.items()),
+        "",
+        "Run 'crdtkv <command> --help' for a command's options.",
+    ]
+    return "\n".join(lines)
+
+
+def _version() -> str:
+    # From the installed metadata: the package __init__ may not run when the
+    # editable install resolves crdtkv as a namespace package.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("crdtkv")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(f"crdtkv {_version()}")
+        return 0
+    command = COMMANDS.get(args[0])
+    if command is None:
+        _fail("crdtkv", f"unknown command {args[0]!r}; choose from {', '.join(COMMANDS)}")
+        return 2
+    try:
+        return command.run(args[1:], os.environ)
+    except SystemExit as e:  # argparse's --help exits; callers of main() get a status instead
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

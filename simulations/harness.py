@@ -1,0 +1,265 @@
+"""A deterministic in-process cluster: real replica cores, simulated everything else.
+
+Each ``SimNode`` runs the production core (``Replica``, ``apply_op``,
+``Replication``, ``persist``) over a ``MemoryStorage`` that can lose its
+unsynced suffix.  ``SimNetwork`` delivers request/reply pairs between nodes
+on a virtual clock with per-link latency and jitter, loss, duplication,
+reordering and partitions.  One ``random.Random`` drawn from the seed decides
+every fault, so a run is reproduced by its seed.  No sockets, threads or
+real time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from crdtkv.crdts import codec
+from crdtkv.replica import apply_op
+from crdtkv.replica.persist import Checkpointer, build_batch, load_replica
+from crdtkv.storage.memory import MemoryStorage
+from replication import messages
+from replication.protocol import Replication, Settings
+
+__all__ = ["LinkFaults", "SimCluster", "SimNode"]
+
+
+class SimNode:
+    """One replica: core + in-memory storage + replication, committed synchronously."""
+
+    def __init__(
+        self,
+        rid: str,
+        peers: list[str],
+        storage: MemoryStorage,
+        incarnation: str,
+        *,
+        fsync: bool = True,
+        settings: Settings | None = None,
+        max_offset_ms: int = 500,
+    ) -> None:
+        self.rid = rid
+        self.peer_ids = peers
+        self.storage = storage
+        self.fsync = fsync
+        self.settings = settings
+        self.max_offset_ms = max_offset_ms
+        self.checkpointer = Checkpointer(dirty_keys_max=500, log_entries_max=2_000)
+        self.up = True
+        self._open(incarnation)
+
+    def _open(self, incarnation: str) -> None:
+        self.replica = load_replica(self.storage, self.rid, incarnation, self.max_offset_ms)
+        self.rep = Replication(self.replica, self.peer_ids, self.settings)
+
+    def apply(self, op: dict[str, Any], now_ms: int) -> dict[str, Any]:
+        result = apply_op(self.replica, op, now_ms)
+        self.commit(now_ms)
+        return result
+
+    def commit(self, now_ms: int, *, checkpoint: bool = False) -> None:
+        r = self.replica
+        entries = r.take_pending()
+        checkpoint = checkpoint or r.checkpoint_requested or self.checkpointer.due(r, now_ms)
+        if not (entries or r.gc_deleted or checkpoint):
+            return
+        if checkpoint:
+            self.checkpointer.last_ms = now_ms
+        batch = build_batch(r, entries, checkpoint=checkpoint, log_floor=self.rep.log_floor())
+        self.storage.write(batch, sync=self.fsync)
+        self.rep.on_durable(entries, now_ms)
+
+    def crash(self, keep_unsynced: int | None, incarnation: str) -> None:
+        """Power loss: unsynced writes beyond ``keep_unsynced`` batches are gone."""
+        self.storage.crash(keep_unsynced)
+        self._open(incarnation)
+
+    def wipe(self, incarnation: str) -> None:
+        """The data directory is lost: start empty under a new incarnation."""
+        self.storage.wipe()
+        self._open(incarnation)
+
+    def encoded_state(self) -> dict[tuple[str, str], bytes]:
+        return {k: codec.pack(v) for k, v in sorted(self.replica.states.items())}
+
+
+@dataclass
+class LinkFaults:
+    latency_ms: int = 5  # one way
+    jitter_ms: int = 2
+    loss: float = 0.0  # probability a message is dropped
+    duplicate: float = 0.0  # probability a message is delivered twice
+
+
+@dataclass(order=True)
+class _Event:
+    at_ms: int
+    seq: int
+    action: Callable[[], None] = field(compare=False)
+
+
+class SimCluster:
+    """N nodes, a virtual clock, and a network between them."""
+
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        *,
+        fsync: bool = True,
+        settings: Settings | None = None,
+        faults: LinkFaults | None = None,
+        timeout_ms: int = 200,
+        tick_ms: int = 5,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.now_ms = 1_700_000_000_000
+        self.ids = [f"r{i}" for i in range(n)]
+        self.nodes = {
+            rid: SimNode(
+                rid,
+                [p for p in self.ids if p != rid],
+                MemoryStorage(),
+                self._incarnation(),
+                fsync=fsync,
+                settings=settings,
+            )
+            for rid in self.ids
+        }
+        self.faults: dict[tuple[str, str], LinkFaults] = {
+            (a, b): faults or LinkFaults() for a in self.ids for b in self.ids if a != b
+        }
+        self.blocked: set[tuple[str, str]] = set()  # one-way partitions
+        self.timeout_ms = timeout_ms
+        self.tick_ms = tick_ms
+        self._events: list[_Event] = []
+        self._seq = 0
+        self._outstanding: dict[tuple[str, str], int] = {}  # (from, to) -> request id
+        self._req_ids = 0
+        self.bytes_on_wire = 0
+        self.messages_on_wire = 0
+        self.trace: list[str] = []
+
+    def _incarnation(self) -> str:
+        return f"{self.rng.getrandbits(32):08x}"
+
+    # -- scheduling ------------------------------------------------------------------------
+    def at(self, delay_ms: int, action: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, _Event(self.now_ms + delay_ms, self._seq, action))
+
+    def run_for(self, duration_ms: int) -> None:
+        end = self.now_ms + duration_ms
+        next_tick = self.now_ms
+        while True:
+            upcoming = self._events[0].at_ms if self._events else end + 1
+            if next_tick <= min(upcoming, end):
+                self.now_ms = next_tick
+                self._tick()
+                next_tick += self.tick_ms
+                continue
+            if upcoming > end:
+                break
+            ev = heapq.heappop(self._events)
+            self.now_ms = ev.at_ms
+            ev.action()
+        self.now_ms = end
+
+    def _tick(self) -> None:
+        for rid, node in self.nodes.items():
+            if not node.up:
+                continue
+            node.commit(self.now_ms)
+            node.rep.collect(self.now_ms)
+            for peer in node.peer_ids:
+                self._maybe_send(rid, peer)
+
+    # -- the network -------------------------------------------------------------------------
+    def partition(self, a: str, b: str, *, both_ways: bool = True) -> None:
+        self.blocked.add((a, b))
+        if both_ways:
+            self.blocked.add((b, a))
+
+    def heal(self) -> None:
+        self.blocked.clear()
+
+    def _maybe_send(self, src: str, dst: str) -> None:
+        node = self.nodes[src]
+        out = node.rep.next_message(dst, self.now_ms)
+        if out is None:
+            return
+        msg, ready_pos = out
+        assert ready_pos <= node.rep.durable_pos, "the sim commits synchronously"
+        self._req_ids += 1
+        rid = self._req_ids
+        self._outstanding[(src, dst)] = rid
+        blob = messages.encode(msg)
+        self.at(self.timeout_ms, lambda: self._timeout(src, dst, rid))
+        self._deliver(src, dst, blob, lambda b: self._on_request(src, dst, rid, b))
+
+    def _deliver(self, src: str, dst: str, blob: bytes, handler: Callable[[bytes], None]) -> None:
+        f = self.faults[(src, dst)]
+        self.bytes_on_wire += len(blob)
+        self.messages_on_wire += 1
+        if (src, dst) in self.blocked or self.rng.random() < f.loss:
+            return
+        copies = 2 if self.rng.random() < f.duplicate else 1
+        for _ in range(copies):
+            delay = f.latency_ms + self.rng.randint(0, f.jitter_ms)
+            self.at(delay, lambda: handler(blob))
+
+    def _on_request(self, src: str, dst: str, rid: int, blob: bytes) -> None:
+        node = self.nodes[dst]
+        if not node.up:
+            return
+        reply = node.rep.receive(src, messages.decode(blob), self.now_ms)
+        node.commit(self.now_ms)  # durable before the reply leaves
+        out = messages.encode(reply)
+        self._deliver(dst, src, out, lambda b: self._on_reply(src, dst, rid, b))
+
+    def _on_reply(self, src: str, dst: str, rid: int, blob: bytes) -> None:
+        node = self.nodes[src]
+        if not node.up or self._outstanding.get((src, dst)) != rid:
+            return  # a duplicate, or the reply to a request we gave up on
+        del self._outstanding[(src, dst)]
+        node.rep.receive_reply(dst, messages.decode(blob), self.now_ms)
+
+    def _timeout(self, src: str, dst: str, rid: int) -> None:
+        if self._outstanding.get((src, dst)) == rid:
+            del self._outstanding[(src, dst)]
+            self.nodes[src].rep.request_failed(dst)
+
+    # -- faults on nodes --------------------------------------------------------------------
+    def crash(self, rid: str, keep_unsynced: int | None = None) -> None:
+        node = self.nodes[rid]
+        node.crash(keep_unsynced, node.replica.incarnation)
+        self._forget(rid)
+
+    def wipe(self, rid: str) -> None:
+        self.nodes[rid].wipe(self._incarnation())
+        self._forget(rid)
+
+    def _forget(self, rid: str) -> None:
+        for key in [k for k in self._outstanding if rid in k]:
+            del self._outstanding[key]
+            if key[1] == rid:
+                self.nodes[key[0]].rep.request_failed(rid)
+
+    # -- checks --------------------------------------------------------------------------------
+    def converged(self) -> bool:
+        states = [n.encoded_state() for n in self.nodes.values()]
+        return all(s == states[0] for s in states[1:])
+
+    def settle(self, max_ms: int = 60_000, step_ms: int = 100) -> int:
+        """Run until every replica holds the same state; returns the time it took."""
+        start = self.now_ms
+        while self.now_ms - start < max_ms:
+            self.run_for(step_ms)
+            if self.converged() and all(
+                n.rep.lag_ops(p) == 0 for n in self.nodes.values() for p in n.peer_ids
+            ):
+                return self.now_ms - start
+        raise AssertionError(f"no convergence within {max_ms} ms of simulated time")
