@@ -523,6 +523,9 @@ def report(
                 for r in types
             ],
         ),
+        "merged: deltas from another replica joined per repetition, in order, into a state",
+        "that holds this replica's own writes (the OR-set grows from 100 members to 100 + merged);",
+        "delta B: median codec.pack size of one delta.",
         "",
         f"OR-set: one more add / remove by set size (median of {p.single_op_samples:,} samples)",
         table(

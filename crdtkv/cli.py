@@ -31,7 +31,7 @@ from crdtkv.config import ServeConfig, UsageError, parse_serve_command
 if TYPE_CHECKING:
     from crdtkv.node import Node
 
-__all__ = ["COMMANDS", "Command", "main", "run_serve", "serve_main"]
+__all__ = ["COMMANDS", "Command", "main", "run_serve", "serve_main", "serve_node"]
 
 log = logging.getLogger("crdtkv.serve")
 
@@ -111,7 +111,7 @@ def run_serve(config: ServeConfig) -> int:
     from crdtkv.node import Node
 
     node = Node(replica, storage, durability=config.durability)
-    return _run_loop(_serve(config, node))
+    return _run_loop(serve_node(config, node))
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -125,7 +125,8 @@ def _run_loop(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(main)
 
 
-async def _serve(config: ServeConfig, node: Node) -> int:
+async def serve_node(config: ServeConfig, node: Node) -> int:
+    """Serve ``node`` until SIGINT/SIGTERM (0) or a storage failure (1); closes the node."""
     from aiohttp import web
 
     from crdtkv.api import make_app

@@ -377,3 +377,42 @@ def test_sigterm_waits_for_in_flight_requests(tmp_path: Path, procs: list[Any]) 
     assert response.startswith(b"HTTP/1.1 503")
     assert b"session_unavailable" in response
     assert finish(proc)[0] == 0
+
+
+async def test_storage_failure_stops_serve_with_status_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import asyncio
+
+    import aiohttp
+
+    from crdtkv.errors import StorageError
+    from crdtkv.node import Node
+    from crdtkv.replica.persist import load_replica
+    from crdtkv.storage import MemoryStorage, WriteBatch
+
+    class FailingStorage(MemoryStorage):
+        failing = False
+
+        def write(self, batch: WriteBatch, *, sync: bool) -> None:
+            if self.failing:
+                raise StorageError("disk on fire")
+            super().write(batch, sync=sync)
+
+    storage = FailingStorage()
+    node = Node(load_replica(storage, "r1", "i1"), storage, durability="wal")
+    config = ServeConfig("r1", port=free_port())
+    served = asyncio.ensure_future(cli.serve_node(config, node))
+    base = f"http://127.0.0.1:{config.port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            if "serving on" in capsys.readouterr().out:
+                break
+            await asyncio.sleep(0.05)
+        async with session.post(f"{base}/v1/counters/c", json={"delta": 1}) as resp:
+            assert resp.status == 200
+        storage.failing = True
+        async with session.post(f"{base}/v1/counters/c", json={"delta": 1}) as resp:
+            assert resp.status == 500 and (await resp.json())["error"]["code"] == "internal"
+    assert await asyncio.wait_for(served, STARTUP_S) == 1
+    assert node.stopped.is_set()

@@ -1,0 +1,255 @@
+"""The aiohttp shell of replication: push loops, the internal route, HMAC auth.
+
+One background task per peer runs the loop described in
+``replication.protocol``: it waits until there is something new (waking on
+every group commit, then coalescing for ``coalesce_ms``) or a heartbeat is
+due, sends the next message as one HTTP POST, and hands the reply to the
+core.  A failed request is retried with bounded, jittered exponential
+backoff.  Incoming messages arrive at ``POST /internal/v1/replicate``.
+
+Authentication: with a cluster secret, every request carries
+``X-Crdtkv-Peer``, ``X-Crdtkv-Timestamp`` (ms) and ``X-Crdtkv-Signature``:
+hex HMAC-SHA256 over ``method, path, timestamp, sha256(body)``.  It is checked
+in constant time against the current secret and, during a rotation, the
+previous one; a timestamp outside +-30 s is refused (replay window).
+Without a secret, traffic is accepted from any configured peer id and a loud
+warning is logged at start.  Replies are signed the same way and checked by
+the sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from crdtkv.errors import BadRequest, CrdtkvError, PayloadTooLarge, Unauthorized
+from crdtkv.node import Node
+from replication import messages
+from replication.protocol import Replication, Settings
+
+__all__ = ["REPLICATE_PATH", "ReplicationService", "sign", "verify"]
+
+log = logging.getLogger("crdtkv.replication")
+
+REPLICATE_PATH = "/internal/v1/replicate"
+CONTENT_TYPE = "application/msgpack"
+CLOCK_WINDOW_MS = 30_000  # signed requests older or newer than this are refused
+REQUEST_TIMEOUT_S = 10.0  # one replication request, including the peer's fsync
+BACKOFF_BASE_MS = 50
+BACKOFF_MAX_MS = 5_000
+COALESCE_MS = 2  # wait this long after a wake-up so bursts travel together
+COLLECT_INTERVAL_S = 1.0  # log truncation and tombstone GC
+
+
+def sign(secret: str, method: str, path: str, ts_ms: int, body: bytes) -> str:
+    msg = b"\n".join(
+        [method.encode(), path.encode(), str(ts_ms).encode(), hashlib.sha256(body).digest()]
+    )
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secrets: list[str], method: str, path: str, headers: Any, body: bytes, now_ms: int
+) -> None:
+    """Raise ``Unauthorized`` unless the headers carry a valid, fresh signature."""
+    ts_raw = headers.get("X-Crdtkv-Timestamp", "")
+    sig = headers.get("X-Crdtkv-Signature", "")
+    try:
+        ts = int(ts_raw)
+    except ValueError:
+        raise Unauthorized("replication request without a valid timestamp") from None
+    if abs(now_ms - ts) > CLOCK_WINDOW_MS:
+        raise Unauthorized("replication request timestamp outside the +-30 s window")
+    ok = False
+    for secret in secrets:
+        # Check every secret (no early exit) so timing does not reveal which matched.
+        ok |= hmac.compare_digest(sign(secret, method, path, ts, body), sig)
+    if not ok:
+        raise Unauthorized("replication request signature does not verify")
+
+
+class ReplicationService:
+    def __init__(
+        self,
+        node: Node,
+        peers: dict[str, str],
+        *,
+        secret: str | None,
+        previous_secret: str | None = None,
+        settings: Settings | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.node = node
+        self.urls = dict(peers)
+        self.secret = secret
+        self.secrets = [s for s in (secret, previous_secret) if s]
+        self.clock = clock or node.clock
+        self.core = Replication(node.replica, list(peers), settings)
+        node.log_floor = self.core.log_floor
+        node.on_durable.append(self._on_durable)
+        self._wake = {p: asyncio.Event() for p in peers}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._rng = random.Random()
+        self._lock = asyncio.Lock()  # serialises core calls that span an await
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(REPLICATE_PATH, self.handle)
+
+    async def start(self) -> None:
+        if not self.secrets and self.urls:
+            log.warning(
+                "!!! no --cluster-secret: replication traffic is NOT authenticated; "
+                "anyone who can reach this port can write to this replica !!!"
+            )
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+            connector=aiohttp.TCPConnector(limit_per_host=2),
+        )
+        loop = asyncio.get_running_loop()
+        for peer in self.urls:
+            self._tasks.append(loop.create_task(self._peer_loop(peer), name=f"push-{peer}"))
+        self._tasks.append(loop.create_task(self._collect_loop(), name="replication-gc"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+
+    def _on_durable(self, entries: list[Any]) -> None:
+        self.core.on_durable(entries, self.clock())
+        if entries:
+            for ev in self._wake.values():
+                ev.set()
+
+    # -- sending ---------------------------------------------------------------------------
+    async def _peer_loop(self, peer: str) -> None:
+        heartbeat_s = self.core.settings.heartbeat_ms / 1000
+        while True:
+            out = self.core.next_message(peer, self.clock())
+            if out is None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake[peer].wait(), heartbeat_s)
+                self._wake[peer].clear()
+                await asyncio.sleep(COALESCE_MS / 1000)
+                continue
+            msg, ready_pos = out
+            try:
+                await self.node.durable(ready_pos)
+                reply = await self._post(peer, messages.encode(msg))
+                self.core.receive_reply(peer, reply, self.clock())
+                self.node.notify_applied()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a down or misbehaving peer must not stop the loop
+                self.core.request_failed(peer)
+                failures = self.core.peers[peer].failures
+                delay_ms = min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** min(failures, 10))
+                delay_ms = self._rng.uniform(delay_ms / 2, delay_ms)
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.warning("replication to %s failing (%d in a row): %s", peer, failures, e)
+                await asyncio.sleep(delay_ms / 1000)
+
+    async def _post(self, peer: str, body: bytes) -> messages.Message:
+        assert self._session is not None
+        headers = {"Content-Type": CONTENT_TYPE, "X-Crdtkv-Peer": self.node.replica.replica_id}
+        if self.secret:
+            ts = int(time.time() * 1000)
+            headers["X-Crdtkv-Timestamp"] = str(ts)
+            headers["X-Crdtkv-Signature"] = sign(self.secret, "POST", REPLICATE_PATH, ts, body)
+        url = self.urls[peer].rstrip("/") + REPLICATE_PATH
+        st = self.core.peers[peer]
+        async with self._session.post(url, data=body, headers=headers) as resp:
+            data = await resp.content.read(messages.MESSAGE_BYTES_MAX + 1)
+            st.bytes_sent += len(body)
+            st.bytes_received += len(data)
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+            if self.secrets:
+                verify(self.secrets, "REPLY", REPLICATE_PATH, resp.headers, data, _now_ms())
+            return messages.decode(data)
+
+    async def _collect_loop(self) -> None:
+        while True:
+            await asyncio.sleep(COLLECT_INTERVAL_S)
+            try:
+                self.core.collect(self.clock())
+            except Exception:  # pragma: no cover - a bug here must not stop replication
+                log.exception("replication garbage collection failed")
+
+    # -- receiving ---------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            peer, body = await self._authenticate(request)
+            msg = messages.decode(body)
+            reply = self.core.receive(peer, msg, self.clock())
+            if self.node.replica.checkpoint_requested:
+                await self.node.checkpoint_now()
+            else:
+                await self.node.durable()
+            self.node.notify_applied()
+            self.core.peers[peer].bytes_received += len(body)
+        except CrdtkvError as e:
+            if isinstance(e, Unauthorized):
+                log.warning("refused replication request: %s", e.message)
+            return web.json_response(
+                {"error": {"code": e.code, "message": e.message}}, status=e.status
+            )
+        out = messages.encode(reply)
+        self.core.peers[peer].bytes_sent += len(out)
+        headers = {"Content-Type": CONTENT_TYPE}
+        if self.secret:
+            ts = _now_ms()
+            headers["X-Crdtkv-Timestamp"] = str(ts)
+            headers["X-Crdtkv-Signature"] = sign(self.secret, "REPLY", REPLICATE_PATH, ts, out)
+        return web.Response(body=out, headers=headers)
+
+    async def _authenticate(self, request: web.Request) -> tuple[str, bytes]:
+        peer = request.headers.get("X-Crdtkv-Peer", "")
+        if peer not in self.urls:
+            raise Unauthorized(f"replica {peer[:64]!r} is not a configured peer")
+        if request.content_length is not None and (
+            request.content_length > messages.MESSAGE_BYTES_MAX
+        ):
+            raise PayloadTooLarge("replication message over the size limit")
+        body = await request.content.read(messages.MESSAGE_BYTES_MAX + 1)
+        if len(body) > messages.MESSAGE_BYTES_MAX:
+            raise PayloadTooLarge("replication message over the size limit")
+        if self.secrets:
+            verify(self.secrets, request.method, request.path, request.headers, body, _now_ms())
+        if request.content_type != CONTENT_TYPE:
+            raise BadRequest(f"replication bodies are {CONTENT_TYPE}")
+        return peer, body
+
+    # -- status ----------------------------------------------------------------------------------
+    def status(self) -> dict[str, dict[str, Any]]:
+        now = self.clock()
+        return {
+            p: {
+                "url": self.urls[p],
+                "acked": st.acked,
+                "lag_ops": self.core.lag_ops(p),
+                "reachable": self.core.reachable(p, now),
+            }
+            for p, st in self.core.peers.items()
+        }
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
