@@ -3,7 +3,12 @@
 Every option of the contract can also come from an environment variable (for
 containers); the command line wins over the environment.  An empty
 environment variable counts as unset, because container tooling often sets
-variables to "" rather than leaving them out.
+variables to "" rather than leaving them out.  ``--peer`` options replace
+``CRDTKV_PEERS`` as a whole (they are not merged with it).
+
+Beyond the contract: ``--max-offset-ms``, ``--body-bytes-max``,
+``--log-level`` (with ``CRDTKV_*`` variables too) and ``--check-config``
+(validate, print the resolved settings as JSON with secrets redacted, exit 0).
 
 Validation errors name the option (or the environment variable the bad value
 came from) in one line; the CLI prints it and exits with status 2.

@@ -7,11 +7,13 @@
     │   └── ClockOffsetError          a remote timestamp too far ahead of ours
     ├── Unauthorized (401)
     ├── NotFound (404)
+    │   └── KeyNotFound               the client's registers.get of an absent key
     ├── MethodNotAllowed (405)
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── SessionUnavailable (503)      a session token this replica cannot serve yet
-    └── StorageError (500 internal)   the data directory misbehaved
+    ├── StorageError (500 internal)   the data directory misbehaved
+    └── ClusterUnavailable            (client side) no replica in the list answered
 
 The API layer maps any CrdtkvError to a response in one place
 (``status``, ``code``, ``message``); the client raises the same classes
@@ -23,9 +25,11 @@ from __future__ import annotations
 __all__ = [
     "BadRequest",
     "ClockOffsetError",
+    "ClusterUnavailable",
     "CodecError",
     "CounterOverflow",
     "CrdtkvError",
+    "KeyNotFound",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
@@ -75,6 +79,10 @@ class NotFound(CrdtkvError):
     code = "not_found"
 
 
+class KeyNotFound(NotFound):
+    """A key that does not exist (never written, deleted, expired)."""
+
+
 class MethodNotAllowed(CrdtkvError):
     status = 405
     code = "method_not_allowed"
@@ -105,7 +113,7 @@ _BY_CODE: dict[str, type[CrdtkvError]] = {
     for cls in (
         BadRequest,
         Unauthorized,
-        NotFound,
+        KeyNotFound,
         MethodNotAllowed,
         PayloadTooLarge,
         UnsupportedMediaType,
@@ -113,6 +121,13 @@ _BY_CODE: dict[str, type[CrdtkvError]] = {
         CrdtkvError,
     )
 }
+
+
+class ClusterUnavailable(CrdtkvError):
+    """Raised by the client when no replica in its list could serve a call."""
+
+    status = 503
+    code = "unavailable"
 
 
 def error_for_code(code: str, message: str) -> CrdtkvError:

@@ -1,0 +1,104 @@
+"""What both clients share: options, the session token, failover order."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from crdtkv import limits
+from crdtkv.client.model import Call
+from crdtkv.errors import BadRequest
+
+SESSION_HEADER = "X-Crdtkv-Session"
+WAIT_HEADER = "X-Crdtkv-Wait-Ms"
+ATTEMPTS_MAX = 6  # requests per call across all replicas, before giving up
+BACKOFF_BASE_S = 0.05
+BACKOFF_MAX_S = 1.0
+
+
+# Calls that are safe to send twice: a retry after a connection dropped
+# mid-request cannot double-apply them.  Counter changes and batches are not.
+def idempotent(call: Call) -> bool:
+    if call.method in ("GET", "PUT", "DELETE"):
+        return True
+    return "/sets/" in call.path or "/hlls/" in call.path
+
+
+class ClientBase:
+    def __init__(
+        self,
+        urls: Sequence[str] | str,
+        *,
+        session_token: str | None = None,
+        auth_token: str | None = None,
+        timeout_s: float = 10.0,
+        wait_ms: int | None = None,
+        attempts: int = ATTEMPTS_MAX,
+    ) -> None:
+        if isinstance(urls, str):
+            urls = [urls]
+        if not urls:
+            raise BadRequest("a client needs at least one replica URL")
+        for u in urls:
+            parts = urlsplit(u)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise BadRequest(f"not an http(s) URL: {u!r}")
+        if wait_ms is not None and not 0 <= wait_ms <= limits.WAIT_MS_MAX:
+            raise BadRequest(f"wait_ms must be between 0 and {limits.WAIT_MS_MAX}")
+        self.urls = [u.rstrip("/") for u in urls]
+        self._token = session_token
+        self._auth = auth_token
+        self.timeout_s = timeout_s
+        self.wait_ms = wait_ms
+        self.attempts = max(1, attempts)
+        self._current = 0
+        self._rng = random.Random()
+
+    @property
+    def session_token(self) -> str | None:
+        """The causal session token; pass it to ``Client(urls, session_token=...)`` to resume."""
+        return self._token
+
+    @property
+    def url(self) -> str:
+        """The replica the client talks to now."""
+        return self.urls[self._current]
+
+    def _headers(self, call: Call) -> dict[str, str]:
+        h = {"Accept": "application/json"}
+        if call.body is not None:
+            h["Content-Type"] = "application/json"
+        if self._token:
+            h[SESSION_HEADER] = self._token
+        if self.wait_ms is not None:
+            h[WAIT_HEADER] = str(self.wait_ms)
+        if self._auth:
+            h["Authorization"] = f"Bearer {self._auth}"
+        return h
+
+    @staticmethod
+    def _body(call: Call) -> bytes | None:
+        return None if call.body is None else orjson.dumps(call.body)
+
+    def _absorb(self, headers: Any) -> None:
+        token = headers.get(SESSION_HEADER)
+        if token:
+            self._token = token
+
+    def _failover(self) -> None:
+        self._current = (self._current + 1) % len(self.urls)
+
+    def _backoff_s(self, attempt: int) -> float:
+        cap = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)
+        return self._rng.uniform(cap / 2, cap)
+
+    @staticmethod
+    def _parse(data: bytes) -> Any:
+        try:
+            return orjson.loads(data) if data else None
+        except orjson.JSONDecodeError:
+            return None

@@ -1,0 +1,126 @@
+"""The blocking client: keep-alive ``http.client`` connections, one per replica."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+from crdtkv.client._base import ClientBase, idempotent
+from crdtkv.client.model import Call, calls, result_of
+from crdtkv.client.namespaces import Counters, Hlls, Registers, Sets
+from crdtkv.errors import ClusterUnavailable, SessionUnavailable
+
+__all__ = ["Client"]
+
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+class Client(ClientBase):
+    """Blocking client.  Thread-safe (calls are serialised); one session per client."""
+
+    def __init__(self, urls: Any, **kwargs: Any) -> None:
+        super().__init__(urls, **kwargs)
+        self._conns: dict[str, http.client.HTTPConnection] = {}
+        self._lock = threading.Lock()
+        self.registers = Registers(self)
+        self.counters = Counters(self)
+        self.sets = Sets(self)
+        self.hlls = Hlls(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    def batch(self, ops: list[dict[str, Any]]) -> list[Any]:
+        """Several ops in one request; each slot holds a result or ``{"error": ...}``."""
+        return self.call(calls.batch(ops))  # type: ignore[no-any-return]
+
+    # -- transport ---------------------------------------------------------------------
+    def call(self, call: Call) -> Any:
+        with self._lock:
+            return self._call(call)
+
+    def _call(self, call: Call) -> Any:
+        last: Exception | None = None
+        for attempt in range(self.attempts):
+            url = self.url
+            try:
+                status, headers, data = self._send(url, call)
+            except ConnectionRefusedError as e:  # never reached the server: always safe
+                last = e
+            except (OSError, http.client.HTTPException) as e:
+                if not idempotent(call):
+                    raise ClusterUnavailable(
+                        f"{url}: {e!r}; the request may or may not have been applied"
+                    ) from e
+                last = e
+            else:
+                self._absorb(headers)
+                body = self._parse(data)
+                try:
+                    return result_of(call, status, body)
+                except SessionUnavailable as e:
+                    last = e
+            self._failover()
+            time.sleep(self._backoff_s(attempt))
+        if isinstance(last, SessionUnavailable):
+            raise last
+        raise ClusterUnavailable(f"no replica answered ({last!r})")
+
+    def _send(self, url: str, call: Call) -> tuple[int, Any, bytes]:
+        body = self._body(call)
+        headers = self._headers(call)
+        for fresh in (False, True):
+            conn = self._conn(url, fresh)
+            reused = not fresh and getattr(conn, "_crdtkv_used", False)
+            try:
+                conn.request(call.method, call.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn._crdtkv_used = True  # type: ignore[attr-defined]
+                if resp.getheader("Connection", "").lower() == "close":
+                    self._drop(url)
+                return resp.status, resp, data
+            except _STALE:
+                self._drop(url)
+                if not reused:
+                    raise
+                # A kept-alive connection the server had closed: resend once, fresh.
+            except BaseException:
+                self._drop(url)
+                raise
+        raise AssertionError("unreachable")
+
+    def _conn(self, url: str, fresh: bool) -> http.client.HTTPConnection:
+        conn = self._conns.get(url)
+        if conn is None or fresh:
+            parts = urlsplit(url)
+            cls = (
+                http.client.HTTPSConnection
+                if parts.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            conn = cls(parts.hostname or "", parts.port, timeout=self.timeout_s)
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._conns[url] = conn
+        return conn
+
+    def _drop(self, url: str) -> None:
+        conn = self._conns.pop(url, None)
+        if conn is not None:
+            conn.close()
