@@ -130,12 +130,23 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
     from aiohttp import web
 
     from crdtkv.api import make_app
+    from replication.http import ReplicationService
 
     node.start()
+    replication = None
+    if config.peers:
+        replication = ReplicationService(
+            node,
+            config.peers,
+            secret=config.cluster_secret,
+            previous_secret=config.cluster_secret_previous,
+        )
+    app = make_app(node, config, peers_status=replication.status if replication else None)
+    if replication is not None:
+        replication.add_routes(app)
+        replication.register_metrics(app)
     access_log = logging.getLogger("aiohttp.access") if log.isEnabledFor(logging.DEBUG) else None
-    runner = web.AppRunner(
-        make_app(node, config), access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE_S
-    )
+    runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
@@ -144,9 +155,13 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
         await runner.cleanup()
         await node.close()
         return 1
+    if replication is not None:
+        await replication.start()
     print(f"crdtkv replica {config.replica_id} serving on {_url(config)}", flush=True)
     await _wait_for_stop(node)
     log.info("shutting down: finishing in-flight requests")
+    if replication is not None:
+        await replication.stop()
     await runner.cleanup()  # stop accepting, let in-flight requests finish
     await node.close()  # flush, final checkpoint, close RocksDB
     if node.failed is not None:
@@ -180,7 +195,7 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("run one replica in the foreground until SIGINT/SIGTERM", serve_main),
     # Others fill these in: _lazy("crdtkv.cluster:main"), _lazy("crdtkv.bench:main").
     "cluster": Command(
-        "run N replicas on 127.0.0.1 as one fully meshed cluster", _not_yet("cluster")
+        "run N replicas on 127.0.0.1 as one fully meshed cluster", _lazy("crdtkv.cluster:main")
     ),
     "bench": Command("benchmark a running cluster", _not_yet("bench")),
 }

@@ -64,6 +64,7 @@ class ServeConfig:
     data_dir: str = ""  # RocksDB directory; "" means ./data/<replica_id> (see resolved_data_dir)
     peers: dict[str, str] = field(default_factory=dict)  # the other replicas: id -> base URL
     cluster_secret: str | None = None  # authenticates replication traffic and session tokens
+    cluster_secret_previous: str | None = None  # also accepted on incoming traffic (rotation)
     auth_token: str | None = None  # when set, /v1 and /metrics need "Authorization: Bearer <it>"
     durability: str = "fsync"  # "fsync" survives power loss, "wal" a process crash only
     max_offset_ms: int = 500  # remote HLC timestamps further ahead than this are refused
@@ -82,6 +83,7 @@ class ServeConfig:
             "data_dir": os.path.abspath(self.resolved_data_dir),
             "peers": dict(sorted(self.peers.items())),
             "cluster_secret": _redact(self.cluster_secret),
+            "cluster_secret_previous": _redact(self.cluster_secret_previous),
             "auth_token": _redact(self.auth_token),
             "durability": self.durability,
             "max_offset_ms": self.max_offset_ms,
@@ -137,6 +139,11 @@ def build_serve_parser() -> argparse.ArgumentParser:
         help="another replica; repeatable [CRDTKV_PEERS, comma-separated ID=URL]",
     )
     add("--cluster-secret", metavar="S", help="shared replication secret [CRDTKV_CLUSTER_SECRET]")
+    add(
+        "--cluster-secret-previous",
+        metavar="S",
+        help="the secret being rotated out, still accepted [CRDTKV_CLUSTER_SECRET_PREVIOUS]",
+    )
     add(
         "--auth-token",
         metavar="T",
@@ -268,6 +275,15 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
         peers=_peers(specs, peers_name, replica_id),
         cluster_secret=_text(
             _pick(ns.cluster_secret, "--cluster-secret", environ, "CRDTKV_CLUSTER_SECRET"), None
+        ),
+        cluster_secret_previous=_text(
+            _pick(
+                ns.cluster_secret_previous,
+                "--cluster-secret-previous",
+                environ,
+                "CRDTKV_CLUSTER_SECRET_PREVIOUS",
+            ),
+            None,
         ),
         auth_token=_text(_pick(ns.auth_token, "--auth-token", environ, "CRDTKV_AUTH_TOKEN"), None),
         durability=_choice(

@@ -237,6 +237,11 @@ class ReplicationService:
             raise BadRequest(f"replication bodies are {CONTENT_TYPE}")
         return peer, body
 
+    def register_metrics(self, app: web.Application) -> None:
+        from crdtkv.api.state import METRICS
+
+        app[METRICS].registry.register(_ReplicationCollector(self))
+
     # -- status ----------------------------------------------------------------------------------
     def status(self) -> dict[str, dict[str, Any]]:
         now = self.clock()
@@ -253,3 +258,77 @@ class ReplicationService:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class _ReplicationCollector:
+    """Replication metrics, read from the core at scrape time."""
+
+    def __init__(self, service: ReplicationService) -> None:
+        self._s = service
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        core, now = self._s.core, self._s.clock()
+        per_peer: list[tuple[str, str, str, Callable[[Any], float]]] = [
+            (
+                "crdtkv_replication_lag_seconds",
+                "gauge",
+                "Age of the oldest entry a peer has not acknowledged",
+                lambda p: core.lag_ms(p.peer_id, now) / 1000,
+            ),
+            (
+                "crdtkv_replication_bytes_sent",
+                "counter",
+                "Replication bytes sent to a peer",
+                lambda p: p.bytes_sent,
+            ),
+            (
+                "crdtkv_replication_bytes_received",
+                "counter",
+                "Replication bytes received from a peer",
+                lambda p: p.bytes_received,
+            ),
+            (
+                "crdtkv_replication_messages_sent",
+                "counter",
+                "Replication requests sent to a peer",
+                lambda p: p.messages_sent,
+            ),
+            (
+                "crdtkv_replication_messages_received",
+                "counter",
+                "Replication messages received from a peer",
+                lambda p: p.messages_received,
+            ),
+            (
+                "crdtkv_replication_syncs_completed",
+                "counter",
+                "Catch-up state syncs completed towards a peer",
+                lambda p: p.syncs_completed,
+            ),
+            (
+                "crdtkv_replication_sync_bytes_shipped",
+                "counter",
+                "State bytes shipped by catch-up syncs",
+                lambda p: p.sync_bytes_shipped,
+            ),
+        ]
+        for name, kind, doc, fn in per_peer:
+            family = (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(
+                name, doc, labels=["peer"]
+            )
+            for peer in core.peers.values():
+                family.add_metric([peer.peer_id], float(fn(peer)))
+            yield family
+        yield GaugeMetricFamily(
+            "crdtkv_replication_log_entries", "Retained delta log entries", value=len(core.log)
+        )
+        yield GaugeMetricFamily(
+            "crdtkv_replication_log_bytes", "Retained delta log bytes", value=core.log.bytes
+        )
+        yield CounterMetricFamily(
+            "crdtkv_tombstones_collected",
+            "Register tombstones dropped once stable",
+            value=core.tombstones_dropped,
+        )

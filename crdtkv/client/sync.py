@@ -94,7 +94,7 @@ class Client(ClientBase):
                 conn._crdtkv_used = True  # type: ignore[attr-defined]
                 if resp.getheader("Connection", "").lower() == "close":
                     self._drop(url)
-                return resp.status, resp, data
+                return resp.status, resp.headers, data
             except _STALE:
                 self._drop(url)
                 if not reused:
