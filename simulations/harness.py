@@ -7,6 +7,12 @@ on a virtual clock with per-link latency and jitter, loss, duplication,
 reordering and partitions.  One ``random.Random`` drawn from the seed decides
 every fault, so a run is reproduced by its seed.  No sockets, threads or
 real time.
+
+Each node reads its own physical clock, ``sim.now_ms + node.skew_ms``
+(``SimCluster.node_now``): skew 0 (the default) is the shared virtual clock.
+Hooks for the simulator (``simulations.sim``), all optional: ``SimNode.observers``
+see every group commit, ``SimCluster.on_send`` every request before it leaves,
+``SimCluster.tracer`` every message sent, delivered or dropped (the trace hash).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from crdtkv.replica.keyspace import LogEntry
 
 from crdtkv.crdts import codec
 from crdtkv.replica import apply_op
@@ -49,6 +57,9 @@ class SimNode:
         self.max_offset_ms = max_offset_ms
         self.checkpointer = Checkpointer(dirty_keys_max=500, log_entries_max=2_000)
         self.up = True
+        self.skew_ms = 0  # this node's physical clock minus the simulation's clock
+        # Called after every group commit with the entries it made durable.
+        self.observers: list[Callable[[SimNode, list[LogEntry], int], None]] = []
         self._open(incarnation)
 
     def _open(self, incarnation: str) -> None:
@@ -71,6 +82,8 @@ class SimNode:
         batch = build_batch(r, entries, checkpoint=checkpoint, log_floor=self.rep.log_floor())
         self.storage.write(batch, sync=self.fsync)
         self.rep.on_durable(entries, now_ms)
+        for observe in self.observers:
+            observe(self, entries, now_ms)
 
     def crash(self, keep_unsynced: int | None, incarnation: str) -> None:
         """Power loss: unsynced writes beyond ``keep_unsynced`` batches are gone."""
@@ -114,6 +127,7 @@ class SimCluster:
         faults: LinkFaults | None = None,
         timeout_ms: int = 200,
         tick_ms: int = 5,
+        max_offset_ms: int = 500,
     ) -> None:
         self.rng = random.Random(seed)
         self.now_ms = 1_700_000_000_000
@@ -126,6 +140,7 @@ class SimCluster:
                 self._incarnation(),
                 fsync=fsync,
                 settings=settings,
+                max_offset_ms=max_offset_ms,
             )
             for rid in self.ids
         }
@@ -142,6 +157,13 @@ class SimCluster:
         self.bytes_on_wire = 0
         self.messages_on_wire = 0
         self.trace: list[str] = []
+        # Optional hooks (see the module docstring).
+        self.on_send: list[Callable[[str, str, messages.Message, bytes], None]] = []
+        self.tracer: Callable[[str, str, str, bytes], None] | None = None
+
+    def node_now(self, rid: str) -> int:
+        """Node ``rid``'s physical clock: the virtual clock plus its skew."""
+        return self.now_ms + self.nodes[rid].skew_ms
 
     def _incarnation(self) -> str:
         return f"{self.rng.getrandbits(32):08x}"
@@ -172,8 +194,9 @@ class SimCluster:
         for rid, node in self.nodes.items():
             if not node.up:
                 continue
-            node.commit(self.now_ms)
-            node.rep.collect(self.now_ms)
+            now = self.now_ms + node.skew_ms
+            node.commit(now)
+            node.rep.collect(now)
             for peer in node.peer_ids:
                 self._maybe_send(rid, peer)
 
@@ -188,7 +211,7 @@ class SimCluster:
 
     def _maybe_send(self, src: str, dst: str) -> None:
         node = self.nodes[src]
-        out = node.rep.next_message(dst, self.now_ms)
+        out = node.rep.next_message(dst, self.now_ms + node.skew_ms)
         if out is None:
             return
         msg, ready_pos = out
@@ -197,6 +220,8 @@ class SimCluster:
         rid = self._req_ids
         self._outstanding[(src, dst)] = rid
         blob = messages.encode(msg)
+        for hook in self.on_send:
+            hook(src, dst, msg, blob)
         self.at(self.timeout_ms, lambda: self._timeout(src, dst, rid))
         self._deliver(src, dst, blob, lambda b: self._on_request(src, dst, rid, b))
 
@@ -204,19 +229,30 @@ class SimCluster:
         f = self.faults[(src, dst)]
         self.bytes_on_wire += len(blob)
         self.messages_on_wire += 1
+        tracer = self.tracer
         if (src, dst) in self.blocked or self.rng.random() < f.loss:
+            if tracer is not None:
+                tracer("drop", src, dst, blob)
             return
         copies = 2 if self.rng.random() < f.duplicate else 1
+        if tracer is not None:
+            tracer("send" if copies == 1 else "send2", src, dst, blob)
         for _ in range(copies):
             delay = f.latency_ms + self.rng.randint(0, f.jitter_ms)
-            self.at(delay, lambda: handler(blob))
+            self.at(delay, lambda: self._arrive(src, dst, blob, handler))
+
+    def _arrive(self, src: str, dst: str, blob: bytes, handler: Callable[[bytes], None]) -> None:
+        if self.tracer is not None:
+            self.tracer("recv", src, dst, blob)
+        handler(blob)
 
     def _on_request(self, src: str, dst: str, rid: int, blob: bytes) -> None:
         node = self.nodes[dst]
         if not node.up:
             return
-        reply = node.rep.receive(src, messages.decode(blob), self.now_ms)
-        node.commit(self.now_ms)  # durable before the reply leaves
+        now = self.now_ms + node.skew_ms
+        reply = node.rep.receive(src, messages.decode(blob), now)
+        node.commit(now)  # durable before the reply leaves
         out = messages.encode(reply)
         self._deliver(dst, src, out, lambda b: self._on_reply(src, dst, rid, b))
 
@@ -225,7 +261,7 @@ class SimCluster:
         if not node.up or self._outstanding.get((src, dst)) != rid:
             return  # a duplicate, or the reply to a request we gave up on
         del self._outstanding[(src, dst)]
-        node.rep.receive_reply(dst, messages.decode(blob), self.now_ms)
+        node.rep.receive_reply(dst, messages.decode(blob), self.now_ms + node.skew_ms)
 
     def _timeout(self, src: str, dst: str, rid: int) -> None:
         if self._outstanding.get((src, dst)) == rid:

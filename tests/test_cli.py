@@ -285,6 +285,7 @@ def test_check_config_prints_the_resolved_config(
         "data_dir": str(tmp_path / "data" / "from-env"),
         "peers": {"p1": "http://10.0.0.1:7001"},
         "cluster_secret": "<redacted>",
+        "cluster_secret_previous": None,
         "auth_token": None,
         "durability": "fsync",
         "max_offset_ms": 500,
@@ -337,8 +338,9 @@ def test_help_and_unknown_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage" in capsys.readouterr().err
     assert cli.main(["frobnicate"]) == 2
     assert capsys.readouterr().err.startswith("crdtkv: error: unknown command 'frobnicate'")
-    assert cli.main(["cluster"]) == 2  # until the cluster command lands
-    assert len(capsys.readouterr().err.splitlines()) == 1
+    assert cli.main(["cluster", "--replicas", "0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "--replicas" in err[0]
 
 
 def test_console_script_help_runs(tmp_path: Path) -> None:
