@@ -201,6 +201,15 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def _client_commands() -> dict[str, Command]:
+    from crdtkv.cli_client import COMMANDS as CLIENT
+
+    return {name: Command(help, run) for name, (help, run) in CLIENT.items()}
+
+
+COMMANDS.update(_client_commands())
+
+
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [
