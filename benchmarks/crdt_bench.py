@@ -112,8 +112,10 @@ class SetSizeRow:
 @dataclass(frozen=True, slots=True)
 class ReplicaRow:
     op: str  # the apply_op operation name
+    per_op: int  # members or items per operation (1 for counters and registers)
     ops_per_s: float  # median over repetitions
     us_per_op: float  # 1e6 / ops_per_s
+    elements_per_s: float  # ops_per_s * per_op: members or items added per second
 
 
 # -- timing helpers ---------------------------------------------------------------------
@@ -409,27 +411,36 @@ def replica_setup(ops: Sequence[dict[str, Any]]) -> Setup:
     return setup
 
 
-def replica_ops(name: str, n: int) -> list[dict[str, Any]]:
+def replica_ops(name: str, n: int, per_op: int = 1) -> list[dict[str, Any]]:
+    """``n`` operations; set adds and HLL adds carry ``per_op`` new members or items each."""
     if name == "counters.incr":
         one = {"op": name, "key": "visits", "delta": 1}
         return [one] * n
     if name == "registers.set":
         return [{"op": name, "key": "greeting", "value": f"value-{i}"} for i in range(n)]
-    if name == "sets.add":
-        return [{"op": name, "key": "visitors", "members": [m]} for m in names("a", n)]
-    if name == "hlls.add":
-        return [{"op": name, "key": "uniques", "items": [m]} for m in names("a", n)]
-    raise AssertionError(name)
+    field = {"sets.add": "members", "hlls.add": "items"}[name]
+    flat = names("a", n * per_op)
+    return [
+        {"op": name, "key": "k", field: flat[i : i + per_op]} for i in range(0, len(flat), per_op)
+    ]
 
 
-REPLICA_OPS = ("counters.incr", "registers.set", "sets.add", "hlls.add")
+# (op, members or items per op): single-element ops, then a batched add for comparison.
+REPLICA_OPS = (
+    ("counters.incr", 1),
+    ("registers.set", 1),
+    ("sets.add", 1),
+    ("hlls.add", 1),
+    ("sets.add", 10),
+)
 
 
 def bench_replica(p: Params) -> list[ReplicaRow]:
     rows: list[ReplicaRow] = []
-    for name in REPLICA_OPS:
-        r = rate(replica_setup(replica_ops(name, p.ops_per_rep)), p.reps)
-        rows.append(ReplicaRow(name, r, 1e6 / r))
+    for name, per_op in REPLICA_OPS:
+        n = p.ops_per_rep // per_op  # the same number of elements for every row
+        r = rate(replica_setup(replica_ops(name, n, per_op)), p.reps)
+        rows.append(ReplicaRow(name, per_op, r, 1e6 / r, r * per_op))
     return rows
 
 
@@ -504,7 +515,7 @@ def fmt_us(x: float) -> str:
 
 def aims(types: Sequence[TypeRow], replica: Sequence[ReplicaRow]) -> list[tuple[str, float, int]]:
     by_type = {r.type_name: r for r in types}
-    by_op = {r.op: r for r in replica}
+    by_op = {(r.op, r.per_op): r for r in replica}
     return [
         (
             "counter incr, PNCounter.incr",
@@ -512,8 +523,17 @@ def aims(types: Sequence[TypeRow], replica: Sequence[ReplicaRow]) -> list[tuple[
             AIM_COUNTER_INCR_PER_S,
         ),
         ("OR-set add, ORSet.add", by_type["or-set"].mutations_per_s, AIM_SET_ADD_PER_S),
-        ("counter incr, apply_op", by_op["counters.incr"].ops_per_s, AIM_COUNTER_INCR_PER_S),
-        ("OR-set add, apply_op", by_op["sets.add"].ops_per_s, AIM_SET_ADD_PER_S),
+        (
+            "counter incr, apply_op",
+            by_op["counters.incr", 1].ops_per_s,
+            AIM_COUNTER_INCR_PER_S,
+        ),
+        ("OR-set add, apply_op", by_op["sets.add", 1].ops_per_s, AIM_SET_ADD_PER_S),
+        (
+            "OR-set add, apply_op, 10 per op",
+            by_op["sets.add", 10].elements_per_s,
+            AIM_SET_ADD_PER_S,
+        ),
     ]
 
 
@@ -561,9 +581,19 @@ def report(
         f"Replica core: apply_op (validation, replica-level dot, log record; "
         f"log drained every {DRAIN_EVERY_OPS:,} ops)",
         table(
-            ["op", "ops/s", "us/op"],
-            [[r.op, fmt_rate(r.ops_per_s), fmt_us(r.us_per_op)] for r in replica],
+            ["op", "per op", "ops/s", "us/op", "elements/s"],
+            [
+                [
+                    r.op,
+                    str(r.per_op),
+                    fmt_rate(r.ops_per_s),
+                    fmt_us(r.us_per_op),
+                    fmt_rate(r.elements_per_s),
+                ]
+                for r in replica
+            ],
         ),
+        "per op: members or items in each add; elements/s = ops/s x per op.",
         "",
         "Aims (one core, in-process)",
         table(

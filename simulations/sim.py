@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crdtkv.crdts import codec
-from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, VersionVector, vv_dominates
 from crdtkv.crdts.hll import HLL
 from crdtkv.crdts.hlc import Timestamp
@@ -144,7 +143,7 @@ class SimShell:
             except NotFound:
                 result = {"not_found": True}
         except CrdtkvError as e:
-            return "fail", None, e.code if not isinstance(e, CrdtkvError) else _code(e)
+            return "fail", None, _code(e)
         key: Key = (op.namespace, op.key)
         if r.seq != seq_before:
             meta.dot = (r.actor, r.seq)
@@ -162,7 +161,8 @@ class SimShell:
 
 
 def _code(e: CrdtkvError) -> str:
-    return type(e).__name__ if e.code == "bad_request" else e.code
+    """The contract's error code; for a 400, also which refusal it was."""
+    return f"{e.code}/{type(e).__name__}" if e.code == "bad_request" else e.code
 
 
 # -- the simulation ----------------------------------------------------------------------------
@@ -399,9 +399,6 @@ class Simulation:
             self.clients.append(client)
             self.cluster.at(rng.randint(0, 20), lambda c=client: self.issue(c))
 
-    def _client_rng(self, client: SimClient) -> Any:
-        return client.workload.rng
-
     def issue(self, client: SimClient) -> None:
         if self.cluster.now_ms >= self.fault_end_ms:
             client.stopped = True
@@ -420,20 +417,17 @@ class Simulation:
         client.pending = op
         self.trace(f"invoke c{client.cid} #{op.idx} {kind} {key} {_js(args)} @{op.replica}")
         token = client.token
-        epoch = self.epochs[op.replica]
         latency = rng.randint(*CLIENT_LATENCY_MS)
         timeout = self.cfg.wait_ms + 500
         self.cluster.at(timeout, lambda: self.give_up(client, op))
         if self._client_lost(rng):
             return
-        self.cluster.at(latency, lambda: self.arrive(client, op, token, epoch, latency))
+        self.cluster.at(latency, lambda: self.arrive(client, op, token, latency))
 
     def _client_lost(self, rng: Any) -> bool:
         return "loss" in self.on and rng.random() < self.cfg.intensities.loss / 4
 
-    def arrive(
-        self, client: SimClient, op: Op, token: SessionToken, epoch: int, latency: int
-    ) -> None:
+    def arrive(self, client: SimClient, op: Op, token: SessionToken, latency: int) -> None:
         node = self.cluster.nodes[op.replica]
         if not node.up:
             return  # connection refused: the client times out
@@ -686,5 +680,3 @@ def run(cfg: SimConfig, *, metrics: bool = False) -> RunResult:
     with canary.patch():
         return Simulation(cfg, metrics=metrics).run()
 
-
-_ = CRDT  # re-exported type used in annotations of callers
