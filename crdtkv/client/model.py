@@ -44,7 +44,10 @@ def _k(key: str) -> str:
 def _members(members: Iterable[str]) -> list[str]:
     if isinstance(members, str):
         raise BadRequest("pass members as separate arguments, not one string")
-    return list(members)
+    out = list(members)
+    if not all(isinstance(m, str) for m in out):
+        raise BadRequest("members, items and sources are strings (pass them as separate arguments)")
+    return out
 
 
 class calls:

@@ -62,12 +62,16 @@ def check(history: list[Event]) -> list[str]:
         got = _number(e.key, e.value)
         own = s.wrote.get(e.key)
         if own is not None and got < own:
-            out.append(f"#{n} read-your-writes: {e.session} read {e.key}={got} at "
-                       f"{e.replica} after writing {own}")
+            out.append(
+                f"#{n} read-your-writes: {e.session} read {e.key}={got} at "
+                f"{e.replica} after writing {own}"
+            )
         elif got < s.floor.get(e.key, 0):
-            out.append(f"#{n} session guarantee: {e.session} read {e.key}={got} at {e.replica}, "
-                       f"below {s.floor[e.key]} it must see (monotonic reads/writes, "
-                       f"writes-follow-reads)")
+            out.append(
+                f"#{n} session guarantee: {e.session} read {e.key}={got} at {e.replica}, "
+                f"below {s.floor[e.key]} it must see (monotonic reads/writes, "
+                f"writes-follow-reads)"
+            )
         # What this read obliges later reads to see.
         s.floor[e.key] = max(s.floor.get(e.key, 0), got)
         if e.key.startswith("b:") and got:
