@@ -105,8 +105,13 @@ def draw_config(
     duration_ms: int | None = None,
     durability: str = "fsync",
     canary: str | None = None,
+    exclude: list[str] | None = None,
 ) -> SimConfig:
-    """The run of ``seed``; arguments that are not None override the draw."""
+    """The run of ``seed``; arguments that are not None override the draw.
+
+    ``exclude``: fault kinds removed from whatever was drawn or given (the
+    rest of the draw is unchanged).
+    """
     if durability not in DURABILITY:
         raise ValueError(f"durability must be one of {DURABILITY}")
     rng = stream(seed, "config")
@@ -118,6 +123,11 @@ def draw_config(
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {', '.join(FAULT_KINDS)}")
         chosen = sorted(set(faults))
         rng.random()  # keep the draws below aligned with the swarm case
+    if exclude:
+        unknown = sorted(set(exclude) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown fault kind(s) {unknown}; known: {', '.join(FAULT_KINDS)}")
+        chosen = [k for k in chosen if k not in exclude]
     n = replicas if replicas is not None else rng.choice([2, 3, 3, 3, 4, 5])
     duration = duration_ms if duration_ms is not None else rng.choice([2_000, 4_000, 8_000])
     max_offset = rng.choice([250, 500, 1_000])
@@ -127,7 +137,7 @@ def draw_config(
         durability=durability,
         duration_ms=duration,
         faults=sorted(chosen),
-        clients=rng.randint(2, 6),
+        clients=rng.randint(2, 8),
         think_ms_max=rng.choice([5, 20, 60]),
         switch_prob=rng.choice([0.05, 0.2, 0.5]),
         wait_ms=rng.choice([200, 1_000]),

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crdtkv.crdts.base import CRDT
-from crdtkv.crdts.causal import Dot, VersionVector
+from crdtkv.crdts.causal import CausalContext, Dot, VersionVector
 
 __all__ = ["READS", "WRITES", "Final", "History", "Meta", "Op"]
 
@@ -127,6 +127,7 @@ class Final:
     reads: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     # simulator only: (namespace, key) -> the converged state (a copy)
     states: dict[tuple[str, str], CRDT] | None = None
+    applied: dict[str, CausalContext] | None = None  # simulator only: replica -> applied
     at_ms: int = 0  # simulation (or wall) time of the final reads
     node_ms: dict[str, int] = field(default_factory=dict)  # each replica's clock then
 
@@ -138,13 +139,22 @@ class History:
     skew_slack_ms: int = 0  # clocks may differ by this much (real-time reasoning slack)
     durability: str = "fsync"
 
+    _index: dict[tuple[str, str], list[Op]] | None = field(default=None, repr=False)
+
     def add(self, op: Op) -> Op:
         op.idx = len(self.ops)
         self.ops.append(op)
+        self._index = None
         return op
 
     def on_key(self, namespace: str, key: str) -> list[Op]:
-        return [o for o in self.ops if o.namespace == namespace and o.key == key]
+        """The operations on one key, in invocation order."""
+        if self._index is None:
+            index: dict[tuple[str, str], list[Op]] = {}
+            for o in self.ops:
+                index.setdefault((o.namespace, o.key), []).append(o)
+            self._index = index
+        return self._index.get((namespace, key), [])
 
     def by_client(self) -> dict[int, list[Op]]:
         out: dict[int, list[Op]] = {}

@@ -180,6 +180,9 @@ class Simulation:
             settings=settings,
             tick_ms=cfg.tick_ms,
             max_offset_ms=cfg.max_offset_ms,
+            # Above the longest round trip (2 x 150 ms + jitter), or no request
+            # on a far link would ever complete.
+            timeout_ms=2 * (150 + inten.jitter_ms) + 200,
         )
         self.ids = self.cluster.ids
         self.rng = stream(cfg.seed, "faults")
@@ -196,7 +199,10 @@ class Simulation:
         self.cluster.tracer = self._trace_message
         self.shell = SimShell(self)
         self.keys = keyspace(cfg.keys)
-        slack = 2 * cfg.skew_bound_ms() + (cfg.max_offset_ms + inten.excess_ms) + 2
+        # Clocks differ by at most twice the largest |skew|; real-time order
+        # implies timestamp order only for operations further apart than that.
+        skew_max = cfg.max_offset_ms + inten.excess_ms if inten.excess_ms else cfg.skew_bound_ms()
+        slack = 2 * skew_max + 2
         self.history = History(keys=self.keys, skew_slack_ms=slack, durability=cfg.durability)
         self.violations: list[checkers.Violation] = []
         self.last_committed: list[LogEntry] = []
@@ -610,6 +616,7 @@ class Simulation:
                 for key in keys:
                     reads[(ns, key)] = final_read(node, ns, key, now)
             final.reads[rid] = reads
+        final.applied = {rid: n.replica.applied.copy() for rid, n in c.nodes.items()}
         first = c.nodes[self.ids[0]].replica
         final.states = {k: s.copy() for k, s in first.states.items()}
         return final

@@ -105,7 +105,7 @@ def test_b_serves_the_session_once_replication_arrives(held_back) -> None:
     assert all(b_applied.get(actor, 0) >= seq for actor, seq in vv.items())
 
 
-# -- many sessions hopping between replicas ---------------------------------------------------------
+# -- many sessions hopping between replicas -------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_concurrent_sessions_hopping_between_replicas_keep_their_guarantees(mesh
     wait_until(lambda: len(applied()) == 1, 20, what="equal applied vectors")
 
 
-# -- the checker can fail ---------------------------------------------------------------------------
+# -- the checker can fail -------------------------------------------------------------------------
 
 
 def test_checker_reports_planted_violations() -> None:
