@@ -94,7 +94,7 @@ class ReplicationService:
         self.secret = secret
         self.secrets = [s for s in (secret, previous_secret) if s]
         self.clock = clock or node.clock
-        self.core = Replication(node.replica, list(peers), settings)
+        self.core = Replication(node.replica, list(peers), settings, now_ms=self.clock())
         node.log_floor = self.core.log_floor
         node.on_durable.append(self._on_durable)
         self._wake = {p: asyncio.Event() for p in peers}

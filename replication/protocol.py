@@ -51,7 +51,9 @@ crash can therefore lose neither an acknowledged delta nor reissue a dot a
 peer has seen.
 
 *Incarnations.*  A peer whose incarnation changes lost its data: its
-``acked`` restarts from 0 (and so, usually, a state sync).
+``acked`` restarts from 0 and it is caught up by a state sync, always, even
+when our log still reaches back to 0: a push leaves out what the peer
+minted or sent us, and the new incarnation has none of it.
 """
 
 from __future__ import annotations
@@ -126,6 +128,10 @@ class PeerState:
     inflight: bool = False  # one request at a time per peer
     sync: SyncRun | None = None
     failures: int = 0  # consecutive failed requests (the shell's backoff)
+    # The peer lost its data (new incarnation): catch it up by a state sync
+    # before any push.  Our log may still hold entries it minted or sent us
+    # under its old incarnation, which a push leaves out (no back-propagation).
+    resync: bool = False
     # metrics
     messages_sent: int = 0
     messages_received: int = 0
@@ -143,7 +149,11 @@ def _replica_of(actor: str) -> str:
 
 class Replication:
     def __init__(
-        self, replica: Replica, peers: list[str], settings: Settings | None = None
+        self,
+        replica: Replica,
+        peers: list[str],
+        settings: Settings | None = None,
+        now_ms: int = 0,
     ) -> None:
         if replica.replica_id in peers:
             raise ValueError("a replica is not its own peer")
@@ -153,19 +163,21 @@ class Replication:
         self.peers: dict[str, PeerState] = {}
         for p in peers:
             acked, inc = replica.peer_meta.get(p, [0, ""])
-            self.peers[p] = PeerState(p, int(acked), str(inc))  # type: ignore[call-overload]
+            n = int(acked)  # type: ignore[call-overload]
+            # A pending resync is persisted as acked -1 (see _heard).
+            self.peers[p] = PeerState(p, max(0, n), str(inc), resync=n < 0)
         self.durable_pos = replica.log_pos
         self._sync_ids = itertools.count(1)
         self.digest = KeyspaceDigest()
         self.tombstones_dropped = 0
-        self._load_log(replica.loaded_log)
+        self._load_log(replica.loaded_log, now_ms)
         replica.loaded_log = []
 
     # -- the log ----------------------------------------------------------------------
-    def _load_log(self, entries: list[LogEntry]) -> None:
+    def _load_log(self, entries: list[LogEntry], now_ms: int) -> None:
         first = entries[0].pos if entries else self.replica.log_pos + 1
         self.log = DeltaLog(self.settings.log_bytes_max, floor=first - 1)
-        self.on_durable(entries, 0)
+        self.on_durable(entries, now_ms)
 
     def on_durable(self, entries: list[LogEntry], now_ms: int) -> None:
         """The node's group commit made these entries durable."""
@@ -192,7 +204,7 @@ class Replication:
         peer = self.peers[peer_id]
         if peer.inflight:
             return None
-        if peer.sync is None and not self.log.covers(peer.acked):
+        if peer.sync is None and (peer.resync or not self.log.covers(peer.acked)):
             self._start_sync(peer)
         out = self._sync_step(peer) if peer.sync is not None else self._push(peer, now_ms)
         if out is not None:
@@ -303,6 +315,7 @@ class Replication:
         elif msg.acked >= 0 and msg.acked == run.upto and not run.want and not run.buckets:
             peer.acked = max(peer.acked, run.upto)
             peer.sync = None
+            peer.resync = False
             peer.syncs_completed += 1
 
     def request_failed(self, peer_id: str) -> None:
@@ -323,11 +336,15 @@ class Replication:
             # The peer lost its data directory: everything must be shipped again.
             peer.acked = 0
             peer.sync = None
+            peer.resync = True
         peer.incarnation = head.incarnation
         peer.applied = dict(head.applied)
         peer.last_heard_ms = now_ms
         peer.messages_received += 1
-        self.replica.peer_meta[peer.peer_id] = [peer.acked, peer.incarnation]
+        self.replica.peer_meta[peer.peer_id] = [
+            -1 if peer.resync else peer.acked,
+            peer.incarnation,
+        ]
 
     # -- requests (receiver side) -------------------------------------------------------------
     def receive(self, peer_id: str, msg: Message, now_ms: int) -> Reply:
