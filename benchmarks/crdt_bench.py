@@ -41,7 +41,8 @@ import pstats
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -145,6 +146,17 @@ class GCClock:
             self.total_s += time.perf_counter() - self._start
 
 
+@contextmanager
+def gc_frozen() -> Iterator[None]:
+    """Collect, then keep every object that exists now out of the collector's reach."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def timed(setup: Setup, reps: int) -> tuple[float, float]:
     """Median operations per second of ``reps`` timed runs, each on fresh state,
     and the median share of the time spent in the garbage collector.
@@ -158,17 +170,15 @@ def timed(setup: Setup, reps: int) -> tuple[float, float]:
     gc_shares: list[float] = []
     for _ in range(reps):
         body = setup()
-        gc.collect()
-        gc.freeze()
         clock = GCClock()
-        gc.callbacks.append(clock)
-        try:
-            t0 = time.perf_counter()
-            n = body()
-            elapsed = time.perf_counter() - t0
-        finally:
-            gc.callbacks.remove(clock)
-            gc.unfreeze()
+        with gc_frozen():
+            gc.callbacks.append(clock)
+            try:
+                t0 = time.perf_counter()
+                n = body()
+                elapsed = time.perf_counter() - t0
+            finally:
+                gc.callbacks.remove(clock)
         rates.append(n / elapsed)
         gc_shares.append(clock.total_s / elapsed)
     return statistics.median(rates), statistics.median(gc_shares)
@@ -385,32 +395,28 @@ def bench_set_size(members: int, samples: int) -> SetSizeRow:
     add_t: list[float] = []
     rm_t: list[float] = []
     deltas: list[tuple[ORSet, ORSet]] = []
-    gc.collect()
-    gc.freeze()  # the prebuilt set is scanned by no collection (see ``rate``)
-    for m in names("extra", samples):
-        one = (m,)
-        t0 = clock()
-        d_add, _ = s.add(ACTOR_A, one)
-        t1 = clock()
-        d_rm, _ = s.remove(one)
-        t2 = clock()
-        add_t.append(t1 - t0)
-        rm_t.append(t2 - t1)
-        deltas.append((d_add, d_rm))
+    with gc_frozen():  # the prebuilt sets are inputs, as in ``timed``
+        for m in names("extra", samples):
+            one = (m,)
+            t0 = clock()
+            d_add, _ = s.add(ACTOR_A, one)
+            t1 = clock()
+            d_rm, _ = s.remove(one)
+            t2 = clock()
+            add_t.append(t1 - t0)
+            rm_t.append(t2 - t1)
+            deltas.append((d_add, d_rm))
     madd_t: list[float] = []
     mrm_t: list[float] = []
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    for d_add, d_rm in deltas:
-        t0 = clock()
-        remote.merge(d_add)
-        t1 = clock()
-        remote.merge(d_rm)
-        t2 = clock()
-        madd_t.append(t1 - t0)
-        mrm_t.append(t2 - t1)
-    gc.unfreeze()
+    with gc_frozen():
+        for d_add, d_rm in deltas:
+            t0 = clock()
+            remote.merge(d_add)
+            t1 = clock()
+            remote.merge(d_rm)
+            t2 = clock()
+            madd_t.append(t1 - t0)
+            mrm_t.append(t2 - t1)
     assert len(s) == members and remote == s, "the remote copy did not converge"
     us = 1e6
     return SetSizeRow(
