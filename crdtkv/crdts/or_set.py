@@ -10,7 +10,8 @@ tombstone-free design (riak_dt_orswot); Almeida, Shoker, Baquero, "Delta
 State Replicated Data Types" (arXiv 1603.01529), the add-wins set with
 causal context, for the delta-mutators.
 
-State: ``entries`` maps a member to the set of dots that added it, and
+State: ``entries`` maps a member to the dots that added it (a sorted tuple:
+immutable and cheap for the garbage collector, usually one dot), and
 ``ctx`` is the per-key causal context of every dot ever observed for this
 key.  Element dots are minted per key (``ctx.next_dot(actor)``), so in steady
 state the context is one version-vector entry per writing replica.
@@ -46,11 +47,11 @@ class ORSet(CRDT):
 
     def __init__(
         self,
-        entries: dict[str, set[Dot]] | None = None,
+        entries: dict[str, tuple[Dot, ...]] | None = None,
         ctx: CausalContext | None = None,
         narrow: bool = False,
     ) -> None:
-        self.entries: dict[str, set[Dot]] = entries if entries is not None else {}
+        self.entries: dict[str, tuple[Dot, ...]] = entries if entries is not None else {}
         self.ctx = ctx if ctx is not None else CausalContext()
         # True only for deltas whose context covers dots of listed members only.
         self.narrow = narrow
@@ -77,7 +78,7 @@ class ORSet(CRDT):
     def add(self, actor: str, members: Iterable[str]) -> tuple[ORSet, int]:
         """Add ``members`` as ``actor``; returns (delta, number newly present)."""
         seq = self.ctx.max_seq(actor)
-        d_entries: dict[str, set[Dot]] = {}
+        d_entries: dict[str, tuple[Dot, ...]] = {}
         d_dots: list[Dot] = []
         added = 0
         for m in members:
@@ -90,20 +91,20 @@ class ORSet(CRDT):
                 d_dots.extend(old)
             else:
                 added += 1
-            self.entries[m] = {dot}
+            self.entries[m] = (dot,)
             self.ctx.add(dot)
-            d_entries[m] = {dot}
+            d_entries[m] = (dot,)
             d_dots.append(dot)
         return ORSet(d_entries, CausalContext(cloud=d_dots), narrow=True), added
 
     def remove(self, members: Iterable[str]) -> tuple[ORSet, int]:
         """Remove the observed dots of ``members``; returns (delta, number removed)."""
-        d_entries: dict[str, set[Dot]] = {}
+        d_entries: dict[str, tuple[Dot, ...]] = {}
         d_dots: list[Dot] = []
         for m in members:
             old = self.entries.pop(m, None)
             if old:
-                d_entries[m] = set()
+                d_entries[m] = ()
                 d_dots.extend(old)
         return ORSet(d_entries, CausalContext(cloud=d_dots), narrow=True), len(d_entries)
 
@@ -115,42 +116,47 @@ class ORSet(CRDT):
     # -- join ---------------------------------------------------------------------
     def merge(self, other: ORSet) -> None:
         mine, sctx, octx = self.entries, self.ctx, other.ctx
-        keep_empty = self.narrow and other.narrow
+        was_narrow = self.narrow
+        keep_empty = was_narrow and other.narrow
         for m, odots in other.entries.items():
             sdots = mine.get(m)
-            if sdots:
-                keep = {d for d in sdots if d in odots or not octx.contains(d)}
-                keep.update(d for d in odots if d not in sdots and not sctx.contains(d))
+            keep: tuple[Dot, ...]
+            if sdots == odots:
+                keep = odots
+            elif sdots:
+                both = {d for d in sdots if d in odots or not octx.contains(d)}
+                both.update(d for d in odots if d not in sdots and not sctx.contains(d))
+                keep = tuple(sorted(both))
             else:
-                keep = {d for d in odots if not sctx.contains(d)}
+                keep = tuple(d for d in odots if not sctx.contains(d))
             if keep or (keep_empty and m not in mine):
                 mine[m] = keep
             elif sdots is not None:
                 if keep_empty:
-                    mine[m] = set()
+                    mine[m] = ()
                 else:
                     del mine[m]
         if not other.narrow and not octx.is_empty():
             for m in [m for m in mine if m not in other.entries]:
-                keep = {d for d in mine[m] if not octx.contains(d)}
+                keep = tuple(d for d in mine[m] if not octx.contains(d))
                 if keep:
                     mine[m] = keep
                 elif keep_empty:
-                    mine[m] = set()
+                    mine[m] = ()
                 else:
                     del mine[m]
-        if not keep_empty:
+        if was_narrow and not keep_empty:
+            # Only a narrow delta holds empty "touched" markers; a full state never does.
             for m in [m for m, dots in mine.items() if not dots]:
                 del mine[m]
         sctx.merge(octx)
         self.narrow = keep_empty
 
     def copy(self) -> Self:
-        return type(self)(
-            {m: set(d) for m, d in self.entries.items()}, self.ctx.copy(), self.narrow
-        )
+        # Dot tuples are immutable, so a shallow copy of the map is a full copy.
+        return type(self)(dict(self.entries), self.ctx.copy(), self.narrow)
 
-    def _live(self) -> dict[str, set[Dot]]:
+    def _live(self) -> dict[str, tuple[Dot, ...]]:
         return {m: d for m, d in self.entries.items() if d}
 
     def __eq__(self, other: object) -> bool:
@@ -166,7 +172,7 @@ class ORSet(CRDT):
         items = self.entries.items() if self.narrow else self._live().items()
         return [
             self.ctx.encode(),
-            [[m, [list(d) for d in sorted(dots)]] for m, dots in sorted(items)],
+            [[m, [list(d) for d in dots]] for m, dots in sorted(items)],
             self.narrow,
         ]
 
@@ -180,7 +186,7 @@ class ORSet(CRDT):
         ctx = CausalContext.decode(ctx_raw)
         if not isinstance(entries_raw, list | tuple):
             raise CodecError("set: entries must be a list")
-        entries: dict[str, set[Dot]] = {}
+        entries: dict[str, tuple[Dot, ...]] = {}
         for item in entries_raw:
             if not isinstance(item, list | tuple) or len(item) != 2:
                 raise CodecError("set: entry must be [member, dots]")
@@ -191,7 +197,9 @@ class ORSet(CRDT):
                 raise CodecError("set: duplicate member")
             if not isinstance(dots_raw, list | tuple):
                 raise CodecError("set: dots must be a list")
-            dots = {decode_dot(d) for d in dots_raw}
+            dots = tuple(sorted({decode_dot(d) for d in dots_raw}))
+            if len(dots) != len(dots_raw):
+                raise CodecError("set: duplicate dot")
             if not dots and not narrow:
                 raise CodecError("set: a full state lists only live members")
             for d in dots:
