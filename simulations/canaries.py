@@ -63,7 +63,7 @@ def _orset_remove_ignores_context() -> contextlib.AbstractContextManager[None]:
         original(self, other)
         for m in removed:  # a remove drops the member, whatever dots it observed
             if self.narrow:
-                self.entries[m] = set()
+                self.entries[m] = ()
             else:
                 self.entries.pop(m, None)
 
@@ -94,9 +94,7 @@ def _fsync_lies() -> contextlib.AbstractContextManager[None]:
 def _hll_merge_sum() -> contextlib.AbstractContextManager[None]:
     def merge_from(self: HLL, other: HLL) -> HLL:
         mine = self.registers
-        pairs = [
-            (i, min(REGISTER_MAX, mine[i] + v)) for i, v in enumerate(other.registers) if v
-        ]
+        pairs = [(i, min(REGISTER_MAX, mine[i] + v)) for i, v in enumerate(other.registers) if v]
         return self._delta(self._raise_all(pairs))  # sums registers instead of max
 
     return _patched(HLL, "merge_from", merge_from)
@@ -141,7 +139,8 @@ CANARIES: dict[str, Canary] = {
             "sets",
             "an OR-set remove drops the member everywhere, whatever dots it observed",
             _orset_remove_ignores_context,
-            ("geo", "partition"),
+            ("geo",),
+            {"keys": 2, "clients": 6, "think_ms_max": 5, "switch_prob": 0.0},
         ),
         Canary(
             "lww-tiebreak-by-replica",

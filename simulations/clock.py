@@ -50,7 +50,9 @@ def draw_clock_schedule(
     max_offset_ms: int,
 ) -> list[ClockChange]:
     out = [
-        ClockChange(rng.randint(0, duration_ms), rng.choice(ids), rng.randint(-bound_ms, bound_ms), "jump")
+        ClockChange(
+            rng.randint(0, duration_ms), rng.choice(ids), rng.randint(-bound_ms, bound_ms), "jump"
+        )
         for _ in range(jumps)
     ]
     if excess_ms > 0:

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 FAULT_KINDS: dict[str, str] = {
-    "partition": "two-way partitions that come and go: isolate one, halves, minority/majority, ring",
+    "partition": "two-way partitions that come and go: isolate one, halves, minority, ring",
     "oneway": "one-way partitions of random links that come and go",
     "loss": "message loss, 0-30% per link",
     "dup": "message duplication",

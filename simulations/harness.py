@@ -23,10 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from crdtkv.replica.keyspace import LogEntry
-
 from crdtkv.crdts import codec
 from crdtkv.replica import apply_op
+from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import Checkpointer, build_batch, load_replica
 from crdtkv.storage.memory import MemoryStorage
 from replication import messages

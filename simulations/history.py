@@ -91,6 +91,13 @@ class Op:
     def may_have_happened(self) -> bool:
         return self.status in ("ok", "unknown")
 
+    @property
+    def acked(self) -> bool:
+        """Acknowledged, and not possibly undone since by a lost data directory
+        (a wipe, or a power loss in wal mode): checkers hold only these to
+        their effect; the others are as good as in doubt."""
+        return self.status == "ok" and not (self.meta is not None and self.meta.possibly_lost)
+
     def describe(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in sorted(self.args.items()))
         out = (
@@ -128,6 +135,8 @@ class Final:
     # simulator only: (namespace, key) -> the converged state (a copy)
     states: dict[tuple[str, str], CRDT] | None = None
     applied: dict[str, CausalContext] | None = None  # simulator only: replica -> applied
+    # simulator only: replica -> (namespace, key) -> state (a copy)
+    replica_states: dict[str, dict[tuple[str, str], CRDT]] | None = None
     at_ms: int = 0  # simulation (or wall) time of the final reads
     node_ms: dict[str, int] = field(default_factory=dict)  # each replica's clock then
 

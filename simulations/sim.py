@@ -29,13 +29,14 @@ import hashlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from crdtkv.crdts import codec
 from crdtkv.crdts.causal import CausalContext, Dot, VersionVector, vv_dominates
-from crdtkv.crdts.hll import HLL
 from crdtkv.crdts.hlc import Timestamp
+from crdtkv.crdts.hll import HLL
 from crdtkv.errors import CrdtkvError, NotFound, SessionUnavailable
 from crdtkv.replica import apply_op
 from crdtkv.replica.keyspace import Key, LogEntry
@@ -403,7 +404,10 @@ class Simulation:
             rng = stream(self.cfg.seed, f"client{cid}")
             client = SimClient(cid, Workload(cid, rng, self.keys), self.ids[cid % len(self.ids)])
             self.clients.append(client)
-            self.cluster.at(rng.randint(0, 20), lambda c=client: self.issue(c))
+            self.cluster.at(rng.randint(0, 20), self._issuer(client))
+
+    def _issuer(self, client: SimClient) -> Callable[[], None]:
+        return lambda: self.issue(client)
 
     def issue(self, client: SimClient) -> None:
         if self.cluster.now_ms >= self.fault_end_ms:
@@ -459,7 +463,9 @@ class Simulation:
                     lambda: self.serve(client, op, token, epoch, deadline, latency),
                 )
                 return
-            status, result, error = "fail", None, SessionUnavailable.code
+            status: str = "fail"
+            result: dict[str, Any] | None = None
+            error: str | None = SessionUnavailable.code
         else:
             status, result, error = self.shell.execute(node, op, token)
             if op.is_read and op.meta is not None:
@@ -617,6 +623,9 @@ class Simulation:
                     reads[(ns, key)] = final_read(node, ns, key, now)
             final.reads[rid] = reads
         final.applied = {rid: n.replica.applied.copy() for rid, n in c.nodes.items()}
+        final.replica_states = {
+            rid: {k: s.copy() for k, s in n.replica.states.items()} for rid, n in c.nodes.items()
+        }
         first = c.nodes[self.ids[0]].replica
         final.states = {k: s.copy() for k, s in first.states.items()}
         return final
@@ -686,4 +695,3 @@ def run(cfg: SimConfig, *, metrics: bool = False) -> RunResult:
         return Simulation(cfg, metrics=metrics).run()
     with canary.patch():
         return Simulation(cfg, metrics=metrics).run()
-

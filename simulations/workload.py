@@ -20,9 +20,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KEYS_PER_NAMESPACE", "Workload", "keyspace", "op_dict"]
+__all__ = ["MEMBERS", "Workload", "keyspace", "op_dict"]
 
-KEYS_PER_NAMESPACE = 3
 MEMBERS = [f"m{i}" for i in range(8)]
 
 
@@ -50,8 +49,10 @@ class Workload:
 
     def next_op(self) -> tuple[str, str, dict[str, Any]]:
         """(kind, key, args) of the next operation."""
-        ns = self.rng.choices(["registers", "counters", "sets", "hlls"], [3, 3, 3, 2])[0]
-        return getattr(self, f"_{ns}")()
+        pick = self.rng.choices(
+            [self._registers, self._counters, self._sets, self._hlls], [3, 3, 3, 2]
+        )[0]
+        return pick()
 
     def _value(self) -> object:
         self.writes += 1

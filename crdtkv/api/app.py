@@ -16,16 +16,19 @@ A request passes these middlewares, outermost first:
    still be lost).
 
 The node's lifecycle (``start``/``close``) belongs to the caller, not to the
-app: the CLI and the tests own it.  ``/healthz`` is always open; ``/metrics``
+app: the CLI and the tests own it.  ``/healthz`` and ``/openapi.json`` (the
+API's OpenAPI 3.1 document) are always open; ``/metrics``
 needs the auth token when one is configured.  Routes others add to the app
 (replication) pass the guard untouched and carry their own authentication.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import re
 import time
+from importlib import resources
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -46,6 +49,15 @@ __all__ = ["SESSION_HEADER", "WAIT_HEADER", "make_app"]
 SESSION_HEADER = "X-Crdtkv-Session"
 WAIT_HEADER = "X-Crdtkv-Wait-Ms"
 _WAIT_MS = re.compile(r"[0-9]{1,9}")
+# aiohttp refuses a longer request line (default 8190 bytes) before any middleware runs, with a
+# text/plain 400 and no session header.  Valid requests are longer: a percent-encoded key takes
+# up to 3 x 1024 bytes, a set member (GET .../members/{member}) up to 3 x 4096, and ?union=
+# names up to 64 keys.
+REQUEST_LINE_BYTES_MAX = (
+    3 * (limits.KEY_BYTES_MAX * (1 + limits.HLL_SOURCES_MAX) + limits.MEMBER_BYTES_MAX)
+    + limits.HLL_SOURCES_MAX * len("&union=")
+    + 1024  # method, the rest of the path, HTTP version
+)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -57,6 +69,7 @@ def make_app(
         middlewares=[_metrics_middleware, _session_middleware, error_middleware, _guard_middleware],
         # The same limit as our own reader, for anything that calls request.read().
         client_max_size=config.body_bytes_max,
+        handler_args={"max_line_size": REQUEST_LINE_BYTES_MAX},
     )
     app[NODE] = node
     app[CONFIG] = config
@@ -64,7 +77,18 @@ def make_app(
     app[METRICS] = ApiMetrics(node, peers_status)
     app[PEERS_STATUS] = peers_status
     add_routes(app)
+    app.router.add_get("/openapi.json", _openapi, allow_head=False)
     return app
+
+
+@functools.cache
+def _openapi_document() -> bytes:
+    """The API's OpenAPI document (package data, built by scripts/gen_openapi.py)."""
+    return resources.files("crdtkv.api").joinpath("openapi.json").read_bytes()
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=_openapi_document(), content_type="application/json")
 
 
 # -- middlewares --------------------------------------------------------------------------------

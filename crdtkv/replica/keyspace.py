@@ -133,9 +133,13 @@ class Replica:
 
         Deltas that are bottom (the operation changed nothing) mint no dot.
         """
-        deltas = {k: d for k, d in deltas.items() if not d.is_bottom()}
-        if not deltas:
-            return None
+        if len(deltas) == 1:  # the common case: one key, no filtering copy
+            if next(iter(deltas.values())).is_bottom():
+                return None
+        else:
+            deltas = {k: d for k, d in deltas.items() if not d.is_bottom()}
+            if not deltas:
+                return None
         dot = (self.actor, self.seq + 1)
         self.applied.add(dot)
         self._append("", DeltaGroup(dot, deltas))
