@@ -65,7 +65,7 @@ from enum import Enum
 from crdtkv.crdts.causal import CausalContext, VersionVector, vv_dominates, vv_join, vv_meet
 from crdtkv.errors import BadRequest, CodecError, CrdtkvError, Unauthorized
 from crdtkv.replica import records as rec
-from crdtkv.replica.keyspace import NAMESPACES, Key, LogEntry, Replica
+from crdtkv.replica.keyspace import NAMESPACES, DeltaGroup, Key, LogEntry, Replica
 from replication.digest import BUCKETS, KeyspaceDigest, bucket_of
 from replication.log import DeltaLog, ShippedEntry
 from replication.messages import (
@@ -354,10 +354,12 @@ class Replication:
         peer = self.peers.get(peer_id)
         if peer is None or msg.head.sender != peer_id:
             raise Unauthorized(f"replica {msg.head.sender!r} is not a configured peer")
+        # Decode everything before any bookkeeping: a malformed message changes nothing.
+        groups = self._decode_push(msg) if isinstance(msg, Push) else []
         self._heard(peer, msg.head, now_ms)
         head = self.header()
         if isinstance(msg, Push):
-            return Reply(head, self._receive_push(peer, msg, now_ms))
+            return Reply(head, self._receive_push(peer, msg, groups, now_ms))
         if isinstance(msg, SyncDigest):
             return Reply(head, -1, msg.sync_id, buckets=self._differing_buckets(msg))
         if isinstance(msg, SyncKeys):
@@ -371,10 +373,15 @@ class Replication:
             return Reply(head, msg.upto, msg.sync_id)
         raise BadRequest("a reply is not a request")
 
-    def _receive_push(self, peer: PeerState, msg: Push, now_ms: int) -> int:
+    @staticmethod
+    def _decode_push(msg: Push) -> list[tuple[int, DeltaGroup]]:
         if msg.upto < msg.after or any(not msg.after < pos <= msg.upto for pos, _ in msg.entries):
             raise BadRequest("push entries outside (after, upto]")
-        groups = [(pos, rec.decode_group(rec.unpack(blob, "group"))) for pos, blob in msg.entries]
+        return [(pos, rec.decode_group(rec.unpack(blob, "group"))) for pos, blob in msg.entries]
+
+    def _receive_push(
+        self, peer: PeerState, msg: Push, groups: list[tuple[int, DeltaGroup]], now_ms: int
+    ) -> int:
         reached = msg.after
         for pos, group in groups:
             try:

@@ -237,6 +237,8 @@ def test_hostile_messages_are_refused_without_changing_state() -> None:
         node.rep.receive("r0", _push("r0", ((1, bad_group),)), c.now_ms)
     assert node.encoded_state() == before
     assert node.replica.applied.vv == applied
+    # Nothing about the sender was recorded from messages that did not decode.
+    assert node.rep.peers["r0"].incarnation == "" and node.rep.peers["r0"].applied == {}
 
 
 def test_messages_round_trip() -> None:
