@@ -96,7 +96,12 @@ def test_sample_runs(
     cmd = ["bash", "-eu", "-c", code] if lang == "sh" else [sys.executable, "-c", code]
     # README samples run from the checkout (they name .venv/bin/crdtkv), others anywhere.
     done = subprocess.run(
-        cmd, cwd=ROOT if doc == "README.md" else tmp_path, env=env, capture_output=True, text=True, timeout=SAMPLE_TIMEOUT_S
+        cmd,
+        cwd=ROOT if doc == "README.md" else tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SAMPLE_TIMEOUT_S,
     )
     assert done.returncode == 0, (
         f"{doc} sample {index} failed:\n{code}\n{done.stdout}\n{done.stderr}"
