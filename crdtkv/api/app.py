@@ -17,8 +17,8 @@ A request passes these middlewares, outermost first:
 
 The node's lifecycle (``start``/``close``) belongs to the caller, not to the
 app: the CLI and the tests own it.  ``/healthz`` and ``/openapi.json`` (the
-API's OpenAPI 3.1 document) are always open; ``/metrics``
-needs the auth token when one is configured.  Routes others add to the app
+API's OpenAPI 3.1 document) are always open; ``/metrics`` needs the auth
+token when one is configured.  Routes others add to the app
 (replication) pass the guard untouched and carry their own authentication.
 """
 
