@@ -1,0 +1,588 @@
+"""crdtkv side by side with Redis and webdis, on one machine, in one run.
+
+    .venv/bin/python benchmarks/compare.py            # 5 s per test, 3 rounds
+    .venv/bin/python benchmarks/compare.py --quick    # 2 s per test
+
+Starts, each on loopback with its data in a temporary directory:
+
+- ``redis``: redis-server without persistence (``--save '' --appendonly no``);
+- ``redis-aof``: redis-server with ``--appendonly yes --appendfsync always``;
+- ``webdis``: webdis (HTTP/JSON) in front of ``redis``;
+- ``crdtkv-fsync`` and ``crdtkv-wal``: ``crdtkv serve --durability fsync|wal``.
+
+Redis is driven by ``redis-benchmark`` (its own C client, RESP), webdis and
+crdtkv by the same HTTP load generator, ``wrk --latency`` with the Lua
+scripts in ``benchmarks/lua/``; every test uses the same connection count
+and about the same duration (redis-benchmark takes a request count: it is
+sized from the duration).  The systems run in a rotating order over several
+rounds, so drift of the machine hits all of them; the figures are the
+medians over rounds.  Also pipelined Redis SET (``-P 16``) against
+crdtkv's ``/v1/batch`` (100 ``registers.set`` ops a request), in ops/s.
+
+Writes ``benchmarks/results/compare.json``, ``compare.md`` and ``compare.png``
+(ratios crdtkv / peer), and prints the Markdown.  Installs nothing: if a tool
+is missing it says how to install it and exits with status 2.  Every server it
+starts is stopped at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime
+import io
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+LUA_DIR = ROOT / "benchmarks" / "lua"
+RESULTS = ROOT / "benchmarks" / "results"
+TOOLS = ("redis-server", "redis-benchmark", "webdis", "wrk")
+INSTALL_HINT = "apt-get update && apt-get install -y redis-server webdis wrk"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+VALUE = "xxx"  # 3 bytes, redis-benchmark's default -d
+
+# (row name, redis command, webdis/crdtkv wrk OP, crdtkv name of the operation)
+OPS: tuple[tuple[str, str, str, str], ...] = (
+    ("set", "SET key:__rand_int__ " + VALUE, "set", "register set"),
+    ("get", "GET key:__rand_int__", "get", "register get"),
+    ("incr", "INCR ctr:__rand_int__", "incr", "counter incr"),
+    ("sadd", "SADD set:__rand_int__ m:__rand_int__", "sadd", "set add"),
+    ("pfadd", "PFADD hll:__rand_int__ m:__rand_int__", "pfadd", "HLL add"),
+)
+PREFIXES = {"incr": "ctr", "sadd": "set", "pfadd": "hll"}  # one Redis keyspace for all types
+SYSTEMS = ("redis", "redis-aof", "webdis", "crdtkv-fsync", "crdtkv-wal")
+AIMS = {  # name: (row, numerator system, denominator system, aim)
+    "durable counter incr vs Redis appendfsync always": ("incr", "crdtkv-fsync", "redis-aof", 0.35),
+    "register get vs webdis get": ("get", "crdtkv-fsync", "webdis", 0.45),
+    "/v1/batch (fsync) vs pipelined Redis SET (appendfsync always)": (
+        "batch",
+        "crdtkv-fsync",
+        "redis-aof",
+        0.25,
+    ),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def missing_tools() -> list[str]:
+    return [t for t in TOOLS if shutil.which(t) is None]
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    cmd: list[str]
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self, probe: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}; see {self.log}"
+                )
+            with contextlib.suppress(OSError):
+                if probe == "redis" and redis_command(self.port, ["PING"]) == b"+PONG\r\n":
+                    return
+                if probe == "http":
+                    path = "/healthz" if self.name.startswith("crdtkv") else "/PING"
+                    url = f"http://127.0.0.1:{self.port}{path}"
+                    with urllib.request.urlopen(url, timeout=2) as resp:
+                        if resp.status == 200:
+                            return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not become ready in {START_TIMEOUT_S:.0f} s")
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def redis_command(port: int, args: Sequence[str], timeout: float = 10.0) -> bytes:
+    """One RESP command; the raw reply (enough for +OK / +PONG / :n)."""
+    payload = f"*{len(args)}\r\n".encode()
+    for a in args:
+        b = a.encode()
+        payload += b"$%d\r\n%s\r\n" % (len(b), b)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    return reply
+
+
+@dataclass
+class Cluster:
+    tmp: Path
+    servers: dict[str, Server] = field(default_factory=dict)
+
+    def start(self, crdtkv: list[str]) -> None:
+        rp, ap = free_port(), free_port()
+        for name, port, persist in (
+            ("redis", rp, ["--save", "", "--appendonly", "no"]),
+            ("redis-aof", ap, ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]),
+        ):
+            d = self.tmp / name
+            d.mkdir()
+            cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d)]
+            cmd += ["--daemonize", "no", "--protected-mode", "no", *persist]
+            self.servers[name] = Server(name, cmd, port, self.tmp / f"{name}.log")
+        wp = free_port()
+        conf = {
+            "redis_host": "127.0.0.1",
+            "redis_port": rp,
+            "redis_auth": None,
+            "http_host": "127.0.0.1",
+            "http_port": wp,
+            "threads": os.cpu_count() or 2,
+            "pool_size": 20,
+            "daemonize": False,
+            "websockets": False,
+            "database": 0,
+            "acl": [{"disabled": ["DEBUG"]}],
+            "verbosity": 1,
+            "logfile": str(self.tmp / "webdis-internal.log"),
+        }
+        conf_path = self.tmp / "webdis.json"
+        conf_path.write_text(json.dumps(conf, indent=2))
+        self.servers["webdis"] = Server(
+            "webdis", ["webdis", str(conf_path)], wp, self.tmp / "webdis.log"
+        )
+        for durability in ("fsync", "wal"):
+            name, port = f"crdtkv-{durability}", free_port()
+            cmd = [*crdtkv, "serve", "--replica-id", name, "--port", str(port)]
+            cmd += ["--data-dir", str(self.tmp / name), "--durability", durability]
+            cmd += ["--log-level", "WARNING"]
+            self.servers[name] = Server(name, cmd, port, self.tmp / f"{name}.log")
+        for name in ("redis", "redis-aof", "webdis", "crdtkv-fsync", "crdtkv-wal"):
+            srv = self.servers[name]
+            srv.start()
+            srv.wait_ready("redis" if name.startswith("redis") else "http")
+
+    def stop(self) -> None:
+        for srv in reversed(list(self.servers.values())):
+            with contextlib.suppress(Exception):
+                srv.stop()
+
+    def port(self, name: str) -> int:
+        return self.servers[name].port
+
+
+def prefill(cluster: Cluster, keyspace: int) -> None:
+    """Every key of the keyspace holds a string / register, so GETs find something."""
+    for name in ("redis", "redis-aof"):
+        args = ["MSET"]
+        for k in range(keyspace):
+            args += [f"key:{k:012d}", VALUE]
+        reply = redis_command(cluster.port(name), args, timeout=60)
+        if not reply.startswith(b"+OK"):
+            raise RuntimeError(f"prefill of {name}: {reply[:200]!r}")
+    for name in ("crdtkv-fsync", "crdtkv-wal"):
+        for lo in range(0, keyspace, 1000):
+            ops = [
+                {"op": "registers.set", "key": f"key:{k:012d}", "value": VALUE}
+                for k in range(lo, min(keyspace, lo + 1000))
+            ]
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{cluster.port(name)}/v1/batch",
+                data=json.dumps({"ops": ops}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"prefill of {name}: HTTP {resp.status}")
+
+
+# -- load generators ---------------------------------------------------------------------------
+
+
+def run_redis_benchmark(
+    port: int, command: str, connections: int, requests: int, keyspace: int, pipeline: int
+) -> dict[str, Any]:
+    cmd = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(connections)]
+    cmd += ["-n", str(requests), "-r", str(keyspace), "-P", str(pipeline), "-q", "--csv"]
+    cmd += command.split()
+    started = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    elapsed = time.monotonic() - started
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {out.returncode}: {out.stderr.strip()[:300]}")
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    if not rows or "rps" not in rows[0]:
+        raise RuntimeError(f"unexpected redis-benchmark output: {out.stdout[:300]!r}")
+    row = rows[-1]
+
+    def num(key: str) -> float | None:
+        v = row.get(key)
+        return float(v) if v not in (None, "") else None
+
+    rps = float(row["rps"])
+    return {
+        "requests_per_s": rps,
+        "ops_per_s": rps,  # with -P, every pipelined command counts as one request
+        "p50_ms": num("p50_latency_ms"),
+        "p99_ms": num("p99_latency_ms"),
+        "errors": 0,
+        "seconds": elapsed,
+    }
+
+
+def run_wrk(
+    url: str,
+    script: str,
+    op: str,
+    connections: int,
+    duration_s: float,
+    keyspace: int,
+    threads: int,
+    ops_per_request: int = 1,
+) -> dict[str, Any]:
+    prefix = PREFIXES.get(op, "key")
+    env = dict(os.environ, OP=op, PREFIX=prefix, KEYSPACE=str(keyspace), LUA_DIR=str(LUA_DIR))
+    env["BATCH"] = "100"
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration_s:g}s"]
+    cmd += ["--latency", "--timeout", "10s", "-s", str(LUA_DIR / script), url]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=duration_s + 120, env=env, check=False
+    )
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("COMPARE_JSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {out.returncode}: {out.stderr.strip()[:300]}")
+    d = json.loads(line.split(" ", 1)[1])
+    secs = d["duration_us"] / 1e6
+    rps = d["requests"] / secs if secs > 0 else 0.0
+    return {
+        "requests_per_s": rps,
+        "ops_per_s": rps * ops_per_request,
+        "p50_ms": d["p50_us"] / 1000,
+        "p99_ms": d["p99_us"] / 1000,
+        "errors": sum(d["errors"].values()),
+        "seconds": secs,
+    }
+
+
+def run_round(
+    cluster: Cluster, order: Sequence[str], args: argparse.Namespace
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(row, system, result) for every test of one round, the systems in ``order``."""
+    c, dur, ks = args.connections, args.duration, args.keyspace
+    threads = min(2, c)
+    seen: dict[tuple[str, str], float] = args.redis_rates_seen  # sizes -n from the last round
+
+    def requests(system: str, row: str, guess: float) -> int:
+        return max(1000, int(seen.get((system, row), guess) * dur))
+
+    for system in order:
+        port = cluster.port(system)
+        for row, redis_cmd, op, _ in OPS:
+            if system.startswith("redis"):
+                n = requests(system, row, args.redis_rate)
+                res = run_redis_benchmark(port, redis_cmd, c, n, ks, 1)
+                seen[(system, row)] = res["requests_per_s"]
+            elif system == "webdis":
+                res = run_wrk(f"http://127.0.0.1:{port}", "webdis.lua", op, c, dur, ks, threads)
+            else:
+                res = run_wrk(f"http://127.0.0.1:{port}", "crdtkv.lua", op, c, dur, ks, threads)
+            yield row, system, res
+        if system.startswith("redis"):
+            n = requests(system, "batch", args.redis_rate * 5)
+            res = run_redis_benchmark(port, OPS[0][1], c, n, ks, 16)
+            seen[(system, "batch")] = res["requests_per_s"]
+            yield "batch", system, res
+        elif system.startswith("crdtkv"):
+            url = f"http://127.0.0.1:{port}"
+            res = run_wrk(url, "crdtkv.lua", "batch", c, dur, ks, threads, ops_per_request=100)
+            yield "batch", system, res
+
+
+# -- summary -----------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float | None]) -> float | None:
+    vs = [v for v in values if v is not None]
+    return statistics.median(vs) if vs else None
+
+
+def summarize(raw: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """row -> system -> medians over rounds."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in raw:
+        out.setdefault(r["row"], {}).setdefault(r["system"], {"runs": []})["runs"].append(r)
+    for systems in out.values():
+        for s in systems.values():
+            runs = s["runs"]
+            s["requests_per_s"] = median([x["requests_per_s"] for x in runs])
+            s["ops_per_s"] = median([x["ops_per_s"] for x in runs])
+            s["p50_ms"] = median([x["p50_ms"] for x in runs])
+            s["p99_ms"] = median([x["p99_ms"] for x in runs])
+            s["errors"] = sum(x["errors"] for x in runs)
+            s["ops_per_s_all_rounds"] = [round(x["ops_per_s"]) for x in runs]
+            del s["runs"]
+    return out
+
+
+def ratio(table: dict[str, dict[str, dict[str, Any]]], row: str, a: str, b: str) -> float | None:
+    x = table.get(row, {}).get(a, {}).get("ops_per_s")
+    y = table.get(row, {}).get(b, {}).get("ops_per_s")
+    return x / y if x and y else None
+
+
+RATIOS = (  # (label, numerator, denominator)
+    ("crdtkv-fsync / redis-aof", "crdtkv-fsync", "redis-aof"),
+    ("crdtkv-wal / redis", "crdtkv-wal", "redis"),
+    ("crdtkv-wal / webdis", "crdtkv-wal", "webdis"),
+    ("crdtkv-fsync / webdis", "crdtkv-fsync", "webdis"),
+)
+
+
+def _f(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    table = doc["table"]
+    names = {"batch": "SET -P 16 vs /v1/batch (100 ops)"}
+    names.update({row: f"{row.upper()} vs {crdt}" for row, _, _, crdt in OPS})
+    lines = [
+        "| operation | system | ops/s | p50 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in [*(o[0] for o in OPS), "batch"]:
+        for system in SYSTEMS:
+            s = table.get(row, {}).get(system)
+            if s is None:
+                continue
+            lines.append(
+                f"| {names[row]} | {system} | {_f(s['ops_per_s'], ',.0f')} | "
+                f"{_f(s['p50_ms'], '.2f')} | {_f(s['p99_ms'], '.2f')} | {s['errors']} |"
+            )
+    lines += ["", "Ratios (ops/s, crdtkv / peer, medians over rounds):", ""]
+    lines.append("| operation | " + " | ".join(lbl for lbl, _, _ in RATIOS) + " |")
+    lines.append("|---|" + "---:|" * len(RATIOS))
+    for row in [*(o[0] for o in OPS), "batch"]:
+        cells = [_f(doc["ratios"].get(row, {}).get(lbl), ".3f") for lbl, _, _ in RATIOS]
+        lines.append(f"| {names[row]} | " + " | ".join(cells) + " |")
+    lines += ["", "| aim | measured | aim | met |", "|---|---:|---:|---|"]
+    for name, a in doc["aims"].items():
+        met = "-" if a["ratio"] is None else ("met" if a["met"] else "missed")
+        lines.append(f"| {name} | {_f(a['ratio'], '.3f')} | >= {a['aim']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_chart(doc: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [*(o[0] for o in OPS), "batch"]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    width = 0.8 / len(RATIOS)
+    for i, (lbl, _, _) in enumerate(RATIOS):
+        vals = [doc["ratios"].get(r, {}).get(lbl) or 0.0 for r in rows]
+        xs = [j + (i - (len(RATIOS) - 1) / 2) * width for j in range(len(rows))]
+        ax.bar(xs, vals, width, label=lbl)
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    for a in doc["aims"].values():  # the aims, as a dashed mark over their operation
+        j = rows.index(a["row"])
+        ax.hlines(a["aim"], j - 0.45, j + 0.45, colors="black", linestyles="dashed")
+        ax.annotate(f"aim {a['aim']}", (j, a["aim"]), textcoords="offset points",
+                    xytext=(0, 3), ha="center", fontsize=8)  # fmt: skip
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(["SET/reg set", "GET/reg get", "INCR/ctr", "SADD/set", "PFADD/HLL", "batch"])
+    ax.set_ylabel("ops/s ratio (crdtkv / peer)")
+    ax.set_title(f"crdtkv vs Redis and webdis ({doc['machine']['nproc']} cores, shared)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_start": list(os.getloadavg()),
+    }
+
+
+def tool_versions(crdtkv: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, cmd in (
+        ("redis-server", ["redis-server", "--version"]),
+        ("wrk", ["wrk", "-v"]),
+    ):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+            out[name] = (r.stdout or r.stderr).strip().splitlines()[0]
+    return out
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--quick", action="store_true", help="2 s per test instead of 5")
+    p.add_argument("-c", "--connections", type=int, default=50, help="connections (default 50)")
+    p.add_argument("--duration", type=float, help="seconds per test (default 5, --quick 2)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, systems rotated (default 3)")
+    p.add_argument("--keyspace", type=int, default=10_000, help="distinct keys (default 10000)")
+    p.add_argument(
+        "--redis-rate",
+        type=float,
+        default=20_000,
+        help="requests/s guessed to size redis-benchmark -n from the duration in the first "
+        "round; later rounds use the rate measured (default 20000)",
+    )
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where compare.* go")
+    ns = p.parse_args(list(argv))
+    ns.redis_rates_seen = {}
+    if ns.duration is None:
+        ns.duration = 2.0 if ns.quick else 5.0
+    return ns
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    missing = missing_tools()
+    if missing:
+        print(
+            f"compare.py: missing on PATH: {', '.join(missing)}\n"
+            f"install them with:\n    {INSTALL_HINT}\n(nothing was installed)",
+            file=sys.stderr,
+        )
+        return 2
+    crdtkv_bin = Path(sys.executable).with_name("crdtkv")
+    crdtkv = [str(crdtkv_bin)] if crdtkv_bin.exists() else [sys.executable, "-m", "crdtkv.cli"]
+    started = datetime.datetime.now(datetime.UTC)
+    machine_start = machine()
+    command = " ".join([".venv/bin/python benchmarks/compare.py", *argv])
+    raw: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="crdtkv-compare-"))
+    cluster = Cluster(tmp)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        cluster.start(crdtkv)
+        prefill(cluster, args.keyspace)
+        print(f"servers up in {tmp}; {args.rounds} rounds of {args.duration:g} s tests", flush=True)
+        for rnd in range(args.rounds):
+            order = list(SYSTEMS[rnd % len(SYSTEMS) :] + SYSTEMS[: rnd % len(SYSTEMS)])
+            print(f"round {rnd + 1}: {' -> '.join(order)}", flush=True)
+            for row, system, res in run_round(cluster, order, args):
+                res.update(row=row, system=system, round=rnd + 1)
+                raw.append(res)
+                print(
+                    f"  {system:<13} {row:<6} {res['ops_per_s']:>11,.0f} ops/s"
+                    f"  p50 {_f(res['p50_ms'], '.2f')} ms  p99 {_f(res['p99_ms'], '.2f')} ms"
+                    f"  errors {res['errors']}",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        print("compare.py: interrupted", file=sys.stderr)
+        return 130
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        print(f"compare.py: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.stop()
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(tmp, ignore_errors=True)
+    table = summarize(raw)
+    ratios = {row: {lbl: ratio(table, row, a, b) for lbl, a, b in RATIOS} for row in table}
+    aims: dict[str, dict[str, Any]] = {}
+    for name, (row, a, b, aim) in AIMS.items():
+        r = ratio(table, row, a, b)
+        aims[name] = {"row": row, "of": f"{a} / {b}", "ratio": r, "aim": aim,
+                      "met": None if r is None else r >= aim}  # fmt: skip
+    doc: dict[str, Any] = {
+        "tool": "benchmarks/compare.py",
+        "command": command,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {**machine_start, "load_avg_end": list(os.getloadavg())},
+        "tools": tool_versions(crdtkv),
+        "config": {
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "keyspace": args.keyspace,
+            "value_bytes": len(VALUE),
+            "wrk_threads": min(2, args.connections),
+            "redis_pipeline": 16,
+            "crdtkv_batch_ops": 100,
+        },
+        "table": table,
+        "ratios": ratios,
+        "aims": aims,
+        "raw": raw,
+    }
+    md = render_markdown(doc)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "compare.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out_dir / "compare.md").write_text(md)
+    write_chart(doc, args.out_dir / "compare.png")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
