@@ -37,7 +37,7 @@ from crdtkv import limits
 from crdtkv.api.errors import error_middleware
 from crdtkv.api.metrics import ApiMetrics, PeersStatus
 from crdtkv.api.routes import add_routes
-from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS, SESSION, SIGNER
+from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS, SESSION, SIGNER, TOKEN_CACHE
 from crdtkv.config import ServeConfig
 from crdtkv.crdts.hlc import Timestamp
 from crdtkv.errors import BadRequest, CrdtkvError, SessionUnavailable, Unauthorized
@@ -74,6 +74,7 @@ def make_app(
     app[NODE] = node
     app[CONFIG] = config
     app[SIGNER] = TokenSigner(config.cluster_secret)
+    app[TOKEN_CACHE] = [None, ""]
     app[METRICS] = ApiMetrics(node, peers_status)
     app[PEERS_STATUS] = peers_status
     add_routes(app)
@@ -110,9 +111,16 @@ async def _session_middleware(request: web.Request, handler: Handler) -> web.Str
     response = await handler(request)
     app = request.app
     replica = app[NODE].replica
-    token = request.get(SESSION) or SessionToken()
-    merged = token.merge(replica.applied.vv, (replica.hlc.wall_ms, replica.hlc.logical))
-    response.headers[SESSION_HEADER] = app[SIGNER].encode(merged)
+    vv, hlc = replica.applied.vv, (replica.hlc.wall_ms, replica.hlc.logical)
+    # Signing costs more than the rest of a read: reuse the last token while
+    # nothing it depends on changed (the applied vector only grows, so its sum
+    # changes whenever it does).
+    key = (request.headers.get(SESSION_HEADER, ""), hlc, sum(vv.values()), len(vv))
+    cached = app[TOKEN_CACHE]
+    if cached[0] != key:
+        token = request.get(SESSION) or SessionToken()
+        cached[:] = [key, app[SIGNER].encode(token.merge(vv, hlc))]
+    response.headers[SESSION_HEADER] = cached[1]
     return response
 
 
