@@ -66,6 +66,8 @@ def _set_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
 def _hll_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
     kind = draw(st.sampled_from(["add", "add", "add", "clear"]))
     if kind == "clear":
+        if state.epoch.wall_ms:  # a replica's clock has absorbed every epoch it merged
+            clock.observe(state.epoch, now)
         return state.clear(clock.now(now))  # type: ignore[no-any-return]
     items = draw(st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=5))
     return state.add(items)  # type: ignore[no-any-return]
