@@ -65,7 +65,7 @@ from enum import Enum
 from crdtkv.crdts.causal import CausalContext, VersionVector, vv_dominates, vv_join, vv_meet
 from crdtkv.errors import BadRequest, CodecError, CrdtkvError, Unauthorized
 from crdtkv.replica import records as rec
-from crdtkv.replica.keyspace import NAMESPACES, DeltaGroup, Key, LogEntry, Replica
+from crdtkv.replica.keyspace import NAMESPACES, DeltaGroup, Key, LogEntry, Replica, timestamps_of
 from replication.digest import BUCKETS, KeyspaceDigest, bucket_of
 from replication.log import DeltaLog, ShippedEntry
 from replication.messages import (
@@ -410,8 +410,13 @@ class Replication:
         for key, state in decoded:
             if type(state) is not NAMESPACES[key[0]]:
                 raise BadRequest("state of the wrong type for its namespace")
+            for ts in timestamps_of(state):
+                self.replica.hlc.check(ts, now_ms)  # refused before anything changes
         for key, state in decoded:
             self.replica.state_for_write(key).merge(state)
+            # Later local writes (and HLL clears) must order after what arrived.
+            for ts in timestamps_of(state):
+                self.replica.hlc.observe(ts, now_ms)
         self.replica.touched(k for k, _ in decoded)
 
     # -- status, stability, garbage collection ------------------------------------------------

@@ -49,7 +49,7 @@ def _patched(target: Any, name: str, value: Any) -> Iterator[None]:
 
 # -- the broken variants --------------------------------------------------------------------
 def _ack_before_apply() -> contextlib.AbstractContextManager[None]:
-    def receive_push(self: Replication, peer: PeerState, msg: Push, now_ms: int) -> int:
+    def receive_push(self: Replication, peer: PeerState, msg: Push, *rest: Any) -> int:
         return msg.upto  # acknowledged, never applied
 
     return _patched(Replication, "_receive_push", receive_push)
@@ -108,6 +108,18 @@ def _counter_merge_sum() -> contextlib.AbstractContextManager[None]:
                 e[i] += o[i]  # sums instead of max: a delta carries totals
 
     return _patched(PNCounter, "merge", merge)
+
+
+def _negative_counter_read_raises() -> contextlib.AbstractContextManager[None]:
+    original = PNCounter.value
+
+    def value(self: PNCounter) -> int:
+        v = original(self)
+        if v < 0:
+            raise ValueError(f"negative counter value {v}")  # an unhandled edge case
+        return v
+
+    return _patched(PNCounter, "value", value)
 
 
 def _shell_flag(name: str) -> Callable[[], contextlib.AbstractContextManager[None]]:
@@ -178,6 +190,13 @@ CANARIES: dict[str, Canary] = {
             "hll",
             "HLL merge(dest, sources) sums registers instead of taking the maximum",
             _hll_merge_sum,
+            (),
+        ),
+        Canary(
+            "negative-counter-read-raises",
+            "errors",
+            "reading a counter whose value is negative raises an unexpected exception",
+            _negative_counter_read_raises,
             (),
         ),
         Canary(

@@ -13,8 +13,9 @@ simulated clients, and runs on the virtual clock:
 2. *Liveness phase*: the network heals (no partitions, loss or duplication),
    every replica is up, clocks are brought back within the HLC bound.
    Clients finish what they have in flight and stop.  The replicas must then
-   converge (identical encoded state and nothing left to ship on any link)
-   within ``cfg.liveness_ms`` of simulated time.
+   converge (identical encoded state, identical applied causal context, and
+   nothing left to ship on any link) within ``cfg.liveness_ms`` of simulated
+   time.
 3. The checkers (``simulations.checkers``) read the history and the final
    state.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ CLIENT_LATENCY_MS = (1, 4)  # client <-> replica, one way
 SESSION_POLL_MS = 10  # how often a waiting request re-checks its token
 PROCESSING_MS = (0, 2)  # from executing an operation to its response leaving
 LIVENESS_STEP_MS = 100
+MW_REPORTED_MAX = 10  # monotonic-writes violations listed per run (all are counted)
 
 
 @dataclass
@@ -145,6 +148,10 @@ class SimShell:
                 result = {"not_found": True}
         except CrdtkvError as e:
             return "fail", None, _code(e)
+        except Exception as e:  # the shell would answer 500 internal: a bug
+            node.commit(now)  # whatever the operation left pending, as the node would
+            sim.internal_error(node, op, e)
+            return "unknown", None, "internal"
         key: Key = (op.namespace, op.key)
         if r.seq != seq_before:
             meta.dot = (r.actor, r.seq)
@@ -220,7 +227,8 @@ class Simulation:
         # metrics
         self.mint_ms: dict[Dot, int] = {}
         self.lags: dict[str, list[int]] = defaultdict(list)
-        self.pos_keys: dict[str, dict[int, list[Key]]] = defaultdict(dict)
+        # replica -> log position -> [(key, encoded size of its delta)] (for the wire figure)
+        self.pos_keys: dict[str, dict[int, list[tuple[Key, int]]]] = defaultdict(dict)
         self.wire: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # ns -> [n, delta, full]
         self.partitions: list[tuple[int, int]] = []  # (start, length) of episodes
         for node in self.cluster.nodes.values():
@@ -228,6 +236,23 @@ class Simulation:
         if metrics:
             self.cluster.on_send.append(self._on_send)
         self.clients: list[SimClient] = []
+        self.errors_reported: set[tuple[str, str]] = set()
+
+    def internal_error(self, node: SimNode, op: Op, e: Exception) -> None:
+        self.stats["internal_errors"] += 1
+        what = (op.kind, type(e).__name__)
+        if what in self.errors_reported:
+            return
+        self.errors_reported.add(what)
+        self.violations.append(
+            checkers.Violation(
+                "errors",
+                "internal-error",
+                f"{op.describe()} raised {type(e).__name__}: {e} at {node.rid} "
+                f"(the API would answer 500)",
+                [op.idx],
+            )
+        )
 
     # -- tracing ---------------------------------------------------------------------------
     def trace(self, line: str) -> None:
@@ -248,7 +273,7 @@ class Simulation:
         t = self.cluster.now_ms
         keys = self.pos_keys[node.rid]
         for e in entries:
-            keys[e.pos] = list(e.group.deltas)
+            keys[e.pos] = [(k, len(codec.pack(d))) for k, d in e.group.deltas.items()]
             dot = e.group.dot
             if e.origin == "":
                 self.mint_ms.setdefault(dot, t)
@@ -262,13 +287,15 @@ class Simulation:
         node = self.cluster.nodes[src]
         keys = self.pos_keys[src]
         for pos, entry in msg.entries:
+            # Full-state shipping would send the same entry with each touched
+            # key's current full state in place of its delta.
             touched = keys.get(pos, [])
-            full = 0
-            for key in touched:
+            full = len(entry)
+            for key, delta_bytes in touched:
                 state = node.replica.states.get(key)
                 if state is not None:
-                    full += len(codec.pack(state))
-            ns = touched[0][0] if touched else "?"
+                    full += len(codec.pack(state)) - delta_bytes
+            ns = touched[0][0][0] if touched else "?"
             acc = self.wire[ns]
             acc[0] += 1
             acc[1] += len(entry)
@@ -544,16 +571,18 @@ class Simulation:
                 missing = _missing(applied, seen) - self.lost_dots
                 if missing and (cid, idx) not in self.mw_reported:
                     self.mw_reported.add((cid, idx))
-                    self.violations.append(
-                        checkers.Violation(
-                            "sessions",
-                            "monotonic-writes",
-                            f"{node.rid} applied write #{idx} of session {cid} ({dot}) but not "
-                            f"{len(missing)} dot(s) the session had seen when it wrote, "
-                            f"e.g. {sorted(missing)[:3]} (seen at read #{read.idx})",
-                            [idx, read.idx],
+                    self.stats["monotonic_writes_violations"] += 1
+                    if len(self.mw_reported) <= MW_REPORTED_MAX:
+                        self.violations.append(
+                            checkers.Violation(
+                                "sessions",
+                                "monotonic-writes",
+                                f"{node.rid} applied write #{idx} of session {cid} ({dot}) but "
+                                f"not {len(missing)} dot(s) the session had seen when it wrote, "
+                                f"e.g. {sorted(missing)[:3]} (seen at read #{read.idx})",
+                                [idx, read.idx],
+                            )
                         )
-                    )
                 if prefix:
                     self.mw_checked[(node.rid, cid)] = i + 1
 
@@ -562,15 +591,28 @@ class Simulation:
         wall = time.perf_counter()
         cfg = self.cfg
         self.trace(f"config {_js(cfg.to_json())}")
-        self.schedule_faults()
-        self.start_clients()
-        self.cluster.run_for(cfg.duration_ms)
-        self.heal()
-        converge_ms = self.liveness()
-        final = self.final_state()
-        if converge_ms is None:
-            self.violations.append(checkers.no_convergence(self.cluster, cfg.liveness_ms))
-        self.violations += checkers.check_all(self.history, final)
+        converge_ms: int | None = None
+        try:
+            self.schedule_faults()
+            self.start_clients()
+            self.cluster.run_for(cfg.duration_ms)
+            self.heal()
+            converge_ms = self.liveness()
+            final = self.final_state()
+            if converge_ms is None:
+                self.violations.append(checkers.no_convergence(self.cluster, cfg.liveness_ms))
+            self.violations += checkers.check_all(self.history, final)
+        except Exception as e:  # a replica core (or the simulator) raised: report it
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            self.violations.append(
+                checkers.Violation(
+                    "errors",
+                    "crashed",
+                    f"the run stopped at {self.cluster.now_ms - self.start_ms} ms: "
+                    f"{type(e).__name__}: {e} ({where.filename}:{where.lineno})",
+                )
+            )
+            self.trace(f"crashed {type(e).__name__}")
         result = RunResult(
             cfg.seed,
             cfg,
@@ -605,11 +647,17 @@ class Simulation:
             c.run_for(LIVENESS_STEP_MS)
             if any(cl.pending is not None or not cl.stopped for cl in self.clients):
                 continue
-            if c.converged() and all(
-                n.rep.lag_ops(p) == 0 for n in c.nodes.values() for p in n.peer_ids
-            ):
+            if c.converged() and self._caught_up():
                 return c.now_ms - self.heal_ms
         return None
+
+    def _caught_up(self) -> bool:
+        """Nothing left to ship on any link, and every replica has applied the same."""
+        nodes = list(self.cluster.nodes.values())
+        if any(n.rep.lag_ops(p) for n in nodes for p in n.peer_ids):
+            return False
+        first = nodes[0].replica.applied
+        return all(n.replica.applied == first for n in nodes[1:])
 
     def final_state(self) -> Final:
         c = self.cluster
@@ -647,6 +695,7 @@ class Simulation:
             syncs += sum(p.syncs_completed for p in node.rep.peers.values())
         s["state_syncs"] = syncs
         s["possibly_lost_ops"] = sum(1 for o in ops if o.meta is not None and o.meta.possibly_lost)
+        s.update(checkers.set_stats(self.history))
         return s
 
     def _metrics(self) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def is_live(state: CRDT, now_ms: int) -> bool:
     raise AssertionError(f"unknown state type {type(state)!r}")
 
 
-def _timestamps(delta: CRDT) -> Iterator[Timestamp]:
+def timestamps_of(delta: CRDT) -> Iterator[Timestamp]:
     if isinstance(delta, LWWRegister) and delta.ts != ZERO:
         yield delta.ts
     elif isinstance(delta, HLL) and delta.epoch != ZERO:
@@ -206,7 +206,7 @@ class Replica:
             expected = NAMESPACES.get(ns)
             if expected is None or type(delta) is not expected:
                 raise BadRequest(f"delta for namespace {ns!r} has the wrong type")
-            for ts in _timestamps(delta):
+            for ts in timestamps_of(delta):
                 self.hlc.check(ts, now_ms)
 
     def apply_remote(self, group: DeltaGroup, origin: str, now_ms: int) -> bool:
@@ -216,7 +216,7 @@ class Replica:
         self.check_group(group, now_ms)
         for key, delta in group.deltas.items():
             self.state_for_write(key).merge(delta)
-            for ts in _timestamps(delta):
+            for ts in timestamps_of(delta):
                 self.hlc.observe(ts, now_ms)
         self.applied.add(group.dot)
         self._append(origin, group)
@@ -258,7 +258,7 @@ class Replica:
                 continue
             for key, delta in entry.group.deltas.items():
                 self.state_for_write(key).merge(delta)
-                for ts in _timestamps(delta):
+                for ts in timestamps_of(delta):
                     if ts > self.hlc.last:
                         self.hlc.wall_ms, self.hlc.logical = ts.wall_ms, ts.logical
             self.applied.add(entry.group.dot)

@@ -1,0 +1,163 @@
+"""Where a replica's CPU goes under load: py-spy on a spawned server while ``crdtkv bench`` runs.
+
+    .venv/bin/python benchmarks/profile_server.py -- -t counter_incr -n 30000 -c 50 --client raw
+    .venv/bin/python benchmarks/profile_server.py --durability wal --raw-out prof.txt \\
+        -- -t counter_incr --batch 100 --msgpack -n 2000 -c 8 --client raw
+
+Starts ``crdtkv serve`` in a temporary directory (``--durability``), attaches
+``py-spy record`` to it (``--rate`` samples/s, raw collapsed stacks, one
+stack per thread, only samples of a thread holding the GIL: Python work,
+not a thread waiting in epoll or on a lock), runs ``crdtkv bench --url <it> <arguments after -->``,
+stops py-spy and the server, and prints, for the event-loop thread (the one
+with the most samples) and any other thread that was busy:
+
+- the top functions by self time (the frame that was running) and by
+  inclusive time (anywhere on the stack), as % of that thread's samples;
+- the same samples grouped by layer (HTTP server, middlewares, session
+  tokens, metrics, the CRDT core, group commit, storage, event loop...).
+
+py-spy pauses the process briefly for each sample (its default, which keeps
+stacks consistent); at 200 samples/s this costs the server a few percent.
+Needs ``py-spy`` (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from crdtkv.bench import SpawnedServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (layer, substrings of "function (file)" frames); the first match from the leaf up wins.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("garbage collector (--native only)", ("gc_collect", "gc_collect_main")),
+    ("session tokens (sign, merge)", ("crdtkv/sessions.py", "hmac.py", "base64.py")),
+    ("metrics (prometheus_client)", ("prometheus_client/", "api/metrics.py")),
+    ("group commit (crdtkv/node.py)", ("crdtkv/node.py", "replica/persist.py")),
+    ("storage (RocksDB)", ("storage/rocks.py", "rocksdict")),
+    ("CRDT core (ops, keyspace, crdts)", ("crdtkv/replica/", "crdtkv/crdts/")),
+    ("body codec (orjson/msgpack, depth)", ("api/codec.py", "api/limits.py")),
+    ("routes + middlewares (crdtkv/api)", ("crdtkv/api/",)),
+    ("replication", ("replication/",)),
+    ("aiohttp web (parser, response, router)", ("aiohttp/",)),
+    ("asyncio / uvloop", ("asyncio/", "uvloop", "<frozen", "selectors.py")),
+]
+
+
+def layer_of(stack: list[str]) -> str:
+    for frame in reversed(stack):
+        for name, needles in LAYERS:
+            if any(n in frame for n in needles):
+                return name
+    return "other"
+
+
+def summarize(raw: Path, top: int) -> str:
+    by_thread: dict[str, list[tuple[list[str], int]]] = collections.defaultdict(list)
+    for line in raw.read_text().splitlines():
+        stack_text, _, count = line.rpartition(" ")
+        if not stack_text or not count.isdigit():
+            continue
+        frames = stack_text.split(";")
+        by_thread[frames[0]].append((frames[1:], int(count)))
+    totals = {t: sum(c for _, c in rows) for t, rows in by_thread.items()}
+    all_samples = sum(totals.values()) or 1
+    out: list[str] = []
+    for thread, rows in sorted(by_thread.items(), key=lambda kv: -totals[kv[0]]):
+        n = totals[thread]
+        if n < 0.05 * all_samples:
+            continue
+        self_t: collections.Counter[str] = collections.Counter()
+        incl: collections.Counter[str] = collections.Counter()
+        layers: collections.Counter[str] = collections.Counter()
+        for frames, c in rows:
+            if not frames:
+                continue
+            self_t[frames[-1]] += c
+            for f in set(frames):
+                incl[f] += c
+            layers[layer_of(frames)] += c
+        out.append(f"== {thread}: {n} samples ({100 * n / all_samples:.0f}% of all) ==")
+        out.append("by layer (self time of the innermost frame in a known layer):")
+        for name, c in layers.most_common():
+            out.append(f"  {100 * c / n:5.1f}%  {name}")
+        out.append(f"top {top} by self time:")
+        for f, c in self_t.most_common(top):
+            out.append(f"  {100 * c / n:5.1f}%  {f}")
+        out.append(f"top {top} by inclusive time:")
+        for f, c in incl.most_common(top):
+            out.append(f"  {100 * c / n:5.1f}%  {f}")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--durability", choices=["fsync", "wal"], default="fsync")
+    p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument(
+        "--all-samples",
+        dest="gil",
+        action="store_false",
+        help="count every sample, not only those holding the GIL (py-spy -g, the default: "
+        "a thread blocked in epoll or on a lock is otherwise counted as busy)",
+    )
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="also sample C frames (py-spy --native): shows the garbage collector, orjson...",
+    )
+    p.add_argument("--raw-out", default=None, help="keep py-spy's collapsed stacks here")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then crdtkv bench options")
+    args = p.parse_args()
+    bench_args = args.bench_args[1:] if args.bench_args[:1] == ["--"] else args.bench_args
+    py_spy = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or shutil.which("py-spy")
+    if py_spy is None:
+        p.error("py-spy is not installed (pip install py-spy, or the 'bench' extra)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="crdtkv-prof-"))
+    raw = Path(args.raw_out) if args.raw_out else tmp / "stacks.txt"
+    server = SpawnedServer(args.durability, os.environ)
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        server.start()
+        spy = subprocess.Popen(
+            [py_spy, "record", "-p", str(server.pid), "-f", "raw", "-o", str(raw),
+             "-r", str(args.rate), "-t", "--nolineno", *(["-g"] if args.gil else []),
+             *(["--native"] if args.native else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        cmd = [sys.executable, "-m", "crdtkv.cli", "bench", "--url", server.url]
+        cmd += ["--server-pid", str(server.pid), "--no-progress", *bench_args]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        bench = subprocess.run(cmd, env=env, text=True, capture_output=True)
+        print(bench.stdout, end="")
+        if bench.returncode != 0:
+            print(bench.stderr, file=sys.stderr)
+        spy.send_signal(signal.SIGINT)
+        _, err = spy.communicate(timeout=60)
+        if not raw.exists():
+            print(f"py-spy wrote nothing: {err.decode()[-500:]}", file=sys.stderr)
+            return 1
+        print(summarize(raw, args.top))
+        return bench.returncode
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+            spy.wait()
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""``python -m simulations``: run seeds, campaigns, canaries, or real processes.
+
+    python -m simulations run --seed 7                  one seed (exit 1 on a violation)
+    python -m simulations run --seed 1 --seeds 2000     a campaign of seeds 1..2000
+    python -m simulations run --seed 3 --canary fsync-lies
+    python -m simulations --list-canaries
+    python -m simulations cluster --seconds 20          real ``crdtkv serve`` processes
+
+The interpreter is re-executed with ``PYTHONHASHSEED=0`` when it runs with
+another hash seed: the replica core iterates a few sets of strings, whose
+order depends on the hash seed, so a seed reproduces exactly (same trace
+hash) only under one fixed hash seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from simulations.canaries import CANARIES
+from simulations.config import FAULT_KINDS
+
+__all__ = ["main"]
+
+
+def _pin_hash_seed(argv: list[str]) -> None:
+    if os.environ.get("PYTHONHASHSEED") == "0":
+        return
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "simulations", *argv], env)
+
+
+def _kinds(text: str) -> list[str]:
+    if text in ("none", ""):
+        return []
+    if text == "all":
+        return list(FAULT_KINDS)
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown fault kind(s) {', '.join(unknown)}; known: {', '.join(FAULT_KINDS)}"
+        )
+    return kinds
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m simulations",
+        description="Deterministic simulation of a crdtkv cluster (see docs/simulation.md).",
+    )
+    p.add_argument("--list-canaries", action="store_true", help="print canary names and exit")
+    p.add_argument("--list-faults", action="store_true", help="print fault kinds and exit")
+    sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("run", help="simulate one seed or a campaign of seeds")
+    r.add_argument("--seed", type=int, default=1, help="the (first) seed (default 1)")
+    r.add_argument("--seeds", type=int, default=1, help="number of seeds from --seed (default 1)")
+    r.add_argument("--replicas", type=int, help="replicas (default: drawn from the seed, 2-5)")
+    r.add_argument(
+        "--faults",
+        help="comma list of fault kinds to enable, 'all' or 'none' (default: swarm, "
+        "each kind on with probability 1/2 per seed)",
+    )
+    r.add_argument("--exclude-faults", default="", help="fault kinds never to enable")
+    r.add_argument("--duration", type=float, help="fault phase in simulated seconds")
+    r.add_argument(
+        "--canary", choices=sorted(CANARIES), help="inject a deliberately broken variant"
+    )
+    r.add_argument("--durability", choices=("fsync", "wal"), default="fsync")
+    r.add_argument("--report", type=Path, help="write report.json and PNG figures here")
+    r.add_argument("--jobs", type=int, default=1, help="worker processes for a campaign")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--history", type=Path, help="(one seed) write the operation history as JSON")
+    c = sub.add_parser("cluster", help="real crdtkv serve processes behind fault-injecting proxies")
+    from simulations.cluster import add_arguments
+
+    add_arguments(c)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        _pin_hash_seed(args_list)
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    if args.list_canaries:
+        for name in CANARIES:
+            print(name)
+        return 0
+    if args.list_faults:
+        for kind, what in FAULT_KINDS.items():
+            print(f"{kind:13} {what}")
+        return 0
+    if args.command == "run":
+        return _run(args, parser)
+    if args.command == "cluster":
+        from simulations.cluster import main as cluster_main
+
+        return cluster_main(args)
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from simulations.campaign import CampaignOptions, run_campaign
+
+    try:
+        faults = _kinds(args.faults) if args.faults not in (None, "swarm") else None
+        exclude = _kinds(args.exclude_faults)
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
+    if args.seeds < 1 or (args.replicas is not None and not 1 <= args.replicas <= 9):
+        parser.error("--seeds must be >= 1 and --replicas in 1..9")
+    opts = CampaignOptions(
+        seed=args.seed,
+        seeds=args.seeds,
+        replicas=args.replicas,
+        faults=faults,
+        exclude=exclude,
+        duration_ms=round(args.duration * 1000) if args.duration is not None else None,
+        durability=args.durability,
+        canary=args.canary,
+        report=args.report,
+        jobs=max(1, args.jobs),
+        progress=not args.quiet,
+    )
+    if args.seeds == 1 and args.report is None:
+        return _one(opts, args.history)
+    result = run_campaign(opts)
+    s = result.summary()
+    print(
+        f"seeds: {s['seeds']} ({len(s['failing_seeds'])} failing), "
+        f"simulated: {s['simulated_hours']:.2f} h ({s['fault_phase_hours']:.2f} h of faults), "
+        f"operations: {s['operations']}, wall: {s['wall_s']:.0f} s"
+    )
+    print(f"violations by checker: {s['violations_by_checker'] or 'none'}")
+    if s["violations_by_kind"]:
+        print(f"violations by kind: {s['violations_by_kind']}")
+    if args.report is not None:
+        print(f"report: {args.report / 'report.json'}")
+    return 1 if s["failing_seeds"] else 0
+
+
+def _one(opts: object, history_path: Path | None) -> int:
+    import json
+
+    from simulations.campaign import CampaignOptions, config_for, repro_command
+    from simulations.sim import Simulation
+
+    assert isinstance(opts, CampaignOptions)
+    cfg = config_for(opts, opts.seed)
+    canary = CANARIES[cfg.canary] if cfg.canary else None
+    sim = Simulation(cfg)
+    if canary is not None:
+        with canary.patch():
+            result = sim.run()
+    else:
+        result = sim.run()
+    s = result.stats
+    print(
+        f"seed {cfg.seed}: {cfg.replicas} replicas, {cfg.durability}, "
+        f"{cfg.duration_ms / 1000:g} s fault phase, {cfg.clients} clients, "
+        f"faults: {', '.join(cfg.faults) or 'none'}"
+        + (f", canary: {cfg.canary}" if cfg.canary else "")
+    )
+    converged = (
+        f"converged {s['converge_ms'] / 1000:g} s after healing"
+        if s["converge_ms"] is not None
+        else "did NOT converge"
+    )
+    print(
+        f"  {s['ops']} operations ({s['ops_ok']} ok, {s['ops_fail']} failed, "
+        f"{s['ops_unknown']} unknown), {s['sim_ms'] / 1000:g} s simulated, {converged}; "
+        f"{s.get('crashes', 0)} crashes, {s.get('wipes', 0)} wipes, {s['state_syncs']} state syncs"
+    )
+    print(
+        f"  sets (set-full): {s['set_adds_visible']} acknowledged adds seen by a later read, "
+        f"{s['set_adds_never_read']} never read, {s['set_stale_reads']} stale reads"
+    )
+    print(f"  trace sha256:{result.trace_hash}")
+    for v in result.violations:
+        print(f"  VIOLATION {v.line()}")
+    if history_path is not None:
+        history_path.write_text(json.dumps([o.to_json() for o in sim.history.ops], indent=1))
+    if canary is not None:
+        caught = canary.checker in result.checkers_failed()
+        print(f"canary {canary.name}: {'caught' if caught else 'NOT caught'} by {canary.checker}")
+    verdict = "ok" if result.ok else f"FAIL ({len(result.violations)} violations: "
+    if not result.ok:
+        verdict += (
+            f"{', '.join(result.checkers_failed())}) -- reproduce: {repro_command(opts, cfg.seed)}"
+        )
+    print(f"verdict: {verdict}")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

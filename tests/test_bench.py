@@ -1,0 +1,193 @@
+"""``crdtkv bench``: a short real run against a server it spawns, and its option errors.
+
+No timing assertions: the figures depend on the machine.  What is checked is
+that a run completes, reports every field with plausible values, and that the
+spawned server is stopped afterwards, also when the benchmark is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crdtkv import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT_S = 120.0
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDTKV_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crdtkv.cli", "bench", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (and was reaped by its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def _check_result(r: dict[str, Any], op_type: str, requests: int, ops: int) -> None:
+    assert r["type"] == op_type
+    assert r["requests"] == requests
+    assert r["ops"] == ops
+    assert r["errors"] == 0, r["error_samples"]
+    assert r["not_found"] == 0  # register_get reads a prefilled keyspace
+    assert r["seconds"] > 0
+    assert r["requests_per_s"] > 0
+    assert r["ops_per_s"] == pytest.approx(r["requests_per_s"] * ops / requests, rel=0.01)
+    lat = r["latency_ms"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert lat["min"] <= lat["mean"] <= lat["max"]
+    cpu = r["cpu"]
+    assert cpu["server_pct"] is not None and cpu["server_pct"] >= 0
+    assert cpu["bench_pct"] >= 0
+    assert r["server_rss_kb"] > 10_000  # a Python process with aiohttp and RocksDB loaded
+
+
+def test_spawned_run_reports_every_type(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--spawn", "-n", "300", "-c", "4", "-t", "counter_incr,register_get"]
+    proc = _bench(*args, "--keyspace", "50", "--json", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "register_get" in proc.stdout and "req/s" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["tool"] == "crdtkv bench"
+    assert doc["machine"]["nproc"] >= 1 and doc["machine"]["python"]
+    cfg = doc["config"]
+    assert cfg["connections"] == 4 and cfg["requests"] == 300 and cfg["spawn"] is True
+    assert cfg["types"] == ["counter_incr", "register_get"] and cfg["durability"] == "fsync"
+    assert [r["type"] for r in doc["results"]] == ["counter_incr", "register_get"]
+    for r in doc["results"]:
+        _check_result(r, r["type"], 300, 300)
+    server = doc["server"]
+    assert server["spawned"] is True and server["exit_status"] == 0  # a clean stop
+    assert len(server["pids"]) == 1 and _gone(server["pids"][0])
+
+
+def test_spawned_msgpack_batches(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = _bench(
+        "--spawn", "--durability", "wal", "-n", "20", "-c", "2", "--batch", "10", "--msgpack",
+        "-t", "register_set,set_add,hll_add", "--json", str(out), "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "ops/s" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["config"]["format"] == "msgpack" and doc["config"]["durability"] == "wal"
+    for r, t in zip(doc["results"], ["register_set", "set_add", "hll_add"], strict=True):
+        _check_result(r, t, 20, 200)
+
+
+def test_interrupted_run_stops_its_server() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crdtkv.cli", "bench", "--spawn", "--duration", "60", "-c", "2"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        pid = None
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while pid is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                line = proc.stderr.readline()
+                assert line, "bench exited before spawning"
+                if line.startswith("spawned crdtkv serve (pid "):
+                    pid = int(line.split("pid ", 1)[1].split(",", 1)[0])
+        assert pid is not None
+        time.sleep(1.0)  # let the load start
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+        assert proc.returncode == 130
+        assert "interrupted" in err
+        assert _gone(pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["-c", "0"], "-c"),
+        (["-c", "many"], "-c"),
+        (["-n", "-5"], "-n"),
+        (["-n", "10", "--duration", "5"], "--duration"),
+        (["--duration", "0"], "--duration"),
+        (["-t", "register_set,nope"], "-t"),
+        (["-t", ","], "-t"),
+        (["--batch", "1001"], "--batch"),
+        (["--msgpack"], "--msgpack"),
+        (["--keyspace", "0"], "--keyspace"),
+        (["--url", "ftp://x"], "--url"),
+        (["--url", "http://127.0.0.1:7001/v1"], "--url"),
+        (["--spawn", "--url", "http://127.0.0.1:7001"], "--spawn"),
+        (["--durability", "wal"], "--durability"),
+        (["--spawn", "--durability", "sometimes"], "--durability"),
+        (["--client", "curl"], "--client"),
+        (["--bogus"], "--bogus"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(
+    args: list[str], names: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(args, {}) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("crdtkv bench: error: ")
+    assert names in err
+
+
+def test_bad_option_through_the_cli() -> None:
+    proc = _bench("-t", "nope")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "crdtkv bench: error: -t: unknown operation type 'nope'; choose from "
+        + ", ".join(bench.TYPES)
+    ]
+
+
+def test_unreachable_server_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert bench.main(["--url", f"http://127.0.0.1:{port}", "-n", "1", "-q"], {}) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot reach" in err
+
+
+def test_percentile_is_nearest_rank() -> None:
+    xs = [float(i) for i in range(1, 101)]
+    assert bench.percentile(xs, 50) == 50.0
+    assert bench.percentile(xs, 99) == 99.0
+    assert bench.percentile(xs, 100) == 100.0
+    assert bench.percentile([3.0], 99) == 3.0
