@@ -80,7 +80,7 @@ def test_acknowledged_increments_and_adds_are_never_lost() -> None:
 def test_log_entries_are_truncated_only_once_every_peer_acknowledged() -> None:
     c = SimCluster(3, 3)
     c.partition("r0", "r2")
-    for i in range(50):
+    for _i in range(50):
         c.nodes["r0"].apply({"op": "counters.incr", "key": "c", "delta": 1}, c.now_ms)
         c.run_for(5)
     c.run_for(1_000)
@@ -131,7 +131,7 @@ def test_a_replica_behind_the_retained_log_catches_up_by_state_sync_shipping_the
     c.partition("r0", "r2")
     c.partition("r1", "r2")
     changed = 500
-    for round_ in range(200):  # 100,000 updates to the same 500 keys
+    for _round in range(200):  # 100,000 updates to the same 500 keys
         for i in range(changed):
             c.nodes["r0" if i % 2 else "r1"].apply(
                 {"op": "counters.incr", "key": f"c{i}", "delta": 1}, c.now_ms
