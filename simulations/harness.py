@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crdtkv.crdts import codec
+from crdtkv.errors import CrdtkvError
 from crdtkv.replica import apply_op
 from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import Checkpointer, build_batch, load_replica
@@ -250,7 +251,14 @@ class SimCluster:
         if not node.up:
             return
         now = self.now_ms + node.skew_ms
-        reply = node.rep.receive(src, messages.decode(blob), now)
+        try:
+            reply = node.rep.receive(src, messages.decode(blob), now)
+        except CrdtkvError:
+            # The HTTP shell answers an error status (e.g. a timestamp too far
+            # ahead of this clock); the sender counts the request as failed.
+            node.commit(now)
+            self._deliver(dst, src, b"", lambda b: self._on_reply(src, dst, rid, b))
+            return
         node.commit(now)  # durable before the reply leaves
         out = messages.encode(reply)
         self._deliver(dst, src, out, lambda b: self._on_reply(src, dst, rid, b))
@@ -260,6 +268,9 @@ class SimCluster:
         if not node.up or self._outstanding.get((src, dst)) != rid:
             return  # a duplicate, or the reply to a request we gave up on
         del self._outstanding[(src, dst)]
+        if not blob:  # an error answer
+            node.rep.request_failed(dst)
+            return
         node.rep.receive_reply(dst, messages.decode(blob), self.now_ms + node.skew_ms)
 
     def _timeout(self, src: str, dst: str, rid: int) -> None:
