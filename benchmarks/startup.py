@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/startup.py                      # 1,000,000 keys
     .venv/bin/python benchmarks/startup.py --keys 100000 --restarts 1 --json out.json
     .venv/bin/python benchmarks/startup.py --profile            # + py-spy of start and stop
+    .venv/bin/python benchmarks/startup.py --cprofile           # + cProfile of the load
 
 What it does, in a temporary directory (removed at the end, whatever happens):
 
@@ -43,6 +44,7 @@ import pstats
 import select
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -367,8 +369,7 @@ def main() -> int:
             )
         result["restarts"] = restarts
         if restarts:
-            times = sorted(r["healthz_s"] for r in restarts)
-            result["startup_s_median"] = times[len(times) // 2]
+            result["startup_s_median"] = statistics.median(r["healthz_s"] for r in restarts)
             print(f"start-up with {args.keys:,} keys: median {result['startup_s_median']:.2f} s")
         if args.profile:
             text = profile_restart(server, tmp, args.top)

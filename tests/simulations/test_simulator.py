@@ -38,11 +38,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # production bugs (docs/simulation.md, "What the simulator found").  Remove a
 # kind once its bugs are fixed and its regression tests below XPASS.
 KNOWN_BUG_FAULTS: dict[str, str] = {
-    "crash": "B3, B4, B6: a restart triggers a state sync (B9), and state syncs have bugs",
-    "wipe": "B1, B2: a wiped replica may never get old entries back",
-    "small-log": "B3, B4, B5, B6: state sync bugs",
+    "crash": "B3, B4, B6 (a restart triggers a state sync to every peer, B9)",
+    "wipe": "B2, and the state sync that follows a wipe (B3, B4, B6)",
+    "small-log": "B3, B4, B6: state sync bugs",
     "jump": "B7: an expired register is never collected after the clock steps back",
-    "clock-excess": "B7 (the clock steps back when the excess ends)",
+    "clock-excess": "B7 (the clock steps back when the excess window ends)",
 }
 
 
