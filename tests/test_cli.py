@@ -20,24 +20,7 @@ import pytest
 
 from crdtkv import cli
 from crdtkv.config import ServeConfig, UsageError, parse_serve_args
-
-ROOT = Path(__file__).resolve().parents[1]
-STARTUP_S = 20.0  # generous: a loaded CI machine imports aiohttp and opens RocksDB slowly
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDTKV_")}
-    # The package from this checkout, whatever the working directory.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
+from tests.procs import STARTUP_S, clean_env, free_port
 
 
 def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
