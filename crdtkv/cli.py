@@ -102,8 +102,16 @@ def run_serve(config: ServeConfig) -> int:
         _fail(SERVE_PROG, e.message)
         return 1
     try:
-        incarnation = secrets.token_hex(4)  # used only if the directory is new or was wiped
-        replica = load_replica(storage, config.replica_id, incarnation, config.max_offset_ms)
+        # Used only if the directory is new or was wiped, or after an unclean
+        # stop in `wal` durability (see load_replica).
+        incarnation = secrets.token_hex(4)
+        replica = load_replica(
+            storage,
+            config.replica_id,
+            incarnation,
+            config.max_offset_ms,
+            wal=config.durability == "wal",
+        )
     except Exception as e:  # wrong replica id, newer format, corrupt records
         storage.close()
         _fail(SERVE_PROG, f"{config.resolved_data_dir}: {e}")

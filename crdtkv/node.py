@@ -30,7 +30,7 @@ from crdtkv.crdts.causal import VersionVector, vv_dominates
 from crdtkv.errors import StorageError
 from crdtkv.replica import Replica, apply_op
 from crdtkv.replica.keyspace import LogEntry
-from crdtkv.replica.persist import Checkpointer, build_batch
+from crdtkv.replica.persist import Checkpointer, build_batch, mark_clean
 from crdtkv.storage.base import Storage, WriteBatch
 
 __all__ = ["APPLIED_WAITERS_MAX", "Node", "wall_clock_ms"]
@@ -97,6 +97,10 @@ class Node:
         if self.failed is None:
             try:
                 await self._write_once(force_checkpoint=True)
+                # Last: the next start knows nothing unsynced was lost (B8).
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, mark_clean, self.storage
+                )
             except StorageError as e:
                 log.error("final flush failed: %s", e)
         await asyncio.get_running_loop().run_in_executor(self._executor, self.storage.close)

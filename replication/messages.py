@@ -51,6 +51,11 @@ class Header:
     sender: str  # the sending replica's id (as configured in --peer)
     incarnation: str  # the sender's incarnation: changes when its data directory is new
     applied: VersionVector  # the sender's applied (gap-free) version vector
+    # While the sender ships snapshots (state syncs in progress), the meet of
+    # its applied vector and the snapshots' contexts: states it may still ship
+    # are only that fresh, so tombstones newer than it must not be collected
+    # anywhere yet.  None: no snapshot open (the floor is ``applied``).
+    floor: VersionVector | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,11 @@ class Push:
     after: int  # the receiver's last acknowledged position this push starts from
     upto: int  # last position this push covers (skipped entries included)
     entries: tuple[tuple[int, bytes], ...]  # (position, encoded delta group)
+    # The receiver's incarnation as the sender knows it.  A receiver whose
+    # data directory is new refuses a push meant for its old incarnation: the
+    # push leaves out what that incarnation minted or sent (no back-propagation),
+    # so applying it would apply writes without the writes they depend on.
+    target: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,7 @@ class SyncDone:
     sync_id: int  # the catch-up run
     applied_ctx: CausalContext  # the sender's applied context when the run started
     upto: int  # the sender's log position when the run started
+    states: int = 0  # distinct keys whose states the receiver acknowledged in this run
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,9 @@ class Reply:
     sync_id: int = 0  # the catch-up run this answers, 0 for a push
     buckets: tuple[int, ...] = ()  # SyncDigest reply: buckets whose digests differ
     want: tuple[tuple[str, str], ...] = ()  # SyncKeys reply: keys whose states to send
+    # The receiver does not know this catch-up run (it restarted, or lost the
+    # states shipped so far): the sender must abandon the run and start over.
+    restart: bool = False
 
 
 Message = Push | SyncDigest | SyncKeys | SyncStates | SyncDone | Reply
@@ -112,13 +126,14 @@ _KINDS: dict[type[Any], str] = {
 
 
 def _head(h: Header) -> list[Any]:
-    return [h.sender, h.incarnation, dict(h.applied)]
+    applied: Any = dict(h.applied) if h.floor is None else [dict(h.applied), dict(h.floor)]
+    return [h.sender, h.incarnation, applied]
 
 
 def encode(msg: Message) -> bytes:
     body: list[Any]
     if isinstance(msg, Push):
-        body = [msg.after, msg.upto, [list(e) for e in msg.entries]]
+        body = [msg.after, msg.upto, [list(e) for e in msg.entries], msg.target]
     elif isinstance(msg, SyncDigest):
         body = [msg.sync_id, list(msg.digests)]
     elif isinstance(msg, SyncKeys):
@@ -126,9 +141,10 @@ def encode(msg: Message) -> bytes:
     elif isinstance(msg, SyncStates):
         body = [msg.sync_id, [list(s) for s in msg.states]]
     elif isinstance(msg, SyncDone):
-        body = [msg.sync_id, msg.applied_ctx.encode(), msg.upto]
+        body = [msg.sync_id, msg.applied_ctx.encode(), msg.upto, msg.states]
     else:
-        body = [msg.acked, msg.sync_id, list(msg.buckets), [list(w) for w in msg.want]]
+        want = [list(w) for w in msg.want]
+        body = [msg.acked, msg.sync_id, list(msg.buckets), want, msg.restart]
     return msgpack.packb([_KINDS[type(msg)], *_head(msg.head), *body], use_bin_type=True)
 
 
@@ -177,7 +193,12 @@ def decode(blob: bytes) -> Message:
     if not isinstance(data, list) or len(data) < 4:
         raise CodecError("message: expected [kind, sender, incarnation, applied, ...]")
     kind = data[0]
-    head = Header(decode_actor(data[1]), decode_actor(data[2]), decode_vv(data[3]))
+    if isinstance(data[3], list):  # [applied, floor]
+        vvs = _tuple(data[3], "applied and floor", 2)
+        applied, floor = decode_vv(vvs[0]), decode_vv(vvs[1])
+    else:
+        applied, floor = decode_vv(data[3]), None
+    head = Header(decode_actor(data[1]), decode_actor(data[2]), applied, floor)
     body = data[4:]
     try:
         return _decode_body(kind, head, body)
@@ -186,10 +207,13 @@ def decode(blob: bytes) -> Message:
 
 
 def _decode_body(kind: object, head: Header, b: list[Any]) -> Message:
-    if kind == "push" and len(b) == 3:
+    if kind == "push" and len(b) == 4:
         raw = [_tuple(e, "entry", 2) for e in _list(b[2], "entries", ENTRIES_MAX)]
         entries = tuple((_int(e[0], "entry position", 1), _bytes(e[1], "entry")) for e in raw)
-        return Push(head, _int(b[0], "after"), _int(b[1], "upto"), entries)
+        target = b[3]
+        if not isinstance(target, str) or len(target) > 128:
+            raise CodecError("push: target must be an incarnation string")
+        return Push(head, _int(b[0], "after"), _int(b[1], "upto"), entries, target)
     if kind == "sdig" and len(b) == 2:
         digests = tuple(
             _int(d, "digest", 0, 2**64 - 1) for d in _list(b[1], "digests", BUCKETS_MAX)
@@ -203,13 +227,16 @@ def _decode_body(kind: object, head: Header, b: list[Any]) -> Message:
         raw = [_tuple(x, "state", 3) for x in _list(b[1], "states", KEYS_MAX)]
         states = tuple((*_key(x[0], x[1]), _bytes(x[2], "state")) for x in raw)
         return SyncStates(head, _int(b[0], "sync_id", 1), states)
-    if kind == "sdone" and len(b) == 3:
+    if kind == "sdone" and len(b) == 4:
         ctx = CausalContext.decode(b[1])
-        return SyncDone(head, _int(b[0], "sync_id", 1), ctx, decode_seq(b[2]))
-    if kind == "reply" and len(b) == 4:
+        shipped = _int(b[3], "states")
+        return SyncDone(head, _int(b[0], "sync_id", 1), ctx, decode_seq(b[2]), shipped)
+    if kind == "reply" and len(b) == 5:
         buckets = tuple(
             _int(x, "bucket", 0, BUCKETS_MAX - 1) for x in _list(b[2], "buckets", BUCKETS_MAX)
         )
         want = tuple(_key(*_tuple(w, "wanted key", 2)) for w in _list(b[3], "want", KEYS_MAX))
-        return Reply(head, _int(b[0], "acked", -1), _int(b[1], "sync_id"), buckets, want)
+        if not isinstance(b[4], bool):
+            raise CodecError("reply: restart must be a boolean")
+        return Reply(head, _int(b[0], "acked", -1), _int(b[1], "sync_id"), buckets, want, b[4])
     raise CodecError(f"unknown message kind {kind!r} or wrong field count")

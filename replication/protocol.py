@@ -39,11 +39,30 @@ every peer are truncated.
 
 *Catch-up.*  A peer whose ``acked`` is below the retained log (new, wiped,
 or away longer than the log keeps) gets a state sync instead: we record our
-applied context and log position, compare bucket digests, then per-key
-hashes of differing buckets, then ship the full states of keys that differ,
-in bounded chunks.  Only at the end (``SyncDone``) does the peer join our
-applied context (never earlier: it must not claim dots of keys not yet
-shipped) and only then does ``acked`` move, to the recorded position.
+applied context and log position and open a copy-on-write snapshot of the
+keyspace, compare bucket digests, then per-key hashes of differing buckets,
+then ship the snapshot states of keys that differ, in bounded chunks.  The
+shipped states therefore carry exactly the effects of the recorded context,
+no more (a state shipped as it is *now* would carry effects of dots the
+context lacks, and the receiver would show them without a vector covering
+them: B4).  The receiver buffers the states and applies nothing until
+``SyncDone``; then, in one step, it joins the states, joins our context,
+notes its register tombstones (stamped with a vector that covers the
+deletes: B6), and makes it all durable before replying; only then does
+``acked`` move, to the recorded position.  A receiver that restarted during
+the run has lost its buffer: it answers any step of a run it does not know
+with ``restart`` (and ``SyncDone`` names how many states it must hold), so
+it never claims dots whose effects it lost (B3).
+
+*Dots learnt by sync.*  A state sync gives the receiver dots without log
+entries, which it therefore never pushes.  It remembers an upper bound of
+them (``Replica.synced_vv``, the gap-free part of every merged context).
+Towards a peer whose applied vector does not cover that bound, it holds its
+pushes (a later write would otherwise reach the peer before the writes it
+depends on: B4) and, if the peer still lacks them after
+``orphan_grace_ms`` (it may get them from their origin meanwhile), catches
+it up by a state sync of its own (otherwise updates whose origin lost its
+log, or its data, would never reach it: B2).
 
 *Durability.*  A receiver replies only after what it applied is durable,
 and a sender ships only what is durable on its side (``ready_pos``); a
@@ -53,7 +72,16 @@ peer has seen.
 *Incarnations.*  A peer whose incarnation changes lost its data: its
 ``acked`` restarts from 0 and it is caught up by a state sync, always, even
 when our log still reaches back to 0: a push leaves out what the peer
-minted or sent us, and the new incarnation has none of it.
+minted or sent us, and the new incarnation has none of it.  For the same
+reason every push names the incarnation it is meant for, and a receiver
+applies none meant for another (a sender that has not yet heard of the
+wipe would otherwise deliver later writes without the ones they depend on).
+
+*Stability.*  Register tombstones are dropped once the delete is applied
+everywhere *and* no replica may still ship an older state of the register:
+a state sync ships a snapshot from its start, so while one is open its
+sender reports a lower ``floor`` (the meet of its applied vector and the
+snapshots' contexts), and stability is the meet of every replica's floor.
 """
 
 from __future__ import annotations
@@ -62,6 +90,7 @@ import itertools
 from dataclasses import dataclass, field
 from enum import Enum
 
+from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, VersionVector, vv_dominates, vv_join, vv_meet
 from crdtkv.errors import BadRequest, CodecError, CrdtkvError, Unauthorized
 from crdtkv.replica import records as rec
@@ -91,6 +120,9 @@ class Settings:
     sync_keys_max: int = 5_000  # key hashes in one SyncKeys
     sync_bytes_max: int = 1024 * 1024  # state bytes in one SyncStates
     reachable_ms: int = 5_000  # a peer not heard from for this long is unreachable
+    # A peer that lacks dots we learnt by state sync: pushes wait this long for
+    # it to get them elsewhere, then we catch it up by a state sync.
+    orphan_grace_ms: int = 1_000
 
 
 class Stage(Enum):
@@ -105,6 +137,7 @@ class SyncRun:
     sync_id: int  # identifies the run in replies
     upto: int  # our log position when the run started: acked moves here at the end
     ctx: CausalContext  # our applied context when the run started
+    snapshot: dict[Key, CRDT | None]  # keys changed since the start, as they were then
     stage: Stage = Stage.DIGEST
     buckets: list[int] = field(default_factory=list)  # differing buckets still to compare
     want: list[Key] = field(default_factory=list)  # keys the peer asked for, not yet shipped
@@ -112,9 +145,20 @@ class SyncRun:
     # SyncKeys or SyncStates must not drop buckets or keys from the run.
     inflight_buckets: list[int] = field(default_factory=list)
     inflight_want: list[Key] = field(default_factory=list)
+    inflight_shipped: list[Key] = field(default_factory=list)  # keys with a state in flight
+    shipped: set[Key] = field(default_factory=set)  # keys whose states the peer acknowledged
     keys_compared: int = 0
     states_shipped: int = 0
     state_bytes: int = 0
+
+
+@dataclass
+class Incoming:
+    """A catch-up run we are receiving: states are buffered until ``SyncDone``."""
+
+    sync_id: int
+    incarnation: str  # the sender's
+    states: dict[Key, CRDT] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +167,7 @@ class PeerState:
     acked: int = 0  # highest position of our log the peer durably applied
     incarnation: str = ""  # the peer's incarnation as last seen
     applied: VersionVector = field(default_factory=dict)  # the peer's applied vector, last seen
+    floor: VersionVector = field(default_factory=dict)  # its stability floor (Header.floor)
     last_heard_ms: int | None = None
     last_sent_ms: int | None = None
     inflight: bool = False  # one request at a time per peer
@@ -132,6 +177,7 @@ class PeerState:
     # before any push.  Our log may still hold entries it minted or sent us
     # under its old incarnation, which a push leaves out (no back-propagation).
     resync: bool = False
+    held_since_ms: int | None = None  # pushes held: the peer lacks dots we learnt by sync
     # metrics
     messages_sent: int = 0
     messages_received: int = 0
@@ -169,7 +215,9 @@ class Replication:
         self.durable_pos = replica.log_pos
         self._sync_ids = itertools.count(1)
         self.digest = KeyspaceDigest()
+        self.incoming: dict[str, Incoming] = {}
         self.tombstones_dropped = 0
+        self.syncs_restarted = 0  # runs a receiver did not know (it restarted)
         self._load_log(replica.loaded_log, now_ms)
         replica.loaded_log = []
 
@@ -196,7 +244,15 @@ class Replication:
     # -- what to send ----------------------------------------------------------------------
     def header(self) -> Header:
         r = self.replica
-        return Header(r.replica_id, r.incarnation, dict(r.applied.vv))
+        floor = None
+        if r.snapshots:
+            floor = self._floor()
+        return Header(r.replica_id, r.incarnation, dict(r.applied.vv), floor)
+
+    def _floor(self) -> VersionVector:
+        """Our applied vector, lowered to the contexts of the snapshots we may still ship."""
+        runs = [p.sync.ctx.vv for p in self.peers.values() if p.sync is not None]
+        return vv_meet([self.replica.applied.vv, *runs])
 
     def next_message(self, peer_id: str, now_ms: int) -> tuple[Message, int] | None:
         """The next request for ``peer_id`` and the log position that must be
@@ -204,21 +260,35 @@ class Replication:
         peer = self.peers[peer_id]
         if peer.inflight:
             return None
-        if peer.sync is None and (peer.resync or not self.log.covers(peer.acked)):
-            self._start_sync(peer)
-        out = self._sync_step(peer) if peer.sync is not None else self._push(peer, now_ms)
+        hold = False
+        if peer.sync is None:
+            if peer.resync or not self.log.covers(peer.acked):
+                self._start_sync(peer)
+            elif not vv_dominates(peer.applied, self.replica.synced_vv):
+                if peer.held_since_ms is None:
+                    peer.held_since_ms = now_ms
+                if now_ms - peer.held_since_ms >= self.settings.orphan_grace_ms:
+                    self._start_sync(peer)
+                else:
+                    hold = True  # heartbeats only, until the peer has them
+            else:
+                peer.held_since_ms = None
+        if peer.sync is not None:
+            out = self._sync_step(peer)
+        else:
+            out = self._push(peer, now_ms, hold=hold)
         if out is not None:
             peer.inflight = True
             peer.last_sent_ms = now_ms
             peer.messages_sent += 1
         return out
 
-    def _push(self, peer: PeerState, now_ms: int) -> tuple[Message, int] | None:
+    def _push(self, peer: PeerState, now_ms: int, *, hold: bool) -> tuple[Message, int] | None:
         s = self.settings
         entries: list[tuple[int, bytes]] = []
         size = 0
         upto = peer.acked
-        for e in self.log.after(peer.acked):
+        for e in () if hold else self.log.after(peer.acked):
             if e.pos > self.durable_pos:
                 break
             if len(entries) >= s.push_entries_max or (
@@ -233,7 +303,7 @@ class Replication:
         heartbeat_due = peer.last_sent_ms is None or now_ms - peer.last_sent_ms >= s.heartbeat_ms
         if not entries and upto == peer.acked and not heartbeat_due:
             return None
-        return Push(self.header(), peer.acked, upto, tuple(entries)), upto
+        return Push(self.header(), peer.acked, upto, tuple(entries), peer.incarnation), upto
 
     def _peer_has(self, peer: PeerState, e: ShippedEntry) -> bool:
         actor, seq = e.dot
@@ -244,8 +314,21 @@ class Replication:
     # -- catch-up (sender side) ----------------------------------------------------------
     def _start_sync(self, peer: PeerState) -> None:
         r = self.replica
-        peer.sync = SyncRun(next(self._sync_ids), r.log_pos, r.applied.copy())
+        snapshot: dict[Key, CRDT | None] = {}
+        r.snapshots.append(snapshot)
+        peer.sync = SyncRun(next(self._sync_ids), r.log_pos, r.applied.copy(), snapshot)
+        peer.held_since_ms = None
         peer.syncs_started += 1
+
+    def _end_sync(self, peer: PeerState) -> None:
+        run = peer.sync
+        if run is not None:
+            snaps = self.replica.snapshots
+            for i, snap in enumerate(snaps):
+                if snap is run.snapshot:
+                    del snaps[i]
+                    break
+        peer.sync = None
 
     def _sync_step(self, peer: PeerState) -> tuple[Message, int] | None:
         run = peer.sync
@@ -258,7 +341,7 @@ class Replication:
             return self._ship_states(peer, run)
         if run.stage is Stage.KEYS and run.buckets:
             return self._send_keys(run)
-        return SyncDone(head, run.sync_id, run.ctx, run.upto), run.upto
+        return SyncDone(head, run.sync_id, run.ctx, run.upto, len(run.shipped)), run.upto
 
     def _send_keys(self, run: SyncRun) -> tuple[Message, int]:
         self.digest.refresh(self.replica)
@@ -273,22 +356,25 @@ class Replication:
     def _ship_states(self, peer: PeerState, run: SyncRun) -> tuple[Message, int]:
         states: list[tuple[str, str, bytes]] = []
         size = 0
+        snapshot = run.snapshot
         while run.want and size < self.settings.sync_bytes_max and len(states) < 50_000:
             key = run.want.pop()
             run.inflight_want.append(key)
-            state = self.replica.states.get(key)
+            # As the key was when the run started (see the theory of operation).
+            state = snapshot[key] if key in snapshot else self.replica.states.get(key)
             if state is None:
                 continue
             blob = rec.encode_state(state)
             states.append((key[0], key[1], blob))
+            run.inflight_shipped.append(key)
             size += len(blob)
         run.states_shipped += len(states)
         run.state_bytes += size
         peer.sync_states_shipped += len(states)
         peer.sync_bytes_shipped += size
-        # The states include every operation applied so far; ship them only
-        # once all of those are durable here.
-        return SyncStates(self.header(), run.sync_id, tuple(states)), self.replica.log_pos
+        # The snapshot reflects the operations up to the run's start; ship it
+        # only once all of those are durable here.
+        return SyncStates(self.header(), run.sync_id, tuple(states)), run.upto
 
     # -- replies -----------------------------------------------------------------------------
     def receive_reply(self, peer_id: str, msg: Message, now_ms: int) -> None:
@@ -302,9 +388,17 @@ class Replication:
         if msg.sync_id == 0:
             if run is None and msg.acked >= 0:
                 peer.acked = max(peer.acked, min(msg.acked, self.log.last_pos))
+                self._save_peer(peer)
             return
         if run is None or msg.sync_id != run.sync_id:
             return  # a stale reply of an abandoned run
+        if msg.restart:
+            # The peer does not know this run (it restarted): start over.
+            self._end_sync(peer)
+            self.syncs_restarted += 1
+            return
+        run.shipped.update(run.inflight_shipped)
+        run.inflight_shipped.clear()
         run.inflight_buckets.clear()
         run.inflight_want.clear()
         if run.stage is Stage.DIGEST:
@@ -314,9 +408,10 @@ class Replication:
             run.want.extend(msg.want)
         elif msg.acked >= 0 and msg.acked == run.upto and not run.want and not run.buckets:
             peer.acked = max(peer.acked, run.upto)
-            peer.sync = None
+            self._end_sync(peer)
             peer.resync = False
             peer.syncs_completed += 1
+            self._save_peer(peer)
 
     def request_failed(self, peer_id: str) -> None:
         peer = self.peers[peer_id]
@@ -328,6 +423,14 @@ class Replication:
             run.want.extend(run.inflight_want)
             run.inflight_buckets.clear()
             run.inflight_want.clear()
+            run.inflight_shipped.clear()
+
+    def _save_peer(self, peer: PeerState) -> None:
+        """Keep the persisted acknowledgement equal to the one the log is truncated by."""
+        meta = [-1 if peer.resync else peer.acked, peer.incarnation]
+        if self.replica.peer_meta.get(peer.peer_id) != meta:
+            self.replica.peer_meta[peer.peer_id] = meta
+            self.replica.peers_dirty = True
 
     def _heard(self, peer: PeerState, head: Header, now_ms: int) -> None:
         if head.sender != peer.peer_id:
@@ -335,16 +438,15 @@ class Replication:
         if peer.incarnation and head.incarnation != peer.incarnation:
             # The peer lost its data directory: everything must be shipped again.
             peer.acked = 0
-            peer.sync = None
+            self._end_sync(peer)
             peer.resync = True
+            self.incoming.pop(peer.peer_id, None)
         peer.incarnation = head.incarnation
         peer.applied = dict(head.applied)
+        peer.floor = dict(head.applied if head.floor is None else head.floor)
         peer.last_heard_ms = now_ms
         peer.messages_received += 1
-        self.replica.peer_meta[peer.peer_id] = [
-            -1 if peer.resync else peer.acked,
-            peer.incarnation,
-        ]
+        self._save_peer(peer)
 
     # -- requests (receiver side) -------------------------------------------------------------
     def receive(self, peer_id: str, msg: Message, now_ms: int) -> Reply:
@@ -358,20 +460,36 @@ class Replication:
         groups = self._decode_push(msg) if isinstance(msg, Push) else []
         self._heard(peer, msg.head, now_ms)
         head = self.header()
+        head_inc = msg.head.incarnation
         if isinstance(msg, Push):
+            if msg.target != self.replica.incarnation:
+                # Meant for an incarnation of ours that lost its data: apply
+                # nothing; the reply's header tells the sender to resync us.
+                return Reply(head, -1)
             return Reply(head, self._receive_push(peer, msg, groups, now_ms))
         if isinstance(msg, SyncDigest):
-            return Reply(head, -1, msg.sync_id, buckets=self._differing_buckets(msg))
+            buckets = self._differing_buckets(msg)
+            run = self.incoming.get(peer_id)
+            if run is None or (run.sync_id, run.incarnation) != (msg.sync_id, head_inc):
+                self.incoming[peer_id] = Incoming(msg.sync_id, head_inc)
+            return Reply(head, -1, msg.sync_id, buckets=buckets)
+        if not isinstance(msg, SyncKeys | SyncStates | SyncDone):
+            raise BadRequest("a reply is not a request")
+        run = self.incoming.get(peer_id)
+        if run is None or (run.sync_id, run.incarnation) != (msg.sync_id, head_inc):
+            return Reply(head, -1, msg.sync_id, restart=True)
         if isinstance(msg, SyncKeys):
             return Reply(head, -1, msg.sync_id, want=self._wanted(msg))
         if isinstance(msg, SyncStates):
-            self._merge_states(msg, now_ms)
+            self._buffer_states(run, msg, now_ms)
             return Reply(head, -1, msg.sync_id)
-        if isinstance(msg, SyncDone):
-            self.replica.applied.merge(msg.applied_ctx)
-            self.replica.checkpoint_requested = True
-            return Reply(head, msg.upto, msg.sync_id)
-        raise BadRequest("a reply is not a request")
+        if len(run.states) < msg.states:
+            # We lost states of this run (a stale SyncDigest reset it): start over.
+            del self.incoming[peer_id]
+            return Reply(head, -1, msg.sync_id, restart=True)
+        self._finish_sync(run, msg, now_ms)
+        del self.incoming[peer_id]
+        return Reply(self.header(), msg.upto, msg.sync_id)
 
     @staticmethod
     def _decode_push(msg: Push) -> list[tuple[int, DeltaGroup]]:
@@ -405,19 +523,36 @@ class Replication:
         hashes = self.digest.hashes
         return tuple((ns, k) for ns, k, h in msg.keys if hashes.get((ns, k)) != h)
 
-    def _merge_states(self, msg: SyncStates, now_ms: int) -> None:
+    def _buffer_states(self, run: Incoming, msg: SyncStates, now_ms: int) -> None:
         decoded = [((ns, k), rec.decode_state((ns, k), blob)) for ns, k, blob in msg.states]
         for key, state in decoded:
             if type(state) is not NAMESPACES[key[0]]:
                 raise BadRequest("state of the wrong type for its namespace")
             for ts in timestamps_of(state):
                 self.replica.hlc.check(ts, now_ms)  # refused before anything changes
+        buffered = run.states
         for key, state in decoded:
-            self.replica.state_for_write(key).merge(state)
+            held = buffered.get(key)
+            if held is None:
+                buffered[key] = state
+            else:
+                held.merge(state)
+
+    def _finish_sync(self, run: Incoming, msg: SyncDone, now_ms: int) -> None:
+        """Join the buffered states and the sender's context in one step."""
+        r = self.replica
+        for state in run.states.values():
+            for ts in timestamps_of(state):
+                r.hlc.check(ts, now_ms)  # refused before anything changes
+        for key, state in run.states.items():
+            r.state_for_write(key).merge(state)
             # Later local writes (and HLL clears) must order after what arrived.
             for ts in timestamps_of(state):
-                self.replica.hlc.observe(ts, now_ms)
-        self.replica.touched(k for k, _ in decoded)
+                r.hlc.observe(ts, now_ms)
+        r.applied.merge(msg.applied_ctx)
+        r.synced_vv = vv_join(r.synced_vv, msg.applied_ctx.vv)
+        r.touched(run.states)  # after the context: tombstone stamps cover the deletes
+        r.checkpoint_requested = True
 
     # -- status, stability, garbage collection ------------------------------------------------
     def lag_ops(self, peer_id: str) -> int:
@@ -433,7 +568,10 @@ class Replication:
         return heard is not None and now_ms - heard < self.settings.reachable_ms
 
     def stable_vector(self) -> VersionVector:
-        return vv_meet([self.replica.applied.vv, *(p.applied for p in self.peers.values())])
+        """What every replica has applied and no replica may still ship older
+        states of (a snapshot of an open state sync can carry a write a
+        collected tombstone deleted, and bring it back)."""
+        return vv_meet([self._floor(), *(p.floor for p in self.peers.values())])
 
     def collect(self, now_ms: int) -> int:
         """Truncate the acknowledged log and drop stable register tombstones."""

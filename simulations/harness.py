@@ -63,7 +63,9 @@ class SimNode:
         self._open(incarnation)
 
     def _open(self, incarnation: str) -> None:
-        self.replica = load_replica(self.storage, self.rid, incarnation, self.max_offset_ms)
+        self.replica = load_replica(
+            self.storage, self.rid, incarnation, self.max_offset_ms, wal=not self.fsync
+        )
         self.rep = Replication(self.replica, self.peer_ids, self.settings)
 
     def apply(self, op: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -281,7 +283,8 @@ class SimCluster:
     # -- faults on nodes --------------------------------------------------------------------
     def crash(self, rid: str, keep_unsynced: int | None = None) -> None:
         node = self.nodes[rid]
-        node.crash(keep_unsynced, node.replica.incarnation)
+        # A new incarnation is used only after a crash in `wal` mode (load_replica).
+        node.crash(keep_unsynced, node.replica.incarnation if node.fsync else self._incarnation())
         self._forget(rid)
 
     def wipe(self, rid: str) -> None:

@@ -102,6 +102,17 @@ class Replica:
     peer_meta: dict[str, list[object]] = field(default_factory=dict)  # peer -> [acked, incarnation]
     loaded_log: list[LogEntry] = field(default_factory=list)  # log read at start, for replication
     checkpoint_requested: bool = False  # a state sync ended: persist states now
+    # Copy-on-write snapshots of the keyspace, one per outgoing state sync: the
+    # state of each key as it was when the sync started (None: absent), taken
+    # just before the key's first change.  A sync ships its snapshot, so the
+    # states it ships carry exactly the effects of the context it ships.
+    snapshots: list[dict[Key, CRDT | None]] = field(default_factory=list)
+    # Upper bound of the dots this replica learnt by state sync (gap-free part
+    # of every merged sync context).  Such dots have no log entry here, so a
+    # peer that lacks them is caught up by a sync, never by a push that would
+    # deliver later writes before them (see replication.protocol).
+    synced_vv: VersionVector = field(default_factory=dict)
+    peers_dirty: bool = False  # peer_meta changed since it was last written
     hlc: HLC = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +123,22 @@ class Replica:
     def get(self, key: Key) -> CRDT | None:
         return self.states.get(key)
 
+    def for_update(self, key: Key) -> CRDT | None:
+        """The state of ``key`` for a caller about to change it in place."""
+        if self.snapshots:
+            self.preserve(key)
+        return self.states.get(key)
+
+    def preserve(self, key: Key) -> None:
+        """Record ``key``'s current state in every open snapshot that lacks it."""
+        for snap in self.snapshots:
+            if key not in snap:
+                state = self.states.get(key)
+                snap[key] = None if state is None else state.copy()
+
     def state_for_write(self, key: Key) -> CRDT:
+        if self.snapshots:
+            self.preserve(key)
         state = self.states.get(key)
         if state is None:
             state = NAMESPACES[key[0]]()
@@ -162,11 +188,20 @@ class Replica:
             if not isinstance(reg, LWWRegister):
                 continue
             if reg.tombstone:
-                self.tombstones[key] = dict(self.applied.vv)
+                self.tombstones[key] = self.applied_bound()
             else:
                 self.tombstones.pop(key, None)
                 if reg.expires_ms is not None:
                     heapq.heappush(self.expiring, (reg.expires_ms, key))
+
+    def applied_bound(self) -> VersionVector:
+        """A vector covering every dot applied here, gap-free or not: a tombstone
+        stamped with it is stable only once every replica applied the delete."""
+        vv = dict(self.applied.vv)
+        for actor, seq in self.applied.cloud:
+            if seq > vv.get(actor, 0):
+                vv[actor] = seq
+        return vv
 
     def collect_tombstones(self, stable: VersionVector, now_ms: int) -> int:
         """Drop register tombstones every replica has applied; returns how many.
@@ -187,16 +222,25 @@ class Replica:
                 and not reg.present(now_ms)
                 and key not in self.tombstones
             ):
-                self.tombstones[key] = dict(self.applied.vv)
+                self.tombstones[key] = self.applied_bound()
         dropped = [k for k, vv in self.tombstones.items() if vv_dominates(stable, vv)]
         for key in dropped:
             del self.tombstones[key]
             reg = self.states.get(key)
-            if isinstance(reg, LWWRegister) and not reg.present(now_ms):
-                del self.states[key]
-                self.dirty.discard(key)
-                self.digest_dirty.add(key)
-                self.gc_deleted.add(key)
+            if not isinstance(reg, LWWRegister):
+                continue
+            if reg.present(now_ms):
+                # Noted as expired, but the clock has stepped back since: note
+                # it again when it expires on this clock (B7).
+                if reg.expires_ms is not None:
+                    heapq.heappush(self.expiring, (reg.expires_ms, key))
+                continue
+            if self.snapshots:
+                self.preserve(key)
+            del self.states[key]
+            self.dirty.discard(key)
+            self.digest_dirty.add(key)
+            self.gc_deleted.add(key)
         return len(dropped)
 
     # -- remote deltas ----------------------------------------------------------------

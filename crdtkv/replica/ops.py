@@ -152,7 +152,7 @@ def registers_delete(r: Replica, op: Op, now_ms: int) -> Result:
 def counters_incr(r: Replica, op: Op, now_ms: int, sign: int = 1) -> Result:
     key = ("counters", validate_key(op.get("key")))
     by = sign * _int(op, "delta", lo=limits.INT64_MIN, hi=limits.INT64_MAX)
-    existing = r.get(key)
+    existing = r.for_update(key)
     ctr = cast(PNCounter, existing) if existing is not None else PNCounter()
     delta = ctr.incr(r.actor, by)  # raises CounterOverflow before any change
     if existing is None and not delta.is_bottom():
@@ -175,7 +175,7 @@ def counters_get(r: Replica, op: Op, now_ms: int) -> Result:
 
 def counters_delete(r: Replica, op: Op, now_ms: int) -> Result:
     key = ("counters", validate_key(op.get("key")))
-    ctr = r.get(key)
+    ctr = r.for_update(key)
     if ctr is not None:
         r.commit_local({key: cast(PNCounter, ctr).reset()})
     return {"ok": True}
@@ -185,7 +185,7 @@ def counters_delete(r: Replica, op: Op, now_ms: int) -> Result:
 def sets_add(r: Replica, op: Op, now_ms: int) -> Result:
     key = ("sets", validate_key(op.get("key")))
     members = _strings(op, "members")
-    existing = r.get(key)
+    existing = r.for_update(key)
     s = cast(ORSet, existing) if existing is not None else ORSet()
     if len(s) + len(members) > limits.SET_MEMBERS_MAX:
         new = sum(1 for m in set(members) if not s.contains(m))
@@ -201,7 +201,7 @@ def sets_add(r: Replica, op: Op, now_ms: int) -> Result:
 def sets_remove(r: Replica, op: Op, now_ms: int) -> Result:
     key = ("sets", validate_key(op.get("key")))
     members = _strings(op, "members")
-    s = r.get(key)
+    s = r.for_update(key)
     if s is None:
         return {"removed": 0}
     delta, removed = cast(ORSet, s).remove(members)
@@ -231,7 +231,7 @@ def sets_contains(r: Replica, op: Op, now_ms: int) -> Result:
 
 def sets_delete(r: Replica, op: Op, now_ms: int) -> Result:
     key = ("sets", validate_key(op.get("key")))
-    s = r.get(key)
+    s = r.for_update(key)
     if s is not None and cast(ORSet, s).entries:
         r.commit_local({key: cast(ORSet, s).clear()})
     return {"ok": True}
@@ -241,7 +241,7 @@ def sets_delete(r: Replica, op: Op, now_ms: int) -> Result:
 def hlls_add(r: Replica, op: Op, now_ms: int) -> Result:
     key = ("hlls", validate_key(op.get("key")))
     items = _strings(op, "items")
-    existing = r.get(key)
+    existing = r.for_update(key)
     h = cast(HLL, existing) if existing is not None else HLL()
     delta = h.add(items)
     changed = delta.has_registers()
@@ -289,7 +289,7 @@ def hlls_merge(r: Replica, op: Op, now_ms: int) -> Result:
 
 def hlls_delete(r: Replica, op: Op, now_ms: int) -> Result:
     key = ("hlls", validate_key(op.get("key")))
-    h = r.get(key)
+    h = r.for_update(key)
     if h is not None and is_live(h, now_ms):
         r.commit_local({key: cast(HLL, h).clear(r.hlc.now(now_ms))})
     return {"ok": True}

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crdtkv.crdts.causal import CausalContext
+from crdtkv.crdts.causal import CausalContext, decode_vv
 from crdtkv.errors import CodecError, StorageError
 from crdtkv.replica import records as rec
 from crdtkv.replica.keyspace import LogEntry, Replica
 from crdtkv.storage.base import Storage, WriteBatch
 
-__all__ = ["Checkpointer", "DataDirMismatch", "build_batch", "load_replica"]
+__all__ = ["Checkpointer", "DataDirMismatch", "build_batch", "load_replica", "mark_clean"]
 
 
 class DataDirMismatch(StorageError):
@@ -40,12 +40,23 @@ def _meta_int(storage: Storage, key: bytes, default: int) -> int:
 
 
 def load_replica(
-    storage: Storage, replica_id: str, new_incarnation: str, max_offset_ms: int = 500
+    storage: Storage,
+    replica_id: str,
+    new_incarnation: str,
+    max_offset_ms: int = 500,
+    *,
+    wal: bool = False,
 ) -> Replica:
     """Open (or initialise) a replica's state from ``storage``.
 
-    ``new_incarnation`` is used only when the directory is new or was wiped:
-    a replica that lost its data must never reissue old dots.
+    ``new_incarnation`` is used when the directory is new or was wiped (a
+    replica that lost its data must never reissue old dots), and when the
+    last process on it ran in ``wal`` durability and did not close cleanly:
+    a power loss may then have taken the unsynced suffix of the log, whose
+    dots peers may already hold; re-minting them under the same actor would
+    split the cluster for ever (B8).  Under the new incarnation the data kept
+    is served as is, and peers catch the replica up by a state sync.
+    ``wal`` says how this process will run (recorded for the next start).
     """
     raw_id = storage.get("meta", rec.META_REPLICA_ID)
     if raw_id is None:
@@ -53,6 +64,7 @@ def load_replica(
         batch.put("meta", rec.META_FORMAT, rec.pack(rec.FORMAT))
         batch.put("meta", rec.META_REPLICA_ID, rec.pack(replica_id))
         batch.put("meta", rec.META_INCARNATION, rec.pack(new_incarnation))
+        batch.put("meta", rec.META_WAL, rec.pack(wal))
         storage.write(batch, sync=True)
         return Replica(replica_id, new_incarnation, max_offset_ms)
     stored_id = rec.unpack(raw_id, "meta replica_id")
@@ -69,6 +81,16 @@ def load_replica(
     incarnation = rec.unpack(raw_inc, "meta incarnation") if raw_inc is not None else None
     if not isinstance(incarnation, str) or not incarnation:
         raise CodecError("meta incarnation: missing or not a string")
+    raw_wal = storage.get("meta", rec.META_WAL)
+    last_wal = raw_wal is not None and rec.unpack(raw_wal, "meta wal") is True
+    clean = storage.get("meta", rec.META_CLEAN) is not None
+    start = WriteBatch()  # this run is not clean until it closes cleanly
+    start.delete("meta", rec.META_CLEAN)
+    start.put("meta", rec.META_WAL, rec.pack(wal))
+    if last_wal and not clean:
+        incarnation = new_incarnation
+        start.put("meta", rec.META_INCARNATION, rec.pack(incarnation))
+    storage.write(start, sync=True)
     replica = Replica(replica_id, incarnation, max_offset_ms)
     raw_applied = storage.get("meta", rec.META_APPLIED)
     applied = rec.decode_applied(raw_applied) if raw_applied is not None else CausalContext()
@@ -83,7 +105,17 @@ def load_replica(
     raw_peers = storage.get("meta", rec.META_PEERS)
     if raw_peers is not None:
         replica.peer_meta = _decode_peers(rec.unpack(raw_peers, "meta peers"))
+    raw_synced = storage.get("meta", rec.META_SYNCED)
+    if raw_synced is not None:
+        replica.synced_vv = decode_vv(rec.unpack(raw_synced, "meta synced_vv"))
     return replica
+
+
+def mark_clean(storage: Storage) -> None:
+    """Record a clean close: everything is written and synced (the last write)."""
+    batch = WriteBatch()
+    batch.put("meta", rec.META_CLEAN, rec.pack(True))
+    storage.write(batch, sync=True)
 
 
 def _decode_peers(data: object) -> dict[str, list[object]]:
@@ -125,8 +157,14 @@ def build_batch(
             batch.put("states", rec.encode_state_key(key), rec.encode_state(state))
         batch.put("meta", rec.META_APPLIED, rec.encode_applied(replica.applied))
         batch.put("meta", rec.META_CHECKPOINT_POS, rec.pack(replica.log_pos))
-        batch.put("meta", rec.META_PEERS, rec.pack(replica.peer_meta))
+        batch.put("meta", rec.META_SYNCED, rec.pack(replica.synced_vv))
         replica.checkpoint_pos = replica.log_pos
+    if checkpoint or replica.peers_dirty:
+        # Written whenever it changes, not only at checkpoints: the log is
+        # truncated up to the peers' acknowledgements, so the persisted ones
+        # must never lag behind, or every restart needs a state sync (B9).
+        batch.put("meta", rec.META_PEERS, rec.pack(replica.peer_meta))
+        replica.peers_dirty = False
     if log_floor is not None:
         floor = min(log_floor, replica.checkpoint_pos)
         if floor > replica.log_truncated_to:

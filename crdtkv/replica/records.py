@@ -27,10 +27,14 @@ from crdtkv.replica.keyspace import NAMESPACES, DeltaGroup, Key, LogEntry
 __all__ = [
     "META_APPLIED",
     "META_CHECKPOINT_POS",
+    "META_CLEAN",
     "META_FORMAT",
     "META_HLC",
     "META_INCARNATION",
+    "META_PEERS",
     "META_REPLICA_ID",
+    "META_SYNCED",
+    "META_WAL",
     "decode_group",
     "decode_log_entry",
     "decode_state_key",
@@ -51,6 +55,9 @@ META_HLC = b"hlc"  # upper bound of HLC wall time handed out (ms); restart resum
 META_APPLIED = b"applied"  # applied causal context as of the checkpoint
 META_CHECKPOINT_POS = b"checkpoint_pos"  # log position the states CF reflects at least
 META_PEERS = b"peers"  # per peer: [acked log position, peer incarnation]
+META_SYNCED = b"synced_vv"  # upper bound of the dots learnt by state sync (see Replica)
+META_WAL = b"wal"  # True while a process runs on this directory in `wal` durability
+META_CLEAN = b"clean"  # present only after a clean close (written last, synced)
 
 
 def pack(data: object) -> bytes:

@@ -587,7 +587,9 @@ def test_replication_requests_must_be_signed_by_a_configured_peer(
     group_blob = rec.pack(
         rec.encode_group(DeltaGroup(("intruder~x", 1), {("counters", "auth-c"): delta}))
     )
-    body = messages.encode(Push(head, 0, 1, ((1, group_blob),)))
+    (r1_actor,) = actor_of(r1.status()["applied"], "r1")
+    r1_incarnation = r1_actor.split("~", 1)[1]
+    body = messages.encode(Push(head, 0, 1, ((1, group_blob),), r1_incarnation))
     url = r1.url + REPLICATE_PATH
 
     def unchanged() -> None:
@@ -621,7 +623,7 @@ def test_replication_requests_must_be_signed_by_a_configured_peer(
         assert answer["error"]["code"] == "unauthorized", (what, answer)
         unchanged()
 
-    garbled_group = messages.encode(Push(head, 0, 1, ((1, b"\xc1garbage"),)))
+    garbled_group = messages.encode(Push(head, 0, 1, ((1, b"\xc1garbage"),), r1_incarnation))
     for garbage in (b"\xc1garbage", b"", msgpack.packb(["push", "r2"]), garbled_group):
         status, answer = http("POST", url, data=garbage, headers=_signed_headers(garbage))
         assert status == 400, (garbage, status, answer)

@@ -9,9 +9,10 @@ What runs here (well under four minutes on two cores):
   processes with different hash seeds), two seeds give two;
 - one short run of real ``crdtkv serve`` processes behind fault-injecting
   proxies;
-- one regression test per production bug the simulator found, each marked
-  ``xfail(strict=True)`` until the bug is fixed (then it XPASSes and fails:
-  remove the mark, and the fault kind from ``KNOWN_BUG_FAULTS``).
+- one regression test per production bug the simulator found.  While a bug
+  is open its test is marked ``xfail(strict=True)`` and the fault kinds that
+  trip it are listed in ``KNOWN_BUG_FAULTS``; once fixed the test XPASSes and
+  fails, until the mark and the exclusion are removed.
 
 ``CRDTKV_SLOW=1`` adds a campaign of 1,000 seeds at full length.
 """
@@ -26,6 +27,8 @@ from pathlib import Path
 import pytest
 
 from crdtkv.crdts.lww_register import LWWRegister
+from crdtkv.crdts.or_set import ORSet
+from crdtkv.crdts.pn_counter import PNCounter
 from replication.protocol import Settings
 from simulations.campaign import CampaignOptions, repro_command, run_seed
 from simulations.canaries import CANARIES
@@ -37,13 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Fault kinds left out of the campaigns below because they still trip known
 # production bugs (docs/simulation.md, "What the simulator found").  Remove a
 # kind once its bugs are fixed and its regression tests below XPASS.
-KNOWN_BUG_FAULTS: dict[str, str] = {
-    "crash": "B3, B4, B6 (a restart triggers a state sync to every peer, B9)",
-    "wipe": "B2, and the state sync that follows a wipe (B3, B4, B6)",
-    "small-log": "B3, B4, B6: state sync bugs",
-    "jump": "B7: an expired register is never collected after the clock steps back",
-    "clock-excess": "B7 (the clock steps back when the excess window ends)",
-}
+KNOWN_BUG_FAULTS: dict[str, str] = {}
 
 
 def _campaign(first: int, seeds: int, duration_ms: int | None) -> list[str]:
@@ -190,9 +187,6 @@ def known_bug(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="B3: SyncStates are not durable before SyncDone"
-)
 def test_b3_a_crash_between_sync_states_and_sync_done_loses_nothing() -> None:
     c = SimCluster(2, 1, settings=Settings(log_bytes_max=300), faults=LinkFaults(20, 0))
     c.run_for(100)
@@ -227,9 +221,6 @@ def test_b5_a_state_sync_advances_the_hlc_past_every_timestamp_it_brings() -> No
     assert r1.hlc.last > held  # otherwise r1's next write of such a key loses to an older one
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="B7: a clock step back strands an expired register"
-)
 def test_b7_an_expired_register_is_collected_even_if_the_clock_steps_back() -> None:
     c = SimCluster(2, 1, faults=LinkFaults(5, 0))
     c.nodes["r0"].apply({"op": "registers.set", "key": "k", "value": 1, "ttl_ms": 1500}, c.now_ms)
@@ -244,9 +235,6 @@ def test_b7_an_expired_register_is_collected_even_if_the_clock_steps_back() -> N
     assert c.converged()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="B8: wal mode re-mints dots after a power loss"
-)
 def test_b8_a_power_loss_in_wal_mode_does_not_split_the_cluster_for_ever() -> None:
     c = SimCluster(2, 1, fsync=False)
     for i in range(3):
@@ -275,18 +263,100 @@ def test_b10_deleting_an_hll_right_after_a_state_sync_does_not_raise() -> None:
     c.nodes["r1"].apply({"op": "hlls.delete", "key": "h"}, c.now_ms)
 
 
+def _until_sent(c: SimCluster, kind: str, max_ms: int = 10_000) -> None:
+    sent: list[str] = []
+    c.on_send.append(lambda src, dst, msg, blob: sent.append(type(msg).__name__))
+    for _ in range(max_ms):
+        if kind in sent:
+            break
+        c.run_for(1)
+    c.on_send.pop()
+    assert kind in sent, f"no {kind} within {max_ms} ms"
+
+
+def test_b2_updates_learnt_only_by_state_sync_reach_every_replica() -> None:
+    c = SimCluster(3, 1, settings=Settings(log_bytes_max=300), faults=LinkFaults(5, 0))
+    c.run_for(100)
+    for other in ("r1", "r2"):
+        c.partition("r0", other)
+    for i in range(40):  # more than r0's log holds: r2 will need a state sync
+        c.nodes["r0"].apply({"op": "sets.add", "key": "s", "members": [f"m{i}"]}, c.now_ms)
+    c.run_for(50)
+    c.heal()
+    c.partition("r0", "r1")  # r2 learns r0's writes by state sync; r1 does not
+    while c.nodes["r0"].rep.peers["r2"].syncs_completed == 0:
+        c.run_for(1)
+    c.wipe("r0")  # the writes' origin loses them: only r2 holds them now
+    c.heal()
+    c.settle(max_ms=20_000)
+    members = c.nodes["r1"].replica.states[("sets", "s")]
+    assert isinstance(members, ORSet) and len(members) == 40
+
+
+def test_b4_a_state_sync_never_shows_effects_its_context_lacks() -> None:
+    c = SimCluster(2, 1, settings=Settings(log_bytes_max=300), faults=LinkFaults(20, 0))
+    c.run_for(100)
+    c.partition("r0", "r1")
+    r0, r1 = c.nodes["r0"], c.nodes["r1"]
+    for _ in range(40):  # counter increments only: r0's seq = its increments
+        r0.apply({"op": "counters.incr", "key": "c", "delta": 1}, c.now_ms)
+    c.heal()
+    _until_sent(c, "SyncDigest")
+    for _ in range(200):  # r0 keeps counting while the sync runs
+        r0.apply({"op": "counters.incr", "key": "c", "delta": 1}, c.now_ms)
+        c.run_for(1)
+        ctr = r1.replica.states.get(("counters", "c"))
+        shown = ctr.entries[r0.replica.actor][0] if isinstance(ctr, PNCounter) else 0
+        assert shown <= r1.replica.applied.vv.get(r0.replica.actor, 0), (
+            "r1 shows increments its applied vector does not cover"
+        )
+    c.settle()
+
+
+def test_b6_a_tombstone_learnt_by_state_sync_is_stamped_past_its_delete() -> None:
+    c = SimCluster(2, 1, settings=Settings(log_bytes_max=300), faults=LinkFaults(5, 0))
+    r0, r1 = c.nodes["r0"], c.nodes["r1"]
+    r0.apply({"op": "registers.set", "key": "k", "value": 1}, c.now_ms)
+    c.run_for(100)
+    c.partition("r0", "r1")
+    r0.apply({"op": "registers.delete", "key": "k"}, c.now_ms)
+    delete_seq = r0.replica.seq
+    for i in range(30):  # push the delete out of r0's small log
+        r0.apply({"op": "registers.set", "key": f"x{i}", "value": i}, c.now_ms)
+    c.heal()
+    while ("registers", "k") not in r1.replica.tombstones:
+        c.run_for(1)
+    stamp = r1.replica.tombstones[("registers", "k")]
+    assert stamp.get(r0.replica.actor, 0) >= delete_seq
+
+
+def test_b9_a_restart_does_not_need_a_state_sync() -> None:
+    c = SimCluster(2, 1, faults=LinkFaults(5, 0))
+    for n in ("r0", "r1"):
+        c.nodes[n].checkpointer.interval_ms = 10**9  # no checkpoint in this test
+    for i in range(20):
+        c.nodes["r0"].apply({"op": "sets.add", "key": "s", "members": [f"m{i}"]}, c.now_ms)
+        c.nodes["r1"].apply({"op": "counters.incr", "key": "c", "delta": 1}, c.now_ms)
+    c.run_for(3_000)  # replicated, acknowledged, the logs truncated
+    assert len(c.nodes["r0"].rep.log) == 0
+    sent: list[str] = []
+    c.on_send.append(lambda src, dst, msg, blob: sent.append(type(msg).__name__))
+    c.crash("r0")
+    c.crash("r1")
+    c.nodes["r0"].apply({"op": "sets.add", "key": "s", "members": ["after"]}, c.now_ms)
+    c.settle()
+    assert "SyncDigest" not in sent, "a restart made a peer fall below the retained log"
+
+
 BUG_SEEDS = [
     pytest.param(
         "B2", CampaignOptions(seed=16, faults=["wipe", "geo"]), "convergence",
-        marks=known_bug("B2: orphaned effects after a wipe"),
     ),
     pytest.param(
         "B4", CampaignOptions(seed=7, faults=["small-log", "partition", "geo"]), "sessions",
-        marks=known_bug("B4: state sync leaves holes in the log"),
     ),
     pytest.param(
         "B6", CampaignOptions(seed=3110, exclude=["wipe"]), "convergence",
-        marks=known_bug("B6: synced tombstones collected early"),
     ),
 ]  # fmt: skip
 
