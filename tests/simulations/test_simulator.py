@@ -330,6 +330,22 @@ def test_b6_a_tombstone_learnt_by_state_sync_is_stamped_past_its_delete() -> Non
     assert stamp.get(r0.replica.actor, 0) >= delete_seq
 
 
+def test_b11_a_wiped_replica_applies_no_push_meant_for_its_old_incarnation() -> None:
+    c = SimCluster(2, 1, faults=LinkFaults(5, 0))
+    r0, r1 = c.nodes["r0"], c.nodes["r1"]
+    r0.apply({"op": "sets.add", "key": "s", "members": ["a"]}, c.now_ms)
+    c.settle()
+    old = r0.replica.actor
+    r1.apply({"op": "sets.add", "key": "s", "members": ["b"]}, c.now_ms)  # after "a"
+    written = (r1.replica.actor, r1.replica.seq)
+    c.wipe("r0")  # before r1 hears of it: r1 still pushes to the old incarnation
+    for _ in range(3_000):
+        c.run_for(1)
+        if r0.replica.applied.contains(written):
+            assert r0.replica.applied.contains((old, 1)), "r0 applied b before a"
+    c.settle()
+
+
 def test_b9_a_restart_does_not_need_a_state_sync() -> None:
     c = SimCluster(2, 1, faults=LinkFaults(5, 0))
     for n in ("r0", "r1"):
