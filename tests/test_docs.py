@@ -1,11 +1,22 @@
-"""Every ``sh`` and ``python`` sample in README.md and docs/ runs, so the docs cannot rot.
+"""Every command and code sample in README.md and docs/ is executed, so the docs cannot rot.
 
-Convention for doc authors: a fenced block tagged ``sh`` or ``python`` is
-executed, in document order, against one local three-replica cluster started
-by ``crdtkv cluster`` (the samples' ports 7001-7003 are rewritten to the
-cluster's); it must exit 0.  Blocks tagged ``console`` (long-running or
-remote commands such as ``make run`` or ``crdtkv serve`` with remote peers),
-``text``, ``json`` or untagged are shown, not run.
+Convention for doc authors (docs/index.md says the same, in short):
+
+- a fenced block tagged ``sh`` or ``python`` is executed verbatim, in
+  document order, against one local three-replica cluster started by
+  ``crdtkv cluster`` (the samples' ports 7001-7003 are rewritten to the
+  cluster's); it must exit 0.  This module runs them;
+- a block tagged ``console`` holds commands too long, slow or remote to run
+  verbatim (benchmarks, simulation campaigns, ``make run``, ``crdtkv serve``
+  with remote peers).  tests/test_docs_commands.py runs each in a short form
+  made by a per-program rule (``--seeds 2000`` becomes ``--seeds 2``,
+  ``-n 20000`` becomes ``-n 20``, benchmarks get ``--quick``...), starts,
+  probes and stops the servers, and parses every command verbatim with its
+  program's real argparse parser; a program without a rule fails.  Lines
+  starting with ``$ `` in a console block are its commands and the rest is
+  their output;
+- ``text`` blocks are output or listings, never run; an untagged block fails
+  the tests, so every block says which it is.
 """
 
 from __future__ import annotations
