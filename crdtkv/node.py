@@ -30,7 +30,7 @@ from crdtkv.crdts.causal import VersionVector, vv_dominates
 from crdtkv.errors import StorageError
 from crdtkv.replica import Replica, apply_op
 from crdtkv.replica.keyspace import LogEntry
-from crdtkv.replica.persist import Checkpointer, build_batch, mark_clean
+from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch, mark_clean
 from crdtkv.storage.base import Storage, WriteBatch
 
 __all__ = ["APPLIED_WAITERS_MAX", "Node", "wall_clock_ms"]
@@ -78,6 +78,7 @@ class Node:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crdtkv-storage")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._last_sync_ms = 0
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -173,7 +174,17 @@ class Node:
     # -- the writer --------------------------------------------------------------------
     async def _writer(self) -> None:
         while True:
-            await self._wakeup.wait()
+            timer = None
+            if not self.sync and self.replica.durable_vv != self.replica.applied.vv:
+                # In `wal` mode, sync at least every WAL_SYNC_MS while something
+                # applied is not yet synced (see Replica.durable_vv).  A timer,
+                # not wait_for: wait_for can swallow a cancellation (3.11).
+                timer = asyncio.get_running_loop().call_later(WAL_SYNC_MS / 1000, self._wakeup.set)
+            try:
+                await self._wakeup.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
             self._wakeup.clear()
             try:
                 await self._write_once(force_checkpoint=False)
@@ -184,20 +195,25 @@ class Node:
     async def _write_once(self, *, force_checkpoint: bool) -> None:
         replica = self.replica
         entries = replica.take_pending()
+        now = self.clock()
         checkpoint = (
-            force_checkpoint
-            or replica.checkpoint_requested
-            or self.checkpointer.due(replica, self.clock())
+            force_checkpoint or replica.checkpoint_requested or self.checkpointer.due(replica, now)
         )
-        if not (entries or replica.gc_deleted or replica.checkpoint_requested) and not (
+        sync = self.sync or force_checkpoint or now - self._last_sync_ms >= WAL_SYNC_MS
+        sync_due = sync and replica.durable_vv != replica.applied.vv
+        if not (entries or replica.gc_deleted or replica.checkpoint_requested or sync_due) and not (
             checkpoint and replica.dirty
         ):
             return
         if checkpoint:
-            self.checkpointer.last_ms = self.clock()
+            self.checkpointer.last_ms = now
+        applied = dict(replica.applied.vv)  # all of it is in this batch or an earlier one
         batch = build_batch(replica, entries, checkpoint=checkpoint, log_floor=self.log_floor())
         target = entries[-1].pos if entries else self.durable_pos
-        await self._write(batch)
+        await self._write(batch, sync)
+        if sync:
+            self._last_sync_ms = now
+            replica.durable_vv = applied
         self.batches_written += 1
         self.entries_written += len(entries)
         self.durable_pos = max(self.durable_pos, target)
@@ -207,10 +223,10 @@ class Node:
         if replica.pending:
             self._wakeup.set()
 
-    async def _write(self, batch: WriteBatch) -> None:
+    async def _write(self, batch: WriteBatch, sync: bool) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, _write, self.storage, batch, self.sync)
+            await loop.run_in_executor(self._executor, _write, self.storage, batch, sync)
         except StorageError:
             raise
         except Exception as e:  # anything the storage engine throws is a storage failure

@@ -22,7 +22,7 @@ __all__ = ["DeltaLog", "ShippedEntry"]
 @dataclass(frozen=True, slots=True)
 class ShippedEntry:
     pos: int  # local log position
-    origin: str  # the peer the group came from; "" for local operations
+    origin: str  # who sent the group ("<peer id>~<incarnation>"); "" for local operations
     dot: Dot  # the group's replica-level dot
     blob: bytes  # MessagePack of the group ([dot, deltas]), as shipped on the wire
     at_ms: int  # when it became durable here (replication lag in seconds)

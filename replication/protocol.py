@@ -79,9 +79,11 @@ wipe would otherwise deliver later writes without the ones they depend on).
 
 *Stability.*  Register tombstones are dropped once the delete is applied
 everywhere *and* no replica may still ship an older state of the register:
-a state sync ships a snapshot from its start, so while one is open its
-sender reports a lower ``floor`` (the meet of its applied vector and the
-snapshots' contexts), and stability is the meet of every replica's floor.
+a state sync ships a snapshot from its start, and in ``wal`` durability a
+power loss can roll a replica back to its last synced write.  So every
+replica reports a ``floor``: the meet of its applied vector as of its last
+synced write and the contexts of the snapshots it may still ship; stability
+is the meet of every replica's floor.
 """
 
 from __future__ import annotations
@@ -189,10 +191,6 @@ class PeerState:
     sync_bytes_shipped: int = 0
 
 
-def _replica_of(actor: str) -> str:
-    return actor.split("~", 1)[0]
-
-
 class Replication:
     def __init__(
         self,
@@ -244,15 +242,18 @@ class Replication:
     # -- what to send ----------------------------------------------------------------------
     def header(self) -> Header:
         r = self.replica
-        floor = None
-        if r.snapshots:
-            floor = self._floor()
-        return Header(r.replica_id, r.incarnation, dict(r.applied.vv), floor)
+        applied = dict(r.applied.vv)
+        floor = self._floor()
+        return Header(r.replica_id, r.incarnation, applied, None if floor == applied else floor)
 
     def _floor(self) -> VersionVector:
-        """Our applied vector, lowered to the contexts of the snapshots we may still ship."""
+        """Our durable applied vector, lowered to the contexts of the snapshots
+        we may still ship: no tombstone newer than it may be collected anywhere."""
+        r = self.replica
         runs = [p.sync.ctx.vv for p in self.peers.values() if p.sync is not None]
-        return vv_meet([self.replica.applied.vv, *runs])
+        if not runs and r.durable_vv == r.applied.vv:
+            return r.applied.vv
+        return vv_meet([r.applied.vv, r.durable_vv, *runs])
 
     def next_message(self, peer_id: str, now_ms: int) -> tuple[Message, int] | None:
         """The next request for ``peer_id`` and the log position that must be
@@ -306,8 +307,12 @@ class Replication:
         return Push(self.header(), peer.acked, upto, tuple(entries), peer.incarnation), upto
 
     def _peer_has(self, peer: PeerState, e: ShippedEntry) -> bool:
+        """Whether the peer's *current* incarnation has the entry: it minted it,
+        sent it to us, or reported it applied.  What an older incarnation of
+        the peer minted or sent is gone with its data, and is shipped again."""
         actor, seq = e.dot
-        if e.origin == peer.peer_id or _replica_of(actor) == peer.peer_id:
+        current = f"{peer.peer_id}~{peer.incarnation}"
+        if actor == current or e.origin == current:
             return True
         return seq <= peer.applied.get(actor, 0)
 
@@ -503,7 +508,8 @@ class Replication:
         reached = msg.after
         for pos, group in groups:
             try:
-                self.replica.apply_remote(group, peer.peer_id, now_ms)
+                # The origin is recorded with the incarnation that sent it.
+                self.replica.apply_remote(group, f"{peer.peer_id}~{msg.head.incarnation}", now_ms)
             except CrdtkvError:
                 # e.g. a timestamp too far ahead of our clock: stop here; the
                 # sender retries from this position later.

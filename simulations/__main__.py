@@ -4,7 +4,7 @@
     python -m simulations run --seed 1 --seeds 2000     a campaign of seeds 1..2000
     python -m simulations run --seed 3 --canary fsync-lies
     python -m simulations --list-canaries
-    python -m simulations cluster --seconds 20          real ``crdtkv serve`` processes
+    python -m simulations cluster --duration 20         real ``crdtkv serve`` processes
 
 The interpreter is re-executed with ``PYTHONHASHSEED=0`` when it runs with
 another hash seed: the replica core iterates a few sets of strings, whose

@@ -27,7 +27,7 @@ from crdtkv.crdts import codec
 from crdtkv.errors import CrdtkvError
 from crdtkv.replica import apply_op
 from crdtkv.replica.keyspace import LogEntry
-from crdtkv.replica.persist import Checkpointer, build_batch, load_replica
+from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch, load_replica
 from crdtkv.storage.memory import MemoryStorage
 from replication import messages
 from replication.protocol import Replication, Settings
@@ -57,6 +57,7 @@ class SimNode:
         self.max_offset_ms = max_offset_ms
         self.checkpointer = Checkpointer(dirty_keys_max=500, log_entries_max=2_000)
         self.up = True
+        self.last_sync_ms = 0
         self.skew_ms = 0  # this node's physical clock minus the simulation's clock
         # Called after every group commit with the entries it made durable.
         self.observers: list[Callable[[SimNode, list[LogEntry], int], None]] = []
@@ -77,12 +78,19 @@ class SimNode:
         r = self.replica
         entries = r.take_pending()
         checkpoint = checkpoint or r.checkpoint_requested or self.checkpointer.due(r, now_ms)
-        if not (entries or r.gc_deleted or checkpoint):
+        # As crdtkv.node: `wal` mode syncs at most every WAL_SYNC_MS.
+        sync = self.fsync or now_ms - self.last_sync_ms >= WAL_SYNC_MS
+        sync_due = sync and r.durable_vv != r.applied.vv
+        if not (entries or r.gc_deleted or checkpoint or sync_due):
             return
         if checkpoint:
             self.checkpointer.last_ms = now_ms
+        applied = dict(r.applied.vv)
         batch = build_batch(r, entries, checkpoint=checkpoint, log_floor=self.rep.log_floor())
-        self.storage.write(batch, sync=self.fsync)
+        self.storage.write(batch, sync=sync)
+        if sync:
+            self.last_sync_ms = now_ms
+            r.durable_vv = applied
         self.rep.on_durable(entries, now_ms)
         for observe in self.observers:
             observe(self, entries, now_ms)

@@ -55,7 +55,7 @@ class LogEntry:
     """One record of the delta log, in local log order."""
 
     pos: int  # local log position, 1, 2, 3, ... (not the dot's seq)
-    origin: str  # the peer this group came from; "" for a local operation
+    origin: str  # who sent it: "<peer id>~<its incarnation>"; "" for a local operation
     group: DeltaGroup  # the operation's dot and deltas
 
 
@@ -113,6 +113,11 @@ class Replica:
     # deliver later writes before them (see replication.protocol).
     synced_vv: VersionVector = field(default_factory=dict)
     peers_dirty: bool = False  # peer_meta changed since it was last written
+    # The applied vector as of the last *synced* storage write: what a power
+    # loss cannot take back.  In `wal` durability it trails ``applied``; the
+    # replica reports it as its stability floor, so no tombstone is collected
+    # while some replica could still roll back to before its delete.
+    durable_vv: VersionVector = field(default_factory=dict)
     hlc: HLC = field(init=False)
 
     def __post_init__(self) -> None:
@@ -307,6 +312,7 @@ class Replica:
                         self.hlc.wall_ms, self.hlc.logical = ts.wall_ms, ts.logical
             self.applied.add(entry.group.dot)
             self.dirty.update(entry.group.deltas)
+        self.durable_vv = dict(self.applied.vv)  # everything loaded survived
         for key, state in self.states.items():
             if isinstance(state, LWWRegister):
                 if state.tombstone:

@@ -22,7 +22,20 @@ from crdtkv.replica import records as rec
 from crdtkv.replica.keyspace import LogEntry, Replica
 from crdtkv.storage.base import Storage, WriteBatch
 
-__all__ = ["Checkpointer", "DataDirMismatch", "build_batch", "load_replica", "mark_clean"]
+__all__ = [
+    "WAL_SYNC_MS",
+    "Checkpointer",
+    "DataDirMismatch",
+    "build_batch",
+    "load_replica",
+    "mark_clean",
+]
+
+
+# In `wal` durability, the longest an applied operation stays unsynced while
+# the replica is up (one synced write per interval at most).  Until it is
+# synced a replica does not count it as stable (see Replica.durable_vv).
+WAL_SYNC_MS = 1_000
 
 
 class DataDirMismatch(StorageError):

@@ -34,6 +34,7 @@ from simulations.campaign import CampaignOptions, repro_command, run_seed
 from simulations.canaries import CANARIES
 from simulations.checkers import CHECKERS
 from simulations.harness import LinkFaults, SimCluster
+from simulations.sim import final_read
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -344,6 +345,51 @@ def test_b11_a_wiped_replica_applies_no_push_meant_for_its_old_incarnation() -> 
         if r0.replica.applied.contains(written):
             assert r0.replica.applied.contains((old, 1)), "r0 applied b before a"
     c.settle()
+
+
+def test_b14_what_a_wiped_replica_minted_before_is_shipped_back_to_it() -> None:
+    c = SimCluster(3, 1, faults=LinkFaults(5, 0))
+    r1, r2 = c.nodes["r1"], c.nodes["r2"]
+    c.run_for(100)
+    c.partition("r1", "r2")
+    c.partition("r0", "r2")
+    r1.apply({"op": "sets.add", "key": "s", "members": ["w"]}, c.now_ms)
+    w = (r1.replica.actor, r1.replica.seq)
+    c.run_for(100)  # r0 has w, r2 does not
+    c.wipe("r1")  # the new r1 lacks w; only r0 has it
+    c.heal()
+    c.partition("r0", "r1")
+    c.partition("r0", "r2")
+    while r2.rep.peers["r1"].syncs_completed == 0:  # r2 catches the new r1 up, without w
+        c.run_for(1)
+    c.heal()
+    c.partition("r0", "r1")  # w can reach r1 only through r2
+    while not r2.replica.applied.contains(w):
+        c.run_for(1)
+    r2.apply({"op": "sets.add", "key": "s", "members": ["x"]}, c.now_ms)  # after w
+    x = (r2.replica.actor, r2.replica.seq)
+    for _ in range(3_000):
+        c.run_for(1)
+        if r1.replica.applied.contains(x):
+            assert r1.replica.applied.contains(w), "r1 applied x before w"
+    assert r1.replica.applied.contains(w)
+    c.heal()
+    c.settle()
+
+
+def test_b12_no_tombstone_is_collected_while_a_replica_may_roll_back_to_before_it() -> None:
+    c = SimCluster(2, 1, fsync=False, faults=LinkFaults(5, 0))
+    r0 = c.nodes["r0"]
+    r0.apply({"op": "registers.set", "key": "k", "value": "old"}, c.now_ms)
+    c.run_for(1_500)
+    r0.apply({"op": "counters.incr", "key": "c", "delta": 1}, c.now_ms)  # synced
+    r0.apply({"op": "registers.set", "key": "k", "value": "new", "ttl_ms": 50}, c.now_ms)
+    c.run_for(500)  # replicated and expired everywhere, not yet synced at r0
+    c.crash("r0", keep_unsynced=0)  # power loss: r0 rolls back to "old"
+    c.settle(max_ms=20_000)
+    for node in c.nodes.values():
+        got = final_read(node, "registers", "k", c.now_ms)
+        assert got == {"not_found": True}, f"{node.rid}: the overwritten value came back: {got}"
 
 
 def test_b9_a_restart_does_not_need_a_state_sync() -> None:
