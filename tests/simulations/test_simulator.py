@@ -377,7 +377,28 @@ def test_b14_what_a_wiped_replica_minted_before_is_shipped_back_to_it() -> None:
     c.settle()
 
 
-def test_b12_no_tombstone_is_collected_while_a_replica_may_roll_back_to_before_it() -> None:
+def test_a_delete_made_while_a_state_sync_runs_is_never_undone() -> None:
+    c = SimCluster(3, 1, settings=Settings(log_bytes_max=300), faults=LinkFaults(5, 0))
+    for link in (("r0", "r2"), ("r2", "r0")):
+        c.faults[link] = LinkFaults(60, 0)  # r0's sync of r2 takes a while
+    r0, r1 = c.nodes["r0"], c.nodes["r1"]
+    c.run_for(300)
+    c.partition("r0", "r2")
+    c.partition("r1", "r2")
+    r0.apply({"op": "registers.set", "key": "k", "value": "old"}, c.now_ms)
+    for i in range(30):  # more than the logs hold: r2 will be caught up by state sync
+        r0.apply({"op": "registers.set", "key": f"x{i}", "value": i}, c.now_ms)
+    c.run_for(200)
+    c.heal()
+    _until_sent(c, "SyncDigest")  # a snapshot holding k = "old" is open
+    r1.apply({"op": "registers.delete", "key": "k"}, c.now_ms)
+    c.settle(max_ms=20_000)
+    for node in c.nodes.values():
+        got = final_read(node, "registers", "k", c.now_ms)
+        assert got == {"not_found": True}, f"{node.rid}: the deleted value came back: {got}"
+
+
+def test_b13_no_tombstone_is_collected_while_a_replica_may_roll_back_to_before_it() -> None:
     c = SimCluster(2, 1, fsync=False, faults=LinkFaults(5, 0))
     r0 = c.nodes["r0"]
     r0.apply({"op": "registers.set", "key": "k", "value": "old"}, c.now_ms)
