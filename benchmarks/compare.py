@@ -161,7 +161,7 @@ class Cluster:
     tmp: Path
     servers: dict[str, Server] = field(default_factory=dict)
 
-    def start(self, crdtkv: list[str]) -> None:
+    def start(self, crdtkv: list[str], systems: Sequence[str] = SYSTEMS) -> None:
         rp, ap = free_port(), free_port()
         for name, port, persist in (
             ("redis", rp, ["--save", "", "--appendonly", "no"]),
@@ -199,7 +199,10 @@ class Cluster:
             cmd += ["--data-dir", str(self.tmp / name), "--durability", durability]
             cmd += ["--log-level", "WARNING"]
             self.servers[name] = Server(name, cmd, port, self.tmp / f"{name}.log")
-        for name in ("redis", "redis-aof", "webdis", "crdtkv-fsync", "crdtkv-wal"):
+        for name in SYSTEMS:
+            if name not in systems:
+                del self.servers[name]
+                continue
             srv = self.servers[name]
             srv.start()
             srv.wait_ready("redis" if name.startswith("redis") else "http")
@@ -216,6 +219,8 @@ class Cluster:
 def prefill(cluster: Cluster, keyspace: int) -> None:
     """Every key of the keyspace holds a string / register, so GETs find something."""
     for name in ("redis", "redis-aof"):
+        if name not in cluster.servers:
+            continue
         args = ["MSET"]
         for k in range(keyspace):
             args += [f"key:{k:012d}", VALUE]
@@ -223,20 +228,26 @@ def prefill(cluster: Cluster, keyspace: int) -> None:
         if not reply.startswith(b"+OK"):
             raise RuntimeError(f"prefill of {name}: {reply[:200]!r}")
     for name in ("crdtkv-fsync", "crdtkv-wal"):
-        for lo in range(0, keyspace, 1000):
-            ops = [
-                {"op": "registers.set", "key": f"key:{k:012d}", "value": VALUE}
-                for k in range(lo, min(keyspace, lo + 1000))
-            ]
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{cluster.port(name)}/v1/batch",
-                data=json.dumps({"ops": ops}).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"prefill of {name}: HTTP {resp.status}")
+        if name in cluster.servers:
+            prefill_crdtkv(cluster.port(name), keyspace)
+
+
+def prefill_crdtkv(port: int, keyspace: int) -> None:
+    """Registers key:000000000000 ... of the keyspace hold VALUE (through /v1/batch)."""
+    for lo in range(0, keyspace, 1000):
+        ops = [
+            {"op": "registers.set", "key": f"key:{k:012d}", "value": VALUE}
+            for k in range(lo, min(keyspace, lo + 1000))
+        ]
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/batch",
+            data=json.dumps({"ops": ops}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"prefill of port {port}: HTTP {resp.status}")
 
 
 # -- load generators ---------------------------------------------------------------------------
@@ -321,6 +332,8 @@ def run_round(
     for system in order:
         port = cluster.port(system)
         for row, redis_cmd, op, _ in OPS:
+            if row not in args.ops:
+                continue
             if system.startswith("redis"):
                 n = requests(system, row, args.redis_rate)
                 res = run_redis_benchmark(port, redis_cmd, c, n, ks, 1)
@@ -330,6 +343,8 @@ def run_round(
             else:
                 res = run_wrk(f"http://127.0.0.1:{port}", "crdtkv.lua", op, c, dur, ks, threads)
             yield row, system, res
+        if "batch" not in args.ops:
+            continue
         if system.startswith("redis"):
             n = requests(system, "batch", args.redis_rate * 5)
             res = run_redis_benchmark(port, OPS[0][1], c, n, ks, 16)
@@ -405,7 +420,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines += ["", "Ratios (ops/s, crdtkv / peer, medians over rounds):", ""]
     lines.append("| operation | " + " | ".join(lbl for lbl, _, _ in RATIOS) + " |")
     lines.append("|---|" + "---:|" * len(RATIOS))
-    for row in [*(o[0] for o in OPS), "batch"]:
+    for row in [r for r in (*(o[0] for o in OPS), "batch") if r in table]:
         cells = [_f(doc["ratios"].get(row, {}).get(lbl), ".3f") for lbl, _, _ in RATIOS]
         lines.append(f"| {names[row]} | " + " | ".join(cells) + " |")
     lines += ["", "| aim | measured | aim | met |", "|---|---:|---:|---|"]
@@ -490,7 +505,28 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "round; later rounds use the rate measured (default 20000)",
     )
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where compare.* go")
+    p.add_argument(
+        "--ops",
+        default=",".join([*(o[0] for o in OPS), "batch"]),
+        help="comma-separated rows to run, for a quicker partial run (default: all of "
+        "set,get,incr,sadd,pfadd,batch)",
+    )
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated systems to start and run (default: all of {','.join(SYSTEMS)}; "
+        "webdis needs redis)",
+    )
     ns = p.parse_args(list(argv))
+    ns.ops = [o for o in ns.ops.split(",") if o]
+    ns.systems = [s for s in ns.systems.split(",") if s]
+    rows = {*(o[0] for o in OPS), "batch"}
+    bad = [o for o in ns.ops if o not in rows] + [s for s in ns.systems if s not in SYSTEMS]
+    if bad:
+        p.error(f"unknown --ops or --systems value(s): {', '.join(bad)}")
+    ns.run_systems = [s for s in SYSTEMS if s in ns.systems]  # the ones measured
+    if "webdis" in ns.systems and "redis" not in ns.systems:
+        ns.systems.append("redis")  # started, not measured: webdis is a front end of it
     ns.redis_rates_seen = {}
     if ns.duration is None:
         ns.duration = 2.0 if ns.quick else 5.0
@@ -521,11 +557,12 @@ def main(argv: Sequence[str]) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        cluster.start(crdtkv)
+        cluster.start(crdtkv, args.systems)
         prefill(cluster, args.keyspace)
         print(f"servers up in {tmp}; {args.rounds} rounds of {args.duration:g} s tests", flush=True)
         for rnd in range(args.rounds):
-            order = list(SYSTEMS[rnd % len(SYSTEMS) :] + SYSTEMS[: rnd % len(SYSTEMS)])
+            run = args.run_systems
+            order = run[rnd % len(run) :] + run[: rnd % len(run)]
             print(f"round {rnd + 1}: {' -> '.join(order)}", flush=True)
             for row, system, res in run_round(cluster, order, args):
                 res.update(row=row, system=system, round=rnd + 1)

@@ -3,6 +3,12 @@
     .venv/bin/python benchmarks/profile_server.py -- -t counter_incr -n 30000 -c 50 --client raw
     .venv/bin/python benchmarks/profile_server.py --durability wal --raw-out prof.txt \\
         -- -t counter_incr --batch 100 --msgpack -n 2000 -c 8 --client raw
+    .venv/bin/python benchmarks/profile_server.py --wrk incr --duration 8
+
+With ``--wrk OP`` the load comes from ``wrk`` and ``benchmarks/lua/crdtkv.lua``
+instead of ``crdtkv bench``: the generator ``benchmarks/compare.py`` uses
+(OP is one of set, get, incr, sadd, pfadd, batch; 50 connections, 2 threads,
+10,000 keys, prefilled for ``get``).
 
 Starts ``crdtkv serve`` in a temporary directory (``--durability``), attaches
 ``py-spy record`` to it (``--rate`` samples/s, raw collapsed stacks, one
@@ -31,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from crdtkv.bench import SpawnedServer
@@ -100,6 +107,33 @@ def summarize(raw: Path, top: int) -> str:
     return "\n".join(out)
 
 
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run_wrk(server: SpawnedServer, args: argparse.Namespace) -> subprocess.CompletedProcess[str]:
+    """wrk as benchmarks/compare.py runs it (its Lua script), plus the server's CPU per request."""
+    from compare import LUA_DIR, PREFIXES, prefill_crdtkv  # this directory is on sys.path
+
+    if args.wrk == "get":
+        prefill_crdtkv(server.port, 10_000)
+    env = dict(os.environ, OP=args.wrk, PREFIX=PREFIXES.get(args.wrk, "key"), KEYSPACE="10000")
+    env.update(LUA_DIR=str(LUA_DIR), BATCH="100")
+    cmd = ["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.duration:g}s"]
+    cmd += ["--latency", "-s", str(LUA_DIR / "crdtkv.lua"), server.url]
+    cpu0, t0 = _cpu_s(server.pid), time.monotonic()
+    out = subprocess.run(cmd, env=env, text=True, capture_output=True)
+    cpu, wall = _cpu_s(server.pid) - cpu0, time.monotonic() - t0
+    reqs = next((int(ln.split()[0]) for ln in out.stdout.splitlines() if "requests in" in ln), 0)
+    out.stdout += (
+        f"server CPU {100 * cpu / wall:.0f}% of a core, "
+        f"{1e6 * cpu / max(reqs, 1):.0f} us per request\n"
+    )
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--durability", choices=["fsync", "wal"], default="fsync")
@@ -118,6 +152,15 @@ def main() -> int:
         help="also sample C frames (py-spy --native): shows the garbage collector, orjson...",
     )
     p.add_argument("--raw-out", default=None, help="keep py-spy's collapsed stacks here")
+    p.add_argument(
+        "--wrk",
+        metavar="OP",
+        default=None,
+        help="load with wrk and benchmarks/lua/crdtkv.lua (OP: set, get, incr, sadd, pfadd, "
+        "batch) instead of crdtkv bench",
+    )
+    p.add_argument("--duration", type=float, default=8.0, help="seconds of wrk load (--wrk)")
+    p.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (--wrk)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then crdtkv bench options")
     args = p.parse_args()
     bench_args = args.bench_args[1:] if args.bench_args[:1] == ["--"] else args.bench_args
@@ -137,10 +180,13 @@ def main() -> int:
              *(["--native"] if args.native else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
-        cmd = [sys.executable, "-m", "crdtkv.cli", "bench", "--url", server.url]
-        cmd += ["--server-pid", str(server.pid), "--no-progress", *bench_args]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        bench = subprocess.run(cmd, env=env, text=True, capture_output=True)
+        if args.wrk is not None:
+            bench = _run_wrk(server, args)
+        else:
+            cmd = [sys.executable, "-m", "crdtkv.cli", "bench", "--url", server.url]
+            cmd += ["--server-pid", str(server.pid), "--no-progress", *bench_args]
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            bench = subprocess.run(cmd, env=env, text=True, capture_output=True)
         print(bench.stdout, end="")
         if bench.returncode != 0:
             print(bench.stderr, file=sys.stderr)

@@ -78,6 +78,10 @@ def _env() -> dict[str, str]:
     return env
 
 
+# --launcher: a script run instead of ``-m crdtkv.cli`` (to compare two source trees).
+LAUNCHER: list[str] = []
+
+
 class Server:
     def __init__(self, data_dir: Path, port: int, durability: str, log: Path) -> None:
         self.data_dir, self.port, self.durability, self.log = data_dir, port, durability, log
@@ -89,7 +93,7 @@ class Server:
 
     def spawn(self) -> None:
         cmd = [
-            sys.executable, "-m", "crdtkv.cli", "serve", "--replica-id", "r1",
+            sys.executable, *(LAUNCHER or ["-m", "crdtkv.cli"]), "serve", "--replica-id", "r1",
             "--port", str(self.port), "--data-dir", str(self.data_dir),
             "--durability", self.durability, "--log-level", "WARNING",
         ]  # fmt: skip
@@ -297,7 +301,15 @@ def main() -> int:
     p.add_argument("--profile", action="store_true", help="py-spy a restart and a stop")
     p.add_argument("--cprofile", action="store_true", help="cProfile the load, in-process")
     p.add_argument("--top", type=int, default=25, help="profile entries to print")
+    p.add_argument(
+        "--launcher",
+        default=None,
+        help="a Python script that takes crdtkv's arguments, run instead of -m crdtkv.cli "
+        "(to compare two versions of the server)",
+    )
     args = p.parse_args()
+    if args.launcher:
+        LAUNCHER[:] = [args.launcher]
 
     tmp = Path(tempfile.mkdtemp(prefix="crdtkv-startup-", dir=args.dir))
     data_dir = tmp / "r1"

@@ -1,6 +1,7 @@
 """aiohttp wiring: ``make_app(node, config)``.
 
-A request passes these middlewares, outermost first:
+Every request passes one middleware (``_middleware``), which does, outermost
+first:
 
 1. metrics: counts and times every request by route, method and status;
 2. session: stamps ``X-Crdtkv-Session`` on every response, errors included:
@@ -15,6 +16,10 @@ A request passes these middlewares, outermost first:
    (``node.durable()``, reads included: nobody may see a write that could
    still be lost).
 
+These were four aiohttp middlewares; they are one coroutine because each
+middleware costs a wrapper coroutine and a ``functools.partial`` per request
+(about a tenth of a request's CPU; docs/performance.md).
+
 The node's lifecycle (``start``/``close``) belongs to the caller, not to the
 app: the CLI and the tests own it.  ``/healthz`` and ``/openapi.json`` (the
 API's OpenAPI 3.1 document) are always open; ``/metrics`` needs the auth
@@ -24,8 +29,10 @@ token when one is configured.  Routes others add to the app
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
+import logging
 import re
 import time
 from importlib import resources
@@ -34,7 +41,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from crdtkv import limits
-from crdtkv.api.errors import error_middleware
+from crdtkv.api.errors import error_response, extra_headers, from_http_exception
 from crdtkv.api.metrics import ApiMetrics, PeersStatus
 from crdtkv.api.routes import add_routes
 from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS, SESSION, SIGNER, TOKEN_CACHE
@@ -45,6 +52,8 @@ from crdtkv.node import Node
 from crdtkv.sessions import SessionToken, TokenSigner
 
 __all__ = ["SESSION_HEADER", "WAIT_HEADER", "make_app"]
+
+log = logging.getLogger("crdtkv.api")
 
 SESSION_HEADER = "X-Crdtkv-Session"
 WAIT_HEADER = "X-Crdtkv-Wait-Ms"
@@ -66,7 +75,7 @@ def make_app(
 ) -> web.Application:
     """The HTTP app of one replica.  ``peers_status`` fills ``/v1/status``'s ``peers``."""
     app = web.Application(
-        middlewares=[_metrics_middleware, _session_middleware, error_middleware, _guard_middleware],
+        middlewares=[_middleware],
         # The same limit as our own reader, for anything that calls request.read().
         client_max_size=config.body_bytes_max,
         handler_args={"max_line_size": REQUEST_LINE_BYTES_MAX},
@@ -92,24 +101,41 @@ async def _openapi(request: web.Request) -> web.StreamResponse:
     return web.Response(body=_openapi_document(), content_type="application/json")
 
 
-# -- middlewares --------------------------------------------------------------------------------
+# -- the middleware ----------------------------------------------------------------------------
 
 
 @web.middleware
-async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    response = await handler(request)
+    app = request.app
+    try:
+        response = await _guarded(request, handler, app)
+    except asyncio.CancelledError:
+        raise  # the client went away or the server is stopping: not an error to answer
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error(app, from_http_exception(exc, request), extra_headers(exc))
+    except CrdtkvError as exc:
+        response = _error(app, exc, extra_headers(exc))
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        response = _error(app, CrdtkvError("internal error; see the replica's log"), None)
+    _stamp_session(request, response, app)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
-    elapsed = time.perf_counter() - started
-    request.app[METRICS].observe(route, request.method, response.status, elapsed)
+    app[METRICS].observe(route, request.method, response.status, time.perf_counter() - started)
     return response
 
 
-@web.middleware
-async def _session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    app = request.app
+def _error(app: web.Application, err: CrdtkvError, headers: dict[str, str] | None) -> web.Response:
+    app[METRICS].count_error(err.code)
+    return error_response(err, headers)
+
+
+def _stamp_session(
+    request: web.Request, response: web.StreamResponse, app: web.Application
+) -> None:
     replica = app[NODE].replica
     vv, hlc = replica.applied.vv, (replica.hlc.wall_ms, replica.hlc.logical)
     # Signing costs more than the rest of a read: reuse the last token while
@@ -121,26 +147,28 @@ async def _session_middleware(request: web.Request, handler: Handler) -> web.Str
         token = request.get(SESSION) or SessionToken()
         cached[:] = [key, app[SIGNER].encode(token.merge(vv, hlc))]
     response.headers[SESSION_HEADER] = cached[1]
-    return response
 
 
-@web.middleware
-async def _guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _guarded(
+    request: web.Request, handler: Handler, app: web.Application
+) -> web.StreamResponse:
     path = request.path
     is_api = path.startswith("/v1/") or path == "/v1"
     if not is_api and path != "/metrics":
         return await handler(request)
-    _check_auth(request, request.app[CONFIG].auth_token)
+    _check_auth(request, app[CONFIG].auth_token)
     if not is_api:
         return await handler(request)
-    node = request.app[NODE]
-    await _enter_session(request, node)
+    node = app[NODE]
+    if SESSION_HEADER in request.headers or WAIT_HEADER in request.headers:
+        await _enter_session(request, node)
     try:
         response = await handler(request)
     except CrdtkvError:
         await node.durable()  # a 404 read saw state too: it must be durable first
         raise
-    await node.durable()
+    if node.replica.log_pos > node.durable_pos:  # what durable() checks first, minus a coroutine
+        await node.durable()
     return response
 
 

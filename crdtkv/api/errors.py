@@ -4,20 +4,17 @@ Every error the API answers is ``{"error": {"code": ..., "message": ...}}``
 with the status of its ``CrdtkvError`` class.  aiohttp's own exceptions (the
 router's 404 and 405, a body over ``client_max_size``) are translated into
 the same tree first, and anything unexpected is logged and answered as 500
-``internal``: a request must never take the server down.
+``internal``: a request must never take the server down (the catching is
+done by the app's middleware, ``crdtkv.api.app``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from crdtkv.api.state import METRICS
 from crdtkv.errors import (
     BadRequest,
     CrdtkvError,
@@ -28,9 +25,7 @@ from crdtkv.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["error_body", "error_middleware", "error_response", "from_http_exception"]
-
-log = logging.getLogger("crdtkv.api")
+__all__ = ["error_body", "error_response", "extra_headers", "from_http_exception"]
 
 _BY_STATUS: dict[int, type[CrdtkvError]] = {
     401: Unauthorized,
@@ -70,29 +65,10 @@ def from_http_exception(exc: web.HTTPException, request: web.Request) -> CrdtkvE
     return CrdtkvError(exc.reason)
 
 
-def _extra_headers(exc: BaseException) -> dict[str, str] | None:
+def extra_headers(exc: BaseException) -> dict[str, str] | None:
     # RFC 9110: a 405 says which methods the resource supports, a 401 how to authenticate.
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return {"Allow": ", ".join(sorted(exc.allowed_methods))}
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": 'Bearer realm="crdtkv"'}
     return None
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except asyncio.CancelledError:
-        raise  # the client went away or the server is stopping: not an error to answer
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        err, headers = from_http_exception(exc, request), _extra_headers(exc)
-    except CrdtkvError as exc:
-        err, headers = exc, _extra_headers(exc)
-    except Exception:
-        log.exception("unexpected error in %s %s", request.method, request.path)
-        err, headers = CrdtkvError("internal error; see the replica's log"), None
-    request.app[METRICS].errors.labels(err.code).inc()
-    return error_response(err, headers)

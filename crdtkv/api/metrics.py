@@ -7,16 +7,31 @@ replication shell) register their collectors into ``app[METRICS].registry``.
 
 Values the node already counts (keys, delta log size, group commits) are
 read at scrape time by a collector instead of being mirrored on every write.
+The per-request metrics (requests, errors, latencies) are plain ints and
+floats in dicts, turned into metric families at scrape time by a collector as
+well: prometheus_client's ``Counter.labels().inc()`` and
+``Histogram.observe`` take a lock, look up the label set and call
+``os.getpid()`` on every request, 3 to 10% of a request's CPU
+(docs/performance.md).  The names, labels and meaning of the samples are the
+ones those classes would expose, ``_created`` samples included.
 """
 
 from __future__ import annotations
 
+import bisect
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from crdtkv.node import Node
 
@@ -74,36 +89,93 @@ def _peer_metrics(peers: Mapping[str, Mapping[str, Any]]) -> Iterable[Metric]:
     yield up
 
 
+class _Latency:
+    """One route's histogram: a count per bucket (not cumulative), the sum, the creation time."""
+
+    __slots__ = ("counts", "created", "total_s")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_LATENCY_BUCKETS_S) + 1)  # the last one is +Inf
+        self.total_s = 0.0
+        self.created = time.time()
+
+
+class _RequestCollector(Collector):
+    """``crdtkv_http_requests_total``, ``crdtkv_http_errors_total`` and the latency histogram."""
+
+    def __init__(self, metrics: ApiMetrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._m
+        requests = CounterMetricFamily(
+            "crdtkv_http_requests", "HTTP requests answered", labels=["route", "method", "status"]
+        )
+        for (route, method, status), n in m.requests.items():
+            requests.add_metric(
+                [route, method, str(status)], n, created=m.created[(route, method, status)]
+            )
+        yield requests
+        errors = CounterMetricFamily(
+            "crdtkv_http_errors", "HTTP error responses by error code", labels=["code"]
+        )
+        for code, n in m.errors.items():
+            errors.add_metric([code], n, created=m.created[code])
+        yield errors
+        name = "crdtkv_http_request_duration_seconds"
+        latency = HistogramMetricFamily(
+            name,
+            "Time from request to response, session waits and group commit included",
+            labels=["route"],
+        )
+        bounds = [*(repr(float(b)) for b in _LATENCY_BUCKETS_S), "+Inf"]  # as Histogram has them
+        for route, h in m.latency.items():
+            cumulative, buckets = 0, []
+            for bound, n in zip(bounds, h.counts, strict=True):
+                cumulative += n
+                buckets.append((bound, float(cumulative)))
+            latency.add_metric([route], buckets, h.total_s)
+            latency.samples.append(Sample(f"{name}_created", {"route": route}, h.created))
+        yield latency
+
+
 class ApiMetrics:
     """The API's metrics; ``render()`` is the /metrics body."""
 
     def __init__(self, node: Node, peers_status: PeersStatus | None = None) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "crdtkv_http_requests",
-            "HTTP requests answered",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.errors = Counter(
-            "crdtkv_http_errors",
-            "HTTP error responses by error code",
-            ["code"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "crdtkv_http_request_duration_seconds",
-            "Time from request to response, session waits and group commit included",
-            ["route"],
-            buckets=_LATENCY_BUCKETS_S,
-            registry=self.registry,
-        )
+        self.requests: dict[tuple[str, str, int], int] = {}  # (route, method, status) -> count
+        self.errors: dict[str, int] = {}  # error code -> count
+        self.latency: dict[str, _Latency] = {}  # route -> histogram
+        self.created: dict[object, float] = {}  # a requests or errors label set -> first seen
+        self.registry.register(_RequestCollector(self))
         self.registry.register(_NodeCollector(node, peers_status))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        method = method if method in _METHODS else "other"
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        """One answered request (called for every request: keep it cheap)."""
+        if method not in _METHODS:
+            method = "other"
+        key = (route, method, status)
+        requests = self.requests
+        if key in requests:
+            requests[key] += 1
+        else:
+            requests[key] = 1
+            self.created[key] = time.time()
+        h = self.latency.get(route)
+        if h is None:
+            h = self.latency[route] = _Latency()
+        # Prometheus buckets are "less than or equal to the bound": bisect_left.
+        h.counts[bisect.bisect_left(_LATENCY_BUCKETS_S, seconds)] += 1
+        h.total_s += seconds
+
+    def count_error(self, code: str) -> None:
+        """One error response, by its contract code."""
+        if code in self.errors:
+            self.errors[code] += 1
+        else:
+            self.errors[code] = 1
+            self.created[code] = time.time()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

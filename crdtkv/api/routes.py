@@ -20,7 +20,6 @@ Extras beyond the contract:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,9 +87,12 @@ def _op_fields() -> dict[str, frozenset[str]]:
 
 OP_FIELDS: dict[str, frozenset[str]] = _op_fields()
 """The fields each op takes (a batch op with any other field is refused)."""
+_BATCH_FIELDS = frozenset({"ops"})
 
 
-def _reject_unknown(body: dict[Any, Any], known: Iterable[str], what: str) -> None:
+def _reject_unknown(body: dict[Any, Any], known: frozenset[str], what: str) -> None:
+    if body.keys() <= known:  # the usual case, in C
+        return
     unknown = set(body).difference(known)
     if unknown:
         names = ", ".join(sorted(repr(u) for u in unknown))
@@ -111,28 +113,29 @@ async def _read_object(
 # -- single-key endpoints -------------------------------------------------------------------
 
 
-async def _build_op(request: web.Request, route: Route) -> dict[str, Any]:
-    op: dict[str, Any] = {}
-    if route.body is not None:
-        body, _ = await _read_object(request, allow_msgpack=False)
-        _reject_unknown(body, route.body, "the request body")
-        op.update((f, body[f]) for f in route.body if f in body)
-    op.update(request.match_info)  # key, and member for sets.contains
-    op["op"] = route.op
-    if route.op == "hlls.count":
-        unions = request.query.getall("union", [])
-        if unions:
-            op["sources"] = unions
-    return op
-
-
 def _handler(route: Route) -> Handler:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        op = await _build_op(request, route)
+    """The endpoint of one route: the op dict from the path (and body), then ``node.apply``."""
+    name, fields = route.op, frozenset(route.body or ())
+
+    async def handle_with_body(request: web.Request) -> web.StreamResponse:
+        op, _ = await _read_object(request, allow_msgpack=False)  # a new dict: ours to extend
+        _reject_unknown(op, fields, "the request body")  # so "key" or "op" cannot be in it
+        op.update(request.match_info)  # key
+        op["op"] = name
         return json_response(request.app[NODE].apply(op))
 
-    handle.__name__ = route.op.replace(".", "_")
-    return handle
+    async def handle(request: web.Request) -> web.StreamResponse:
+        op: dict[str, Any] = {"op": name}
+        op.update(request.match_info)  # key, and member for sets.contains
+        if name == "hlls.count":
+            unions = request.query.getall("union", [])
+            if unions:
+                op["sources"] = unions
+        return json_response(request.app[NODE].apply(op))
+
+    chosen = handle if route.body is None else handle_with_body
+    chosen.__name__ = name.replace(".", "_")
+    return chosen
 
 
 # -- batch ------------------------------------------------------------------------------------
@@ -141,8 +144,11 @@ def _handler(route: Route) -> Handler:
 def _apply_one(node: Node, op: object) -> dict[str, Any]:
     """One batch op's result or error; the other ops do not depend on it."""
     try:
-        if isinstance(op, dict) and isinstance(op.get("op"), str) and op["op"] in OP_FIELDS:
-            _reject_unknown(op, OP_FIELDS[op["op"]], f"op {op['op']!r}")
+        if isinstance(op, dict):
+            name = op.get("op")
+            fields = OP_FIELDS.get(name) if isinstance(name, str) else None
+            if fields is not None and not op.keys() <= fields:
+                _reject_unknown(op, fields, f"op {name!r}")
         return node.apply(op)
     except StorageError:
         raise  # the replica stopped: the whole batch fails, not one slot
@@ -155,7 +161,7 @@ def _apply_one(node: Node, op: object) -> dict[str, Any]:
 
 async def batch(request: web.Request) -> web.StreamResponse:
     body, fmt = await _read_object(request, allow_msgpack=True)
-    _reject_unknown(body, ("ops",), "the batch")
+    _reject_unknown(body, _BATCH_FIELDS, "the batch")
     ops = body.get("ops")
     if not isinstance(ops, list):
         raise BadRequest("field 'ops' must be a list of ops")
