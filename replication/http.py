@@ -15,6 +15,16 @@ previous one; a timestamp outside +-30 s is refused (replay window).
 Without a secret, traffic is accepted from any configured peer id and a loud
 warning is logged at start.  Replies are signed the same way and checked by
 the sender.
+
+Bodies of 128 bytes and more travel zlib-compressed when that makes them
+smaller (``messages.compress``), announced by ``X-Crdtkv-Encoding: zlib``; a
+reply is compressed only when its request was (so a replica that sends
+plain bodies gets plain replies).  The signature covers the bytes on the
+wire, so nothing unauthenticated is ever decompressed.  The header is our
+own, not ``Content-Encoding``, which aiohttp would decode by itself, without
+our bound.  Requests leave out aiohttp's default ``User-Agent``, ``Accept``
+and ``Accept-Encoding`` headers: on a link carrying a dozen operations per
+message, headers are a third of the bytes.
 """
 
 from __future__ import annotations
@@ -43,11 +53,18 @@ log = logging.getLogger("crdtkv.replication")
 
 REPLICATE_PATH = "/internal/v1/replicate"
 CONTENT_TYPE = "application/msgpack"
+ENCODING_HEADER = "X-Crdtkv-Encoding"
 CLOCK_WINDOW_MS = 30_000  # signed requests older or newer than this are refused
 REQUEST_TIMEOUT_S = 10.0  # one replication request, including the peer's fsync
 BACKOFF_BASE_MS = 50
 BACKOFF_MAX_MS = 5_000
-COALESCE_MS = 2  # wait this long after a wake-up so bursts travel together
+# After a wake-up, wait until COALESCE_ENTRIES new entries are ready for the
+# peer or COALESCE_MS have passed (checking every COALESCE_STEP_MS), so that
+# writes arriving close together travel in one request: each request costs
+# about 550 bytes of HTTP headers and an fsync at the receiver.
+COALESCE_MS = 10
+COALESCE_STEP_MS = 2
+COALESCE_ENTRIES = 64
 COLLECT_INTERVAL_S = 1.0  # log truncation and tombstone GC
 
 
@@ -115,6 +132,7 @@ class ReplicationService:
             )
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             connector=aiohttp.TCPConnector(limit_per_host=2),
         )
         loop = asyncio.get_running_loop()
@@ -147,7 +165,7 @@ class ReplicationService:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake[peer].wait(), heartbeat_s)
                 self._wake[peer].clear()
-                await asyncio.sleep(COALESCE_MS / 1000)
+                await self._coalesce(peer)
                 continue
             msg, ready_pos = out
             try:
@@ -166,9 +184,19 @@ class ReplicationService:
                     log.warning("replication to %s failing (%d in a row): %s", peer, failures, e)
                 await asyncio.sleep(delay_ms / 1000)
 
-    async def _post(self, peer: str, body: bytes) -> messages.Message:
+    async def _coalesce(self, peer: str) -> None:
+        core, st = self.core, self.core.peers[peer]
+        for _ in range(COALESCE_MS // COALESCE_STEP_MS):
+            if core.durable_pos - st.acked >= COALESCE_ENTRIES:
+                return
+            await asyncio.sleep(COALESCE_STEP_MS / 1000)
+
+    async def _post(self, peer: str, plain: bytes) -> messages.Message:
         assert self._session is not None
+        body, encoding = messages.compress(plain)
         headers = {"Content-Type": CONTENT_TYPE, "X-Crdtkv-Peer": self.node.replica.replica_id}
+        if encoding is not None:
+            headers[ENCODING_HEADER] = encoding
         if self.secret:
             ts = int(time.time() * 1000)
             headers["X-Crdtkv-Timestamp"] = str(ts)
@@ -183,7 +211,7 @@ class ReplicationService:
                 raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
             if self.secrets:
                 verify(self.secrets, "REPLY", REPLICATE_PATH, resp.headers, data, _now_ms())
-            return messages.decode(data)
+            return messages.decode(messages.decompress(data, resp.headers.get(ENCODING_HEADER)))
 
     async def _collect_loop(self) -> None:
         while True:
@@ -196,24 +224,30 @@ class ReplicationService:
     # -- receiving ---------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
         try:
-            peer, body = await self._authenticate(request)
-            msg = messages.decode(body)
+            peer, wire = await self._authenticate(request)
+            encoding = request.headers.get(ENCODING_HEADER)
+            msg = messages.decode(messages.decompress(wire, encoding))
             reply = self.core.receive(peer, msg, self.clock())
             if self.node.replica.checkpoint_requested:
                 await self.node.checkpoint_now()
             else:
                 await self.node.durable()
             self.node.notify_applied()
-            self.core.peers[peer].bytes_received += len(body)
+            self.core.peers[peer].bytes_received += len(wire)
         except CrdtkvError as e:
             if isinstance(e, Unauthorized):
                 log.warning("refused replication request: %s", e.message)
             return web.json_response(
                 {"error": {"code": e.code, "message": e.message}}, status=e.status
             )
-        out = messages.encode(reply)
+        out, out_encoding = messages.encode(reply), None
+        if encoding is not None:  # the sender understands compressed bodies
+            out, out_encoding = messages.compress(out)
         self.core.peers[peer].bytes_sent += len(out)
-        headers = {"Content-Type": CONTENT_TYPE}
+        # "Server" replaces aiohttp's longer default: it goes out with every reply.
+        headers = {"Content-Type": CONTENT_TYPE, "Server": "crdtkv"}
+        if out_encoding is not None:
+            headers[ENCODING_HEADER] = out_encoding
         if self.secret:
             ts = _now_ms()
             headers["X-Crdtkv-Timestamp"] = str(ts)

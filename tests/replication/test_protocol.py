@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import msgpack
 import pytest
 
-from crdtkv.errors import BadRequest, CodecError, Unauthorized
+from crdtkv.errors import BadRequest, CodecError, PayloadTooLarge, Unauthorized
 from replication import messages
 from replication.messages import Header, Push
 from replication.protocol import Settings
@@ -248,3 +249,41 @@ def test_messages_round_trip() -> None:
     assert out is not None
     msg, _ = out
     assert messages.decode(messages.encode(msg)) == msg
+
+
+# -- wire compression ---------------------------------------------------------------------------
+
+
+def test_bodies_compress_only_when_large_enough_and_round_trip() -> None:
+    c = SimCluster(2, 11)
+    for i in range(40):
+        c.nodes["r0"].apply({"op": "counters.incr", "key": f"key:{i:012d}", "delta": 1}, c.now_ms)
+    out = c.nodes["r0"].rep.next_message("r1", c.now_ms)
+    assert out is not None
+    plain = messages.encode(out[0])
+    wire, encoding = messages.compress(plain)
+    assert encoding == "zlib" and len(wire) < len(plain) / 2, (len(wire), len(plain))
+    assert messages.decode(messages.decompress(wire, encoding)) == out[0]
+    # A small body, and one that compression would not shrink, go as they are.
+    assert messages.compress(b"\x90" * 10) == (b"\x90" * 10, None)
+    noise = random.Random(1).randbytes(4096)
+    assert messages.compress(noise) == (noise, None)
+    assert messages.decompress(noise, None) is noise
+
+
+@pytest.mark.parametrize(
+    ("wire", "encoding", "error"),
+    [
+        (b"not zlib at all", "zlib", CodecError),
+        (zlib.compress(b"\x90" * 1000)[:-6], "zlib", CodecError),  # truncated
+        (zlib.compress(b"\x90" * 1000) + b"tail", "zlib", CodecError),  # trailing bytes
+        (zlib.compress(b"\x90" * 1000), "gzip", CodecError),  # an encoding we do not speak
+        # A bomb: 64 KiB on the wire, 64 MiB once inflated; refused at 16 MiB.
+        (zlib.compress(bytes(64 * 1024 * 1024), 9), "zlib", PayloadTooLarge),
+    ],
+)
+def test_hostile_compressed_bodies_are_refused(
+    wire: bytes, encoding: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        messages.decompress(wire, encoding)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -566,6 +567,22 @@ def _signed_headers(
     }
 
 
+def _push_from_r2(servers: list[Server], key: str, amount: int, actor: str) -> tuple[bytes, str]:
+    """A well-formed push "from r2" to r1 adding ``amount`` to counter ``key``
+    under the dot (actor, 1): (body, r1's incarnation)."""
+    r1, r2, _ = servers
+    r2_applied = r2.status()["applied"]
+    (r2_actor,) = actor_of(r2_applied, "r2")
+    # r2 as r1 knows it (its real incarnation and applied vector), so that
+    # even an accepted push disturbs nothing but the counter.
+    head = Header("r2", r2_actor.split("~", 1)[1], r2_applied)
+    delta = PNCounter().incr(actor, amount)
+    group_blob = rec.pack(rec.encode_group(DeltaGroup((actor, 1), {("counters", key): delta})))
+    (r1_actor,) = actor_of(r1.status()["applied"], "r1")
+    r1_incarnation = r1_actor.split("~", 1)[1]
+    return messages.encode(Push(head, 0, 1, ((1, group_blob),), r1_incarnation)), r1_incarnation
+
+
 def test_replication_requests_must_be_signed_by_a_configured_peer(
     shared: list[Server],
 ) -> None:
@@ -576,20 +593,9 @@ def test_replication_requests_must_be_signed_by_a_configured_peer(
     with Client([r2.url]) as db:
         db.counters.incr("auth-r2", 1)
     converge(servers, [("counters", "auth-c")])
-    r2_applied = r2.status()["applied"]
-    (r2_actor,) = actor_of(r2_applied, "r2")
-    # r2 as r1 knows it (its real incarnation and applied vector), so that
-    # even the accepted control below disturbs nothing but the counter.
-    head = Header("r2", r2_actor.split("~", 1)[1], r2_applied)
-
     # A well-formed push from "r2" that would add 5 to auth-c (as the control shows).
-    delta = PNCounter().incr("intruder~x", 5)
-    group_blob = rec.pack(
-        rec.encode_group(DeltaGroup(("intruder~x", 1), {("counters", "auth-c"): delta}))
-    )
-    (r1_actor,) = actor_of(r1.status()["applied"], "r1")
-    r1_incarnation = r1_actor.split("~", 1)[1]
-    body = messages.encode(Push(head, 0, 1, ((1, group_blob),), r1_incarnation))
+    body, r1_incarnation = _push_from_r2(servers, "auth-c", 5, "intruder~x")
+    head = messages.decode(body).head
     url = r1.url + REPLICATE_PATH
 
     def unchanged() -> None:
@@ -641,6 +647,48 @@ def test_replication_requests_must_be_signed_by_a_configured_peer(
     assert r1.status()["applied"]["intruder~x"] == 1
     # Accepted traffic travels on: the others get it from r1.
     converge(servers, [("counters", "auth-c")])
+
+
+def test_compressed_replication_bodies_are_bounded_and_checked(shared: list[Server]) -> None:
+    servers = shared
+    r1 = servers[0]
+    with Client([r1.url]) as db:
+        db.counters.incr("zlib-c", 1)
+    converge(servers, [("counters", "zlib-c")])
+    body, _ = _push_from_r2(servers, "zlib-c", 7, "zipper~x")
+    url = r1.url + REPLICATE_PATH
+
+    def unchanged() -> None:
+        assert read(r1, ("counters", "zlib-c")) == {"value": 1}
+        assert "zipper~x" not in r1.status()["applied"]
+
+    def signed(wire: bytes, encoding: str) -> dict[str, str]:
+        return {**_signed_headers(wire), "X-Crdtkv-Encoding": encoding}
+
+    bomb = zlib.compress(bytes(64 * 1024 * 1024), 9)  # 64 KiB that inflate to 64 MiB
+    refused = [
+        ("a bomb", bomb, "zlib", 413, "payload_too_large"),
+        ("not zlib", b"\x78\x01garbage" * 20, "zlib", 400, "bad_request"),
+        ("truncated", zlib.compress(body)[:-4], "zlib", 400, "bad_request"),
+        ("unknown encoding", zlib.compress(body), "br", 400, "bad_request"),
+        # Plain bytes announced as compressed, and compressed ones announced as plain.
+        ("plain as zlib", body, "zlib", 400, "bad_request"),
+        ("zlib as plain", zlib.compress(body), "", 400, "bad_request"),
+    ]
+    for what, wire, encoding, status, code in refused:
+        got, answer = http("POST", url, data=wire, headers=signed(wire, encoding))
+        assert (got, answer["error"]["code"]) == (status, code), (what, got, answer)
+        unchanged()
+    # The control: the same push compressed is applied, and the reply comes back
+    # compressed or plain as its size decides, signed either way.
+    wire = zlib.compress(body, 1)
+    status, rheaders, rbody = http_raw("POST", url, wire, signed(wire, "zlib"))
+    assert status == 200, (status, rbody[:200])
+    verify([SECRET], "REPLY", REPLICATE_PATH, rheaders, rbody, int(time.time() * 1000))
+    reply = messages.decode(messages.decompress(rbody, rheaders.get("X-Crdtkv-Encoding")))
+    assert isinstance(reply, Reply) and reply.acked == 1
+    assert read(r1, ("counters", "zlib-c")) == {"value": 8}
+    converge(servers, [("counters", "zlib-c")])
 
 
 def http_raw(method: str, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
