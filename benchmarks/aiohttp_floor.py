@@ -3,10 +3,18 @@
     .venv/bin/python benchmarks/aiohttp_floor.py -- -t register_set,register_get -n 20000 -c 50 \\
         --client raw --no-prefill
 
-Serves the register endpoints with handlers that do nothing but parse the
-JSON body and answer (no middlewares, no storage, no CRDTs), on uvloop like
-``crdtkv serve``, in a child process, and points ``crdtkv bench`` at it with
-the arguments after ``--``.  The server's CPU microseconds per request are
+Serves the register, counter and batch endpoints with handlers that do
+nothing but parse the JSON body and answer (no middlewares, no storage, no
+CRDTs), on uvloop like ``crdtkv serve``, in a child process, and points
+``crdtkv bench`` at it with the arguments after ``--``.
+
+With ``--wrk OP[,OP...]`` (set, get, incr, batch) it drives the bare app with
+the load ``benchmarks/compare.py`` uses instead (``wrk`` with
+``benchmarks/lua/crdtkv.lua``, 50 connections, 2 threads, 5 s; ``--duration``
+and ``-c`` change that), so its requests/s sit beside the comparison's::
+
+    .venv/bin/python benchmarks/aiohttp_floor.py --wrk set,get,incr,batch
+  The server's CPU microseconds per request are
 the floor under which no crdtkv change can bring a single request: what is
 above it is crdtkv's own work (middlewares, session tokens, metrics, the
 core, group commit).
@@ -37,7 +45,13 @@ async def get(request):
 async def healthz(request):
     return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
+async def batch(request):
+    ops = orjson.loads(await request.read())["ops"]
+    return web.Response(body=orjson.dumps({"results": [{"ok": True}] * len(ops)}),
+                        content_type="application/json")
+
 app = web.Application()
+app.router.add_post("/v1/batch", batch)
 app.router.add_put("/v1/registers/{key}", put)
 app.router.add_get("/v1/registers/{key}", get)
 app.router.add_post("/v1/counters/{key}", put)
@@ -48,10 +62,53 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
+def _wrk_args(args: list[str]) -> tuple[list[str], float, int] | None:
+    """(ops, duration s, connections) when ``--wrk`` is given, else None."""
+    if "--wrk" not in args:
+        return None
+    import argparse
+
+    p = argparse.ArgumentParser(prog="aiohttp_floor.py")
+    p.add_argument("--wrk", required=True, help="comma-separated: set, get, incr, batch")
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("-c", "--connections", type=int, default=50)
+    ns = p.parse_args(args)
+    ops = [o for o in ns.wrk.split(",") if o]
+    bad = [o for o in ops if o not in ("set", "get", "incr", "batch")]
+    if bad or not ops:
+        p.error(f"--wrk takes set, get, incr, batch; not {','.join(bad) or 'nothing'}")
+    return ops, ns.duration, ns.connections
+
+
+def _run_wrk(port: int, ops: list[str], duration: float, connections: int) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compare import run_wrk
+
+    for op in ops:
+        res = run_wrk(
+            f"http://127.0.0.1:{port}",
+            "crdtkv.lua",
+            op,
+            connections,
+            duration,
+            10_000,
+            2,
+            100 if op == "batch" else 1,
+        )
+        print(
+            f"aiohttp floor  {op:6s} {res['ops_per_s']:>10,.0f} ops/s"
+            f"  ({res['requests_per_s']:,.0f} req/s)  p50 {res['p50_ms']:.2f} ms"
+            f"  p99 {res['p99_ms']:.2f} ms  errors {res['errors']}",
+            flush=True,
+        )
+    return 0
+
+
 def main() -> int:
     args = sys.argv[1:]
     if args[:1] == ["--"]:
         args = args[1:]
+    wrk = _wrk_args(args)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -62,6 +119,8 @@ def main() -> int:
         assert proc.stdout is not None
         proc.stdout.readline()
         time.sleep(0.5)  # the "serving" line comes just before the socket is bound
+        if wrk is not None:
+            return _run_wrk(port, *wrk)
         cmd = [sys.executable, "-m", "crdtkv.cli", "bench", "--url", f"http://127.0.0.1:{port}"]
         cmd += ["--server-pid", str(proc.pid), "--no-progress", *args]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}

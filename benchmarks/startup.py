@@ -276,7 +276,9 @@ def profile_load(data_dir: Path, top: int) -> str:
     prof.enable()
     storage = RocksStorage(str(data_dir))
     replica = load_replica(storage, "r1", "unused")
-    Replication(replica, ["r2"])  # what a replica with peers adds: its log, from the loaded entries
+    Replication(
+        replica, ["r2"], boot=1
+    )  # what a replica with peers adds: its log, from the loaded entries
     prof.disable()
     elapsed = time.perf_counter() - t0
     keys = len(replica.states)

@@ -45,7 +45,7 @@ from aiohttp import web
 from crdtkv.errors import BadRequest, CrdtkvError, PayloadTooLarge, Unauthorized
 from crdtkv.node import Node
 from replication import messages
-from replication.protocol import Replication, Settings
+from replication.protocol import SYNC_IDS_PER_BOOT, Replication, Settings
 
 __all__ = ["REPLICATE_PATH", "ReplicationService", "sign", "verify"]
 
@@ -111,13 +111,15 @@ class ReplicationService:
         self.secret = secret
         self.secrets = [s for s in (secret, previous_secret) if s]
         self.clock = clock or node.clock
-        self.core = Replication(node.replica, list(peers), settings, now_ms=self.clock())
+        self._rng = random.Random()
+        # A new boot number each start keeps sync run ids unique across restarts.
+        boot = self._rng.randrange(1, SYNC_IDS_PER_BOOT)
+        self.core = Replication(node.replica, list(peers), settings, self.clock(), boot=boot)
         node.log_floor = self.core.log_floor
         node.on_durable.append(self._on_durable)
         self._wake = {p: asyncio.Event() for p in peers}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
-        self._rng = random.Random()
         self._lock = asyncio.Lock()  # serialises core calls that span an await
 
     # -- lifecycle -----------------------------------------------------------------------

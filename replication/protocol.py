@@ -52,7 +52,11 @@ deletes: B6), and makes it all durable before replying; only then does
 ``acked`` move, to the recorded position.  A receiver that restarted during
 the run has lost its buffer: it answers any step of a run it does not know
 with ``restart`` (and ``SyncDone`` names how many states it must hold), so
-it never claims dots whose effects it lost (B3).
+it never claims dots whose effects it lost (B3).  A run is known by its id and
+the sender's incarnation, and ids are unique across the sender's restarts
+too (``boot``): a sender that crashed mid-run (keeping its incarnation)
+starts its next run under a new id, so the receiver drops what it buffered
+for the dead run, whose snapshot may predate deletes collected since (B15).
 
 *Dots learnt by sync.*  A state sync gives the receiver dots without log
 entries, which it therefore never pushes.  It remembers an upper bound of
@@ -110,7 +114,10 @@ from replication.messages import (
     SyncStates,
 )
 
-__all__ = ["PeerState", "Replication", "Settings"]
+__all__ = ["SYNC_IDS_PER_BOOT", "PeerState", "Replication", "Settings"]
+
+
+SYNC_IDS_PER_BOOT = 2**31  # sync run ids of one start: boot * 2**31 + 1, + 2, ...
 
 
 @dataclass(frozen=True)
@@ -198,9 +205,18 @@ class Replication:
         peers: list[str],
         settings: Settings | None = None,
         now_ms: int = 0,
+        *,
+        boot: int,
     ) -> None:
+        """``boot``: a number in [1, 2**31) that differs between two starts of
+        this replica (the HTTP shell draws it at random, the simulator counts).
+        It makes sync run ids unique across restarts: a receiver that still
+        buffers states of a run from before our crash must not take a new run
+        with the same id for its continuation (B15)."""
         if replica.replica_id in peers:
             raise ValueError("a replica is not its own peer")
+        if not 1 <= boot < SYNC_IDS_PER_BOOT:
+            raise ValueError(f"boot must be in [1, {SYNC_IDS_PER_BOOT})")
         self.replica = replica
         self.settings = settings or Settings()
         self.log = DeltaLog(self.settings.log_bytes_max, floor=0)
@@ -211,7 +227,7 @@ class Replication:
             # A pending resync is persisted as acked -1 (see _heard).
             self.peers[p] = PeerState(p, max(0, n), str(inc), resync=n < 0)
         self.durable_pos = replica.log_pos
-        self._sync_ids = itertools.count(1)
+        self._sync_ids = itertools.count(boot * SYNC_IDS_PER_BOOT + 1)
         self.digest = KeyspaceDigest()
         self.incoming: dict[str, Incoming] = {}
         self.tombstones_dropped = 0

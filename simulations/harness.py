@@ -61,13 +61,15 @@ class SimNode:
         self.skew_ms = 0  # this node's physical clock minus the simulation's clock
         # Called after every group commit with the entries it made durable.
         self.observers: list[Callable[[SimNode, list[LogEntry], int], None]] = []
+        self.boots = 0  # starts of this node: the replication core's boot number
         self._open(incarnation)
 
     def _open(self, incarnation: str) -> None:
         self.replica = load_replica(
             self.storage, self.rid, incarnation, self.max_offset_ms, wal=not self.fsync
         )
-        self.rep = Replication(self.replica, self.peer_ids, self.settings)
+        self.boots += 1
+        self.rep = Replication(self.replica, self.peer_ids, self.settings, boot=self.boots)
 
     def apply(self, op: dict[str, Any], now_ms: int) -> dict[str, Any]:
         result = apply_op(self.replica, op, now_ms)

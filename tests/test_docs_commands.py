@@ -77,7 +77,9 @@ class Rule:
     add: Mapping[str, str | None] = field(default_factory=dict)  # appended when absent
     status: Callable[[Sequence[str]], int] = lambda argv: 0  # expected exit status
     passes_to: tuple[str, ...] = ()  # the arguments after "--" go to this crdtkv command
-    needs: str = ""  # a capability the run needs (see _capable); skipped without it
+    # A capability the run needs (see _capable), or a function of the command's
+    # argv naming it ("" for none); skipped without it.
+    needs: str | Callable[[Sequence[str]], str] = ""
     each_shape: bool = True  # False: only the first command of the program runs (CI time)
     why: str = ""  # for "parse": why it is not run
 
@@ -105,7 +107,11 @@ RULES: dict[str, Rule] = {
         why="each of its runs prefills 100,000 keys (about 20 s even with --single-n 20); what it "
         "runs is `crdtkv bench --spawn`, whose documented commands are run",
     ),
-    "benchmarks/aiohttp_floor.py": Rule(short={"-n": "20"}, passes_to=("bench",)),
+    "benchmarks/aiohttp_floor.py": Rule(
+        short={"-n": "20", "--duration": "1"},
+        passes_to=("bench",),
+        needs=lambda argv: "wrk" if "--wrk" in argv else "",  # its wrk mode drives wrk
+    ),
     "benchmarks/startup.py": Rule(short={"--keys": "1000", "--restarts": "1"}),
     "benchmarks/profile_server.py": Rule(short={"-n": "20"}, passes_to=("bench",), needs="py-spy"),
     "benchmarks/replication_lag.py": Rule(  # a run starts 3 servers and lets them settle: ~10 s
@@ -507,6 +513,11 @@ def executable(argv: Sequence[str]) -> list[str]:
 
 def _capable(need: str) -> str:
     """Why this machine cannot run what needs ``need`` ("" when it can)."""
+    if need == "wrk":
+        found = shutil.which("wrk")
+        return (
+            "" if found else "wrk is not installed (Debian package wrk; not a project dependency)"
+        )
     if need != "py-spy":
         return ""
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -605,7 +616,8 @@ def test_console_block_runs(block: int, tmp_path: Path) -> None:
             how = PLAN[c]
             if how == "parse":
                 continue  # test_documented_options_parse
-            if c.rule.needs and (why := _capable(c.rule.needs)):
+            need = c.rule.needs(c.argv) if callable(c.rule.needs) else c.rule.needs
+            if need and (why := _capable(need)):
                 pytest.skip(f"{c.id}: `{c.shown}` not run: {why} (its options are parsed)")
             argv = local(shorten(c.argv, c.rule))
             if how == "serve" or c.background:

@@ -29,6 +29,7 @@ import pytest
 from crdtkv.crdts.lww_register import LWWRegister
 from crdtkv.crdts.or_set import ORSet
 from crdtkv.crdts.pn_counter import PNCounter
+from replication.messages import SyncDigest
 from replication.protocol import Settings
 from simulations.campaign import CampaignOptions, repro_command, run_seed
 from simulations.canaries import CANARIES
@@ -449,3 +450,52 @@ def test_regression_seed(bug: str, opts: CampaignOptions, checker: str) -> None:
     result = run_seed(opts, opts.seed)
     bad = [v.line()[:300] for v in result.violations if v.checker == checker]
     assert not bad, f"{bug}: {repro_command(opts, opts.seed)}\n" + "\n".join(bad[:5])
+
+
+def test_b15_sync_run_ids_are_never_reused_after_a_restart() -> None:
+    # r0 syncs a wiped r1; r1 has buffered the states of the run when r0
+    # loses power (fsync: it keeps its incarnation).  r0's runs after the
+    # restart must not reuse an id of a run before it: r1 would take the new
+    # run for the dead one, keep its buffer (a snapshot that may predate
+    # deletes collected since) and apply it at the new SyncDone (seed 100810
+    # of `--faults all --duration 8`: an expired, collected register came back
+    # at one replica, which then never converged).
+    c = SimCluster(2, 1, settings=Settings(log_bytes_max=300), faults=LinkFaults(5, 0))
+    r0, r1 = c.nodes["r0"], c.nodes["r1"]
+    digests: list[int] = []  # sync ids of r0's SyncDigests, in order
+    c.on_send.append(
+        lambda src, dst, msg, blob: digests.append(msg.sync_id) if src == "r0" and
+        isinstance(msg, SyncDigest) else None
+    )  # fmt: skip
+    r0.apply({"op": "registers.set", "key": "k", "value": "old"}, c.now_ms)
+    for i in range(50):  # past the 300-byte log: r1 can be caught up only by a sync
+        r0.apply({"op": "sets.add", "key": "s", "members": [f"m{i}"]}, c.now_ms)
+    c.run_for(100)
+    c.wipe("r1")
+    for _ in range(5_000):  # until r1 holds the run's states, before its SyncDone
+        c.run_for(1)
+        run = r1.rep.incoming.get("r0")
+        if run is not None and run.states:
+            break
+    old_run = r1.rep.incoming["r0"]
+    assert ("registers", "k") in old_run.states
+    before = set(digests)
+    c.crash("r0")
+    del digests[:]
+    for _ in range(2_000):  # until r0's new run has begun at r1
+        c.run_for(1)
+        if digests and r1.rep.incoming.get("r0") is not old_run:
+            break
+    assert digests and before.isdisjoint(digests), (before, digests)
+    # The receiver dropped the dead run's buffer when the new run began.
+    assert r1.rep.incoming.get("r0") is not old_run
+    c.settle()
+
+
+def test_b15_seed_100810_with_every_fault_converges() -> None:
+    # The seed that found B15, run as the campaign ran it (its own process,
+    # PYTHONHASHSEED=0), so the schedule is exactly the failing one.
+    faults = "partition,oneway,loss,dup,reorder,geo,crash,wipe,skew,jump,clock-excess,small-log"
+    out = _cli("run", "--seed", "100810", "--faults", faults, "--duration", "8")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "verdict: ok" in out.stdout
