@@ -36,7 +36,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from compare import LUA_DIR, PREFIXES, free_port, prefill_crdtkv  # this directory is on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # however this file is loaded
+from compare import LUA_DIR, PREFIXES, free_port, prefill_crdtkv
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run crdtkv's CLI from the tree in CRDTKV_AB_TREE (or this checkout when it is empty).

@@ -112,6 +112,11 @@ RULES: dict[str, Rule] = {
         passes_to=("bench",),
         needs=lambda argv: "wrk" if "--wrk" in argv else "",  # its wrk mode drives wrk
     ),
+    "benchmarks/ab_wrk.py": Rule(
+        how="parse",
+        why="needs wrk, which the project does not install, and a second source tree "
+        "(`git archive` of another commit) that the docs name by a path of the reader's",
+    ),
     "benchmarks/startup.py": Rule(short={"--keys": "1000", "--restarts": "1"}),
     "benchmarks/profile_server.py": Rule(short={"-n": "20"}, passes_to=("bench",), needs="py-spy"),
     "benchmarks/replication_lag.py": Rule(  # a run starts 3 servers and lets them settle: ~10 s
