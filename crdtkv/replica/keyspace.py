@@ -246,6 +246,11 @@ class Replica:
             self.dirty.discard(key)
             self.digest_dirty.add(key)
             self.gc_deleted.add(key)
+            # The deletion must be persisted with a checkpoint: a restart
+            # replays the log after the checkpoint position onto the stored
+            # states, and an older write of this key still in that part of
+            # the log would otherwise come back (B16).
+            self.checkpoint_requested = True
         return len(dropped)
 
     # -- remote deltas ----------------------------------------------------------------

@@ -499,3 +499,35 @@ def test_b15_seed_100810_with_every_fault_converges() -> None:
     out = _cli("run", "--seed", "100810", "--faults", faults, "--duration", "8")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "verdict: ok" in out.stdout
+
+
+def test_b16_a_collected_register_stays_collected_across_a_restart() -> None:
+    # r0 deletes k and checkpoints; r1's older, concurrent write of k arrives
+    # later, loses to the delete and becomes an entry of r0's log after the
+    # checkpoint.  The delete becomes stable and both replicas collect k.
+    # Then r0 loses power: its restart replays the log after the checkpoint
+    # onto the stored states, and r1's old write came back at r0 (seeds 202398
+    # and 202948 of `--faults all`: an old value came back, at one replica or,
+    # through a state sync, at all).  A collection is now persisted with a
+    # checkpoint.
+    c = SimCluster(2, 1, faults=LinkFaults(5, 0))
+    r0, r1 = c.nodes["r0"], c.nodes["r1"]
+    c.run_for(100)
+    c.partition("r0", "r1")
+    r1.apply({"op": "registers.set", "key": "k", "value": "old"}, c.node_now("r1"))
+    c.run_for(50)
+    r0.apply({"op": "registers.delete", "key": "k"}, c.node_now("r0"))  # a later timestamp
+    r0.commit(c.node_now("r0"), checkpoint=True)
+    r0.checkpointer.last_ms = c.now_ms  # and no timed checkpoint for 5 s
+    c.heal()
+    for _ in range(2_000):  # until both collected k
+        c.run_for(c.tick_ms)
+        if all(("registers", "k") not in n.replica.states for n in (r0, r1)):
+            break
+    assert all(("registers", "k") not in n.replica.states for n in (r0, r1))
+    assert c.now_ms - r0.checkpointer.last_ms < 5_000
+    c.crash("r0")
+    assert ("registers", "k") not in r0.replica.states, r0.replica.states
+    c.settle()
+    for n in (r0, r1):
+        assert final_read(n, "registers", "k", c.now_ms) == {"not_found": True}
