@@ -37,6 +37,17 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
 RUNNABLE = ("sh", "python")
 SAMPLE_TIMEOUT_S = 60
+STATUS_MARK = "DOCS-TEST-HTTP-STATUS"
+# The contract's error code of each status (../shared/design/api.md, "Errors").
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "session_unavailable",
+}
 
 
 def samples() -> list[tuple[str, int, str, str]]:
@@ -104,7 +115,10 @@ def test_sample_runs(
     env = clean_env()
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["CRDTKV_URL"] = f"http://127.0.0.1:{cluster}"
-    cmd = ["bash", "-eu", "-c", code] if lang == "sh" else [sys.executable, "-c", code]
+    # curl exits 0 on an HTTP error: have it report every status on stderr, so
+    # that an error answer the sample does not document fails the test.
+    prelude = "curl() { command curl -w '%{stderr}" + STATUS_MARK + " %{http_code}\\n' \"$@\"; }\n"
+    cmd = ["bash", "-eu", "-c", prelude + code] if lang == "sh" else [sys.executable, "-c", code]
     # README samples run from the checkout (they name .venv/bin/crdtkv), others anywhere.
     done = subprocess.run(
         cmd,
@@ -117,3 +131,10 @@ def test_sample_runs(
     assert done.returncode == 0, (
         f"{doc} sample {index} failed:\n{code}\n{done.stdout}\n{done.stderr}"
     )
+    for status in re.findall(STATUS_MARK + r" (\d{3})", done.stderr):
+        # An error answer is fine only where the sample shows it (its error code).
+        want = ERROR_CODES.get(int(status))
+        assert int(status) < 400 or (want is not None and want in code), (
+            f"{doc} sample {index}: a request was answered {status}, which the sample "
+            f"does not show:\n{code}\n{done.stdout}\n{done.stderr}"
+        )
