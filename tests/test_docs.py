@@ -117,7 +117,7 @@ def test_sample_runs(
     env["CRDTKV_URL"] = f"http://127.0.0.1:{cluster}"
     # curl exits 0 on an HTTP error: have it report every status on stderr, so
     # that an error answer the sample does not document fails the test.
-    prelude = "curl() { command curl -w '%{stderr}" + STATUS_MARK + " %{http_code}\\n' \"$@\"; }\n"
+    prelude = "curl() { command curl -w '%{stderr}" + STATUS_MARK + ' %{http_code}\\n\' "$@"; }\n'
     cmd = ["bash", "-eu", "-c", prelude + code] if lang == "sh" else [sys.executable, "-c", code]
     # README samples run from the checkout (they name .venv/bin/crdtkv), others anywhere.
     done = subprocess.run(
