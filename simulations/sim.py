@@ -502,7 +502,10 @@ class Simulation:
                     (op.meta.dot, dict(op.meta.token_vv), op.idx)
                 )
         r = node.replica
-        merged = token.merge(r.applied.vv, (r.hlc.wall_ms, r.hlc.logical))
+        if error == SessionUnavailable.code:
+            merged = token  # a refusal carries the request's token unchanged
+        else:
+            merged = token.merge(r.applied.vv, (r.hlc.wall_ms, r.hlc.logical))
         rng = client.workload.rng
         processing = rng.randint(*PROCESSING_MS)
 
@@ -528,7 +531,8 @@ class Simulation:
             return  # the client gave up already
         op.status, op.result, op.error = status, result, error
         op.complete_ms = self.cluster.now_ms
-        client.token = token
+        if error != SessionUnavailable.code:
+            client.token = token  # never adopt a token from a refusal
         client.pending = None
         self.trace(f"complete c{client.cid} #{op.idx} {status} {_js(result)} {error}")
         if error == SessionUnavailable.code:

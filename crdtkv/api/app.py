@@ -136,6 +136,15 @@ def _error(app: web.Application, err: CrdtkvError, headers: dict[str, str] | Non
 def _stamp_session(
     request: web.Request, response: web.StreamResponse, app: web.Application
 ) -> None:
+    if response.status == SessionUnavailable.status:
+        # A refusal read and wrote nothing: it carries the request's token
+        # unchanged.  Merging this replica's applied vector into it would put
+        # dots into the session that only this (maybe cut-off) replica has, and
+        # no other replica could serve the session until they arrive.
+        given = request.headers.get(SESSION_HEADER, "").strip()
+        if given:
+            response.headers[SESSION_HEADER] = given
+        return
     replica = app[NODE].replica
     vv, hlc = replica.applied.vv, (replica.hlc.wall_ms, replica.hlc.logical)
     # Signing costs more than the rest of a read: reuse the last token while

@@ -18,6 +18,7 @@ WAIT_HEADER = "X-Crdtkv-Wait-Ms"
 ATTEMPTS_MAX = 6  # requests per call across all replicas, before giving up
 BACKOFF_BASE_S = 0.05
 BACKOFF_MAX_S = 1.0
+REFUSED_STATUS = 503  # the replica served nothing: session_unavailable or stopped
 
 
 # Calls that are safe to send twice: a retry after a connection dropped
@@ -84,7 +85,12 @@ class ClientBase:
     def _body(call: Call) -> bytes | None:
         return None if call.body is None else orjson.dumps(call.body)
 
-    def _absorb(self, headers: Any) -> None:
+    def _absorb(self, status: int, headers: Any) -> None:
+        # Never adopt a token from a refusal (503: session_unavailable, or a
+        # stopped replica): it served nothing, and a token merged with a
+        # cut-off replica's vector could never be served anywhere else.
+        if status == REFUSED_STATUS:
+            return
         token = headers.get(SESSION_HEADER)
         if token:
             self._token = token

@@ -58,7 +58,7 @@ class AsyncClient(ClientBase):
                     ) from e
                 last = e
             else:
-                self._absorb(headers)
+                self._absorb(status, headers)
                 try:
                     return result_of(call, status, self._parse(data))
                 except SessionUnavailable as e:

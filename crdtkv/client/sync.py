@@ -69,7 +69,7 @@ class Client(ClientBase):
                     ) from e
                 last = e
             else:
-                self._absorb(headers)
+                self._absorb(status, headers)
                 body = self._parse(data)
                 try:
                     return result_of(call, status, body)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from crdtkv import (
     ClusterUnavailable,
     CrdtkvError,
     KeyNotFound,
+    SessionUnavailable,
     Unauthorized,
 )
 from tests.procs import Server, clean_env, free_port, server_group
@@ -174,3 +177,46 @@ def test_command_line_client(server: Server, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "invalid int value" in bad.stderr
     down = crdtkv("get", "cli", "--url", dead_url())
     assert down.returncode == 1 and "unavailable" in down.stderr
+
+
+# -- a client never adopts a token from a refusal ------------------------------------------------
+
+
+class _Refuser(http.server.BaseHTTPRequestHandler):
+    """Answers every request 503 session_unavailable with a token of its own."""
+
+    def do_GET(self) -> None:
+        body = b'{"error": {"code": "session_unavailable", "message": "not yet"}}'
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Crdtkv-Session", "token-from-a-refusal")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def refuser() -> Iterator[str]:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuser)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_the_client_keeps_its_token_when_refused(refuser: str) -> None:
+    with Client([refuser], session_token="mine", attempts=2) as db:
+        with pytest.raises(SessionUnavailable):
+            db.counters.get("k")
+        assert db.session_token == "mine"
+
+
+async def test_the_async_client_keeps_its_token_when_refused(refuser: str) -> None:
+    async with AsyncClient([refuser], session_token="mine", attempts=2) as db:
+        with pytest.raises(SessionUnavailable):
+            await db.counters.get("k")
+        assert db.session_token == "mine"

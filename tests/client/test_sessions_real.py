@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import random
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from crdtkv import Client, SessionUnavailable
+from crdtkv import AsyncClient, Client, SessionUnavailable
+from crdtkv.client._base import SESSION_HEADER, WAIT_HEADER
 from crdtkv.sessions import TokenSigner
 from tests.client.history import Event, check
 from tests.procs import Server, free_ports, server_group, start_all, wait_until
@@ -103,6 +106,67 @@ def test_b_serves_the_session_once_replication_arrives(held_back) -> None:
     vv = TokenSigner(SECRET).decode(token).vv
     b_applied = s["b"].status()["applied"]
     assert all(b_applied.get(actor, 0) >= seq for actor, seq in vv.items())
+
+
+# -- failing over from a refusal (issue 20, bug 1) -------------------------------------------------
+
+
+def _c_writes_alone(s: dict[str, Server], key: str) -> None:
+    """C applies one write of its own, which A and B never receive."""
+    with Client([s["c"].url]) as c:
+        c.registers.set(key, "only at c")
+
+
+def _refusal_token(url: str, token: str) -> tuple[int, str | None]:
+    req = urllib.request.Request(
+        f"{url}/v1/counters/fo", headers={SESSION_HEADER: token, WAIT_HEADER: "50"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers.get(SESSION_HEADER)
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get(SESSION_HEADER)
+
+
+def test_a_refusal_carries_the_request_token_unchanged(held_back) -> None:
+    s = held_back
+    _c_writes_alone(s, "fo-own-1")
+    with Client([s["a"].url]) as db:
+        db.counters.incr("fo", 1)
+        token = db.session_token
+    assert token is not None
+    status, returned = _refusal_token(s["c"].url, token)
+    assert status == 503
+    assert returned == token  # not merged with C's applied vector
+
+
+def test_a_client_failing_over_from_a_cut_off_replica_is_served_by_another(held_back) -> None:
+    s = held_back
+    _c_writes_alone(s, "fo-own-2")
+    with Client([s["a"].url]) as db:
+        db.counters.incr("fo2", 3)
+        db.sets.add("fo2s", "m")
+        token = db.session_token
+    with Client([s["c"].url, s["b"].url], session_token=token, wait_ms=300) as db:
+        assert db.counters.get("fo2") == 3  # refused at C, then served by B
+        assert db.sets.members("fo2s") == ["m"]
+        assert db.url == s["b"].url
+        assert db.session_token is not None
+        vv = TokenSigner(SECRET).decode(db.session_token).vv
+    assert not any(actor.startswith("c~") for actor in vv), vv  # C's dots never entered
+
+
+async def test_the_async_client_fails_over_from_a_cut_off_replica(held_back) -> None:
+    s = held_back
+    _c_writes_alone(s, "fo-own-3")
+    async with AsyncClient([s["a"].url]) as db:
+        await db.counters.incr("fo3", 2)
+        await db.sets.add("fo3s", "m")
+        token = db.session_token
+    async with AsyncClient([s["c"].url, s["b"].url], session_token=token, wait_ms=300) as db:
+        assert await db.counters.get("fo3") == 2
+        assert await db.sets.members("fo3s") == ["m"]
+        assert db.url == s["b"].url
 
 
 # -- many sessions hopping between replicas -------------------------------------------------------
