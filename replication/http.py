@@ -43,7 +43,7 @@ import aiohttp
 from aiohttp import web
 
 from crdtkv.errors import BadRequest, CrdtkvError, PayloadTooLarge, Unauthorized
-from crdtkv.node import Node
+from crdtkv.node.aio import Node
 from replication import messages
 from replication.protocol import SYNC_IDS_PER_BOOT, Replication, Settings
 
@@ -65,7 +65,6 @@ BACKOFF_MAX_MS = 5_000
 COALESCE_MS = 10
 COALESCE_STEP_MS = 2
 COALESCE_ENTRIES = 64
-COLLECT_INTERVAL_S = 1.0  # log truncation and tombstone GC
 
 
 def sign(secret: str, method: str, path: str, ts_ms: int, body: bytes) -> str:
@@ -115,7 +114,7 @@ class ReplicationService:
         # A new boot number each start keeps sync run ids unique across restarts.
         boot = self._rng.randrange(1, SYNC_IDS_PER_BOOT)
         self.core = Replication(node.replica, list(peers), settings, self.clock(), boot=boot)
-        node.log_floor = self.core.log_floor
+        node.attach_replication(self.core)  # the node core drives its log, acks and GC
         node.on_durable.append(self._on_durable)
         self._wake = {p: asyncio.Event() for p in peers}
         self._tasks: list[asyncio.Task[None]] = []
@@ -140,7 +139,6 @@ class ReplicationService:
         loop = asyncio.get_running_loop()
         for peer in self.urls:
             self._tasks.append(loop.create_task(self._peer_loop(peer), name=f"push-{peer}"))
-        self._tasks.append(loop.create_task(self._collect_loop(), name="replication-gc"))
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -153,7 +151,6 @@ class ReplicationService:
             await self._session.close()
 
     def _on_durable(self, entries: list[Any]) -> None:
-        self.core.on_durable(entries, self.clock())
         if entries:
             for ev in self._wake.values():
                 ev.set()
@@ -173,8 +170,7 @@ class ReplicationService:
             try:
                 await self.node.durable(ready_pos)
                 reply = await self._post(peer, messages.encode(msg))
-                self.core.receive_reply(peer, reply, self.clock())
-                self.node.notify_applied()
+                self.node.peer_reply(peer, reply)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a down or misbehaving peer must not stop the loop
@@ -215,26 +211,13 @@ class ReplicationService:
                 verify(self.secrets, "REPLY", REPLICATE_PATH, resp.headers, data, _now_ms())
             return messages.decode(messages.decompress(data, resp.headers.get(ENCODING_HEADER)))
 
-    async def _collect_loop(self) -> None:
-        while True:
-            await asyncio.sleep(COLLECT_INTERVAL_S)
-            try:
-                self.core.collect(self.clock())
-            except Exception:  # pragma: no cover - a bug here must not stop replication
-                log.exception("replication garbage collection failed")
-
     # -- receiving ---------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
         try:
             peer, wire = await self._authenticate(request)
             encoding = request.headers.get(ENCODING_HEADER)
             msg = messages.decode(messages.decompress(wire, encoding))
-            reply = self.core.receive(peer, msg, self.clock())
-            if self.node.replica.checkpoint_requested:
-                await self.node.checkpoint_now()
-            else:
-                await self.node.durable()
-            self.node.notify_applied()
+            reply = await self.node.peer_message(peer, msg)  # durable before it leaves
             self.core.peers[peer].bytes_received += len(wire)
         except CrdtkvError as e:
             if isinstance(e, Unauthorized):

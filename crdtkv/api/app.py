@@ -44,12 +44,20 @@ from crdtkv import limits
 from crdtkv.api.errors import error_response, extra_headers, from_http_exception
 from crdtkv.api.metrics import ApiMetrics, PeersStatus
 from crdtkv.api.routes import add_routes
-from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS, SESSION, SIGNER, TOKEN_CACHE
+from crdtkv.api.state import (
+    CONFIG,
+    METRICS,
+    NODE,
+    OUT_TOKEN,
+    PEERS_STATUS,
+    SESSION,
+    SIGNER,
+    TOKEN_CACHE,
+)
 from crdtkv.config import ServeConfig
-from crdtkv.crdts.hlc import Timestamp
 from crdtkv.errors import BadRequest, CrdtkvError, SessionUnavailable, Unauthorized
 from crdtkv.node import Node
-from crdtkv.sessions import SessionToken, TokenSigner
+from crdtkv.sessions import TokenSigner
 
 __all__ = ["SESSION_HEADER", "WAIT_HEADER", "make_app"]
 
@@ -136,25 +144,25 @@ def _error(app: web.Application, err: CrdtkvError, headers: dict[str, str] | Non
 def _stamp_session(
     request: web.Request, response: web.StreamResponse, app: web.Application
 ) -> None:
+    given = request.headers.get(SESSION_HEADER, "").strip()
     if response.status == SessionUnavailable.status:
         # A refusal read and wrote nothing: it carries the request's token
         # unchanged.  Merging this replica's applied vector into it would put
         # dots into the session that only this (maybe cut-off) replica has, and
         # no other replica could serve the session until they arrive.
-        given = request.headers.get(SESSION_HEADER, "").strip()
         if given:
             response.headers[SESSION_HEADER] = given
         return
-    replica = app[NODE].replica
-    vv, hlc = replica.applied.vv, (replica.hlc.wall_ms, replica.hlc.logical)
+    token = request.get(OUT_TOKEN)
+    if token is None:  # refused before the node saw it (auth, a bad token, a bad path)
+        token = app[NODE].token_now(request.get(SESSION))
     # Signing costs more than the rest of a read: reuse the last token while
-    # nothing it depends on changed (the applied vector only grows, so its sum
-    # changes whenever it does).
-    key = (request.headers.get(SESSION_HEADER, ""), hlc, sum(vv.values()), len(vv))
+    # neither the request's token nor the answer changed (answers only grow:
+    # the sum of the vector changes whenever it does).
+    key = (given, token.hlc, sum(token.vv.values()), len(token.vv))
     cached = app[TOKEN_CACHE]
     if cached[0] != key:
-        token = request.get(SESSION) or SessionToken()
-        cached[:] = [key, app[SIGNER].encode(token.merge(vv, hlc))]
+        cached[:] = [key, app[SIGNER].encode(token)]
     response.headers[SESSION_HEADER] = cached[1]
 
 
@@ -171,13 +179,14 @@ async def _guarded(
     node = app[NODE]
     if SESSION_HEADER in request.headers or WAIT_HEADER in request.headers:
         await _enter_session(request, node)
+    token = request.get(SESSION)
     try:
         response = await handler(request)
     except CrdtkvError:
-        await node.durable()  # a 404 read saw state too: it must be durable first
+        # An error answer saw state too (a 404 read): it waits for durability.
+        request[OUT_TOKEN] = await node.finish(token)
         raise
-    if node.replica.log_pos > node.durable_pos:  # what durable() checks first, minus a coroutine
-        await node.durable()
+    request[OUT_TOKEN] = await node.finish(token)
     return response
 
 
@@ -197,7 +206,7 @@ def _check_auth(request: web.Request, expected: str | None) -> None:
 
 
 async def _enter_session(request: web.Request, node: Node) -> None:
-    """Verify the session token, wait until it is covered, absorb its clock."""
+    """Verify the session token; the node core waits until it is covered."""
     text = request.headers.get(SESSION_HEADER, "").strip()
     wait_ms = _wait_ms(request.headers.get(WAIT_HEADER))
     if not text:
@@ -205,16 +214,8 @@ async def _enter_session(request: web.Request, node: Node) -> None:
     token = request.app[SIGNER].decode(text)  # BadRequest when it does not verify
     request[SESSION] = token
     # /v1/status answers about a lagging replica too: that is what it is for.
-    if request.path != "/v1/status" and not await node.wait_applied(token.vv, wait_ms / 1000):
-        raise SessionUnavailable(
-            f"replica {node.replica.replica_id} has not yet applied everything this session "
-            f"has seen (waited {wait_ms} ms); try another replica or later"
-        )
-    if request.method not in _SAFE_METHODS and token.hlc > (0, 0):
-        # A write must be timestamped after everything the session has seen
-        # (writes follow reads, even across replicas with skewed clocks).
-        # observe() refuses a timestamp too far ahead of our clock: 400.
-        node.replica.hlc.observe(Timestamp(token.hlc[0], token.hlc[1], ""), node.now_ms())
+    if request.path != "/v1/status":
+        await node.enter(token, wait_ms, writes=request.method not in _SAFE_METHODS)
 
 
 def _wait_ms(text: str | None) -> int:

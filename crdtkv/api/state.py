@@ -9,7 +9,7 @@ from crdtkv.config import ServeConfig
 from crdtkv.node import Node
 from crdtkv.sessions import SessionToken, TokenSigner
 
-__all__ = ["CONFIG", "METRICS", "NODE", "PEERS_STATUS", "SESSION", "SIGNER"]
+__all__ = ["CONFIG", "METRICS", "NODE", "OUT_TOKEN", "PEERS_STATUS", "SESSION", "SIGNER"]
 
 NODE = web.AppKey("crdtkv.node", Node)  # the replica and its storage
 CONFIG = web.AppKey("crdtkv.config", ServeConfig)  # auth token, body limit, ...
@@ -18,3 +18,5 @@ TOKEN_CACHE = web.AppKey("crdtkv.token_cache", list)  # [key, token]: the last t
 METRICS = web.AppKey("crdtkv.metrics", ApiMetrics)  # this app's Prometheus registry
 PEERS_STATUS: web.AppKey[PeersStatus | None] = web.AppKey("crdtkv.peers_status")  # replication
 SESSION = web.RequestKey("crdtkv.session", SessionToken)  # the request's verified token, if any
+# The token the node core answered with (merged with what the replica applied).
+OUT_TOKEN = web.RequestKey("crdtkv.out_token", SessionToken)

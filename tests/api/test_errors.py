@@ -18,6 +18,7 @@ from crdtkv import limits
 from crdtkv.api import SESSION_HEADER, WAIT_HEADER
 from crdtkv.config import ServeConfig
 from crdtkv.crdts.causal import VersionVector
+from crdtkv.errors import SessionUnavailable
 from crdtkv.sessions import SessionToken, TokenSigner
 
 from .conftest import SECRET, FakeClock, Reply, Served, ServedFactory
@@ -410,19 +411,19 @@ async def test_503_when_the_token_names_writes_not_applied_here(seeded: Served) 
 
 
 async def test_wait_header_is_capped_and_defaults(served: Served, monkeypatch: Any) -> None:
-    seen: list[float] = []
+    seen: list[int] = []
 
-    async def fake_wait(vv: VersionVector, timeout_s: float) -> bool:
-        seen.append(timeout_s)
-        return False
+    async def fake_enter(token: Any, wait_ms: int, *, writes: bool) -> None:
+        seen.append(wait_ms)
+        raise SessionUnavailable("not yet")
 
-    monkeypatch.setattr(served.node, "wait_applied", fake_wait)
+    monkeypatch.setattr(served.node, "enter", fake_enter)
     token = token_for({"r2~other": 1})
     await served.request("GET", "/v1/counters/c", headers={SESSION_HEADER: token})
     await served.request(
         "GET", "/v1/counters/c", headers={SESSION_HEADER: token, WAIT_HEADER: "99999"}
     )
-    assert seen == [limits.WAIT_MS_DEFAULT / 1000, limits.WAIT_MS_MAX / 1000]
+    assert seen == [limits.WAIT_MS_DEFAULT, limits.WAIT_MS_MAX]
 
 
 async def test_status_answers_a_lagging_session_without_waiting(served: Served) -> None:

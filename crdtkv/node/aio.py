@@ -1,0 +1,304 @@
+"""The asyncio shell of the node core: futures, a storage thread and a timer.
+
+Every decision (when a session is covered, when a request may be answered,
+what goes into a storage batch, when to sync, checkpoint or collect) is made
+by ``crdtkv.node.core.NodeCore``; this module only carries out its actions:
+
+- ``Write``: the batch goes to storage on one dedicated thread (so the event
+  loop never blocks on an fsync); ``write_done`` or ``write_failed`` follows.
+- ``Admit``, ``Answer``, ``Reply``, ``Ready``: the future of the request or
+  peer message they name is resolved.
+- ``Durable``: the ``on_durable`` hooks run (replication wakes its senders).
+
+Group commit: a request applies its operation to memory synchronously, then
+awaits ``finish``.  The flush is scheduled with ``call_soon``, so every
+request of the same event-loop turn shares one storage batch, and requests
+arriving while a batch is being written share the next one.  A failed write
+fails every waiting request and stops the node (``stopped`` is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from crdtkv.errors import StorageError
+from crdtkv.node.core import Action, Admit, Answer, Durable, NodeCore, Ready, Reply, Write
+from crdtkv.replica import Replica
+from crdtkv.replica.keyspace import LogEntry
+from crdtkv.replica.persist import Checkpointer, mark_clean
+from crdtkv.sessions import SessionToken
+from crdtkv.storage.base import Storage, WriteBatch
+from replication.messages import Message
+from replication.protocol import Replication
+
+__all__ = ["Node", "wall_clock_ms"]
+
+log = logging.getLogger("crdtkv.node")
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Node:
+    """One replica in asyncio: the node core, its storage and its timers."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        storage: Storage,
+        *,
+        durability: str = "fsync",
+        clock: Callable[[], int] = wall_clock_ms,
+        checkpointer: Checkpointer | None = None,
+    ) -> None:
+        self.clock = clock
+        self.core = NodeCore(
+            replica, durability=durability, checkpointer=checkpointer, now_ms=clock()
+        )
+        self.replica = replica
+        self.storage = storage
+        self.stopped = asyncio.Event()
+        # Called with the log entries of each batch once it is durable (replication).
+        self.on_durable: list[Callable[[list[LogEntry]], None]] = []
+        self._tickets = itertools.count(1)
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crdtkv-storage")
+        self._write_task: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._started = False
+        self._closing = False
+
+    # -- what others read ---------------------------------------------------------------------
+    @property
+    def failed(self) -> StorageError | None:
+        return self.core.failed
+
+    @property
+    def durable_pos(self) -> int:
+        return self.core.durable_pos
+
+    @property
+    def batches_written(self) -> int:
+        return self.core.stats.batches_written
+
+    @property
+    def entries_written(self) -> int:
+        return self.core.stats.entries_written
+
+    def now_ms(self) -> int:
+        return self.clock()
+
+    def attach_replication(self, replication: Replication) -> None:
+        self.core.attach(replication)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._started = True
+        self.core.checkpointer.last_ms = self.clock()
+        self._arm_timer()
+
+    async def close(self) -> None:
+        """Write everything pending plus a final checkpoint, then close storage."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        if self.core.failed is None:
+            try:
+                await self._await(lambda t: self.core.checkpoint(t))
+                # Last: the next start knows nothing unsynced was lost (B8).
+                await loop.run_in_executor(self._executor, mark_clean, self.storage)
+            except StorageError as e:
+                log.error("final flush failed: %s", e)
+        if self._write_task is not None:
+            with contextlib.suppress(Exception):
+                await self._write_task
+        await loop.run_in_executor(self._executor, self.storage.close)
+        self._executor.shutdown(wait=True)
+
+    # -- client requests --------------------------------------------------------------------------
+    async def enter(self, token: SessionToken | None, wait_ms: int, *, writes: bool) -> None:
+        """Wait until this replica may serve ``token``'s session; raises the refusal."""
+        ticket = next(self._tickets)
+        if self.core.admit(ticket, token, wait_ms, writes=writes, now_ms=self.clock()):
+            return
+        fut = self._future(ticket)
+        self._arm_timer()
+        try:
+            # The wait is also bounded in real time: the node's clock may be
+            # a test's clock that does not move by itself.
+            error = await asyncio.wait_for(fut, wait_ms / 1000)
+        except TimeoutError:
+            # None: admitted at the last moment (a failed node refuses below).
+            error = self.core.expire(ticket)
+        finally:
+            self.core.cancel(ticket)
+            self._futures.pop(ticket, None)
+        if error is not None:
+            raise error
+        self.core.check_up()
+
+    def apply(self, op: Any) -> dict[str, Any]:
+        """Apply one op to memory (raises on refusal; nothing changes then)."""
+        result = self.core.apply(op, self.clock())
+        self._after_event()
+        return result
+
+    async def finish(self, token: SessionToken | None) -> SessionToken:
+        """Wait until what the request saw is durable; the token to answer with."""
+        ticket = next(self._tickets)
+        out = self.core.finish(ticket, token)
+        if out is not None:  # nothing it saw is still being written: the usual read
+            return out
+        fut = self._future(ticket)
+        try:
+            self._after_event()
+            answer: Answer = await fut
+        finally:
+            self._futures.pop(ticket, None)
+        if answer.error is not None:
+            raise answer.error
+        return answer.token
+
+    def token_now(self, token: SessionToken | None) -> SessionToken:
+        return self.core.token_now(token)
+
+    async def durable(self, pos: int | None = None) -> None:
+        """Wait until every log entry up to ``pos`` (default: all so far) is written."""
+        if self.core.failed is not None:
+            raise StorageError("replica stopped after a storage failure")
+        target = self.replica.log_pos if pos is None else pos
+        if target <= self.core.durable_pos:
+            return
+        ready: Ready = await self._await(lambda t: self.core.wait_durable(t, pos))
+        if ready.error is not None:
+            raise ready.error
+
+    async def checkpoint_now(self) -> None:
+        """Write a checkpoint (with everything pending) and wait for it."""
+        if self.core.failed is not None:
+            raise StorageError("replica stopped after a storage failure")
+        ready: Ready = await self._await(lambda t: self.core.checkpoint(t))
+        if ready.error is not None:
+            raise ready.error
+
+    def notify_applied(self) -> None:
+        """Re-check parked sessions now (the core also does after every merge)."""
+        self.core.tick(self.clock())
+        self._after_event()
+
+    # -- peers ------------------------------------------------------------------------------------
+    async def peer_message(self, peer: str, msg: Message) -> Message:
+        """A replication request; the reply once what it merged is durable."""
+        reply: Reply = await self._await(
+            lambda t: self.core.peer_message(t, peer, msg, self.clock())
+        )
+        if reply.error is not None:
+            raise reply.error
+        if reply.reply is None:
+            raise AssertionError("a reply without a message")
+        return reply.reply
+
+    def peer_reply(self, peer: str, msg: Message) -> None:
+        self.core.peer_reply(peer, msg, self.clock())
+        self._after_event()
+
+    # -- carrying out the core's actions -----------------------------------------------------
+    async def _await(self, event: Callable[[int], None]) -> Any:
+        """Feed ``event`` a new ticket; wait for the action that names it."""
+        ticket = next(self._tickets)
+        fut = self._future(ticket)
+        try:
+            event(ticket)
+            self._after_event()
+            return await fut
+        finally:
+            self._futures.pop(ticket, None)
+
+    def _future(self, ticket: int) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._futures[ticket] = fut
+        return fut
+
+    def _after_event(self) -> None:
+        self._run(self.core.take_actions())
+        if not self._flush_scheduled and self.core.failed is None and self.core.flush_wanted:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self.core.flush(self.clock())
+        self._run(self.core.take_actions())
+        self._arm_timer()
+
+    def _run(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Write):
+                self._write_task = asyncio.get_running_loop().create_task(
+                    self._write(a.batch, a.sync), name="group-commit"
+                )
+            elif isinstance(a, Durable):
+                for cb in self.on_durable:
+                    cb(a.entries)
+            else:
+                self._resolve(a)
+
+    def _resolve(self, a: Admit | Answer | Reply | Ready) -> None:
+        fut = self._futures.get(a.ticket)
+        if fut is None or fut.done():
+            return  # the request went away
+        fut.set_result(a.error if isinstance(a, Admit) else a)
+
+    async def _write(self, batch: WriteBatch, sync: bool) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, _write, self.storage, batch, sync)
+        except Exception as e:  # anything the storage engine throws is a storage failure
+            err = e if isinstance(e, StorageError) else StorageError(f"storage write failed: {e}")
+            log.critical("storage write failed, stopping the replica: %s", err)
+            self.core.write_failed(err)
+            self._run(self.core.take_actions())
+            self.stopped.set()
+            return
+        self.core.write_done(self.clock())
+        self._run(self.core.take_actions())
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Wake the core at its next deadline (session refusals, `wal` sync, ...)."""
+        if not self._started or self._closing or self.core.failed is not None:
+            return
+        at = self.core.next_deadline_ms()
+        if at is None or (self._timer_at is not None and self._timer_at <= at):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        delay_s = max(0.0, (at - self.clock()) / 1000)
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_later(delay_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, None
+        try:
+            self.core.tick(self.clock())
+        except Exception:  # pragma: no cover - a bug in GC must not stop the node's timer
+            log.exception("node tick failed")
+        self._run(self.core.take_actions())
+        self._arm_timer()
+
+
+def _write(storage: Storage, batch: WriteBatch, sync: bool) -> None:
+    storage.write(batch, sync=sync)
