@@ -6,9 +6,10 @@ production code is never edited.  ``python -m simulations run --canary NAME``
 must report a violation of the canary's ``checker`` and exit non-zero;
 ``tests/simulations/test_simulator.py`` runs every canary.
 
-Canaries that break the simulated shell rather than the core (the session
-wait, the token) switch flags on ``ShellBugs``, which ``simulations.sim``
-reads: the production shell is aiohttp and is not run by the simulator.
+Canaries of the node core (session admission, group commit) patch the real
+``NodeCore``, which the simulator drives exactly as the asyncio shell does.
+The one canary of the client (adopting a refusal's token) switches a flag on
+``ClientBugs``: the simulated client is a model of ``crdtkv.client``.
 """
 
 from __future__ import annotations
@@ -22,19 +23,15 @@ from crdtkv.crdts.hll import HLL, REGISTER_MAX
 from crdtkv.crdts.lww_register import LWWRegister
 from crdtkv.crdts.or_set import ORSet
 from crdtkv.crdts.pn_counter import PNCounter
+from crdtkv.node.core import NodeCore
+from crdtkv.sessions import SessionToken
 from crdtkv.storage.base import WriteBatch
 from crdtkv.storage.memory import MemoryStorage
 from replication.messages import Push
 from replication.protocol import PeerState, Replication
+from simulations.clients import ClientBugs
 
-__all__ = ["CANARIES", "Canary", "ShellBugs"]
-
-
-class ShellBugs:
-    """Bugs of the simulated API shell, switched on by canaries."""
-
-    serve_undominated_reads = False  # serve reads without waiting for the session token
-    serve_undominated_writes = False  # serve writes without waiting for the session token
+__all__ = ["CANARIES", "Canary"]
 
 
 @contextlib.contextmanager
@@ -122,8 +119,39 @@ def _negative_counter_read_raises() -> contextlib.AbstractContextManager[None]:
     return _patched(PNCounter, "value", value)
 
 
-def _shell_flag(name: str) -> Callable[[], contextlib.AbstractContextManager[None]]:
-    return lambda: _patched(ShellBugs, name, True)
+def _skip_session_check(*, reads: bool) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """The node core serves reads (or writes) without checking the session token."""
+
+    def patch() -> contextlib.AbstractContextManager[None]:
+        original = NodeCore.admit
+
+        def admit(
+            self: NodeCore,
+            ticket: int,
+            token: SessionToken | None,
+            wait_ms: int,
+            *,
+            writes: bool,
+            now_ms: int,
+        ) -> bool:
+            if writes != reads:
+                token = None
+            return original(self, ticket, token, wait_ms, writes=writes, now_ms=now_ms)
+
+        return _patched(NodeCore, "admit", admit)
+
+    return patch
+
+
+def _answers_before_durable() -> contextlib.AbstractContextManager[None]:
+    def is_released(self: NodeCore, held: Any) -> bool:
+        return True  # group commit: answers leave before their batch is written
+
+    return _patched(NodeCore, "_is_released", is_released)
+
+
+def _refusal_token_adopted() -> contextlib.AbstractContextManager[None]:
+    return _patched(ClientBugs, "adopt_refusal_token", True)
 
 
 @dataclass(frozen=True)
@@ -165,7 +193,7 @@ CANARIES: dict[str, Canary] = {
             "serve-undominated-token",
             "sessions",
             "a replica serves a session whose token it does not dominate",
-            _shell_flag("serve_undominated_reads"),
+            _skip_session_check(reads=True),
             ("geo", "partition"),
             {"switch_prob": 0.5},
         ),
@@ -174,7 +202,24 @@ CANARIES: dict[str, Canary] = {
             "sessions",
             "a replica applies a session's write before it has what the session saw "
             "(monotonic writes, writes follow reads)",
-            _shell_flag("serve_undominated_writes"),
+            _skip_session_check(reads=False),
+            ("geo", "partition"),
+            {"switch_prob": 0.5},
+        ),
+        Canary(
+            "answers-before-durable",
+            "durability",
+            "the node core's group commit answers a request before its batch is written; "
+            "a crash then loses acknowledged writes",
+            _answers_before_durable,
+            ("crash", "geo"),
+        ),
+        Canary(
+            "refusal-token-adopted",
+            "sessions",
+            "a refusal carries the token merged with the refusing replica's vector and the "
+            "client adopts it (the failover bug): no other replica can serve the session",
+            _refusal_token_adopted,
             ("geo", "partition"),
             {"switch_prob": 0.5},
         ),

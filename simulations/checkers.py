@@ -643,7 +643,9 @@ def _registers_never_go_back(key: str, ops: list[Op]) -> list[Violation]:
                         [prev[1].idx, o.idx],
                     )
                 )
-        elif isinstance(m.delta, LWWRegister):
+            if not m.acked:
+                seen = None  # never answered: a crash may have taken back what it saw
+        elif isinstance(m.delta, LWWRegister) and not m.possibly_lost:
             seen = m.delta.ts
         if seen is not None and (where not in high or seen > high[where][0]):
             high[where] = (seen, o)
@@ -980,8 +982,9 @@ def check_restart(
     replica: Replica,
     history: History,
 ) -> list[Violation]:
-    """After a crash in fsync mode the replica holds every dot it had applied
-    and every acknowledged operation it executed."""
+    """After a crash in fsync mode the replica holds every dot it had written
+    (``before``: the applied context of its last synced write) and every
+    acknowledged operation it executed."""
     out: list[Violation] = []
     after = replica.applied
     lost = [d for d in _dots(before) if d not in after]
@@ -1000,6 +1003,7 @@ def check_restart(
             o.replica != rid
             or m is None
             or m.delta is None
+            or not m.acked  # not answered yet: a crash may take it back
             or m.incarnation != replica.incarnation
             or m.possibly_lost
         ):

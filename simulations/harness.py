@@ -25,18 +25,32 @@ from typing import Any
 
 from crdtkv.crdts import codec
 from crdtkv.errors import CrdtkvError
-from crdtkv.replica import apply_op
+from crdtkv.node.core import Durable, NodeCore, Ready, Reply, Write
 from crdtkv.replica.keyspace import LogEntry
-from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch, load_replica
+from crdtkv.replica.persist import Checkpointer, load_replica
 from crdtkv.storage.memory import MemoryStorage
 from replication import messages
 from replication.protocol import Replication, Settings
 
 __all__ = ["LinkFaults", "SimCluster", "SimNode"]
 
+# How long a storage write takes (a batch is on disk only once it completes;
+# a crash before that loses it): synced writes pay an fsync.
+SYNC_WRITE_MS = (1, 4)
+WRITE_MS = (0, 1)
+ACK_WAIT_MS_MAX = 1_000  # SimNode.apply's bound on waiting for its write
+# Log truncation and tombstone GC: more often than in production (1 s), so
+# that short runs exercise collection, and restarts right after it.
+SIM_COLLECT_INTERVAL_MS = 100
+
+
+Waiter = Callable[[Any], None]
+
 
 class SimNode:
-    """One replica: core + in-memory storage + replication, committed synchronously."""
+    """One replica: the production node core over in-memory storage, with
+    simulated storage latency.  It carries out the core's actions the way the
+    asyncio shell does (``crdtkv.node.aio``), on the virtual clock."""
 
     def __init__(
         self,
@@ -45,6 +59,7 @@ class SimNode:
         storage: MemoryStorage,
         incarnation: str,
         *,
+        cluster: SimCluster,
         fsync: bool = True,
         settings: Settings | None = None,
         max_offset_ms: int = 500,
@@ -52,50 +67,101 @@ class SimNode:
         self.rid = rid
         self.peer_ids = peers
         self.storage = storage
+        self.cluster = cluster
         self.fsync = fsync
         self.settings = settings
         self.max_offset_ms = max_offset_ms
-        self.checkpointer = Checkpointer(dirty_keys_max=500, log_entries_max=2_000)
         self.up = True
-        self.last_sync_ms = 0
         self.skew_ms = 0  # this node's physical clock minus the simulation's clock
-        # Called after every group commit with the entries it made durable.
+        # Called after every storage write with the log entries it made durable.
         self.observers: list[Callable[[SimNode, list[LogEntry], int], None]] = []
         self.boots = 0  # starts of this node: the replication core's boot number
+        self.epoch = 0  # bumped by every start: actions of an earlier life are dropped
+        self._waiters: dict[int, Waiter] = {}
+        self._tickets = 0
+        # A fault armed to strike while the next storage write is in flight.
+        self.on_next_write: Callable[[], None] | None = None
         self._open(incarnation)
 
     def _open(self, incarnation: str) -> None:
+        now = self.cluster.node_now(self.rid) if self.rid in self.cluster.nodes else 0
         self.replica = load_replica(
             self.storage, self.rid, incarnation, self.max_offset_ms, wal=not self.fsync
         )
         self.boots += 1
+        self.epoch += 1
+        self._waiters = {}
         self.rep = Replication(self.replica, self.peer_ids, self.settings, boot=self.boots)
+        self.core = NodeCore(
+            self.replica,
+            durability="fsync" if self.fsync else "wal",
+            checkpointer=Checkpointer(dirty_keys_max=500, log_entries_max=2_000),
+            collect_interval_ms=SIM_COLLECT_INTERVAL_MS,
+            now_ms=now,
+        )
+        self.core.attach(self.rep)
 
-    def apply(self, op: dict[str, Any], now_ms: int) -> dict[str, Any]:
-        result = apply_op(self.replica, op, now_ms)
-        self.commit(now_ms)
+    def now(self) -> int:
+        return self.cluster.node_now(self.rid)
+
+    def ticket(self, waiter: Waiter) -> int:
+        """A new ticket for an event whose action ``waiter`` takes."""
+        self._tickets += 1
+        self._waiters[self._tickets] = waiter
+        return self._tickets
+
+    def forget(self, ticket: int) -> None:
+        self._waiters.pop(ticket, None)
+
+    def apply(self, op: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:
+        """Apply an op outside any session and run the clock until it is durable,
+        as a client's acknowledgement would (tests)."""
+        result = self.core.apply(op, self.now() if now_ms is None else now_ms)
+        target = self.replica.log_pos
+        self.step()
+        for _ in range(ACK_WAIT_MS_MAX):
+            if self.core.durable_pos >= target or not self.up:
+                break
+            self.cluster.run_for(1)
         return result
 
-    def commit(self, now_ms: int, *, checkpoint: bool = False) -> None:
-        r = self.replica
-        entries = r.take_pending()
-        checkpoint = checkpoint or r.checkpoint_requested or self.checkpointer.due(r, now_ms)
-        # As crdtkv.node: `wal` mode syncs at most every WAL_SYNC_MS.
-        sync = self.fsync or now_ms - self.last_sync_ms >= WAL_SYNC_MS
-        sync_due = sync and r.durable_vv != r.applied.vv
-        if not (entries or r.gc_deleted or checkpoint or sync_due):
-            return
-        if checkpoint:
-            self.checkpointer.last_ms = now_ms
-        applied = dict(r.applied.vv)
-        batch = build_batch(r, entries, checkpoint=checkpoint, log_floor=self.rep.log_floor())
-        self.storage.write(batch, sync=sync)
-        if sync:
-            self.last_sync_ms = now_ms
-            r.durable_vv = applied
-        self.rep.on_durable(entries, now_ms)
-        for observe in self.observers:
-            observe(self, entries, now_ms)
+    def step(self) -> None:
+        """After an event: start a group commit if none is in flight, carry out actions."""
+        self.core.flush(self.now())
+        self.run_actions()
+
+    def tick(self) -> None:
+        self.core.tick(self.now())
+        self.run_actions()
+
+    def run_actions(self) -> None:
+        for a in self.core.take_actions():
+            if isinstance(a, Write):
+                self._start_write(a)
+            elif isinstance(a, Durable):
+                for observe in self.observers:
+                    observe(self, a.entries, self.now())
+            else:
+                waiter = self._waiters.pop(a.ticket, None)
+                if waiter is not None:
+                    waiter(a)
+
+    def _start_write(self, w: Write) -> None:
+        epoch = self.epoch
+        lo, hi = SYNC_WRITE_MS if w.sync else WRITE_MS
+        delay = self.cluster.rng.randint(lo, hi)
+
+        def done() -> None:
+            if self.epoch != epoch:
+                return  # crashed while writing: the batch never reached the disk
+            self.storage.write(w.batch, sync=w.sync)
+            self.core.write_done(self.now())
+            self.run_actions()
+
+        self.cluster.at(delay, done)
+        strike, self.on_next_write = self.on_next_write, None
+        if strike is not None and delay > 0:
+            self.cluster.at(self.cluster.rng.randint(0, delay - 1), strike)
 
     def crash(self, keep_unsynced: int | None, incarnation: str) -> None:
         """Power loss: unsynced writes beyond ``keep_unsynced`` batches are gone."""
@@ -144,18 +210,18 @@ class SimCluster:
         self.rng = random.Random(seed)
         self.now_ms = 1_700_000_000_000
         self.ids = [f"r{i}" for i in range(n)]
-        self.nodes = {
-            rid: SimNode(
+        self.nodes: dict[str, SimNode] = {}
+        for rid in self.ids:
+            self.nodes[rid] = SimNode(
                 rid,
                 [p for p in self.ids if p != rid],
                 MemoryStorage(),
                 self._incarnation(),
+                cluster=self,
                 fsync=fsync,
                 settings=settings,
                 max_offset_ms=max_offset_ms,
             )
-            for rid in self.ids
-        }
         self.faults: dict[tuple[str, str], LinkFaults] = {
             (a, b): faults or LinkFaults() for a in self.ids for b in self.ids if a != b
         }
@@ -175,7 +241,8 @@ class SimCluster:
 
     def node_now(self, rid: str) -> int:
         """Node ``rid``'s physical clock: the virtual clock plus its skew."""
-        return self.now_ms + self.nodes[rid].skew_ms
+        node = self.nodes.get(rid)
+        return self.now_ms + (node.skew_ms if node is not None else 0)
 
     def _incarnation(self) -> str:
         return f"{self.rng.getrandbits(32):08x}"
@@ -206,9 +273,7 @@ class SimCluster:
         for rid, node in self.nodes.items():
             if not node.up:
                 continue
-            now = self.now_ms + node.skew_ms
-            node.commit(now)
-            node.rep.collect(now)
+            node.tick()
             for peer in node.peer_ids:
                 self._maybe_send(rid, peer)
 
@@ -227,7 +292,23 @@ class SimCluster:
         if out is None:
             return
         msg, ready_pos = out
-        assert ready_pos <= node.rep.durable_pos, "the sim commits synchronously"
+        if ready_pos > node.core.durable_pos:  # never ship what a crash may still take back
+            epoch = node.epoch
+
+            def ready(a: Ready) -> None:
+                if node.epoch != epoch or not node.up:
+                    return
+                if a.error is not None:
+                    node.rep.request_failed(dst)
+                else:
+                    self._send(src, dst, msg)
+
+            node.core.wait_durable(node.ticket(ready), ready_pos)
+            node.run_actions()
+            return
+        self._send(src, dst, msg)
+
+    def _send(self, src: str, dst: str, msg: messages.Message) -> None:
         self._req_ids += 1
         rid = self._req_ids
         self._outstanding[(src, dst)] = rid
@@ -262,18 +343,23 @@ class SimCluster:
         node = self.nodes[dst]
         if not node.up:
             return
-        now = self.now_ms + node.skew_ms
+        epoch = node.epoch
+
+        def answer(a: Reply) -> None:
+            if node.epoch != epoch or not node.up:
+                return  # crashed before the reply left
+            out = b"" if a.reply is None else messages.encode(a.reply)
+            self._deliver(dst, src, out, lambda b: self._on_reply(src, dst, rid, b))
+
+        ticket = node.ticket(answer)
         try:
-            reply = node.rep.receive(src, messages.decode(blob), now)
+            node.core.peer_message(ticket, src, messages.decode(blob), node.now())
         except CrdtkvError:
             # The HTTP shell answers an error status (e.g. a timestamp too far
             # ahead of this clock); the sender counts the request as failed.
-            node.commit(now)
+            node.forget(ticket)
             self._deliver(dst, src, b"", lambda b: self._on_reply(src, dst, rid, b))
-            return
-        node.commit(now)  # durable before the reply leaves
-        out = messages.encode(reply)
-        self._deliver(dst, src, out, lambda b: self._on_reply(src, dst, rid, b))
+        node.step()  # durable before the reply leaves
 
     def _on_reply(self, src: str, dst: str, rid: int, blob: bytes) -> None:
         node = self.nodes[src]
@@ -283,7 +369,8 @@ class SimCluster:
         if not blob:  # an error answer
             node.rep.request_failed(dst)
             return
-        node.rep.receive_reply(dst, messages.decode(blob), self.now_ms + node.skew_ms)
+        node.core.peer_reply(dst, messages.decode(blob), node.now())
+        node.step()
 
     def _timeout(self, src: str, dst: str, rid: int) -> None:
         if self._outstanding.get((src, dst)) == rid:

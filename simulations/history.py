@@ -59,6 +59,7 @@ class Meta:
     sources: list[CRDT] = field(default_factory=list)  # hlls.merge: the sources it read
     epoch_after: Any = None  # hlls add/merge: the key's epoch afterwards
     possibly_lost: bool = False  # its effect may be gone (wipe, or crash in wal mode)
+    acked: bool = False  # the node core released its answer (what it saw was durable)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from crdtkv.errors import BadRequest, CodecError, PayloadTooLarge, Unauthorized
+from crdtkv.node.core import Write
 from replication import messages
 from replication.messages import Header, Push
 from replication.protocol import Settings
@@ -244,7 +245,8 @@ def test_hostile_messages_are_refused_without_changing_state() -> None:
 
 def test_messages_round_trip() -> None:
     c = SimCluster(2, 10)
-    c.nodes["r0"].apply({"op": "sets.add", "key": "s", "members": ["a"]}, c.now_ms)
+    # The node core applies it; no simulated time passes (nothing is sent yet).
+    c.nodes["r0"].core.apply({"op": "sets.add", "key": "s", "members": ["a"]}, c.now_ms)
     out = c.nodes["r0"].rep.next_message("r1", c.now_ms)
     assert out is not None
     msg, _ = out
@@ -256,9 +258,16 @@ def test_messages_round_trip() -> None:
 
 def test_bodies_compress_only_when_large_enough_and_round_trip() -> None:
     c = SimCluster(2, 11)
+    node = c.nodes["r0"]
     for i in range(40):
-        c.nodes["r0"].apply({"op": "counters.incr", "key": f"key:{i:012d}", "delta": 1}, c.now_ms)
-    out = c.nodes["r0"].rep.next_message("r1", c.now_ms)
+        node.core.apply({"op": "counters.incr", "key": f"key:{i:012d}", "delta": 1}, c.now_ms)
+    # Drive the node core by hand: one group commit, written at once, no time passing.
+    node.core.flush(c.now_ms)
+    (write,) = node.core.take_actions()
+    assert isinstance(write, Write)
+    node.storage.write(write.batch, sync=write.sync)
+    node.core.write_done(c.now_ms)
+    out = node.rep.next_message("r1", c.now_ms)
     assert out is not None
     plain = messages.encode(out[0])
     wire, encoding = messages.compress(plain)
