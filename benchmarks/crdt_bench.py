@@ -74,8 +74,8 @@ class Params:
     big_set_members: int  # size of the large OR-set for the size-independence check
     single_op_samples: int  # single add/remove samples per set size
     # Deltas joined per repetition for the OR-set.  Lower than ops_per_rep because
-    # ORSet.merge of a delta into a full state currently scans every member (see
-    # docs/performance.md), so 200,000 joins into a growing set would take hours.
+    # ORSet.merge of a delta into a full state scanned every member when the figures
+    # of docs/performance.md were measured (fixed since), so 200,000 joins took hours.
     set_merge_ops: int
 
 

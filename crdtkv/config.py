@@ -1,12 +1,12 @@
 """``crdtkv serve`` settings: command-line options, environment variables, validation.
 
-Every option of the contract can also come from an environment variable (for
+Every option (docs/api.md, ``crdtkv serve``) can also come from an environment variable (for
 containers); the command line wins over the environment.  An empty
 environment variable counts as unset, because container tooling often sets
 variables to "" rather than leaving them out.  ``--peer`` options replace
 ``CRDTKV_PEERS`` as a whole (they are not merged with it).
 
-Beyond the contract: ``--max-offset-ms``, ``--body-bytes-max``,
+Extras beyond the v1 contract: ``--max-offset-ms``, ``--body-bytes-max``,
 ``--log-level`` (with ``CRDTKV_*`` variables too) and ``--check-config``
 (validate, print the resolved settings as JSON with secrets redacted, exit 0).
 

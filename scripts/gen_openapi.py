@@ -1,4 +1,4 @@
-"""Build the OpenAPI 3.1 document of crdtkv's public HTTP API (the contract, section 2).
+"""Build the OpenAPI 3.1 document of crdtkv's public HTTP API (docs/api.md, "HTTP API").
 
 This script is the source of the document; the JSON files are its output::
 

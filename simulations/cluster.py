@@ -11,7 +11,7 @@ target gets the request twice) and block (a partition: it answers 503 without
 forwarding) the requests of its link.
 
 Simulated clients (the same ``Workload`` as the simulator, one causal session
-each) talk plain HTTP/JSON to the replicas' contract API, carrying
+each) talk plain HTTP/JSON to the replicas' public API (docs/api.md), carrying
 ``X-Crdtkv-Session`` tokens and moving to another replica on
 ``session_unavailable`` or a connection error.  During the fault phase the
 seed's schedule partitions links, changes loss and kills replicas with

@@ -1,4 +1,4 @@
-"""The operations simulated clients issue: every operation type of the contract.
+"""The operations simulated clients issue: every operation type of the public API.
 
 Keys are few, so that clients collide on them.  Some keys are reserved for
 one shape of use, because some checks only make sense there:

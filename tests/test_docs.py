@@ -38,7 +38,7 @@ FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
 RUNNABLE = ("sh", "python")
 SAMPLE_TIMEOUT_S = 60
 STATUS_MARK = "DOCS-TEST-HTTP-STATUS"
-# The contract's error code of each status (../shared/design/api.md, "Errors").
+# The error code of each status (docs/api.md, "Errors").
 ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",

@@ -1,4 +1,4 @@
-"""The HTTP shell of a replica (aiohttp): the contract's API over a ``Node``.
+"""The HTTP shell of a replica (aiohttp): the public API of docs/api.md over a ``Node``.
 
 ``make_app(node, config)`` builds the app; routes, error mapping, limits,
 metrics and codecs live in their own modules.

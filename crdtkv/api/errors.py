@@ -37,7 +37,7 @@ _BY_STATUS: dict[int, type[CrdtkvError]] = {
 
 
 def error_body(err: CrdtkvError) -> dict[str, Any]:
-    """The contract's error object (also what a failing batch op puts in its slot)."""
+    """The API's error object (also what a failing batch op puts in its slot)."""
     return {"error": {"code": err.code, "message": err.message}}
 
 

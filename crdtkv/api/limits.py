@@ -7,7 +7,7 @@
   limit, for any code path that uses ``request.read()``.)
 - Nesting depth: checked after parsing, before anything is applied.  orjson
   itself refuses more than 1024 levels, which bounds the parser; this
-  enforces the contract's 64.
+  enforces the API's 64 (``limits.JSON_DEPTH_MAX``).
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ class ApiMetrics:
         h.total_s += seconds
 
     def count_error(self, code: str) -> None:
-        """One error response, by its contract code."""
+        """One error response, by its error code (``bad_request``, ...)."""
         if code in self.errors:
             self.errors[code] += 1
         else:

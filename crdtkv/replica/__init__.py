@@ -1,4 +1,4 @@
-"""The replica core: typed keyspace, the contract's operations, delta groups.
+"""The replica core: typed keyspace, the public operations, delta groups.
 
 Pure: no I/O, no clock, no randomness.  The HTTP shell and the simulator
 drive the same ``Replica``.

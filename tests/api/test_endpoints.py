@@ -1,4 +1,4 @@
-"""Every endpoint of the contract, its exact 200 body, and the session header."""
+"""Every endpoint of docs/api.md, its exact 200 body, and the session header."""
 
 from __future__ import annotations
 

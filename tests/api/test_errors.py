@@ -1,4 +1,4 @@
-"""Every row of the contract's error table; a bad request changes nothing and the
+"""Every row of the error table in docs/api.md; a bad request changes nothing and the
 server keeps serving."""
 
 from __future__ import annotations

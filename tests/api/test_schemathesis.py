@@ -51,7 +51,7 @@ CHECKS = (
     "status_code_conformance",
     "response_schema_conformance",
     "negative_data_rejection",
-    # The contract's "every error is JSON" and "every response carries X-Crdtkv-Session":
+    # docs/api.md's "every error is JSON" and "every response carries X-Crdtkv-Session":
     "content_type_conformance",
     "response_headers_conformance",
     # Another method on a documented path: 405 with an Allow header that tells the truth.
