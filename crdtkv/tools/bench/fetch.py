@@ -115,7 +115,8 @@ class RawFetcher(Fetcher):
     """One keep-alive connection spoken to directly: a cheaper client than aiohttp's.
 
     The generator shares the machine with the server, so every microsecond it
-    spends per request is taken from the server; this is a tenth of aiohttp's.
+    spends per request is taken from the server; this one spends a quarter to a fifth
+    of what aiohttp's client does.
     """
 
     def __init__(self, url: str, auth_token: str | None, timeout_s: float) -> None:

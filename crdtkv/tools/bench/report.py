@@ -13,7 +13,16 @@ from typing import Any
 from crdtkv.tools.bench.machine import machine_info
 from crdtkv.tools.bench.options import PROG, BenchConfig
 
-__all__ = ["Tally", "describe", "percentile", "render_table", "summarize", "write_json"]
+__all__ = [
+    "ServerInfo",
+    "Tally",
+    "cpu_note",
+    "describe",
+    "percentile",
+    "render_table",
+    "summarize",
+    "write_json",
+]
 
 ERROR_SAMPLES_MAX = 5  # failures quoted in the results; the rest are only counted
 JSON_FORMAT_VERSION = 1

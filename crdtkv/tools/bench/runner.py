@@ -104,6 +104,8 @@ class Workload:
 
 
 class Runner:
+    """The run's connections (``-c`` fetchers over ``--url``s) and what is sent on them."""
+
     def __init__(self, cfg: BenchConfig, urls: Sequence[str], pids: Sequence[int]) -> None:
         self.cfg = cfg
         self.urls = list(urls)
