@@ -44,11 +44,23 @@ def test_free_ports_are_distinct_and_bindable() -> None:
         free_ports(0)
 
 
-def test_await_serving_returns_on_the_serving_line() -> None:
-    proc = _child(
-        "import time; print('starting', flush=True);"
-        "print('crdtkv replica r1 serving on http://127.0.0.1:1', flush=True); time.sleep(60)"
-    )
+@pytest.mark.parametrize(
+    "code",
+    [
+        # Two lines in one write: a buffered readline would keep the second one from select.
+        "import sys, time\n"
+        "sys.stdout.write('starting\\ncrdtkv replica r1 serving on http://127.0.0.1:1\\n')\n"
+        "sys.stdout.flush()\n"
+        "time.sleep(60)\n",
+        # The serving line in two writes, half a second apart.
+        "import sys, time\n"
+        "sys.stdout.write('crdtkv replica r1 serv'); sys.stdout.flush(); time.sleep(0.5)\n"
+        "sys.stdout.write('ing on http://127.0.0.1:1\\n'); sys.stdout.flush(); time.sleep(60)\n",
+    ],
+    ids=["one-write", "split-line"],
+)
+def test_await_serving_returns_on_the_serving_line(code: str) -> None:
+    proc = _child(code)
     try:
         await_serving(proc, WAIT_S)
         assert proc.poll() is None

@@ -7,6 +7,7 @@ whatever happens; these are the pieces they share.
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import socket
@@ -30,6 +31,8 @@ __all__ = [
 # ``crdtkv serve`` prints "crdtkv replica <id> serving on <url>" on stdout once it listens.
 SERVING_MARKER = "serving on"
 PORTS_MAX = 1_000  # free_ports holds this many sockets open at the most
+READ_BYTES = 65_536
+LINE_BYTES_MAX = 65_536  # of an unfinished line kept while looking for the serving line
 
 
 def free_port() -> int:
@@ -93,19 +96,33 @@ class NotServing(Exception):
         self.status = status
 
 
-def await_serving(proc: subprocess.Popen[str], timeout_s: float) -> None:
-    """Read the child's stdout until its serving line; ``NotServing`` if it never comes."""
+def await_serving(proc: subprocess.Popen[Any], timeout_s: float) -> None:
+    """Read the child's stdout until its serving line; ``NotServing`` if it never comes.
+
+    Reads the pipe's file descriptor directly: a buffered ``readline`` could
+    take the serving line into its buffer along with an earlier line, and
+    ``select`` would then wait for more output that never comes.
+    """
     assert proc.stdout is not None, "start the child with stdout=subprocess.PIPE"
+    fd = proc.stdout.fileno()
+    marker = SERVING_MARKER.encode()
     deadline = time.monotonic() + timeout_s
+    pending = b""  # the last, unfinished line
     while True:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             raise NotServing(None, timeout_s)
-        line = proc.stdout.readline()
-        if not line:
-            raise NotServing(proc.wait(), timeout_s)
-        if SERVING_MARKER in line:
+        chunk = os.read(fd, READ_BYTES)
+        if not chunk:  # end of output: the child exited (or closed its stdout)
+            try:
+                status = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise NotServing(None, timeout_s) from None
+            raise NotServing(status, timeout_s)
+        pending += chunk
+        if marker in pending:
             return
+        pending = pending.rpartition(b"\n")[2][-LINE_BYTES_MAX:]
 
 
 def stop_processes(procs: Sequence[subprocess.Popen[Any]], timeout_s: float) -> list[int]:

@@ -60,17 +60,28 @@ async def _run(
     say: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     results = []
-    async with Runner(cfg, urls, pids) as runner:
-        await runner.check_reachable()
-        for op_type in cfg.types:
-            if op_type == "register_get" and cfg.prefill:
-                n, secs = await runner.prefill()
-                say(f"prefilled {n} registers in {secs:.1f} s")
-            results.append(await runner.run_type(op_type, progress))
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    # While the loop runs, SIGTERM cancels the run from the loop: a KeyboardInterrupt
+    # raised by _on_term could land in some object's __del__, where Python ignores it.
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        async with Runner(cfg, urls, pids) as runner:
+            await runner.check_reachable()
+            for op_type in cfg.types:
+                if op_type == "register_get" and cfg.prefill:
+                    n, secs = await runner.prefill()
+                    say(f"prefilled {n} registers in {secs:.1f} s")
+                results.append(await runner.run_type(op_type, progress))
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)  # which leaves SIGTERM's default action
+        signal.signal(signal.SIGTERM, _on_term)
     return results
 
 
 def _on_term(signum: int, frame: object) -> None:
+    """SIGTERM outside the event loop (starting or stopping the server): as Ctrl-C."""
     raise KeyboardInterrupt
 
 
@@ -128,7 +139,7 @@ def main(argv: list[str], environ: Mapping[str, str]) -> int:
     except BenchError as e:
         print_error(PROG, str(e))
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C or SIGTERM
         print_error(PROG, "interrupted")
         return 130
     finally:

@@ -8,7 +8,6 @@ until ``-n`` requests or ``--duration`` seconds, and sums each type up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import math
 import random
@@ -236,8 +235,9 @@ class Runner:
             after = CpuSample.take(self.pids)
             if ticker is not None:
                 ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
+                # wait, not "await ticker" under suppress(CancelledError): that would also
+                # swallow a cancellation of this run (SIGTERM) arriving meanwhile.
+                await asyncio.wait([ticker])
             if bar is not None:
                 bar.update(tally.requests - bar.n)
                 bar.close()
