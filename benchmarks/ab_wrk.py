@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,10 +35,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # however this file is loaded
-from compare import LUA_DIR, PREFIXES, free_port, prefill_crdtkv
+from compare import LUA_DIR, PREFIXES, prefill_crdtkv  # benchmarks/, this script's directory
 
-ROOT = Path(__file__).resolve().parents[1]
+from crdtkv.tools.bench.machine import proc_cpu_s
+from crdtkv.tools.procs import child_env, free_port, serve_command, stop_processes
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
 # Run crdtkv's CLI from the tree in CRDTKV_AB_TREE (or this checkout when it is empty).
 LAUNCHER = """
 import os, sys
@@ -55,22 +57,23 @@ sys.exit(crdtkv.cli.main(sys.argv[1:]))
 
 
 def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = proc_cpu_s(pid)
+    if cpu is None:
+        raise RuntimeError(f"cannot read the CPU time of process {pid} from /proc")
+    return cpu
 
 
 def run_one(tree: str, args: argparse.Namespace) -> dict[str, float]:
     port, tmp = free_port(), Path(tempfile.mkdtemp(prefix="crdtkv-ab-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDTKV_")}
-    env["CRDTKV_AB_TREE"] = tree
-    cmd = [sys.executable, "-c", LAUNCHER, "serve", "--replica-id", "ab", "--port", str(port)]
-    cmd += ["--data-dir", str(tmp / "data"), "--durability", args.durability]
-    cmd += ["--log-level", "WARNING"]
+    env = {**child_env(os.environ), "CRDTKV_AB_TREE": tree}
+    cmd = serve_command(
+        "ab", port, str(tmp / "data"), args.durability,
+        log_level="WARNING", launcher=("-c", LAUNCHER),
+    )  # fmt: skip
     with open(tmp / "server.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
@@ -102,12 +105,7 @@ def run_one(tree: str, args: argparse.Namespace) -> dict[str, float]:
             "errors": sum(d["errors"].values()),
         }
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes([proc], STOP_TIMEOUT_S)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -22,14 +22,13 @@ core, group commit).
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from crdtkv.tools.procs import free_port, stop_processes
+
+STOP_TIMEOUT_S = 10.0
 
 SERVER = r"""
 import sys, orjson, uvloop, asyncio
@@ -81,8 +80,7 @@ def _wrk_args(args: list[str]) -> tuple[list[str], float, int] | None:
 
 
 def _run_wrk(port: int, ops: list[str], duration: float, connections: int) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from compare import run_wrk
+    from compare import run_wrk  # benchmarks/, this script's directory
 
     for op in ops:
         res = run_wrk(
@@ -109,9 +107,7 @@ def main() -> int:
     if args[:1] == ["--"]:
         args = args[1:]
     wrk = _wrk_args(args)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(port)], stdout=subprocess.PIPE, text=True
     )
@@ -123,11 +119,9 @@ def main() -> int:
             return _run_wrk(port, *wrk)
         cmd = [sys.executable, "-m", "crdtkv.cli", "bench", "--url", f"http://127.0.0.1:{port}"]
         cmd += ["--server-pid", str(proc.pid), "--no-progress", *args]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        return subprocess.run(cmd, env=env).returncode
+        return subprocess.run(cmd).returncode
     finally:
-        proc.terminate()
-        proc.wait()
+        stop_processes([proc], STOP_TIMEOUT_S)
 
 
 if __name__ == "__main__":

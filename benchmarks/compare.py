@@ -34,7 +34,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -48,6 +47,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from crdtkv.tools.bench.machine import machine_info
+from crdtkv.tools.procs import free_port, stop_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA_DIR = ROOT / "benchmarks" / "lua"
@@ -78,12 +80,6 @@ AIMS = {  # name: (row, numerator system, denominator system, aim)
         0.25,
     ),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def missing_tools() -> list[str]:
@@ -128,15 +124,8 @@ class Server:
         raise RuntimeError(f"{self.name} did not become ready in {START_TIMEOUT_S:.0f} s")
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if self.proc is not None:
+            stop_processes([self.proc], STOP_TIMEOUT_S)
 
 
 def redis_command(port: int, args: Sequence[str], timeout: float = 10.0) -> bytes:
@@ -463,19 +452,9 @@ def write_chart(doc: dict[str, Any], path: Path) -> bool:
 
 
 def machine() -> dict[str, Any]:
-    model = platform.processor()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_avg_start": list(os.getloadavg()),
-    }
+    info = machine_info()
+    info["load_avg_start"] = info.pop("load_avg")  # the name earlier result files use
+    return info
 
 
 def tool_versions(crdtkv: list[str]) -> dict[str, str]:

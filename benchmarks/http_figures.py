@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crdtkv.bench import machine_cpu, machine_info
+from crdtkv.tools.bench.machine import machine_cpu, machine_info
 
-ROOT = Path(__file__).resolve().parents[1]
 WRITE_TYPES = "register_set,counter_incr,set_add,hll_add"
 ALL_TYPES = "register_set,register_get,counter_incr,set_add,hll_add"
 
@@ -62,9 +61,8 @@ def run(args: list[str]) -> dict[str, Any]:
         path = f.name
     cmd = [sys.executable, "-m", "crdtkv.cli", "bench", "--spawn", "--no-progress", "-q"]
     cmd += [*args, "--json", path]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     print("$ crdtkv bench --spawn " + " ".join(args), flush=True)
-    proc = subprocess.run(cmd, env=env, text=True, capture_output=True)
+    proc = subprocess.run(cmd, text=True, capture_output=True)
     print(proc.stdout, end="", flush=True)
     if proc.returncode != 0:
         print(proc.stderr, file=sys.stderr)

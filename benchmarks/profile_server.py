@@ -40,9 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from crdtkv.bench import SpawnedServer
-
-ROOT = Path(__file__).resolve().parents[1]
+from crdtkv.tools.bench.machine import SpawnedServer, proc_cpu_s
 
 # (layer, substrings of "function (file)" frames); the first match from the leaf up wins.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
@@ -108,14 +106,15 @@ def summarize(raw: Path, top: int) -> str:
 
 
 def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = proc_cpu_s(pid)
+    if cpu is None:
+        raise RuntimeError(f"cannot read the CPU time of process {pid} from /proc")
+    return cpu
 
 
 def _run_wrk(server: SpawnedServer, args: argparse.Namespace) -> subprocess.CompletedProcess[str]:
     """wrk as benchmarks/compare.py runs it (its Lua script), plus the server's CPU per request."""
-    from compare import LUA_DIR, PREFIXES, prefill_crdtkv  # this directory is on sys.path
+    from compare import LUA_DIR, PREFIXES, prefill_crdtkv  # benchmarks/, this script's directory
 
     if args.wrk == "get":
         prefill_crdtkv(server.port, 10_000)
@@ -185,8 +184,7 @@ def main() -> int:
         else:
             cmd = [sys.executable, "-m", "crdtkv.cli", "bench", "--url", server.url]
             cmd += ["--server-pid", str(server.pid), "--no-progress", *bench_args]
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            bench = subprocess.run(cmd, env=env, text=True, capture_output=True)
+            bench = subprocess.run(cmd, text=True, capture_output=True)
         print(bench.stdout, end="")
         if bench.returncode != 0:
             print(bench.stderr, file=sys.stderr)

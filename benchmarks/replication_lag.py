@@ -11,7 +11,7 @@ the end, the servers stopped whatever happens):
 2. drives counter increments (``POST /v1/counters/key:N``, or ``/v1/batch``
    requests of ``--batch`` increments each) open-loop at ``--rate`` writes/s
    for ``--duration`` s, round-robin over the replicas, on a pool of
-   keep-alive connections per replica (``crdtkv.bench.RawFetcher``, the
+   keep-alive connections per replica (``crdtkv.tools.bench.fetch.RawFetcher``, the
    cheap client: the generator shares the two cores with three servers);
 3. measures replication lag: every response carries ``X-Crdtkv-Session``, a
    token whose version vector is what the answering replica had applied when
@@ -51,9 +51,7 @@ import os
 import random
 import re
 import secrets
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -66,40 +64,25 @@ from typing import Any
 
 import orjson
 
-from crdtkv.bench import (
-    JSON_TYPE,
-    RawFetcher,
-    Request,
-    machine_cpu,
-    machine_info,
-    percentile,
-    proc_cpu_s,
-    proc_rss_kb,
-)
 from crdtkv.sessions import TokenSigner
+from crdtkv.tools.bench.fetch import JSON_TYPE, RawFetcher, Request
+from crdtkv.tools.bench.machine import machine_cpu, machine_info, proc_cpu_s, proc_rss_kb
+from crdtkv.tools.bench.report import percentile
+from crdtkv.tools.procs import (
+    NotServing,
+    await_serving,
+    child_env,
+    free_ports,
+    serve_command,
+    stop_processes,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 SESSION_HEADER = "X-Crdtkv-Session"
 
 
 # -- processes --------------------------------------------------------------------------------
-
-
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -115,53 +98,28 @@ class Replica:
 
 
 def start_cluster(root: Path, n: int, secret: str, durability: str) -> list[Replica]:
-    ports = _free_ports(n)
+    ports = free_ports(n)
     reps = [Replica(f"r{i + 1}", port) for i, port in enumerate(ports)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDTKV_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = child_env(os.environ)
     env["CRDTKV_CLUSTER_SECRET"] = secret  # through the environment, not the command line
     for r in reps:
-        cmd = [
-            sys.executable, "-m", "crdtkv.cli", "serve", "--replica-id", r.rid,
-            "--port", str(r.port), "--data-dir", str(root / r.rid),
-            "--durability", durability, "--log-level", "WARNING",
-        ]  # fmt: skip
-        for p in reps:
-            if p is not r:
-                cmd += ["--peer", f"{p.rid}={p.url}"]
+        peers = {p.rid: p.url for p in reps if p is not r}
+        cmd = serve_command(
+            r.rid, r.port, str(root / r.rid), durability, peers=peers, log_level="WARNING"
+        )
         with open(root / f"{r.rid}.log", "w") as log:
             r.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True)
     for r in reps:
-        assert r.proc is not None and r.proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([r.proc.stdout], [], [], max(0.0, left))
-            if not ready:
-                raise RuntimeError(f"{r.rid} did not start in time")
-            line = r.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"{r.rid} exited: see {root / (r.rid + '.log')}")
-            if "serving on" in line:
-                break
+        assert r.proc is not None
+        try:
+            await_serving(r.proc, START_TIMEOUT_S)
+        except NotServing as e:
+            raise RuntimeError(f"{r.rid} {e}: see {root / (r.rid + '.log')}") from None
     return reps
 
 
 def stop_cluster(reps: list[Replica]) -> None:
-    for r in reps:
-        if r.proc is not None and r.proc.poll() is None:
-            r.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for r in reps:
-        if r.proc is None:
-            continue
-        try:
-            r.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            r.proc.kill()
-            r.proc.wait()
-        if r.proc.stdout is not None:
-            r.proc.stdout.close()
+    stop_processes([r.proc for r in reps if r.proc is not None], STOP_TIMEOUT_S)
 
 
 def get_json(url: str) -> Any:

@@ -41,7 +41,6 @@ import io
 import json
 import os
 import pstats
-import select
 import shutil
 import signal
 import statistics
@@ -56,26 +55,19 @@ from typing import Any
 
 import msgpack
 
-from crdtkv.bench import MSGPACK_TYPE, RawFetcher, Request, machine_info, proc_rss_kb
+from crdtkv.tools.bench.fetch import MSGPACK_TYPE, RawFetcher, Request
+from crdtkv.tools.bench.machine import machine_info, proc_rss_kb
+from crdtkv.tools.procs import (
+    NotServing,
+    await_serving,
+    child_env,
+    free_port,
+    serve_command,
+    stop_processes,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 120.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDTKV_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
 
 
 # --launcher: a script run instead of ``-m crdtkv.cli`` (to compare two source trees).
@@ -92,32 +84,23 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def spawn(self) -> None:
-        cmd = [
-            sys.executable, *(LAUNCHER or ["-m", "crdtkv.cli"]), "serve", "--replica-id", "r1",
-            "--port", str(self.port), "--data-dir", str(self.data_dir),
-            "--durability", self.durability, "--log-level", "WARNING",
-        ]  # fmt: skip
+        cmd = serve_command(
+            "r1", self.port, str(self.data_dir), self.durability,
+            log_level="WARNING", launcher=LAUNCHER or ("-m", "crdtkv.cli"),
+        )  # fmt: skip
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=log, env=_env(), text=True
+                cmd, stdout=subprocess.PIPE, stderr=log, env=child_env(os.environ), text=True
             )
 
     def wait_line(self) -> float:
         """Wait for the "serving on" line; the monotonic time it came."""
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            ready, _, _ = select.select(
-                [proc.stdout], [], [], max(0.0, deadline - time.monotonic())
-            )
-            if not ready:
-                raise RuntimeError("the server did not print its serving line in time")
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the server exited with {proc.wait()}; see {self.log}")
-            if "serving on" in line:
-                return time.monotonic()
+        assert self.proc is not None
+        try:
+            await_serving(self.proc, START_TIMEOUT_S)
+        except NotServing as e:
+            raise RuntimeError(f"the server {e}; see {self.log}") from None
+        return time.monotonic()
 
     def stop(self) -> float:
         """SIGTERM and wait; the seconds it took. Killed if it takes too long."""
@@ -125,18 +108,10 @@ class Server:
         if proc is None:
             return 0.0
         t0 = time.monotonic()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            status = proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError("the server did not stop in time (killed)") from None
-        finally:
-            if proc.stdout is not None:
-                proc.stdout.close()
-            self.proc = None
+        self.proc = None
+        (status,) = stop_processes([proc], STOP_TIMEOUT_S)
+        if status == -signal.SIGKILL:
+            raise RuntimeError("the server did not stop in time (killed)")
         if status != 0:
             raise RuntimeError(f"the server exited with status {status}; see {self.log}")
         return time.monotonic() - t0
@@ -315,7 +290,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="crdtkv-startup-", dir=args.dir))
     data_dir = tmp / "r1"
-    server = Server(data_dir, _free_port(), args.durability, tmp / "server.log")
+    server = Server(data_dir, free_port(), args.durability, tmp / "server.log")
     result: dict[str, Any] = {
         "benchmark": "startup",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

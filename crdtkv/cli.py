@@ -234,11 +234,11 @@ def _url(config: ServeConfig) -> str:
 
 COMMANDS: dict[str, Command] = {
     "serve": Command("run one replica in the foreground until SIGINT/SIGTERM", serve_main),
-    # Others fill these in: _lazy("crdtkv.cluster:main"), _lazy("crdtkv.bench:main").
     "cluster": Command(
-        "run N replicas on 127.0.0.1 as one fully meshed cluster", _lazy("crdtkv.cluster:main")
+        "run N replicas on 127.0.0.1 as one fully meshed cluster",
+        _lazy("crdtkv.tools.cluster:main"),
     ),
-    "bench": Command("benchmark a running cluster", _lazy("crdtkv.bench:main")),
+    "bench": Command("benchmark a running cluster", _lazy("crdtkv.tools.bench:main")),
 }
 
 

@@ -21,10 +21,12 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 from crdtkv import limits
+from crdtkv.cliutil import ArgParser as _Parser
+from crdtkv.cliutil import UsageError
 
 __all__ = [
     "DEFAULT_HOST",
@@ -44,14 +46,6 @@ DEFAULT_PORT = 7001
 DURABILITY_MODES = ("fsync", "wal")
 MAX_OFFSET_MS_MAX = 3_600_000  # an hour of tolerated clock skew is already a broken clock
 _REPLICA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-class UsageError(Exception):
-    """A bad option: ``option`` is the flag or environment variable to blame."""
-
-    def __init__(self, option: str, problem: str) -> None:
-        super().__init__(f"{option}: {problem}" if option else problem)
-        self.option = option
 
 
 @dataclass(frozen=True)
@@ -106,13 +100,6 @@ def _redact(secret: str | None) -> str | None:
 
 
 # -- the parser --------------------------------------------------------------------------
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the contract) and an exception."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError("", " ".join(message.split()))
 
 
 def build_serve_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from crdtkv import bench
+from crdtkv.tools import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 120.0

@@ -334,7 +334,12 @@ for kind, target, argv in json.load(open(items_path)):
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             if kind == "script":
-                runpy.run_path(target, run_name="__main__")
+                # As `python benchmarks/x.py` does: the script's directory first on sys.path.
+                sys.path.insert(0, os.path.dirname(target))
+                try:
+                    runpy.run_path(target, run_name="__main__")
+                finally:
+                    sys.path.remove(os.path.dirname(target))
             elif kind == "module":
                 runpy.run_module(target, run_name="__main__", alter_sys=True)
             else:

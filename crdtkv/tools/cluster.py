@@ -15,10 +15,12 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from crdtkv.cliutil import ArgParser, UsageError, print_error
+from crdtkv.tools.procs import NotServing, await_serving, serve_command, stop_processes
 
 __all__ = ["main"]
 
@@ -26,25 +28,20 @@ PROG = "crdtkv cluster"
 REPLICAS_MAX = 16  # one machine; more is a load test, not a cluster
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+POLL_S = 0.2  # how often the children are checked while the cluster runs
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog=PROG, description=__doc__.splitlines()[0] if __doc__ else None)
+    p = ArgParser(prog=PROG, description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--replicas", type=int, default=3, help="number of replicas (default 3)")
     p.add_argument("--base-port", type=int, default=7001, help="first port (default 7001)")
     p.add_argument("--data-dir", default="./data", help="parent data directory (default ./data)")
     p.add_argument("--durability", choices=["fsync", "wal"], default="fsync")
     args = p.parse_args(argv)
     if not 1 <= args.replicas <= REPLICAS_MAX:
-        p.error(f"--replicas: must be between 1 and {REPLICAS_MAX}")
+        raise UsageError("--replicas", f"must be between 1 and {REPLICAS_MAX}")
     if not 1 <= args.base_port <= 65535 - args.replicas + 1:
-        p.error("--base-port: the ports P..P+N-1 must lie between 1 and 65535")
+        raise UsageError("--base-port", "the ports P..P+N-1 must lie between 1 and 65535")
     return args
 
 
@@ -60,13 +57,17 @@ def _secret(data_dir: Path) -> str:
 
 
 def main(argv: list[str], environ: Mapping[str, str]) -> int:
-    args = _parse(argv)
+    try:
+        args = _parse(argv)
+    except UsageError as e:
+        print_error(PROG, str(e))
+        return 2
     data_dir = Path(args.data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         secret = _secret(data_dir)
     except OSError as e:
-        print(f"{PROG}: error: --data-dir: {e}", file=sys.stderr)
+        print_error(PROG, f"--data-dir: {e}")
         return 1
     ids = [f"r{i + 1}" for i in range(args.replicas)]
     urls = {rid: f"http://127.0.0.1:{args.base_port + i}" for i, rid in enumerate(ids)}
@@ -82,30 +83,19 @@ def main(argv: list[str], environ: Mapping[str, str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         for i, rid in enumerate(ids):
-            cmd = [
-                sys.executable,
-                "-m",
-                "crdtkv.cli",
-                "serve",
-                "--replica-id",
-                rid,
-                "--port",
-                str(args.base_port + i),
-                "--data-dir",
-                str(data_dir / rid),
-                "--durability",
-                args.durability,
-            ]
-            for peer in ids:
-                if peer != rid:
-                    cmd += ["--peer", f"{peer}={urls[peer]}"]
+            peers = {peer: urls[peer] for peer in ids if peer != rid}
+            cmd = serve_command(
+                rid, args.base_port + i, str(data_dir / rid), args.durability, peers=peers
+            )
             # A new session: Ctrl-C reaches only us, and we stop the children in order.
             procs[rid] = subprocess.Popen(
                 cmd, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
             )
         for rid, proc in procs.items():
-            if not _await_serving(proc):
-                print(f"{PROG}: error: replica {rid} did not start", file=sys.stderr)
+            try:
+                await_serving(proc, START_TIMEOUT_S)
+            except NotServing:
+                print_error(PROG, f"replica {rid} did not start")
                 return 1
         for rid in ids:
             print(f"{rid} {urls[rid]}", flush=True)
@@ -113,39 +103,10 @@ def main(argv: list[str], environ: Mapping[str, str]) -> int:
         while not stopping:
             dead = [rid for rid, p in procs.items() if p.poll() is not None]
             if dead:
-                print(
-                    f"{PROG}: error: replica {dead[0]} exited with status "
-                    f"{procs[dead[0]].returncode}",
-                    file=sys.stderr,
-                )
+                status = procs[dead[0]].returncode
+                print_error(PROG, f"replica {dead[0]} exited with status {status}")
                 return 1
-            time.sleep(0.2)
+            time.sleep(POLL_S)
         return 0
     finally:
-        _stop_all(procs)
-
-
-def _await_serving(proc: subprocess.Popen[str]) -> bool:
-    """Wait for the child's "serving on" line."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            return False  # exited
-        if "serving on" in line:
-            return True
-    return False
-
-
-def _stop_all(procs: dict[str, subprocess.Popen[str]]) -> None:
-    for p in procs.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for p in procs.values():
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_processes(list(procs.values()), STOP_TIMEOUT_S)
