@@ -76,12 +76,11 @@ from crdtkv.bench import (
     proc_cpu_s,
     proc_rss_kb,
 )
-from crdtkv.sessions import TokenSigner
+from crdtkv.sessions import SESSION_HEADER, TokenSigner
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-SESSION_HEADER = "X-Crdtkv-Session"
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -412,9 +411,9 @@ def lags(run: Run, reps: list[Replica], since: float) -> tuple[list[float], list
 def replay_sizes(run: Run, reps: list[Replica]) -> dict[str, Any]:
     """Replay the workload on the pure core: encoded delta group vs full-state group per op."""
     from crdtkv.crdts import codec
+    from crdtkv.ops import apply_op
     from crdtkv.replica import records as rec
     from crdtkv.replica.keyspace import Replica as CoreReplica
-    from crdtkv.replica.ops import apply_op
 
     core = []
     for r in reps:
