@@ -1,0 +1,1 @@
+"""Tools around the store: command-line front ends, local clusters, benchmarks."""
