@@ -14,7 +14,7 @@ from crdtkv.errors import BadRequest, NotFound
 from crdtkv.ops.spec import Args, Result
 from crdtkv.replica.keyspace import Key, Replica
 
-__all__ = ["add", "contains", "delete", "get", "remove", "size"]
+__all__ = ["add", "contains", "delete", "get", "remove"]
 
 
 def add(r: Replica, a: Args, now_ms: int) -> Result:
@@ -53,10 +53,6 @@ def _live_set(r: Replica, key: Key) -> ORSet:
 def get(r: Replica, a: Args, now_ms: int) -> Result:
     s = _live_set(r, ("sets", a["key"]))
     return {"members": s.members(), "size": len(s)}
-
-
-def size(r: Replica, a: Args, now_ms: int) -> Result:
-    return {"size": len(_live_set(r, ("sets", a["key"])))}
 
 
 def contains(r: Replica, a: Args, now_ms: int) -> Result:

@@ -92,7 +92,6 @@ SET_VIEW = Shape(
         Field("size", Out.COUNT),
     ),
 )
-SET_SIZE = Shape("SetSize", (Field("size", Out.COUNT, "Members."),))
 SET_PRESENT = Shape("SetPresent", (Field("present", Out.BOOL),))
 HLL_CHANGED = Shape("HllChanged", (Field("changed", Out.BOOL, "Whether the sketch changed."),))
 HLL_COUNT = Shape("HllCount", (Field("count", Out.COUNT, "Estimated distinct items."),))
@@ -290,16 +289,6 @@ SETS: tuple[OpSpec, ...] = (
             ),
             Method("size", "The number of members; 0 for an absent set.", returns="size", absent=0),
         ),
-    ),
-    OpSpec(
-        "sets.size",
-        (KEY,),
-        sets.size,
-        writes=False,
-        result=SET_SIZE,
-        doc=Doc("A set's size (batch only)"),
-        route=None,
-        client=None,
     ),
     OpSpec(
         "sets.contains",
