@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +131,14 @@ class Arg:
             return None
         return _PARSERS[self.kind](self, op)
 
+    def parser(self) -> Callable[[Op], Any]:
+        """``parse`` as one closure, the kind's check looked up once (apply_op's hot path)."""
+        check = _PARSERS[self.kind]
+        if self.required:
+            return lambda op: check(self, op)
+        name = self.name
+        return lambda op: None if op.get(name) is None else check(self, op)
+
 
 @dataclass(frozen=True, slots=True)
 class Field:
@@ -233,6 +241,12 @@ class OpSpec:
     body: Body | None = None  # routes with body arguments: the request body's name and example
     snapshot: bool = False  # the read that returns a key's whole value (final reads compare it)
     resp: Resp | None = None
+    _parsers: tuple[tuple[str, Callable[[Op], Any]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_parsers", tuple((a.name, a.parser()) for a in self.args))
 
     @property
     def namespace(self) -> str:
@@ -252,7 +266,7 @@ class OpSpec:
 
     def parse(self, op: Op) -> Args:
         """Every argument validated, in order; the first bad one raises ``BadRequest``."""
-        return {a.name: a.parse(op) for a in self.args}
+        return {name: parse(op) for name, parse in self._parsers}
 
 
 # -- validation -------------------------------------------------------------------------------
