@@ -125,14 +125,9 @@ class Arg:
     def client_name(self) -> str:
         return self.param or self.name
 
-    def parse(self, op: Op) -> Any:
-        """The validated value of this argument in ``op``; raises ``BadRequest``."""
-        if not self.required and op.get(self.name) is None:
-            return None
-        return _PARSERS[self.kind](self, op)
-
     def parser(self) -> Callable[[Op], Any]:
-        """``parse`` as one closure, the kind's check looked up once (apply_op's hot path)."""
+        """Its validation: ``op`` -> the argument's value (None: an absent optional one);
+        raises ``BadRequest``.  One closure, the kind's check looked up once."""
         check = _PARSERS[self.kind]
         if self.required:
             return lambda op: check(self, op)
