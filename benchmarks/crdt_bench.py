@@ -49,8 +49,8 @@ from typing import Any, TypeVar, cast
 
 from crdtkv.crdts import HLC, HLL, LWWRegister, ORSet, PNCounter, pack, unpack
 from crdtkv.crdts.base import CRDT
+from crdtkv.ops import apply_op
 from crdtkv.replica.keyspace import Replica
-from crdtkv.replica.ops import apply_op
 
 # Realistic actor ids: "<replica_id>~<incarnation>" as the replica mints them.
 REPLICA_A = "eu-west-1"

@@ -49,7 +49,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("metrics (prometheus_client)", ("prometheus_client/", "api/metrics.py")),
     ("group commit (crdtkv/node.py)", ("crdtkv/node.py", "replica/persist.py")),
     ("storage (RocksDB)", ("storage/rocks.py", "rocksdict")),
-    ("CRDT core (ops, keyspace, crdts)", ("crdtkv/replica/", "crdtkv/crdts/")),
+    ("CRDT core (ops, keyspace, crdts)", ("crdtkv/ops/", "crdtkv/replica/", "crdtkv/crdts/")),
     ("body codec (orjson/msgpack, depth)", ("api/codec.py", "api/limits.py")),
     ("routes + middlewares (crdtkv/api)", ("crdtkv/api/",)),
     ("replication", ("replication/",)),

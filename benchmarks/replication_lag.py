@@ -64,7 +64,7 @@ from typing import Any
 
 import orjson
 
-from crdtkv.sessions import TokenSigner
+from crdtkv.sessions import SESSION_HEADER, TokenSigner
 from crdtkv.tools.bench.fetch import JSON_TYPE, RawFetcher, Request
 from crdtkv.tools.bench.machine import machine_cpu, machine_info, proc_cpu_s, proc_rss_kb
 from crdtkv.tools.bench.report import percentile
@@ -79,7 +79,6 @@ from crdtkv.tools.procs import (
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-SESSION_HEADER = "X-Crdtkv-Session"
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -370,9 +369,9 @@ def lags(run: Run, reps: list[Replica], since: float) -> tuple[list[float], list
 def replay_sizes(run: Run, reps: list[Replica]) -> dict[str, Any]:
     """Replay the workload on the pure core: encoded delta group vs full-state group per op."""
     from crdtkv.crdts import codec
+    from crdtkv.ops import apply_op
     from crdtkv.replica import records as rec
     from crdtkv.replica.keyspace import Replica as CoreReplica
-    from crdtkv.replica.ops import apply_op
 
     core = []
     for r in reps:

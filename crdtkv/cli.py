@@ -243,7 +243,7 @@ COMMANDS: dict[str, Command] = {
 
 
 def _client_commands() -> dict[str, Command]:
-    from crdtkv.cli_client import COMMANDS as CLIENT
+    from crdtkv.tools.client_cli import COMMANDS as CLIENT
 
     return {name: Command(help, run) for name, (help, run) in CLIENT.items()}
 

@@ -15,14 +15,18 @@
     ├── StorageError (500 internal)   the data directory misbehaved
     └── ClusterUnavailable            (client side) no replica in the list answered
 
-The API layer maps any CrdtkvError to a response in one place
-(``status``, ``code``, ``message``); the client raises the same classes
-from the server's error body.  Nothing here does I/O.
+Each class carries its HTTP ``status`` and wire ``code``; nothing else
+spells the mapping out.  The API layer maps any CrdtkvError to a response in
+one place (``status``, ``code``, ``message``); ``error_for_status`` names the
+class of a status that something else raised (aiohttp's router);
+``WIRE_ERRORS`` are the codes a response can carry, and the classes the
+client raises for them (``error_for_code``).  Nothing here does I/O.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "WIRE_ERRORS",
     "BadRequest",
     "ClockOffsetError",
     "ClusterUnavailable",
@@ -38,6 +42,7 @@ __all__ = [
     "Unauthorized",
     "UnsupportedMediaType",
     "error_for_code",
+    "error_for_status",
 ]
 
 
@@ -108,19 +113,19 @@ class StorageError(CrdtkvError):
     code = "internal"
 
 
-_BY_CODE: dict[str, type[CrdtkvError]] = {
-    cls.code: cls
-    for cls in (
-        BadRequest,
-        Unauthorized,
-        KeyNotFound,
-        MethodNotAllowed,
-        PayloadTooLarge,
-        UnsupportedMediaType,
-        SessionUnavailable,
-        CrdtkvError,
-    )
-}
+WIRE_ERRORS: tuple[type[CrdtkvError], ...] = (
+    BadRequest,
+    Unauthorized,
+    KeyNotFound,  # the client raises the subclass: an absent key is the usual 404
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    SessionUnavailable,
+    CrdtkvError,  # internal
+)
+"""One class per code a response can carry (the order of the OpenAPI document's list)."""
+
+_BY_CODE: dict[str, type[CrdtkvError]] = {cls.code: cls for cls in WIRE_ERRORS}
 
 
 class ClusterUnavailable(CrdtkvError):
@@ -133,3 +138,17 @@ class ClusterUnavailable(CrdtkvError):
 def error_for_code(code: str, message: str) -> CrdtkvError:
     """The exception a client raises for a server error body."""
     return _BY_CODE.get(code, CrdtkvError)(message)
+
+
+def error_for_status(status: int) -> type[CrdtkvError]:
+    """The class for a status raised outside crdtkv (aiohttp's router, its body limit).
+
+    A 4xx is the direct subclass of ``CrdtkvError`` with that status, else
+    ``BadRequest``; anything else is ``CrdtkvError`` (internal).
+    """
+    if 400 <= status < 500:
+        for cls in CrdtkvError.__subclasses__():
+            if cls.status == status:
+                return cls
+        return BadRequest
+    return CrdtkvError

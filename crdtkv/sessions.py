@@ -25,7 +25,17 @@ import msgpack
 from crdtkv.crdts.causal import VersionVector, decode_vv, vv_join
 from crdtkv.errors import BadRequest, CodecError
 
-__all__ = ["TOKEN_BYTES_MAX", "SessionToken", "TokenSigner", "derive_key"]
+__all__ = [
+    "SESSION_HEADER",
+    "TOKEN_BYTES_MAX",
+    "WAIT_HEADER",
+    "SessionToken",
+    "TokenSigner",
+    "derive_key",
+]
+
+SESSION_HEADER = "X-Crdtkv-Session"  # carries the token, both ways
+WAIT_HEADER = "X-Crdtkv-Wait-Ms"  # how long a replica may wait until it covers the token
 
 TOKEN_BYTES_MAX = 8192  # a vector of a few hundred actors; anything longer is refused
 _MAC_BYTES = 16

@@ -11,8 +11,10 @@ of the repository.  tests/api/test_openapi.py fails when either drifts from
 this script, when the document is not valid OpenAPI 3.1, or when it and the
 app's routes (or docs/api.md) disagree.
 
-Limits come from ``crdtkv.limits``, so the document follows the code.  Two
-of them are in UTF-8 bytes while JSON Schema's ``maxLength`` counts
+The operations come from the op table (``crdtkv.ops.table``: routes,
+arguments, result shapes, texts), the error codes and statuses from
+``crdtkv.errors`` and limits from ``crdtkv.limits``, so the document follows
+the code.  Two of the limits are in UTF-8 bytes while JSON Schema's ``maxLength`` counts
 characters: the document states the character bound, which is looser, and
 the description names the byte limit the server enforces.
 """
@@ -28,7 +30,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crdtkv import limits  # noqa: E402 - needs the checkout on sys.path
+# These need the checkout on sys.path.
+from crdtkv import limits  # noqa: E402
+from crdtkv.errors import (  # noqa: E402
+    WIRE_ERRORS,
+    BadRequest,
+    CrdtkvError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    SessionUnavailable,
+    StorageError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from crdtkv.ops.spec import Arg, Field, In, Kind, OpSpec, Out, Shape  # noqa: E402
+from crdtkv.ops.table import TABLE  # noqa: E402
+from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER  # noqa: E402
 
 __all__ = ["OUTPUTS", "build", "render"]
 
@@ -36,8 +54,6 @@ OUTPUTS = (ROOT / "crdtkv" / "api" / "openapi.json", ROOT / "docs" / "openapi.js
 
 Json = dict[str, Any]
 
-SESSION_HEADER = "X-Crdtkv-Session"
-WAIT_HEADER = "X-Crdtkv-Wait-Ms"
 _REPLICA_ID_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"
 
 
@@ -74,128 +90,51 @@ INT64 = {
 }
 
 
-def _strings(what: str) -> Json:
-    return {
-        "type": "array",
-        "maxItems": limits.MEMBERS_PER_OP_MAX,
-        "items": schema("Member"),
-        "description": f"{what}: at most {limits.MEMBERS_PER_OP_MAX} strings.",
-    }
+def camel(name: str) -> str:
+    """``ttl_ms`` -> ``TtlMs``, ``hlls.count`` -> ``HllsCount``."""
+    return "".join(part.capitalize() for part in name.replace(".", "_").split("_"))
 
 
-def _sources() -> Json:
-    return {
-        "type": "array",
-        "minItems": 1,
-        "maxItems": limits.HLL_SOURCES_MAX,
-        "items": schema("Key"),
-        "description": f"Keys of other HLLs: 1 to {limits.HLL_SOURCES_MAX}.",
-    }
+def _unique(items: list[Any]) -> list[Any]:
+    """Distinct items by name, first appearance first (the table's order)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        out.setdefault(item.name, item)
+    return list(out.values())
 
 
-def _batch_op(op: str, fields: Json, required: list[str], summary: str) -> Json:
-    properties: Json = {"op": {"const": op}, "key": schema("Key"), **fields}
-    return obj(properties, ["op", "key", *required], description=summary)
+ARGS = _unique([arg for spec in TABLE for arg in spec.args])
+SHAPES: list[Shape] = _unique([spec.result for spec in TABLE])
+BODIES = _unique([spec.body for spec in TABLE if spec.body is not None])
 
 
-BATCH_OPS: dict[str, tuple[str, Json]] = {
-    # op -> (component name, schema); one per single-key endpoint, plus counters.decr.
-    "registers.set": (
-        "RegistersSetOp",
-        _batch_op(
-            "registers.set",
-            {"value": schema("JsonValue"), "ttl_ms": schema("TtlMs")},
-            ["value"],
-            "PUT /v1/registers/{key}",
-        ),
-    ),
-    "registers.get": (
-        "RegistersGetOp",
-        _batch_op("registers.get", {}, [], "GET /v1/registers/{key}"),
-    ),
-    "registers.delete": (
-        "RegistersDeleteOp",
-        _batch_op("registers.delete", {}, [], "DELETE /v1/registers/{key}"),
-    ),
-    "counters.incr": (
-        "CountersIncrOp",
-        _batch_op(
-            "counters.incr", {"delta": schema("Int64")}, ["delta"], "POST /v1/counters/{key}"
-        ),
-    ),
-    "counters.decr": (
-        "CountersDecrOp",
-        _batch_op(
-            "counters.decr",
-            {"delta": schema("Int64")},
-            ["delta"],
-            "counters.incr with the delta negated (batch only)",
-        ),
-    ),
-    "counters.get": (
-        "CountersGetOp",
-        _batch_op("counters.get", {}, [], "GET /v1/counters/{key}"),
-    ),
-    "counters.delete": (
-        "CountersDeleteOp",
-        _batch_op("counters.delete", {}, [], "DELETE /v1/counters/{key}"),
-    ),
-    "sets.add": (
-        "SetsAddOp",
-        _batch_op(
-            "sets.add", {"members": schema("Members")}, ["members"], "POST /v1/sets/{key}/add"
-        ),
-    ),
-    "sets.remove": (
-        "SetsRemoveOp",
-        _batch_op(
-            "sets.remove", {"members": schema("Members")}, ["members"], "POST /v1/sets/{key}/remove"
-        ),
-    ),
-    "sets.get": ("SetsGetOp", _batch_op("sets.get", {}, [], "GET /v1/sets/{key}")),
-    "sets.contains": (
-        "SetsContainsOp",
-        _batch_op(
-            "sets.contains",
-            {"member": {"type": "string"}},
-            ["member"],
-            "GET /v1/sets/{key}/members/{member}",
-        ),
-    ),
-    "sets.delete": ("SetsDeleteOp", _batch_op("sets.delete", {}, [], "DELETE /v1/sets/{key}")),
-    "hlls.add": (
-        "HllsAddOp",
-        _batch_op("hlls.add", {"items": schema("Items")}, ["items"], "POST /v1/hlls/{key}/add"),
-    ),
-    "hlls.count": (
-        "HllsCountOp",
-        _batch_op(
-            "hlls.count",
-            {"sources": _sources()},
-            [],
-            "GET /v1/hlls/{key} (`sources` as the `union` query parameter)",
-        ),
-    ),
-    "hlls.merge": (
-        "HllsMergeOp",
-        _batch_op("hlls.merge", {"sources": _sources()}, ["sources"], "POST /v1/hlls/{key}/merge"),
-    ),
-    "hlls.delete": ("HllsDeleteOp", _batch_op("hlls.delete", {}, [], "DELETE /v1/hlls/{key}")),
-}
-
-ERROR_CODES: dict[str, str] = {
-    "bad_request": "400: malformed body, missing/unknown/wrongly typed field, bad key, bad header",
-    "unauthorized": "401: an auth token is configured and the request lacks it",
-    "not_found": "404: the key is absent, or the path is unknown",
-    "method_not_allowed": "405: a known path, another method",
-    "payload_too_large": "413: the body is over the limit",
-    "unsupported_media_type": "415: the body is in another format",
-    "session_unavailable": "503: the session token asks for updates this replica has not applied",
-    "internal": "500: a storage failure or a bug; the replica's log says which",
-}
+def _is_int64(arg: Arg) -> bool:
+    return (arg.lo, arg.hi) == (limits.INT64_MIN, limits.INT64_MAX)
 
 
-def schemas() -> Json:
+def arg_schema(arg: Arg) -> Json:
+    """An argument's schema in a request body or a batch op."""
+    if arg.kind is Kind.KEY:
+        return schema("Key")
+    if arg.kind is Kind.JSON:
+        return schema("JsonValue")
+    if arg.kind is Kind.INT:
+        return schema("Int64" if _is_int64(arg) else camel(arg.name))
+    if arg.kind is Kind.STRINGS:
+        return schema(camel(arg.name))
+    if arg.kind is Kind.KEYS:
+        return {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": arg.hi,
+            "items": schema("Key"),
+            "description": f"{arg.doc}: 1 to {arg.hi}.",
+        }
+    return {"type": "string"}
+
+
+def arg_components() -> Json:
+    """The schemas the arguments refer to, by kind: keys, lists of strings, ints, JSON."""
     out: Json = {
         "Key": {
             "type": "string",
@@ -210,35 +149,121 @@ def schemas() -> Json:
             "description": f"A set member or HLL item: at most {limits.MEMBER_BYTES_MAX} bytes "
             "of UTF-8.",
         },
-        "Members": _strings("Set members"),
-        "Items": _strings("HLL items"),
-        "Int64": {**INT64, "description": "A 64-bit signed integer."},
-        "TtlMs": {
-            "type": ["integer", "null"],
-            "minimum": 1,
-            "maximum": limits.TTL_MS_MAX,
-            "description": "Time to live in milliseconds, counted from the write (at most ten "
-            "years). Absent or null: the value does not expire.",
-        },
-        "JsonValue": {
-            "description": f"Any JSON value, nested at most {limits.JSON_DEPTH_MAX} levels deep "
-            "(the whole body counts), its integers within 64 bits.",
-        },
+    }
+    for arg in (a for a in ARGS if a.kind is Kind.STRINGS):
+        out[camel(arg.name)] = {
+            "type": "array",
+            "maxItems": arg.hi,
+            "items": schema("Member"),
+            "description": f"{arg.doc}: at most {arg.hi} strings.",
+        }
+    out["Int64"] = {**INT64, "description": "A 64-bit signed integer."}
+    for arg in (a for a in ARGS if a.kind is Kind.INT and not _is_int64(a)):
+        out[camel(arg.name)] = {
+            "type": "integer" if arg.required else ["integer", "null"],
+            "minimum": arg.lo,
+            "maximum": arg.hi,
+            "description": arg.doc,
+        }
+    out["JsonValue"] = {
+        "description": f"Any JSON value, nested at most {limits.JSON_DEPTH_MAX} levels deep "
+        "(the whole body counts), its integers within 64 bits.",
+    }
+    return out
+
+
+def _batch_op(spec: OpSpec) -> Json:
+    fields = {a.name: arg_schema(a) for a in spec.args[1:]}
+    required = [a.name for a in spec.args if a.required]
+    if spec.route is None:
+        summary = spec.doc.summary
+    else:
+        summary = f"{spec.route.method} {spec.route.path}"
+        for a in spec.args_in(In.QUERY):
+            summary += f" (`{a.name}` as the `{a.query}` query parameter)"
+    properties: Json = {"op": {"const": spec.name}, "key": arg_schema(spec.args[0]), **fields}
+    return obj(properties, ["op", *required], description=summary)
+
+
+BATCH_OPS: dict[str, tuple[str, Json]] = {
+    # op -> (component name, schema); one per op of the table.
+    spec.name: (f"{camel(spec.name)}Op", _batch_op(spec))
+    for spec in TABLE
+}
+
+ERROR_DOCS: dict[str, tuple[str, str]] = {
+    # code -> (what it means, in a word; the error response's description)
+    "bad_request": (
+        "malformed body, missing/unknown/wrongly typed field, bad key, bad header",
+        "Malformed JSON; a body that is not an object; a missing, unknown or wrongly typed "
+        "field; a key that is empty or over the limit; JSON nested deeper than "
+        f"{limits.JSON_DEPTH_MAX} levels; an integer outside 64 bits; a counter result outside "
+        f"the 64-bit signed range; a session token that does not verify; a bad {WAIT_HEADER}. "
+        "Nothing changed.",
+    ),
+    "unauthorized": (
+        "an auth token is configured and the request lacks it",
+        "The replica runs with an auth token and the request lacks "
+        "`Authorization: Bearer <token>` or has another token.",
+    ),
+    "not_found": (
+        "the key is absent, or the path is unknown",
+        "The key does not exist (never written, deleted, expired, a set with no members).",
+    ),
+    "method_not_allowed": ("a known path, another method", "A known path with another method."),
+    "payload_too_large": (
+        "the body is over the limit",
+        f"The body is over the limit ({limits.BODY_BYTES_MAX} bytes by default).",
+    ),
+    "unsupported_media_type": (
+        "the body is in another format",
+        "The body declares a Content-Type other than the ones this operation takes (a body "
+        "without Content-Type is read as JSON).",
+    ),
+    "session_unavailable": (
+        "the session token asks for updates this replica has not applied",
+        f"This replica has not applied everything the session token covers within "
+        f"{WAIT_HEADER}; try another replica, or later.",
+    ),
+    "internal": (
+        "a storage failure or a bug; the replica's log says which",
+        "The replica stopped after a storage failure, or a bug; its log says which.",
+    ),
+}
+
+
+def result_field(f: Field) -> Json:
+    described = {"description": f.doc} if f.doc else {}
+    if f.kind is Out.OK:
+        return {"const": True}
+    if f.kind is Out.JSON:
+        return schema("JsonValue")
+    if f.kind is Out.INT64:
+        return schema("Int64")
+    if f.kind is Out.COUNT:
+        return {**COUNT, **described}
+    if f.kind is Out.BOOL:
+        return {"type": "boolean", **described}
+    return {"type": "array", "items": {"type": "string"}, "uniqueItems": True, **described}
+
+
+def request_bodies() -> Json:
+    out: Json = {}
+    for body in BODIES:
+        spec = next(s for s in TABLE if s.body is body)
+        args = spec.args_in(In.BODY)
+        properties = {a.name: arg_schema(a) for a in args}
+        required = [a.name for a in args if a.required]
+        described = {"description": body.description} if body.description else {}
+        out[body.name] = obj(properties, required, **described, examples=[dict(body.example)])
+    return out
+
+
+def schemas() -> Json:
+    out: Json = {
+        **arg_components(),
         # -- request bodies
-        "RegisterSet": obj(
-            {"value": schema("JsonValue"), "ttl_ms": schema("TtlMs")},
-            ["value"],
-            examples=[{"value": {"name": "ada"}, "ttl_ms": 60000}],
-        ),
-        "CounterIncr": obj(
-            {"delta": schema("Int64")},
-            description="A negative delta decrements. A result outside the 64-bit signed range "
-            "is refused (400) and changes nothing.",
-            examples=[{"delta": 3}],
-        ),
-        "SetMembers": obj({"members": schema("Members")}, examples=[{"members": ["a", "b"]}]),
-        "HllItems": obj({"items": schema("Items")}, examples=[{"items": ["u1", "u2"]}]),
-        "HllMerge": obj({"sources": _sources()}, examples=[{"sources": ["visitors:eu"]}]),
+        **request_bodies(),
         "Batch": obj(
             {
                 "ops": {
@@ -276,29 +301,7 @@ def schemas() -> Json:
             },
         },
         # -- response bodies
-        "Ok": obj({"ok": {"const": True}}),
-        "RegisterValue": obj({"value": schema("JsonValue")}),
-        "CounterValue": obj({"value": schema("Int64")}),
-        "SetAdded": obj(
-            {"added": {**COUNT, "description": "Members that were not present before."}}
-        ),
-        "SetRemoved": obj({"removed": {**COUNT, "description": "Members that were present."}}),
-        "SetView": obj(
-            {
-                "members": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "uniqueItems": True,
-                    "description": "Sorted (by Unicode code point).",
-                },
-                "size": COUNT,
-            }
-        ),
-        "SetPresent": obj({"present": {"type": "boolean"}}),
-        "HllChanged": obj(
-            {"changed": {"type": "boolean", "description": "Whether the sketch changed."}}
-        ),
-        "HllCount": obj({"count": {**COUNT, "description": "Estimated distinct items."}}),
+        **{shape.name: obj({f.name: result_field(f) for f in shape.fields}) for shape in SHAPES},
         "BatchResults": obj(
             {
                 "results": {
@@ -308,23 +311,7 @@ def schemas() -> Json:
                 }
             }
         ),
-        "BatchResult": {
-            "anyOf": [
-                schema(name)
-                for name in (
-                    "Ok",
-                    "RegisterValue",
-                    "CounterValue",
-                    "SetAdded",
-                    "SetRemoved",
-                    "SetView",
-                    "SetPresent",
-                    "HllChanged",
-                    "HllCount",
-                    "Error",
-                )
-            ]
-        },
+        "BatchResult": {"anyOf": [*(schema(shape.name) for shape in SHAPES), schema("Error")]},
         "Health": obj({"status": {"const": "ok"}}),
         "Status": obj(
             {
@@ -353,8 +340,10 @@ def schemas() -> Json:
             }
         ),
         "ErrorCode": {
-            "enum": list(ERROR_CODES),
-            "description": "; ".join(f"`{c}`: {why}" for c, why in ERROR_CODES.items()),
+            "enum": [cls.code for cls in WIRE_ERRORS],
+            "description": "; ".join(
+                f"`{cls.code}`: {cls.status}: {ERROR_DOCS[cls.code][0]}" for cls in WIRE_ERRORS
+            ),
         },
         "Error": obj(
             {
@@ -374,35 +363,46 @@ def schemas() -> Json:
 # -- parameters, headers, responses ------------------------------------------------------------
 
 
-def parameters() -> Json:
-    return {
-        "Key": {
-            "name": "key",
+def param_name(arg: Arg) -> str:
+    """The parameter component of a path or query argument."""
+    return camel(arg.query if arg.http is In.QUERY and arg.query else arg.name)
+
+
+def http_parameter(arg: Arg) -> Json:
+    if arg.kind is Kind.KEY:
+        return {
+            "name": arg.name,
             "in": "path",
             "required": True,
             "description": f"{KEY_DESCRIPTION} Percent-encode it: `/` is `%2F`.",
             "schema": schema("Key"),
-        },
-        "Member": {
-            "name": "member",
+        }
+    if arg.http is In.PATH:
+        return {
+            "name": arg.name,
             "in": "path",
             "required": True,
-            "description": "The member to look for, percent-encoded.",
-            "schema": {"type": "string"},
-        },
-        "Union": {
-            "name": "union",
-            "in": "query",
-            "required": False,
-            "style": "form",
-            "explode": True,
-            "description": "Count the union of this HLL and these (repeat the parameter: "
-            "`?union=a&union=b`); absent HLLs count as empty and the answer is never 404.",
-            "schema": {
-                "type": "array",
-                "maxItems": limits.HLL_SOURCES_MAX,
-                "items": schema("Key"),
-            },
+            "description": arg.http_doc,
+            "schema": arg_schema(arg),
+        }
+    return {
+        "name": arg.query,
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": True,
+        "description": arg.http_doc,
+        "schema": {"type": "array", "maxItems": arg.hi, "items": schema("Key")},
+    }
+
+
+def parameters() -> Json:
+    return {
+        **{
+            param_name(arg): http_parameter(arg)
+            for spec in TABLE
+            for arg in spec.args
+            if arg.http is not In.BODY
         },
         "Session": {
             "name": SESSION_HEADER,
@@ -450,72 +450,33 @@ def headers() -> Json:
 
 SESSION_OUT = {SESSION_HEADER: ref("headers", "Session")}
 
-ERROR_RESPONSES: dict[int, tuple[str, str, str]] = {
-    # status -> (component name, code, description)
-    400: (
-        "BadRequest",
-        "bad_request",
-        "Malformed JSON; a body that is not an object; a missing, unknown or wrongly typed "
-        "field; a key that is empty or over the limit; JSON nested deeper than "
-        f"{limits.JSON_DEPTH_MAX} levels; an integer outside 64 bits; a counter result outside "
-        f"the 64-bit signed range; a session token that does not verify; a bad {WAIT_HEADER}. "
-        "Nothing changed.",
-    ),
-    401: (
-        "Unauthorized",
-        "unauthorized",
-        "The replica runs with an auth token and the request lacks "
-        "`Authorization: Bearer <token>` or has another token.",
-    ),
-    404: (
-        "NotFound",
-        "not_found",
-        "The key does not exist (never written, deleted, expired, a set with no members).",
-    ),
-    405: ("MethodNotAllowed", "method_not_allowed", "A known path with another method."),
-    413: (
-        "PayloadTooLarge",
-        "payload_too_large",
-        f"The body is over the limit ({limits.BODY_BYTES_MAX} bytes by default).",
-    ),
-    415: (
-        "UnsupportedMediaType",
-        "unsupported_media_type",
-        "The body declares a Content-Type other than the ones this operation takes (a body "
-        "without Content-Type is read as JSON).",
-    ),
-    500: (
-        "Internal",
-        "internal",
-        "The replica stopped after a storage failure, or a bug; its log says which.",
-    ),
-    503: (
-        "SessionUnavailable",
-        "session_unavailable",
-        f"This replica has not applied everything the session token covers within "
-        f"{WAIT_HEADER}; try another replica, or later.",
-    ),
-}
+
+def error_response_name(cls: type[CrdtkvError]) -> str:
+    return camel(cls.code)
 
 
 def responses() -> Json:
     out: Json = {}
-    for status, (name, code, description) in ERROR_RESPONSES.items():
+    for cls in sorted(WIRE_ERRORS, key=lambda c: c.status):
         error_schema = {
             "allOf": [schema("Error")],
-            "properties": {"error": {"properties": {"code": {"const": code}}}},
+            "properties": {"error": {"properties": {"code": {"const": cls.code}}}},
         }
         response_headers: Json = dict(SESSION_OUT)
-        if status == 401:
+        if cls is Unauthorized:
             response_headers["WWW-Authenticate"] = ref("headers", "WWWAuthenticate")
-        if status == 405:
+        if cls is MethodNotAllowed:
             response_headers["Allow"] = ref("headers", "Allow")
-        out[name] = {
-            "description": f"`{code}`: {description}",
+        out[error_response_name(cls)] = {
+            "description": f"`{cls.code}`: {ERROR_DOCS[cls.code][1]}",
             "headers": response_headers,
             "content": {"application/json": {"schema": error_schema}},
         }
     return out
+
+
+def error_refs(*classes: type[CrdtkvError]) -> Json:
+    return {str(cls.status): ref("responses", error_response_name(cls)) for cls in classes}
 
 
 # -- operations -----------------------------------------------------------------------------------
@@ -553,145 +514,53 @@ def operation(
             "required": True,
             "content": {"application/json": {"schema": schema(body)}},
         }
-    statuses = [400, 401]
+    errors: list[type[CrdtkvError]] = [BadRequest, Unauthorized]
     if reads_key:
-        statuses.append(404)
+        errors.append(NotFound)
     if body is not None:
-        statuses += [413, 415]
-    statuses += [500, 503]
-    out["responses"] = {
-        "200": response,
-        **{str(s): ref("responses", ERROR_RESPONSES[s][0]) for s in statuses},
-    }
+        errors += [PayloadTooLarge, UnsupportedMediaType]
+    errors += [StorageError, SessionUnavailable]
+    out["responses"] = {"200": response, **error_refs(*errors)}
+    return out
+
+
+def op_operation(spec: OpSpec) -> Json:
+    """The single-key endpoint of an op of the table."""
+    doc = spec.doc
+    return operation(
+        spec.name[0] + camel(spec.name)[1:],  # registersSet
+        spec.namespace,
+        doc.summary,
+        ok(spec.result.name, doc.result, doc.example),
+        body=None if spec.body is None else spec.body.name,
+        reads_key=spec.reads,
+        params=tuple(param_name(a) for a in spec.args if a.http is not In.BODY),
+        description=doc.description or None,
+    )
+
+
+def op_paths() -> Json:
+    """Each type's paths: its own resource first, then the deeper ones, in table order."""
+    routed = [spec for spec in TABLE if spec.route is not None]
+    types = list(dict.fromkeys(spec.namespace for spec in routed))
+    order = list(dict.fromkeys(spec.route.path for spec in routed if spec.route))
+    out: Json = {}
+    for spec in sorted(
+        routed,
+        key=lambda s: (
+            types.index(s.namespace),
+            s.route.path.count("/") if s.route else 0,
+            order.index(s.route.path) if s.route else 0,
+        ),
+    ):
+        assert spec.route is not None
+        out.setdefault(spec.route.path, {})[spec.route.method.lower()] = op_operation(spec)
     return out
 
 
 def paths() -> Json:
     return {
-        "/v1/registers/{key}": {
-            "put": operation(
-                "registersSet",
-                "registers",
-                "Write a register (last writer wins), optionally with a TTL",
-                ok("Ok", "Written.", {"ok": True}),
-                body="RegisterSet",
-            ),
-            "get": operation(
-                "registersGet",
-                "registers",
-                "Read a register",
-                ok("RegisterValue", "The value.", {"value": {"name": "ada"}}),
-                reads_key=True,
-            ),
-            "delete": operation(
-                "registersDelete",
-                "registers",
-                "Delete a register",
-                ok("Ok", "Deleted (also when it did not exist).", {"ok": True}),
-            ),
-        },
-        "/v1/counters/{key}": {
-            "post": operation(
-                "countersIncr",
-                "counters",
-                "Add a delta to a counter",
-                ok("CounterValue", "The value at this replica after the change.", {"value": 3}),
-                body="CounterIncr",
-            ),
-            "get": operation(
-                "countersGet",
-                "counters",
-                "Read a counter",
-                ok("CounterValue", "The value at this replica.", {"value": 3}),
-                reads_key=True,
-            ),
-            "delete": operation(
-                "countersDelete",
-                "counters",
-                "Delete a counter (reset it to 0)",
-                ok("Ok", "Deleted (also when it did not exist).", {"ok": True}),
-            ),
-        },
-        "/v1/sets/{key}": {
-            "get": operation(
-                "setsGet",
-                "sets",
-                "Read a set's members",
-                ok("SetView", "Members, sorted.", {"members": ["a", "b"], "size": 2}),
-                reads_key=True,
-            ),
-            "delete": operation(
-                "setsDelete",
-                "sets",
-                "Delete a set (remove every member this replica has seen)",
-                ok("Ok", "Deleted (also when it did not exist).", {"ok": True}),
-            ),
-        },
-        "/v1/sets/{key}/add": {
-            "post": operation(
-                "setsAdd",
-                "sets",
-                "Add members to a set (add wins over a concurrent remove)",
-                ok("SetAdded", "How many were not present before.", {"added": 2}),
-                body="SetMembers",
-            ),
-        },
-        "/v1/sets/{key}/remove": {
-            "post": operation(
-                "setsRemove",
-                "sets",
-                "Remove members from a set",
-                ok("SetRemoved", "How many were present.", {"removed": 1}),
-                body="SetMembers",
-            ),
-        },
-        "/v1/sets/{key}/members/{member}": {
-            "get": operation(
-                "setsContains",
-                "sets",
-                "Is a member in a set?",
-                ok("SetPresent", "Whether it is.", {"present": True}),
-                reads_key=True,
-                params=("Key", "Member"),
-                description="404 when the set itself does not exist.",
-            ),
-        },
-        "/v1/hlls/{key}": {
-            "get": operation(
-                "hllsCount",
-                "hlls",
-                "Estimate the distinct items of an HLL, or of a union of HLLs",
-                ok("HllCount", "The estimate.", {"count": 2}),
-                reads_key=True,
-                params=("Key", "Union"),
-                description="404 when the HLL does not exist and no `union` is given.",
-            ),
-            "delete": operation(
-                "hllsDelete",
-                "hlls",
-                "Delete an HLL",
-                ok("Ok", "Deleted (also when it did not exist).", {"ok": True}),
-            ),
-        },
-        "/v1/hlls/{key}/add": {
-            "post": operation(
-                "hllsAdd",
-                "hlls",
-                "Add items to an HLL",
-                ok("HllChanged", "Whether the sketch changed.", {"changed": True}),
-                body="HllItems",
-            ),
-        },
-        "/v1/hlls/{key}/merge": {
-            "post": operation(
-                "hllsMerge",
-                "hlls",
-                "Make an HLL the union of itself and other HLLs",
-                ok("HllCount", "The estimate after the merge.", {"count": 5}),
-                body="HllMerge",
-                description="Absent sources count as empty.",
-            ),
-        },
+        **op_paths(),
         "/v1/batch": {"post": batch_operation()},
         "/v1/status": {"get": status_operation()},
         "/healthz": {"get": healthz_operation()},
@@ -755,7 +624,7 @@ def status_operation() -> Json:
         description="Answers without waiting for a session token (it is how one finds a "
         "lagging replica), so never 503.",
     )
-    del out["responses"]["503"]
+    del out["responses"][str(SessionUnavailable.status)]
     return out
 
 
@@ -768,7 +637,7 @@ def healthz_operation() -> Json:
         "security": [],
         "responses": {
             "200": ok("Health", "Serving.", {"status": "ok"}),
-            "500": ref("responses", "Internal"),
+            **error_refs(StorageError),
         },
     }
 
@@ -787,7 +656,7 @@ def metrics_operation() -> Json:
                 "headers": dict(SESSION_OUT),
                 "content": {"text/plain": {"schema": {"type": "string"}}},
             },
-            "401": ref("responses", "Unauthorized"),
+            **error_refs(Unauthorized),
         },
     }
 

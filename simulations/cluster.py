@@ -42,11 +42,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
+from crdtkv.ops.routing import http_request as ops_http_request
+from crdtkv.ops.table import OPS, snapshot_read
+from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER
 from simulations import checkers
 from simulations.config import stream
 from simulations.history import Final, History, Op
@@ -56,8 +58,6 @@ from simulations.workload import Workload, keyspace
 __all__ = ["ClusterOptions", "add_arguments", "main", "run_cluster"]
 
 CLUSTER_FAULTS = ("partition", "oneway", "loss", "dup", "geo", "crash")
-SESSION_HEADER = "X-Crdtkv-Session"
-WAIT_HEADER = "X-Crdtkv-Wait-Ms"
 HOP_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"}
 )
@@ -236,37 +236,9 @@ class Proxy:
 
 
 # -- clients -------------------------------------------------------------------------------------
-ROUTES: dict[str, tuple[str, str]] = {
-    "registers.set": ("PUT", "/v1/registers/{key}"),
-    "registers.get": ("GET", "/v1/registers/{key}"),
-    "registers.delete": ("DELETE", "/v1/registers/{key}"),
-    "counters.incr": ("POST", "/v1/counters/{key}"),
-    "counters.get": ("GET", "/v1/counters/{key}"),
-    "counters.delete": ("DELETE", "/v1/counters/{key}"),
-    "sets.add": ("POST", "/v1/sets/{key}/add"),
-    "sets.remove": ("POST", "/v1/sets/{key}/remove"),
-    "sets.get": ("GET", "/v1/sets/{key}"),
-    "sets.contains": ("GET", "/v1/sets/{key}/members/{member}"),
-    "sets.delete": ("DELETE", "/v1/sets/{key}"),
-    "hlls.add": ("POST", "/v1/hlls/{key}/add"),
-    "hlls.count": ("GET", "/v1/hlls/{key}"),
-    "hlls.merge": ("POST", "/v1/hlls/{key}/merge"),
-    "hlls.delete": ("DELETE", "/v1/hlls/{key}"),
-}
-
-
 def http_request(kind: str, key: str, args: dict[str, Any]) -> tuple[str, str, Any]:
-    """(method, path, JSON body or None) of an operation, per the contract."""
-    method, template = ROUTES[kind]
-    path = template.format(
-        key=quote(key, safe=""), member=quote(str(args.get("member", "")), safe="")
-    )
-    if kind == "hlls.count" and args.get("sources"):
-        path += "?" + "&".join(f"union={quote(s, safe='')}" for s in args["sources"])
-        return method, path, None
-    if method in ("GET", "DELETE"):
-        return method, path, None
-    return method, path, {k: v for k, v in args.items() if k != "member"}
+    """(method, path, JSON body or None) of an operation: its row of the op table."""
+    return ops_http_request(OPS[kind], {"key": key, **args})
 
 
 @dataclass
@@ -494,17 +466,11 @@ class ClusterRun:
 
     async def final_reads(self, session: aiohttp.ClientSession) -> Final:
         final = Final(at_ms=self.now_ms())
-        read_kind = {
-            "registers": "registers.get",
-            "counters": "counters.get",
-            "sets": "sets.get",
-            "hlls": "hlls.count",
-        }
         for rid, r in self.replicas.items():
             reads: dict[tuple[str, str], dict[str, Any]] = {}
             for ns, keys in self.keys.items():
                 for key in keys:
-                    _method, path, _ = http_request(read_kind[ns], key, {})
+                    _method, path, _ = http_request(snapshot_read(ns).name, key, {})
                     async with session.get(r.url + path) as resp:
                         reads[(ns, key)] = (
                             {"not_found": True} if resp.status == 404 else await resp.json()

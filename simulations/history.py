@@ -24,24 +24,12 @@ from typing import Any
 
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, VersionVector
+from crdtkv.ops.table import TABLE
 
 __all__ = ["READS", "WRITES", "Final", "History", "Meta", "Op"]
 
-READS = frozenset({"registers.get", "counters.get", "sets.get", "sets.contains", "hlls.count"})
-WRITES = frozenset(
-    {
-        "registers.set",
-        "registers.delete",
-        "counters.incr",
-        "counters.delete",
-        "sets.add",
-        "sets.remove",
-        "sets.delete",
-        "hlls.add",
-        "hlls.merge",
-        "hlls.delete",
-    }
-)
+READS = frozenset(spec.name for spec in TABLE if spec.reads)
+WRITES = frozenset(spec.name for spec in TABLE if spec.writes)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from typing import Any
 
 from crdtkv.crdts.causal import Dot
 from crdtkv.errors import NotFound
-from crdtkv.replica import apply_op
+from crdtkv.ops import apply_op, snapshot_read
 from replication.protocol import Settings
 from simulations import checkers
 from simulations.canaries import CANARIES
@@ -262,14 +262,8 @@ class Simulation:
 
 
 def final_read(node: SimNode, ns: str, key: str, now_ms: int) -> dict[str, Any]:
-    kind = {
-        "registers": "registers.get",
-        "counters": "counters.get",
-        "sets": "sets.get",
-        "hlls": "hlls.count",
-    }[ns]
     try:
-        return apply_op(node.replica, {"op": kind, "key": key}, now_ms)
+        return apply_op(node.replica, {"op": snapshot_read(ns).name, "key": key}, now_ms)
     except NotFound:
         return {"not_found": True}
 

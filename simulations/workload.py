@@ -17,12 +17,52 @@ the write it saw.  ``ttl_ms`` is set on one register write in five.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MEMBERS", "Workload", "keyspace", "op_dict"]
+from crdtkv.ops import table
+
+__all__ = ["MEMBERS", "MIXES", "TYPE_WEIGHTS", "Workload", "key_class", "keyspace", "op_dict"]
 
 MEMBERS = [f"m{i}" for i in range(8)]
+
+TYPE_WEIGHTS: dict[str, int] = {"registers": 3, "counters": 3, "sets": 3, "hlls": 2}
+
+Mix = tuple[tuple[str, float, Mapping[str, Any]], ...]
+# Per key class, the ops of the table a client draws: (op, r below which it is drawn, fixed
+# arguments).  ``r`` is one uniform draw per op; the first op whose bound exceeds it is drawn.
+MIXES: dict[str, Mix] = {
+    "registers": (
+        ("registers.set", 0.45, {}),
+        ("registers.delete", 0.55, {}),
+        ("registers.get", 1.0, {}),
+    ),
+    "mono": (("counters.incr", 0.5, {}), ("counters.get", 1.0, {})),
+    "ctr": (("counters.incr", 0.45, {}), ("counters.delete", 0.55, {}), ("counters.get", 1.0, {})),
+    "sets": (
+        ("sets.add", 0.35, {}),
+        ("sets.remove", 0.55, {}),
+        ("sets.delete", 0.6, {}),
+        ("sets.get", 0.8, {}),
+        ("sets.contains", 1.0, {}),
+    ),
+    "hllm": (
+        ("hlls.merge", 0.2, {"sources": ["hll0", "hll1"]}),
+        ("hlls.add", 0.6, {}),
+        ("hlls.count", 1.0, {}),
+    ),
+    "hlld": (("hlls.delete", 0.1, {}), ("hlls.add", 0.6, {}), ("hlls.count", 1.0, {})),
+    "hll0": (
+        ("hlls.add", 0.6, {}),
+        ("hlls.count", 0.7, {"sources": ["hll1"]}),
+        ("hlls.count", 1.0, {}),
+    ),
+    "hlls": (("hlls.add", 0.6, {}), ("hlls.count", 1.0, {})),
+}
+_UNKNOWN = {name for mix in MIXES.values() for name, _, _ in mix} - set(table.OPS)
+if _UNKNOWN:  # a renamed or removed op fails here, not mid-run
+    raise ImportError(f"the workload draws ops the table lacks: {sorted(_UNKNOWN)}")
 
 
 def keyspace(keys: int) -> dict[str, list[str]]:
@@ -35,9 +75,18 @@ def keyspace(keys: int) -> dict[str, list[str]]:
     }
 
 
+def key_class(namespace: str, key: str) -> str:
+    """The ``MIXES`` entry for a key: its namespace, or the reserved shape of use it has."""
+    if namespace == "counters":
+        return "mono" if key.startswith("mono") else "ctr"
+    if namespace == "hlls" and key in MIXES:
+        return key
+    return namespace
+
+
 def op_dict(kind: str, key: str, args: dict[str, Any]) -> dict[str, Any]:
-    """The op as ``crdtkv.replica.apply_op`` (and ``/v1/batch``) takes it."""
-    return {"op": kind, "key": key, **args}
+    """The op as ``crdtkv.ops.apply_op`` (and ``/v1/batch``) takes it."""
+    return table.op_dict(kind, key, args)
 
 
 @dataclass
@@ -48,66 +97,73 @@ class Workload:
     writes: int = 0
 
     def next_op(self) -> tuple[str, str, dict[str, Any]]:
-        """(kind, key, args) of the next operation."""
-        pick = self.rng.choices(
-            [self._registers, self._counters, self._sets, self._hlls], [3, 3, 3, 2]
-        )[0]
-        return pick()
+        """(kind, key, args) of the next operation.
 
-    def _value(self) -> object:
+        The draws come in a fixed order (type, key, ``r``, then the type's
+        shared draws, then the arguments): a seed replays the same workload.
+        """
+        rng = self.rng
+        namespace = rng.choices(list(TYPE_WEIGHTS), list(TYPE_WEIGHTS.values()))[0]
+        key = rng.choice(self.keys[namespace])
+        r = rng.random()
+        cls = key_class(namespace, key)
+        shared = self._shared(namespace)
+        kind, fixed = next((k, f) for k, bound, f in MIXES[cls] if r < bound)
+        args: dict[str, Any] = {}
+        for arg in table.OPS[kind].args[1:]:  # after the key, in the table's order
+            if arg.name in fixed:
+                value = fixed[arg.name]
+                args[arg.name] = list(value) if isinstance(value, list) else value
+                continue
+            draw = _ARGS.get(arg.name)
+            if draw is None:
+                if arg.required:
+                    raise KeyError(f"the workload cannot draw {arg.name!r} of {kind}")
+                continue  # an optional argument the workload leaves out
+            value = draw(self, cls, shared)
+            if value is not None:
+                args[arg.name] = value
+        return kind, key, args
+
+    def _shared(self, namespace: str) -> Any:
+        # Drawn before the op is chosen, whichever it is: sets a member count, HLLs the items.
+        if namespace == "sets":
+            return self.rng.randint(1, 3)
+        if namespace == "hlls":
+            return [f"i{self.rng.randint(0, 3_000)}" for _ in range(self.rng.randint(1, 6))]
+        return None
+
+    def _value(self, cls: str, shared: Any) -> object:
         self.writes += 1
         tag = f"{self.client}:{self.writes}"
         return tag if self.rng.random() < 0.7 else {"w": tag, "n": self.writes}
 
-    def _registers(self) -> tuple[str, str, dict[str, Any]]:
-        key = self.rng.choice(self.keys["registers"])
-        r = self.rng.random()
-        if r < 0.45:
-            args: dict[str, Any] = {"value": self._value()}
-            if self.rng.random() < 0.2:
-                args["ttl_ms"] = self.rng.choice([50, 300, 2_000])
-            return "registers.set", key, args
-        if r < 0.55:
-            return "registers.delete", key, {}
-        return "registers.get", key, {}
+    def _ttl_ms(self, cls: str, shared: Any) -> int | None:
+        if self.rng.random() < 0.2:
+            return self.rng.choice([50, 300, 2_000])
+        return None
 
-    def _counters(self) -> tuple[str, str, dict[str, Any]]:
-        key = self.rng.choice(self.keys["counters"])
-        r = self.rng.random()
-        if key.startswith("mono"):
-            if r < 0.5:
-                return "counters.incr", key, {"delta": self.rng.randint(1, 9)}
-            return "counters.get", key, {}
-        if r < 0.45:
-            return "counters.incr", key, {"delta": self.rng.choice([-7, -3, -1, 1, 2, 5, 10])}
-        if r < 0.55:
-            return "counters.delete", key, {}
-        return "counters.get", key, {}
+    def _delta(self, cls: str, shared: Any) -> int:
+        if cls == "mono":
+            return self.rng.randint(1, 9)
+        return self.rng.choice([-7, -3, -1, 1, 2, 5, 10])
 
-    def _sets(self) -> tuple[str, str, dict[str, Any]]:
-        key = self.rng.choice(self.keys["sets"])
-        r = self.rng.random()
-        k = self.rng.randint(1, 3)
-        if r < 0.35:
-            return "sets.add", key, {"members": self.rng.sample(MEMBERS, k)}
-        if r < 0.55:
-            return "sets.remove", key, {"members": self.rng.sample(MEMBERS, k)}
-        if r < 0.6:
-            return "sets.delete", key, {}
-        if r < 0.8:
-            return "sets.get", key, {}
-        return "sets.contains", key, {"member": self.rng.choice(MEMBERS)}
+    def _members(self, cls: str, shared: Any) -> list[str]:
+        return self.rng.sample(MEMBERS, shared)
 
-    def _hlls(self) -> tuple[str, str, dict[str, Any]]:
-        key = self.rng.choice(self.keys["hlls"])
-        r = self.rng.random()
-        items = [f"i{self.rng.randint(0, 3_000)}" for _ in range(self.rng.randint(1, 6))]
-        if key == "hllm" and r < 0.2:
-            return "hlls.merge", key, {"sources": ["hll0", "hll1"]}
-        if key == "hlld" and r < 0.1:
-            return "hlls.delete", key, {}
-        if r < 0.6:
-            return "hlls.add", key, {"items": items}
-        if key == "hll0" and r < 0.7:
-            return "hlls.count", key, {"sources": ["hll1"]}
-        return "hlls.count", key, {}
+    def _member(self, cls: str, shared: Any) -> str:
+        return self.rng.choice(MEMBERS)
+
+    def _items(self, cls: str, shared: Any) -> list[str]:
+        return list(shared)
+
+
+# Argument name -> how a client draws it; None leaves an optional argument out.
+_ARGS: dict[str, Callable[[Workload, str, Any], Any]] = {
+    "value": Workload._value,
+    "ttl_ms": Workload._ttl_ms,
+    "delta": Workload._delta,
+    "members": Workload._members,
+    "member": Workload._member,
+    "items": Workload._items,
+}

@@ -340,7 +340,7 @@ def test_console_script_help_runs(tmp_path: Path) -> None:
 
 def test_sigterm_waits_for_in_flight_requests(tmp_path: Path, procs: list[Any]) -> None:
     """A request parked in a session wait is answered before the process exits."""
-    from crdtkv.sessions import SessionToken, TokenSigner
+    from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER, SessionToken, TokenSigner
 
     port = free_port()
     args = ["--replica-id", "r1", "--port", str(port), "--data-dir", str(tmp_path / "d")]
@@ -351,7 +351,7 @@ def test_sigterm_waits_for_in_flight_requests(tmp_path: Path, procs: list[Any]) 
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(
             b"GET /v1/counters/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-            b"X-Crdtkv-Wait-Ms: 700\r\nX-Crdtkv-Session: " + token.encode() + b"\r\n\r\n"
+            + f"{WAIT_HEADER}: 700\r\n{SESSION_HEADER}: {token}\r\n\r\n".encode()
         )
         time.sleep(0.2)  # the request is now waiting inside the server
         proc.send_signal(signal.SIGTERM)

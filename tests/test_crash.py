@@ -48,7 +48,8 @@ from crdtkv.crdts.hlc import ZERO
 from crdtkv.crdts.lww_register import LWWRegister
 from crdtkv.errors import CrdtkvError, StorageError
 from crdtkv.node import Node
-from crdtkv.replica import Replica, apply_op
+from crdtkv.ops import apply_op
+from crdtkv.replica import Replica
 from crdtkv.replica import records as rec
 from crdtkv.replica.persist import Checkpointer, build_batch, load_replica
 from crdtkv.storage import MemoryStorage, Storage, WriteBatch

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PURE = [
     *sorted((ROOT / "crdtkv" / "crdts").glob("*.py")),
     *sorted((ROOT / "crdtkv" / "replica").glob("*.py")),
+    *sorted((ROOT / "crdtkv" / "ops").glob("*.py")),
     ROOT / "crdtkv" / "sessions.py",
     ROOT / "crdtkv" / "errors.py",
     ROOT / "crdtkv" / "limits.py",

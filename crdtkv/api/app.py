@@ -57,14 +57,12 @@ from crdtkv.api.state import (
 from crdtkv.config import ServeConfig
 from crdtkv.errors import BadRequest, CrdtkvError, SessionUnavailable, Unauthorized
 from crdtkv.node import Node
-from crdtkv.sessions import TokenSigner
+from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER, TokenSigner
 
 __all__ = ["SESSION_HEADER", "WAIT_HEADER", "make_app"]
 
 log = logging.getLogger("crdtkv.api")
 
-SESSION_HEADER = "X-Crdtkv-Session"
-WAIT_HEADER = "X-Crdtkv-Wait-Ms"
 _WAIT_MS = re.compile(r"[0-9]{1,9}")
 # aiohttp refuses a longer request line (default 8190 bytes) before any middleware runs, with a
 # text/plain 400 and no session header.  Valid requests are longer: a percent-encoded key takes

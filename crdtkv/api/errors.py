@@ -16,24 +16,14 @@ import orjson
 from aiohttp import web
 
 from crdtkv.errors import (
-    BadRequest,
     CrdtkvError,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     Unauthorized,
-    UnsupportedMediaType,
+    error_for_status,
 )
 
 __all__ = ["error_body", "error_response", "extra_headers", "from_http_exception"]
-
-_BY_STATUS: dict[int, type[CrdtkvError]] = {
-    401: Unauthorized,
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-    415: UnsupportedMediaType,
-}
 
 
 def error_body(err: CrdtkvError) -> dict[str, Any]:
@@ -52,17 +42,12 @@ def error_response(err: CrdtkvError, headers: dict[str, str] | None = None) -> w
 
 def from_http_exception(exc: web.HTTPException, request: web.Request) -> CrdtkvError:
     """aiohttp's exception as ours, with a message a user can act on."""
-    cls = _BY_STATUS.get(exc.status)
-    if exc.status == 404:
+    if exc.status == NotFound.status:
         return NotFound(f"no such path: {request.method} {request.path}")
-    if exc.status == 405 and isinstance(exc, web.HTTPMethodNotAllowed):
+    if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = ", ".join(sorted(exc.allowed_methods))
         return MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use {allowed}")
-    if cls is not None:
-        return cls(exc.reason)
-    if 400 <= exc.status < 500:
-        return BadRequest(exc.reason)
-    return CrdtkvError(exc.reason)
+    return error_for_status(exc.status)(exc.reason)
 
 
 def extra_headers(exc: BaseException) -> dict[str, str] | None:

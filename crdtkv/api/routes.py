@@ -1,18 +1,20 @@
 """The contract's endpoints: path and body -> op dict -> ``node.apply``.
 
-Each single-key endpoint is one row of ``ROUTES``: the op it maps to and the
-body fields it takes.  The handler builds the same op dict a ``/v1/batch``
-op is, so validation and semantics live in one place (``crdtkv.replica.ops``).
+Every op of the table (``crdtkv.ops.table``) with a ``route`` gets its
+single-key endpoint here: the handler builds the same op dict a
+``/v1/batch`` op is, from the path arguments (``{key}``, ``{member}``), the
+query arguments and the body arguments, so validation and semantics live in
+one place (``crdtkv.ops``).
 
 ``{key}`` is one path segment: clients percent-encode ``/`` as ``%2F`` and
 aiohttp decodes it in ``match_info``.  The pattern also matches the empty
 segment, so ``PUT /v1/registers/`` is 400 (empty key), not 404.
 
-Extras beyond the contract:
+Extras beyond the contract, all from the table:
 
 - ``GET /v1/hlls/{key}?union=k2&union=k3`` counts the union of ``key`` and
-  the named HLLs (op ``hlls.count`` with ``sources``);
-- the batch endpoint also takes ``counters.decr``;
+  the named HLLs (op ``hlls.count`` with ``sources``, a query argument);
+- the batch endpoint also takes the ops without a route (``counters.decr``);
 - unknown body fields (and unknown fields of a batch op) are refused with
   400, so a typo such as ``"ttl"`` for ``"ttl_ms"`` is not silently ignored.
 """
@@ -20,7 +22,7 @@ Extras beyond the contract:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
 from typing import Any
 
 from aiohttp import web
@@ -41,53 +43,22 @@ from crdtkv.api.limits import read_body
 from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS
 from crdtkv.errors import BadRequest, CrdtkvError, StorageError
 from crdtkv.node import Node
+from crdtkv.ops.spec import In, OpSpec
+from crdtkv.ops.table import TABLE
 
-__all__ = ["OP_FIELDS", "ROUTES", "Route", "add_routes"]
+__all__ = ["add_routes", "path_pattern"]
 
 log = logging.getLogger("crdtkv.api")
 
-_KEY = "{key:[^/]*}"
-_MEMBER = "{member:[^/]*}"
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    method: str  # HTTP method
-    path: str  # aiohttp path pattern
-    op: str  # the op (crdtkv.replica.ops) it maps to
-    body: tuple[str, ...] | None = None  # the body fields it takes; None: it takes no body
-
-
-ROUTES: tuple[Route, ...] = (
-    Route("PUT", f"/v1/registers/{_KEY}", "registers.set", ("value", "ttl_ms")),
-    Route("GET", f"/v1/registers/{_KEY}", "registers.get"),
-    Route("DELETE", f"/v1/registers/{_KEY}", "registers.delete"),
-    Route("POST", f"/v1/counters/{_KEY}", "counters.incr", ("delta",)),
-    Route("GET", f"/v1/counters/{_KEY}", "counters.get"),
-    Route("DELETE", f"/v1/counters/{_KEY}", "counters.delete"),
-    Route("POST", f"/v1/sets/{_KEY}/add", "sets.add", ("members",)),
-    Route("POST", f"/v1/sets/{_KEY}/remove", "sets.remove", ("members",)),
-    Route("GET", f"/v1/sets/{_KEY}", "sets.get"),
-    Route("GET", f"/v1/sets/{_KEY}/members/{_MEMBER}", "sets.contains"),
-    Route("DELETE", f"/v1/sets/{_KEY}", "sets.delete"),
-    Route("POST", f"/v1/hlls/{_KEY}/add", "hlls.add", ("items",)),
-    Route("GET", f"/v1/hlls/{_KEY}", "hlls.count"),
-    Route("POST", f"/v1/hlls/{_KEY}/merge", "hlls.merge", ("sources",)),
-    Route("DELETE", f"/v1/hlls/{_KEY}", "hlls.delete"),
-)
-
-
-def _op_fields() -> dict[str, frozenset[str]]:
-    fields = {r.op: {"op", "key", *(r.body or ())} for r in ROUTES}
-    fields["sets.contains"].add("member")
-    fields["hlls.count"].add("sources")
-    fields["counters.decr"] = {"op", "key", "delta"}
-    return {op: frozenset(f) for op, f in fields.items()}
-
-
-OP_FIELDS: dict[str, frozenset[str]] = _op_fields()
-"""The fields each op takes (a batch op with any other field is refused)."""
+_PATH_ARG = re.compile(r"\{(\w+)\}")
 _BATCH_FIELDS = frozenset({"ops"})
+_OP_FIELDS: dict[str, frozenset[str]] = {spec.name: spec.fields for spec in TABLE}
+"""The fields each op takes (a batch op with any other field is refused)."""
+
+
+def path_pattern(path: str) -> str:
+    """aiohttp's pattern of a table route: each ``{name}`` is one segment, possibly empty."""
+    return _PATH_ARG.sub(r"{\1:[^/]*}", path)
 
 
 def _reject_unknown(body: dict[Any, Any], known: frozenset[str], what: str) -> None:
@@ -113,9 +84,11 @@ async def _read_object(
 # -- single-key endpoints -------------------------------------------------------------------
 
 
-def _handler(route: Route) -> Handler:
-    """The endpoint of one route: the op dict from the path (and body), then ``node.apply``."""
-    name, fields = route.op, frozenset(route.body or ())
+def _handler(spec: OpSpec) -> Handler:
+    """The endpoint of one op: the op dict from the path (query, body), then ``node.apply``."""
+    name = spec.name
+    fields = frozenset(a.name for a in spec.args_in(In.BODY))
+    queries = tuple((a.name, a.query or a.name) for a in spec.args_in(In.QUERY))
 
     async def handle_with_body(request: web.Request) -> web.StreamResponse:
         op, _ = await _read_object(request, allow_msgpack=False)  # a new dict: ours to extend
@@ -127,13 +100,15 @@ def _handler(route: Route) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         op: dict[str, Any] = {"op": name}
         op.update(request.match_info)  # key, and member for sets.contains
-        if name == "hlls.count":
-            unions = request.query.getall("union", [])
-            if unions:
-                op["sources"] = unions
+        for field, query in queries:  # list arguments: the parameter repeated
+            values = request.query.getall(query, [])
+            if values:
+                op[field] = values
         return json_response(request.app[NODE].apply(op))
 
-    chosen = handle if route.body is None else handle_with_body
+    if fields and queries:
+        raise ValueError(f"{name}: a route takes body or query arguments, not both")
+    chosen = handle_with_body if fields else handle
     chosen.__name__ = name.replace(".", "_")
     return chosen
 
@@ -146,7 +121,7 @@ def _apply_one(node: Node, op: object) -> dict[str, Any]:
     try:
         if isinstance(op, dict):
             name = op.get("op")
-            fields = OP_FIELDS.get(name) if isinstance(name, str) else None
+            fields = _OP_FIELDS.get(name) if isinstance(name, str) else None
             if fields is not None and not op.keys() <= fields:
                 _reject_unknown(op, fields, f"op {name!r}")
         return node.apply(op)
@@ -203,8 +178,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    for route in ROUTES:
-        app.router.add_route(route.method, route.path, _handler(route))
+    for spec in TABLE:
+        if spec.route is not None:
+            app.router.add_route(spec.route.method, path_pattern(spec.route.path), _handler(spec))
     app.router.add_post("/v1/batch", batch)
     app.router.add_get("/v1/status", status, allow_head=False)
     app.router.add_get("/healthz", healthz)

@@ -11,22 +11,22 @@ import orjson
 
 from crdtkv import limits
 from crdtkv.client.model import Call
-from crdtkv.errors import BadRequest
+from crdtkv.errors import BadRequest, SessionUnavailable
+from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER
 
-SESSION_HEADER = "X-Crdtkv-Session"
-WAIT_HEADER = "X-Crdtkv-Wait-Ms"
 ATTEMPTS_MAX = 6  # requests per call across all replicas, before giving up
 BACKOFF_BASE_S = 0.05
 BACKOFF_MAX_S = 1.0
-REFUSED_STATUS = 503  # the replica served nothing: session_unavailable or stopped
+REFUSED_STATUS = (
+    SessionUnavailable.status
+)  # the replica served nothing: session_unavailable or stopped
 
 
-# Calls that are safe to send twice: a retry after a connection dropped
-# mid-request cannot double-apply them.  Counter changes and batches are not.
 def idempotent(call: Call) -> bool:
-    if call.method in ("GET", "PUT", "DELETE"):
-        return True
-    return "/sets/" in call.path or "/hlls/" in call.path
+    """Safe to send twice: a retry after a connection dropped mid-request cannot
+    double-apply it.  The op table says which ops are (counter changes are not);
+    batches never are."""
+    return call.idempotent
 
 
 class ClientBase:

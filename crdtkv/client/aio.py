@@ -9,7 +9,7 @@ from typing import Any, Self
 import aiohttp
 
 from crdtkv.client._base import ClientBase, idempotent
-from crdtkv.client.model import Call, calls, result_of
+from crdtkv.client.model import Call, batch_call, result_of
 from crdtkv.client.namespaces import Counters, Hlls, Registers, Sets
 from crdtkv.errors import ClusterUnavailable, SessionUnavailable
 
@@ -41,7 +41,7 @@ class AsyncClient(ClientBase):
             self._session = None
 
     async def batch(self, ops: list[dict[str, Any]]) -> list[Any]:
-        return await self.call(calls.batch(ops))  # type: ignore[no-any-return]
+        return await self.call(batch_call(ops))  # type: ignore[no-any-return]
 
     async def call(self, call: Call) -> Any:
         last: Exception | None = None

@@ -1,21 +1,26 @@
 """The request model both clients share: one ``Call`` per operation.
 
-A ``Call`` is pure data: method, path, JSON body, and how to turn the
-response body into the method's return value (``decode``) or what to return
-for an absent key (``absent``).  ``Client`` and ``AsyncClient`` only differ
-in how they move bytes.
+A ``Call`` is pure data: method, path, JSON body, how to turn the response
+body into the method's return value (``decode``), what to return for an
+absent key (``absent``) and whether a retry is harmless.  ``op_call`` builds
+it from an op's row of the table (``crdtkv.ops.table``) and one of the
+row's client methods.  ``Client`` and ``AsyncClient`` only differ in how they
+move bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import copy
+import operator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from crdtkv.errors import BadRequest, CrdtkvError, NotFound, error_for_code
+from crdtkv.ops.routing import http_request
+from crdtkv.ops.spec import CALLER, RAISES, Kind, Method, OpSpec
 
-__all__ = ["MISSING", "Call", "calls", "raise_for_error"]
+__all__ = ["MISSING", "Call", "batch_call", "op_call", "raise_for_error", "result_of"]
 
 
 class _Missing:
@@ -26,19 +31,28 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-@dataclass(frozen=True)
+def _none(body: Any) -> None:
+    return None
+
+
+def _same(body: Any) -> Any:
+    return body
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     method: str
     path: str
     body: Any = None  # JSON body, or None
-    decode: Callable[[Any], Any] = lambda body: body
+    decode: Callable[[Any], Any] = _same
     absent: Any = MISSING  # value for a 404 not_found; MISSING re-raises
+    idempotent: bool = False  # safe to send twice: a retry after a lost reply cannot double-apply
 
 
-def _k(key: str) -> str:
-    if not isinstance(key, str):
+def _path_value(value: object) -> str:
+    if not isinstance(value, str):
         raise BadRequest("keys are strings")
-    return quote(key, safe="")
+    return value
 
 
 def _members(members: Iterable[str]) -> list[str]:
@@ -50,87 +64,33 @@ def _members(members: Iterable[str]) -> list[str]:
     return out
 
 
-class calls:
-    # registers
-    @staticmethod
-    def registers_set(key: str, value: Any, ttl_ms: int | None = None) -> Call:
-        body: dict[str, Any] = {"value": value}
-        if ttl_ms is not None:
-            body["ttl_ms"] = ttl_ms
-        return Call("PUT", f"/v1/registers/{_k(key)}", body, lambda b: None)
+def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
+    """The call of client method ``method`` of op ``spec``; ``given``: its bound parameters."""
+    fields: dict[str, Any] = {}
+    for arg in spec.args:
+        if arg.name in method.omit:
+            continue
+        value = given[arg.client_name]
+        if arg.kind in (Kind.STRINGS, Kind.KEYS):
+            value = _members(value)
+        elif arg.kind in (Kind.KEY, Kind.STRING):
+            value = _path_value(value)
+        if arg.name == method.negate:
+            value = -value
+        fields[arg.name] = value
+    verb, path, body = http_request(spec, fields)
+    if method.absent is CALLER:
+        absent = given["default"]
+    elif method.absent is RAISES:
+        absent = MISSING
+    else:
+        absent = copy.copy(method.absent)  # a fresh [] for every call
+    decode = _none if method.returns is None else operator.itemgetter(method.returns)
+    return Call(verb, path, body, decode, absent, spec.retry_safe)
 
-    @staticmethod
-    def registers_get(key: str, default: Any = MISSING) -> Call:
-        return Call("GET", f"/v1/registers/{_k(key)}", None, lambda b: b["value"], default)
 
-    @staticmethod
-    def registers_delete(key: str) -> Call:
-        return Call("DELETE", f"/v1/registers/{_k(key)}", None, lambda b: None)
-
-    # counters
-    @staticmethod
-    def counters_incr(key: str, by: int = 1) -> Call:
-        return Call("POST", f"/v1/counters/{_k(key)}", {"delta": by}, lambda b: b["value"])
-
-    @staticmethod
-    def counters_get(key: str) -> Call:
-        return Call("GET", f"/v1/counters/{_k(key)}", None, lambda b: b["value"], 0)
-
-    @staticmethod
-    def counters_delete(key: str) -> Call:
-        return Call("DELETE", f"/v1/counters/{_k(key)}", None, lambda b: None)
-
-    # sets
-    @staticmethod
-    def sets_add(key: str, members: Iterable[str]) -> Call:
-        body = {"members": _members(members)}
-        return Call("POST", f"/v1/sets/{_k(key)}/add", body, lambda b: b["added"])
-
-    @staticmethod
-    def sets_remove(key: str, members: Iterable[str]) -> Call:
-        body = {"members": _members(members)}
-        return Call("POST", f"/v1/sets/{_k(key)}/remove", body, lambda b: b["removed"])
-
-    @staticmethod
-    def sets_members(key: str) -> Call:
-        return Call("GET", f"/v1/sets/{_k(key)}", None, lambda b: b["members"], [])
-
-    @staticmethod
-    def sets_size(key: str) -> Call:
-        return Call("GET", f"/v1/sets/{_k(key)}", None, lambda b: b["size"], 0)
-
-    @staticmethod
-    def sets_contains(key: str, member: str) -> Call:
-        path = f"/v1/sets/{_k(key)}/members/{_k(member)}"
-        return Call("GET", path, None, lambda b: b["present"], False)
-
-    @staticmethod
-    def sets_delete(key: str) -> Call:
-        return Call("DELETE", f"/v1/sets/{_k(key)}", None, lambda b: None)
-
-    # hlls
-    @staticmethod
-    def hlls_add(key: str, items: Iterable[str]) -> Call:
-        body = {"items": _members(items)}
-        return Call("POST", f"/v1/hlls/{_k(key)}/add", body, lambda b: b["changed"])
-
-    @staticmethod
-    def hlls_count(key: str) -> Call:
-        return Call("GET", f"/v1/hlls/{_k(key)}", None, lambda b: b["count"], 0)
-
-    @staticmethod
-    def hlls_merge(key: str, sources: Iterable[str]) -> Call:
-        body = {"sources": _members(sources)}
-        return Call("POST", f"/v1/hlls/{_k(key)}/merge", body, lambda b: b["count"])
-
-    @staticmethod
-    def hlls_delete(key: str) -> Call:
-        return Call("DELETE", f"/v1/hlls/{_k(key)}", None, lambda b: None)
-
-    # batch
-    @staticmethod
-    def batch(ops: list[dict[str, Any]]) -> Call:
-        return Call("POST", "/v1/batch", {"ops": list(ops)}, lambda b: b["results"])
+def batch_call(ops: list[dict[str, Any]]) -> Call:
+    return Call("POST", "/v1/batch", {"ops": list(ops)}, operator.itemgetter("results"))
 
 
 def raise_for_error(status: int, body: Any) -> None:

@@ -1,94 +1,116 @@
 """The typed namespaces of both clients: ``db.registers``, ``db.counters``, ...
 
-Each method builds a ``Call`` and hands it to the client's ``call``: the
-blocking client returns the result, the asyncio client an awaitable of it
-(``await db.counters.incr("visits")``).  Return types below are those of the
-result.
+Their methods are generated from the op table's client methods
+(``OpSpec.client``): each builds a ``Call`` (``crdtkv.client.model.op_call``)
+and hands it to the client's ``call``: the blocking client returns the
+result, the asyncio client an awaitable of it
+(``await db.counters.incr("visits")``).  Each method has the signature and
+docstring its ``Method`` row describes (``help(db.sets.add)`` shows them);
+to the type checker every method takes anything and returns ``Any``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from crdtkv.client.model import MISSING, Call, calls
+from crdtkv.client.model import MISSING, Call, op_call
+from crdtkv.ops.spec import CALLER, NO_DEFAULT, Kind, Method, OpSpec
+from crdtkv.ops.table import TABLE
 
-__all__ = ["Counters", "Hlls", "Registers", "Sets"]
+__all__ = ["Counters", "Hlls", "Namespace", "Registers", "Sets", "signature"]
 
 
 class Caller(Protocol):
     def call(self, call: Call) -> Any: ...
 
 
-class Registers:
+class Namespace:
+    """One type's methods; subclasses are generated, one per type of the table."""
+
+    __slots__ = ("_c",)
+    namespace = ""
+
     def __init__(self, c: Caller) -> None:
         self._c = c
 
-    def set(self, key: str, value: Any, ttl_ms: int | None = None) -> Any:
-        return self._c.call(calls.registers_set(key, value, ttl_ms))
+    if TYPE_CHECKING:  # the methods are set on the generated subclasses
 
-    def get(self, key: str, default: Any = MISSING) -> Any:
-        """The value; raises ``KeyNotFound`` for an absent key unless ``default`` is given."""
-        return self._c.call(calls.registers_get(key, default))
-
-    def delete(self, key: str) -> Any:
-        return self._c.call(calls.registers_delete(key))
+        def __getattr__(self, name: str) -> Callable[..., Any]: ...
 
 
-class Counters:
-    def __init__(self, c: Caller) -> None:
-        self._c = c
-
-    def incr(self, key: str, by: int = 1) -> Any:
-        return self._c.call(calls.counters_incr(key, by))
-
-    def decr(self, key: str, by: int = 1) -> Any:
-        return self._c.call(calls.counters_incr(key, -by))
-
-    def get(self, key: str) -> Any:
-        """The value; 0 for an absent counter."""
-        return self._c.call(calls.counters_get(key))
-
-    def delete(self, key: str) -> Any:
-        return self._c.call(calls.counters_delete(key))
+_ANNOTATION = {
+    Kind.KEY: "str",
+    Kind.STRING: "str",
+    Kind.STRINGS: "str",
+    Kind.KEYS: "str",
+    Kind.INT: "int",
+    Kind.JSON: "Any",
+}
 
 
-class Sets:
-    def __init__(self, c: Caller) -> None:
-        self._c = c
+def signature(spec: OpSpec, method: Method) -> inspect.Signature:
+    """The client method's parameters (after ``self``), from the op's arguments."""
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params: list[inspect.Parameter] = []
+    for arg in spec.args:
+        if arg.name in method.omit:
+            continue
+        name, annotation = arg.client_name, _ANNOTATION[arg.kind]
+        if arg.kind in (Kind.STRINGS, Kind.KEYS):
+            kind = inspect.Parameter.VAR_POSITIONAL
+            params.append(inspect.Parameter(name, kind, annotation=annotation))
+        elif arg.default is not NO_DEFAULT:
+            params.append(
+                inspect.Parameter(name, positional, default=arg.default, annotation=annotation)
+            )
+        elif not arg.required:
+            annotation = f"{annotation} | None"
+            params.append(inspect.Parameter(name, positional, default=None, annotation=annotation))
+        else:
+            params.append(inspect.Parameter(name, positional, annotation=annotation))
+    if method.absent is CALLER:
+        params.append(inspect.Parameter("default", positional, default=MISSING, annotation="Any"))
+    return inspect.Signature(params, return_annotation="Any")
 
-    def add(self, key: str, *members: str) -> Any:
-        return self._c.call(calls.sets_add(key, members))
 
-    def remove(self, key: str, *members: str) -> Any:
-        return self._c.call(calls.sets_remove(key, members))
+def _method(spec: OpSpec, method: Method, owner: str) -> Callable[..., Any]:
+    sig = signature(spec, method)
 
-    def members(self, key: str) -> Any:
-        """Sorted members; [] for an absent set."""
-        return self._c.call(calls.sets_members(key))
+    def call(self: Namespace, /, *args: Any, **kwargs: Any) -> Any:
+        bound = sig.bind(*args, **kwargs)  # TypeError for wrong arguments, as a def would
+        bound.apply_defaults()
+        return self._c.call(op_call(spec, method, bound.arguments))
 
-    def size(self, key: str) -> Any:
-        return self._c.call(calls.sets_size(key))
-
-    def contains(self, key: str, member: str) -> Any:
-        return self._c.call(calls.sets_contains(key, member))
-
-    def delete(self, key: str) -> Any:
-        return self._c.call(calls.sets_delete(key))
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    call.__signature__ = sig.replace(parameters=[self_param, *sig.parameters.values()])  # type: ignore[attr-defined]
+    call.__name__ = method.name
+    call.__qualname__ = f"{owner}.{method.name}"
+    call.__doc__ = method.doc
+    call.__module__ = __name__
+    return call
 
 
-class Hlls:
-    def __init__(self, c: Caller) -> None:
-        self._c = c
+def _namespace(namespace: str) -> type[Namespace]:
+    owner = namespace.capitalize()
 
-    def add(self, key: str, *items: str) -> Any:
-        return self._c.call(calls.hlls_add(key, items))
+    class Generated(Namespace):
+        __slots__ = ()
 
-    def count(self, key: str) -> Any:
-        """Estimated distinct items; 0 for an absent HLL."""
-        return self._c.call(calls.hlls_count(key))
+    Generated.__name__ = Generated.__qualname__ = owner
+    Generated.__doc__ = f"``db.{namespace}``: the client methods of the {namespace} ops."
+    Generated.namespace = namespace
+    for spec in TABLE:
+        if spec.namespace == namespace:
+            for method in spec.client or ():
+                if method.name in vars(Generated):
+                    raise ValueError(f"two client methods db.{namespace}.{method.name}")
+                setattr(Generated, method.name, _method(spec, method, owner))
+    return Generated
 
-    def merge(self, key: str, *sources: str) -> Any:
-        return self._c.call(calls.hlls_merge(key, sources))
 
-    def delete(self, key: str) -> Any:
-        return self._c.call(calls.hlls_delete(key))
+Registers = _namespace("registers")
+Counters = _namespace("counters")
+Sets = _namespace("sets")
+Hlls = _namespace("hlls")

@@ -11,7 +11,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from crdtkv.client._base import ClientBase, idempotent
-from crdtkv.client.model import Call, calls, result_of
+from crdtkv.client.model import Call, batch_call, result_of
 from crdtkv.client.namespaces import Counters, Hlls, Registers, Sets
 from crdtkv.errors import ClusterUnavailable, SessionUnavailable
 
@@ -47,7 +47,7 @@ class Client(ClientBase):
 
     def batch(self, ops: list[dict[str, Any]]) -> list[Any]:
         """Several ops in one request; each slot holds a result or ``{"error": ...}``."""
-        return self.call(calls.batch(ops))  # type: ignore[no-any-return]
+        return self.call(batch_call(ops))  # type: ignore[no-any-return]
 
     # -- transport ---------------------------------------------------------------------
     def call(self, call: Call) -> Any:

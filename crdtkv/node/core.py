@@ -47,7 +47,8 @@ from typing import Any
 from crdtkv.crdts.causal import VersionVector, vv_dominates
 from crdtkv.crdts.hlc import Timestamp
 from crdtkv.errors import CrdtkvError, SessionUnavailable, StorageError
-from crdtkv.replica import Replica, apply_op
+from crdtkv.ops import apply_op
+from crdtkv.replica import Replica
 from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch
 from crdtkv.sessions import SessionToken

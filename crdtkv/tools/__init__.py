@@ -6,6 +6,8 @@ The layers, innermost first: the pure types (``crdtkv.crdts``,
 
 - ``crdtkv.tools.bench``: ``crdtkv bench``, the load generator;
 - ``crdtkv.tools.cluster``: ``crdtkv cluster``, N local replicas as one cluster;
+- ``crdtkv.tools.client_cli``: ``crdtkv get|set|incr|...``, the command-line
+  client, its verbs derived from the op table;
 - ``crdtkv.tools.procs``: local ``crdtkv serve`` children (free ports, the
   serving line, a clean stop), shared with ``benchmarks/``.
 

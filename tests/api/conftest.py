@@ -12,12 +12,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from crdtkv.api import SESSION_HEADER, make_app
+from crdtkv.api import make_app
 from crdtkv.api.metrics import PeersStatus
 from crdtkv.config import ServeConfig
 from crdtkv.node import Node
 from crdtkv.replica.persist import load_replica
-from crdtkv.sessions import SessionToken, TokenSigner
+from crdtkv.sessions import SESSION_HEADER, SessionToken, TokenSigner
 from crdtkv.storage.rocks import RocksStorage
 
 START_MS = 1_700_000_000_000

@@ -9,10 +9,9 @@ from urllib.parse import quote
 import msgpack
 import pytest
 
-from crdtkv.api import SESSION_HEADER, WAIT_HEADER
 from crdtkv.crdts.causal import vv_dominates
 from crdtkv.replica.keyspace import DeltaGroup
-from crdtkv.sessions import SessionToken, TokenSigner
+from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER, SessionToken, TokenSigner
 
 from .conftest import SECRET, Served, ServedFactory
 

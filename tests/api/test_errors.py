@@ -15,11 +15,10 @@ import pytest
 import pytest_asyncio
 
 from crdtkv import limits
-from crdtkv.api import SESSION_HEADER, WAIT_HEADER
 from crdtkv.config import ServeConfig
 from crdtkv.crdts.causal import VersionVector
 from crdtkv.errors import SessionUnavailable
-from crdtkv.sessions import SessionToken, TokenSigner
+from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER, SessionToken, TokenSigner
 
 from .conftest import SECRET, FakeClock, Reply, Served, ServedFactory
 

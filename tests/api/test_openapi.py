@@ -28,8 +28,9 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from yarl import URL
 
 from crdtkv import errors
-from crdtkv.api import SESSION_HEADER, make_app
+from crdtkv.api import make_app
 from crdtkv.config import DEFAULT_HOST, DEFAULT_PORT
+from crdtkv.sessions import SESSION_HEADER
 from replication.http import REPLICATE_PATH, ReplicationService
 
 from .conftest import ServedFactory

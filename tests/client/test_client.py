@@ -21,6 +21,7 @@ from crdtkv import (
     SessionUnavailable,
     Unauthorized,
 )
+from crdtkv.sessions import SESSION_HEADER
 from tests.procs import Server, clean_env, free_port, server_group
 
 TOKEN = "client-test-token"
@@ -189,7 +190,7 @@ class _Refuser(http.server.BaseHTTPRequestHandler):
         body = b'{"error": {"code": "session_unavailable", "message": "not yet"}}'
         self.send_response(503)
         self.send_header("Content-Type", "application/json")
-        self.send_header("X-Crdtkv-Session", "token-from-a-refusal")
+        self.send_header(SESSION_HEADER, "token-from-a-refusal")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from crdtkv import AsyncClient, Client, SessionUnavailable
-from crdtkv.client._base import SESSION_HEADER, WAIT_HEADER
-from crdtkv.sessions import TokenSigner
+from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER, TokenSigner
 from tests.client.history import Event, check
 from tests.procs import Server, free_ports, server_group, start_all, wait_until
 

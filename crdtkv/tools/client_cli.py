@@ -1,0 +1,221 @@
+"""The command-line client: ``crdtkv get|set|incr|sadd|srem|smembers|pfadd|pfcount|del``.
+
+The verbs are the op table's (``Method.cli`` in ``crdtkv.ops.table``), and so
+are their arguments and output: a verb calls one client method, takes that
+method's parameters (the key and a JSON value positionally, lists as several
+words, an optional integer as ``--name``, one with a default as an optional
+word), and prints its result by the result field's kind.  A verb on several
+types (``del``) takes ``--type``.
+
+For operators and shell scripts.  Every command takes ``--url`` (repeatable;
+default ``$CRDTKV_URL``, comma-separated, else http://127.0.0.1:7001),
+``--session FILE`` (read the causal session token from FILE if it exists,
+write the updated token back: consecutive commands then see each other's
+writes even when they go to different replicas) and ``--auth-token``
+(default ``$CRDTKV_AUTH_TOKEN``).
+
+Output is plain: a value as JSON, counts as integers, set members one per
+line.  Exit status: 0 success, 1 the server refused or no replica answered
+(one line on stderr with the error code), 2 bad usage; ``get`` of an absent
+key prints nothing and exits 1 with ``not_found``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crdtkv.cliutil import ArgParser, UsageError, print_error
+from crdtkv.errors import CrdtkvError
+from crdtkv.ops.spec import NO_DEFAULT, Arg, Kind, Method, OpSpec, Out, Verb
+from crdtkv.ops.table import TABLE
+
+__all__ = ["COMMANDS", "VERBS"]
+
+DEFAULT_URL = "http://127.0.0.1:7001"
+
+
+def _parser(name: str, help: str) -> ArgParser:
+    p = ArgParser(prog=f"crdtkv {name}", description=help, allow_abbrev=False)
+    p.add_argument("--url", action="append", help="a replica URL; repeatable [CRDTKV_URL]")
+    p.add_argument("--session", metavar="FILE", help="read and update a session token file")
+    p.add_argument("--auth-token", help="bearer token [CRDTKV_AUTH_TOKEN]")
+    p.add_argument("--wait-ms", type=int, help="how long a replica may wait for the session")
+    return p
+
+
+def _run(
+    name: str,
+    help: str,
+    add_args: Callable[[ArgParser], None],
+    act: Callable[[Any, argparse.Namespace], Any],
+    show: Callable[[Any], str | None],
+) -> Callable[[list[str], Mapping[str, str]], int]:
+    def main(argv: list[str], environ: Mapping[str, str]) -> int:
+        p = _parser(name, help)
+        add_args(p)
+        try:
+            args = p.parse_args(argv)
+        except UsageError as e:
+            print_error(p.prog, str(e))
+            return 2
+        urls = args.url or [
+            u for u in environ.get("CRDTKV_URL", DEFAULT_URL).split(",") if u.strip()
+        ]
+        token = _read_token(args.session)
+        from crdtkv.client import Client
+
+        try:
+            with Client(
+                urls,
+                session_token=token,
+                auth_token=args.auth_token or environ.get("CRDTKV_AUTH_TOKEN") or None,
+                wait_ms=args.wait_ms,
+            ) as db:
+                try:
+                    result = act(db, args)
+                finally:
+                    _write_token(args.session, db.session_token)
+        except CrdtkvError as e:
+            print(f"crdtkv {name}: error: {e.code}: {e.message}", file=sys.stderr)
+            return 1
+        out = show(result)
+        if out is not None:
+            print(out)
+        return 0
+
+    return main
+
+
+def _read_token(path: str | None) -> str | None:
+    if path and os.path.exists(path):
+        return Path(path).read_text().strip() or None
+    return None
+
+
+def _write_token(path: str | None, token: str | None) -> None:
+    if path and token:
+        tmp = Path(path + ".tmp")
+        tmp.write_text(token + "\n")
+        tmp.replace(path)  # atomic: a concurrent reader never sees half a token
+
+
+def _usage_error(name: str, message: str) -> int:
+    print(f"crdtkv {name}: error: {message}", file=sys.stderr)
+    return 2
+
+
+# -- verbs from the table -----------------------------------------------------------------------
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _lines(v: list[str]) -> str | None:
+    return "\n".join(v) if v else None
+
+
+_SHOW: dict[Out, Callable[[Any], str | None]] = {
+    Out.OK: lambda r: None,
+    Out.JSON: _json,
+    Out.INT64: str,
+    Out.COUNT: str,
+    Out.BOOL: lambda r: "1" if r else "0",
+    Out.SORTED_STRINGS: _lines,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Verb:
+    verb: Verb
+    uses: tuple[tuple[OpSpec, Method], ...]  # one per type it works on; the first is the default
+
+    @property
+    def args(self) -> tuple[Arg, ...]:
+        spec, method = self.uses[0]
+        return tuple(a for a in spec.args if a.name not in method.omit)
+
+
+def _verbs() -> dict[str, _Verb]:
+    uses: dict[str, list[tuple[OpSpec, Method]]] = {}
+    verbs: dict[str, Verb] = {}
+    for spec in TABLE:
+        for method in spec.client or ():
+            if method.cli is not None:
+                verbs.setdefault(method.cli.name, method.cli)
+                uses.setdefault(method.cli.name, []).append((spec, method))
+    # A verb on several types (del) after the others, as it always was.
+    order = sorted(verbs, key=lambda name: len(uses[name]) > 1)
+    return {name: _Verb(verbs[name], tuple(uses[name])) for name in order}
+
+
+def _add_args(p: ArgParser, verb: _Verb) -> None:
+    for arg in verb.args:
+        name = arg.client_name
+        if arg.kind in (Kind.STRINGS, Kind.KEYS):
+            p.add_argument(name, nargs="+", metavar=name.removesuffix("s").upper())
+        elif arg.kind is Kind.INT and not arg.required:
+            p.add_argument(f"--{name.replace('_', '-')}", type=int, help=arg.help)
+        elif arg.kind is Kind.INT and arg.default is not NO_DEFAULT:
+            p.add_argument(name, nargs="?", type=int, default=arg.default, help=arg.help)
+        elif arg.kind is Kind.INT:
+            p.add_argument(name, type=int, help=arg.help)
+        else:
+            p.add_argument(name)
+            if arg.kind is Kind.JSON:
+                p.add_argument(
+                    "--json",
+                    action="store_true",
+                    help=f"parse {name.upper()} as JSON (default: a string)",
+                )
+    if len(verb.uses) > 1:
+        types = [spec.namespace for spec, _ in verb.uses]
+        p.add_argument("--type", choices=types, default=types[0], help=f"default {types[0]}")
+
+
+def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
+    by_type = {spec.namespace: (spec, method) for spec, method in verb.uses}
+
+    def act(db: Any, a: argparse.Namespace) -> Any:
+        spec, method = by_type[getattr(a, "type", verb.uses[0][0].namespace)]
+        words: list[Any] = []
+        for arg in verb.args:
+            value = getattr(a, arg.client_name)
+            if arg.kind is Kind.JSON and a.json:
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as e:
+                    message = f"{arg.client_name.upper()} is not JSON: {e.msg}"
+                    raise SystemExit(_usage_error(verb.verb.name, message)) from e
+            if arg.kind in (Kind.STRINGS, Kind.KEYS):
+                words.extend(value)
+            else:
+                words.append(value)
+        return getattr(getattr(db, spec.namespace), method.name)(*words)
+
+    return act
+
+
+def _show(verb: _Verb) -> Callable[[Any], str | None]:
+    spec, method = verb.uses[0]
+    if method.returns is None:
+        return _SHOW[Out.OK]
+    return _SHOW[spec.result.field(method.returns).kind]
+
+
+def _command(verb: _Verb) -> Callable[[list[str], Mapping[str, str]], int]:
+    name = verb.verb.name
+    return _run(name, verb.verb.help, lambda p: _add_args(p, verb), _act(verb), _show(verb))
+
+
+VERBS = _verbs()
+COMMANDS: dict[str, tuple[str, Callable[[list[str], Mapping[str, str]], int]]] = {
+    name: (verb.verb.help, _command(verb)) for name, verb in VERBS.items()
+}

@@ -1,0 +1,47 @@
+"""Valid and invalid values of each argument kind, for the table tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crdtkv import limits
+from crdtkv.ops.spec import Arg, Kind, OpSpec
+
+
+def sample(arg: Arg) -> Any:
+    """A valid value of ``arg``."""
+    return {
+        Kind.KEY: "k",
+        Kind.INT: max(arg.lo, min(arg.hi, 2)),
+        Kind.JSON: {"a": [1, "x", None]},
+        Kind.STRINGS: ["a", "b"],
+        Kind.KEYS: ["other"],
+        Kind.STRING: "a",
+    }[arg.kind]
+
+
+def sample_op(spec: OpSpec, key: str = "k", *, optional: bool = False) -> dict[str, Any]:
+    """A valid op of ``spec`` on ``key``; ``optional``: with its optional arguments too."""
+    op: dict[str, Any] = {"op": spec.name}
+    op.update({a.name: sample(a) for a in spec.args if a.required or optional})
+    op["key"] = key
+    return op
+
+
+def bad_values(arg: Arg) -> list[Any]:
+    """Values of ``arg`` the op must refuse with 400."""
+    deep: Any = 1
+    for _ in range(limits.JSON_DEPTH_MAX + 1):
+        deep = [deep]
+    if arg.kind is Kind.KEY:
+        return [5, None, "", "k" * (limits.KEY_BYTES_MAX + 1), "\ud800", ["k"]]
+    if arg.kind is Kind.INT:
+        return ["1", True, 1.5, [], arg.lo - 1, arg.hi + 1]
+    if arg.kind is Kind.JSON:
+        return [float("nan"), b"x", deep, 2**64, {1: 2}, {"k": "\ud800"}]
+    if arg.kind is Kind.STRINGS:
+        too_long = ["x" * (limits.MEMBER_BYTES_MAX + 1)]
+        return ["a", [1], too_long, ["\ud800"], ["a"] * (arg.hi + 1), {"a": 1}]
+    if arg.kind is Kind.KEYS:
+        return ["a", [], [5], [""], ["a"] * (arg.hi + 1)]
+    return [5, ["a"], {"a": 1}]
