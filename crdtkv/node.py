@@ -28,6 +28,7 @@ from typing import Any
 
 from crdtkv.crdts.causal import VersionVector, vv_dominates
 from crdtkv.errors import StorageError
+from crdtkv.metrics import MetricsRegistry
 from crdtkv.replica import Replica, apply_op
 from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch, mark_clean
@@ -72,6 +73,7 @@ class Node:
         self.on_durable: list[Callable[[list[LogEntry]], None]] = []
         self.batches_written = 0
         self.entries_written = 0
+        self.metrics = MetricsRegistry()  # every layer's collectors; /metrics renders it
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._applied_waiters: dict[asyncio.Future[None], VersionVector] = {}
         self._wakeup = asyncio.Event()
