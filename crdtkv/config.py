@@ -274,7 +274,8 @@ def _replication(specs: Sequence[str], name: str) -> ReplicationSettings:
     known = [f.name for f in fields(ReplicationSettings)]
     values: dict[str, int] = {}
     for spec in specs:
-        setting, eq, text = spec.strip().partition("=")
+        setting, eq, text = spec.partition("=")
+        setting = setting.strip()
         if not eq:
             raise UsageError(name, f"{spec!r} is not NAME=VALUE")
         if setting not in known:
