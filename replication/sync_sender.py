@@ -75,6 +75,7 @@ class SyncRun:
     inflight_buckets: list[int] = field(default_factory=list)
     inflight_want: list[Key] = field(default_factory=list)
     inflight_shipped: list[Key] = field(default_factory=list)  # keys with a state in flight
+    inflight_keys: int = 0  # key hashes in the SyncKeys in flight: the reply wants at most these
     shipped: set[Key] = field(default_factory=set)  # keys whose states the peer acknowledged
     keys_compared: int = 0
     states_shipped: int = 0
@@ -141,6 +142,7 @@ class SyncSender:
             run.inflight_buckets.append(run.buckets.pop())
             keys.extend((k[0], k[1], h) for k, h in in_bucket)
         run.keys_compared += len(keys)
+        run.inflight_keys = len(keys)
         return SyncKeys(head, run.sync_id, tuple(keys)), 0
 
     def _ship_states(self, peer: PeerState, run: SyncRun, head: Header) -> tuple[Message, int]:
@@ -191,7 +193,8 @@ class SyncSender:
         if run.stage is Stage.DIGEST:
             run.buckets = [b for b in msg.buckets if 0 <= b < BUCKETS]
         elif run.stage is Stage.KEYS:
-            run.want.extend(msg.want)
+            # At most one key per hash we sent: a run never wants more keys than it compared.
+            run.want.extend(msg.want[: run.inflight_keys])
         elif run.stage is Stage.DONE:
             if msg.acked == run.upto:
                 peer.acked = max(peer.acked, run.upto)
@@ -211,3 +214,4 @@ class SyncSender:
         run.inflight_buckets.clear()
         run.inflight_want.clear()
         run.inflight_shipped.clear()
+        run.inflight_keys = 0

@@ -176,3 +176,17 @@ def test_protocol_violations_are_typed_errors_that_change_nothing() -> None:
     with pytest.raises(ProtocolError, match="expected a reply"):
         r0.rep.receive_reply("r1", SyncDigest(head, 5, ()), c.now_ms)
     assert ProtocolError.status == 400
+
+
+def test_a_reply_never_makes_a_run_want_more_keys_than_it_compared() -> None:
+    c, r0, r1 = _behind()
+    peer = r0.rep.peers["r1"]
+    _, reply = _send(c, r0, r1)  # SyncDigest
+    r0.rep.receive_reply("r1", reply, c.now_ms)
+    out = r0.rep.next_message("r1", c.now_ms)
+    assert out is not None and isinstance(out[0], SyncKeys)
+    sent = len(out[0].keys)
+    assert 1 <= sent < 10
+    greedy = tuple(("registers", f"x{i}") for i in range(1_000))
+    r0.rep.receive_reply("r1", Reply(reply.head, -1, out[0].sync_id, want=greedy), c.now_ms)
+    assert peer.sync is not None and len(peer.sync.want) == sent
