@@ -44,16 +44,16 @@ __all__ = [
 ]
 
 # -- clients -------------------------------------------------------------------------------
-KEY_BYTES_MAX = 1024  # the contract: a key is 1..1024 UTF-8 bytes
+KEY_BYTES_MAX = 1024  # the API: a key is 1..1024 UTF-8 bytes (docs/api.md)
 MEMBER_BYTES_MAX = 4096  # set members and HLL items; bigger values belong in registers
 MEMBERS_PER_OP_MAX = 10_000  # one add/remove call; bounds the work of one request
 SET_MEMBERS_MAX = 10_000_000  # a set this large no longer fits the "held in memory" design
 HLL_SOURCES_MAX = 64  # keys named in one merge or union count
 BATCH_OPS_MAX = 1_000  # ops in one /v1/batch request
-JSON_DEPTH_MAX = 64  # the contract: JSON nested deeper than 64 levels is refused
-BODY_BYTES_MAX = 1024 * 1024  # the contract: 1 MiB per client request by default
+JSON_DEPTH_MAX = 64  # the API: JSON nested deeper than 64 levels is refused
+BODY_BYTES_MAX = 1024 * 1024  # the API: 1 MiB per client request by default
 TTL_MS_MAX = 10 * 365 * 24 * 3600 * 1000  # ten years; longer is a mistake, not a TTL
-WAIT_MS_DEFAULT = 1_000  # session-token wait, the contract's default
+WAIT_MS_DEFAULT = 1_000  # session-token wait, the API's default
 WAIT_MS_MAX = 10_000  # and its cap
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

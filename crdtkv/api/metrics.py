@@ -155,7 +155,6 @@ class _RequestCollector:
         for code, n in m.errors.items():
             errors.add_metric([code], n, created=m.created[code])
         yield errors
-        name = _LATENCY
         bounds = [*(repr(float(b)) for b in _LATENCY_BUCKETS_S), "+Inf"]  # as Histogram has them
         for route, h in m.latency.items():
             cumulative, buckets = 0, []
@@ -163,7 +162,7 @@ class _RequestCollector:
                 cumulative += n
                 buckets.append((bound, float(cumulative)))
             latency.add_metric([route], buckets, h.total_s)
-            latency.samples.append(Sample(f"{name}_created", {"route": route}, h.created))
+            latency.samples.append(Sample(f"{_LATENCY}_created", {"route": route}, h.created))
         yield latency
 
 
@@ -200,7 +199,7 @@ class ApiMetrics:
         h.total_s += seconds
 
     def count_error(self, code: str) -> None:
-        """One error response, by its contract code."""
+        """One error response, by its error code (``CrdtkvError.code``)."""
         if code in self.errors:
             self.errors[code] += 1
         else:
