@@ -58,14 +58,6 @@ def _lazy(target: str) -> Runner:
     return run
 
 
-def _not_yet(name: str) -> Runner:
-    def run(argv: list[str], environ: Mapping[str, str]) -> int:
-        print(f"crdtkv {name}: error: not yet implemented", file=sys.stderr)
-        return 2
-
-    return run
-
-
 def _fail(prog: str, message: str) -> None:
     print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
@@ -181,11 +173,11 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
             config.peers,
             secret=config.cluster_secret,
             previous_secret=config.cluster_secret_previous,
+            settings=config.replication,
         )
     app = make_app(node, config, peers_status=replication.status if replication else None)
     if replication is not None:
         replication.add_routes(app)
-        replication.register_metrics(app)
     access_log = logging.getLogger("aiohttp.access") if log.isEnabledFor(logging.DEBUG) else None
     runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()

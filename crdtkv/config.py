@@ -7,11 +7,16 @@ variables to "" rather than leaving them out.  ``--peer`` options replace
 ``CRDTKV_PEERS`` as a whole (they are not merged with it).
 
 Extras beyond the v1 contract: ``--max-offset-ms``, ``--body-bytes-max``,
+``--replication-setting NAME=VALUE`` (a field of
+``crdtkv.limits.ReplicationSettings``; repeatable),
 ``--log-level`` (with ``CRDTKV_*`` variables too) and ``--check-config``
 (validate, print the resolved settings as JSON with secrets redacted, exit 0).
 
 Validation errors name the option (or the environment variable the bad value
-came from) in one line; the CLI prints it and exits with status 2.
+came from) in one line; the CLI prints it and exits with status 2.  The
+limits are checked together here (``crdtkv.limits``): replication settings
+against the bounds every receiver enforces, and the client body limit
+against what a replication message can carry.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
 from crdtkv import limits
 from crdtkv.cliutil import ArgParser as _Parser
 from crdtkv.cliutil import UsageError
+from crdtkv.limits import LimitError, ReplicationSettings
 
 __all__ = [
     "DEFAULT_HOST",
@@ -63,6 +69,8 @@ class ServeConfig:
     durability: str = "fsync"  # "fsync" survives power loss, "wal" a process crash only
     max_offset_ms: int = 500  # remote HLC timestamps further ahead than this are refused
     body_bytes_max: int = limits.BODY_BYTES_MAX  # client request bodies over this get 413
+    # The replication core's settings (validated when built: crdtkv.limits).
+    replication: ReplicationSettings = field(default_factory=ReplicationSettings)
 
     @property
     def resolved_data_dir(self) -> str:
@@ -82,6 +90,7 @@ class ServeConfig:
             "durability": self.durability,
             "max_offset_ms": self.max_offset_ms,
             "body_bytes_max": self.body_bytes_max,
+            **_replication_json(self.replication),
         }
 
 
@@ -92,6 +101,13 @@ class ServeCommand:
     config: ServeConfig  # the settings
     check_config: bool = False  # print the resolved config and exit instead of serving
     log_level: str = "INFO"  # stderr log level
+
+
+def _replication_json(settings: ReplicationSettings) -> dict[str, Any]:
+    """The replication settings that differ from the defaults, if any."""
+    defaults = asdict(ReplicationSettings())
+    changed = {k: v for k, v in asdict(settings).items() if v != defaults[k]}
+    return {"replication": changed} if changed else {}
 
 
 def _redact(secret: str | None) -> str | None:
@@ -146,6 +162,13 @@ def build_serve_parser() -> argparse.ArgumentParser:
         "--body-bytes-max",
         metavar="N",
         help=f"client request body limit (default {limits.BODY_BYTES_MAX}) [CRDTKV_BODY_BYTES_MAX]",
+    )
+    add(
+        "--replication-setting",
+        metavar="NAME=VALUE",
+        action="append",
+        help="tune the replication core, e.g. push_entries_max=2000; repeatable "
+        "[CRDTKV_REPLICATION_SETTINGS, comma-separated NAME=VALUE]",
     )
     add("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR [CRDTKV_LOG_LEVEL]")
     add("--check-config", action="store_true", help="validate, print the config as JSON, exit")
@@ -227,6 +250,44 @@ def _peer_specs(cli: list[str] | None, environ: Mapping[str, str]) -> tuple[list
     return [s for s in env.split(",") if s.strip()], "CRDTKV_PEERS"
 
 
+def _replication_specs(cli: list[str] | None, environ: Mapping[str, str]) -> tuple[list[str], str]:
+    if cli is not None:
+        return cli, "--replication-setting"
+    env = environ.get("CRDTKV_REPLICATION_SETTINGS", "")
+    return [s for s in env.split(",") if s.strip()], "CRDTKV_REPLICATION_SETTINGS"
+
+
+def _replication(specs: Sequence[str], name: str) -> ReplicationSettings:
+    known = [f.name for f in fields(ReplicationSettings)]
+    values: dict[str, int] = {}
+    for spec in specs:
+        setting, eq, text = spec.partition("=")
+        setting = setting.strip()
+        if not eq:
+            raise UsageError(name, f"{spec!r} is not NAME=VALUE")
+        if setting not in known:
+            raise UsageError(name, f"unknown setting {setting!r}; known: {', '.join(known)}")
+        if setting in values:
+            raise UsageError(name, f"{setting} is given twice")
+        try:
+            values[setting] = int(text.strip(), 10)
+        except ValueError:
+            raise UsageError(name, f"{setting}: must be an integer, not {text!r}") from None
+    try:
+        return ReplicationSettings(**values)
+    except LimitError as e:
+        raise UsageError(name, str(e)) from None
+
+
+def _body_bytes(picked: tuple[str, str] | None, *, replicated: bool) -> int:
+    value = _int_in(picked, limits.BODY_BYTES_MAX, 1024, 64 * limits.BODY_BYTES_MAX)
+    try:
+        limits.check_body_bytes(value, replicated=replicated)
+    except LimitError as e:
+        raise UsageError(picked[1] if picked else "--body-bytes-max", e.problem) from None
+    return value
+
+
 def _text(picked: tuple[str, str] | None, default: str | None) -> str | None:
     if picked is None:
         return default
@@ -253,13 +314,14 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
     ns = build_serve_parser().parse_args(list(argv))
     replica_id = _replica_id(_pick(ns.replica_id, "--replica-id", environ, "CRDTKV_REPLICA_ID"))
     specs, peers_name = _peer_specs(ns.peer, environ)
+    peers = _peers(specs, peers_name, replica_id)
     config = ServeConfig(
         replica_id=replica_id,
         host=_text(_pick(ns.host, "--host", environ, "CRDTKV_HOST"), DEFAULT_HOST) or DEFAULT_HOST,
         port=_int_in(_pick(ns.port, "--port", environ, "CRDTKV_PORT"), DEFAULT_PORT, 1, 65535),
         data_dir=_text(_pick(ns.data_dir, "--data-dir", environ, "CRDTKV_DATA_DIR"), None)
         or os.path.join("data", replica_id),
-        peers=_peers(specs, peers_name, replica_id),
+        peers=peers,
         cluster_secret=_text(
             _pick(ns.cluster_secret, "--cluster-secret", environ, "CRDTKV_CLUSTER_SECRET"), None
         ),
@@ -284,12 +346,11 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
             0,
             MAX_OFFSET_MS_MAX,
         ),
-        body_bytes_max=_int_in(
+        body_bytes_max=_body_bytes(
             _pick(ns.body_bytes_max, "--body-bytes-max", environ, "CRDTKV_BODY_BYTES_MAX"),
-            limits.BODY_BYTES_MAX,
-            1024,
-            64 * limits.BODY_BYTES_MAX,
+            replicated=bool(peers),
         ),
+        replication=_replication(*_replication_specs(ns.replication_setting, environ)),
     )
     log_level = _choice(
         _pick(ns.log_level, "--log-level", environ, "CRDTKV_LOG_LEVEL"),

@@ -4,7 +4,9 @@
     ├── BadRequest (400 bad_request)  the caller sent something we refuse
     │   ├── CodecError                bytes or data that do not decode
     │   ├── CounterOverflow           result outside the 64-bit signed range
-    │   └── ClockOffsetError          a remote timestamp too far ahead of ours
+    │   ├── ClockOffsetError          a remote timestamp too far ahead of ours
+    │   └── ProtocolError             a replication peer broke the protocol
+    │       └── SyncTooLarge (413)    a state sync past the receiver's buffer bound
     ├── Unauthorized (401)
     ├── NotFound (404)
     │   └── KeyNotFound               the client's registers.get of an absent key
@@ -37,8 +39,10 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "ProtocolError",
     "SessionUnavailable",
     "StorageError",
+    "SyncTooLarge",
     "Unauthorized",
     "UnsupportedMediaType",
     "error_for_code",
@@ -72,6 +76,22 @@ class CounterOverflow(BadRequest):
 
 class ClockOffsetError(BadRequest):
     """A remote HLC timestamp further ahead of local physical time than allowed."""
+
+
+# -- replication: what a peer can get wrong -------------------------------------------------
+class ProtocolError(BadRequest):
+    """A replication message that decodes but breaks the protocol: out of place
+    (a reply sent as a request), inconsistent (push entries outside the range
+    it names) or over a bound of the receiver.  Answered with the class's
+    status; the sender counts the request as failed and retries later."""
+
+
+class SyncTooLarge(ProtocolError):
+    """The states a state sync shipped so far exceed what the receiver buffers
+    (``ReplicationSettings.sync_buffer_bytes_max``): the run is dropped."""
+
+    status = 413
+    code = "payload_too_large"
 
 
 class Unauthorized(CrdtkvError):

@@ -7,7 +7,7 @@ differing buckets only, then ship only the keys whose states differ: bytes
 on the wire grow with what differs, not with the keyspace.
 
 Per-key hashes are cached and recomputed only for keys changed since
-(``Replica.digest_dirty``), so a second sync costs little CPU; the first one
+(``Replica.take_digest_dirty``), so a second sync costs little CPU; the first one
 encodes every state once.  Encodings are canonical (the law suite checks
 ``pack(decode(pack(x))) == pack(x)``), so equal states hash equally.
 """
@@ -36,8 +36,8 @@ class KeyspaceDigest:
 
     def refresh(self, replica: Replica) -> None:
         """Bring cached hashes up to date with the replica's states."""
-        keys = replica.states.keys() if not self.primed else set(replica.digest_dirty)
-        replica.digest_dirty = set()
+        dirty = replica.take_digest_dirty()
+        keys = dirty if self.primed else replica.states.keys()
         self.primed = True
         for key in keys:
             state = replica.states.get(key)

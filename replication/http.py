@@ -36,16 +36,17 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from crdtkv.errors import BadRequest, CrdtkvError, PayloadTooLarge, Unauthorized
 from crdtkv.node.aio import Node
 from replication import messages
-from replication.protocol import SYNC_IDS_PER_BOOT, Replication, Settings
+from replication.protocol import SYNC_IDS_PER_BOOT, PeerState, Replication, Settings
 
 __all__ = ["REPLICATE_PATH", "ReplicationService", "sign", "verify"]
 
@@ -120,6 +121,7 @@ class ReplicationService:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()  # serialises core calls that span an await
+        node.metrics.register(_ReplicationCollector(self))
 
     # -- lifecycle -----------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
@@ -256,11 +258,6 @@ class ReplicationService:
             raise BadRequest(f"replication bodies are {CONTENT_TYPE}")
         return peer, body
 
-    def register_metrics(self, app: web.Application) -> None:
-        from crdtkv.api.state import METRICS
-
-        app[METRICS].registry.register(_ReplicationCollector(self))
-
     # -- status ----------------------------------------------------------------------------------
     def status(self) -> dict[str, dict[str, Any]]:
         now = self.clock()
@@ -279,75 +276,92 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# Per-peer families: name, type, help, and the value read from the core.
+_Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
+_PER_PEER: list[tuple[str, _Family, str, Callable[[Replication, PeerState, int], float]]] = [
+    (
+        "crdtkv_replication_lag_seconds",
+        GaugeMetricFamily,
+        "Age of the oldest entry a peer has not acknowledged",
+        lambda core, p, now: core.lag_ms(p.peer_id, now) / 1000,
+    ),
+    (
+        "crdtkv_replication_bytes_sent",
+        CounterMetricFamily,
+        "Replication bytes sent to a peer",
+        lambda core, p, now: p.bytes_sent,
+    ),
+    (
+        "crdtkv_replication_bytes_received",
+        CounterMetricFamily,
+        "Replication bytes received from a peer",
+        lambda core, p, now: p.bytes_received,
+    ),
+    (
+        "crdtkv_replication_messages_sent",
+        CounterMetricFamily,
+        "Replication requests sent to a peer",
+        lambda core, p, now: p.messages_sent,
+    ),
+    (
+        "crdtkv_replication_messages_received",
+        CounterMetricFamily,
+        "Replication messages received from a peer",
+        lambda core, p, now: p.messages_received,
+    ),
+    (
+        "crdtkv_replication_syncs_completed",
+        CounterMetricFamily,
+        "Catch-up state syncs completed towards a peer",
+        lambda core, p, now: p.syncs_completed,
+    ),
+    (
+        "crdtkv_replication_sync_bytes_shipped",
+        CounterMetricFamily,
+        "State bytes shipped by catch-up syncs",
+        lambda core, p, now: p.sync_bytes_shipped,
+    ),
+]
+# Replica-wide families: name, type, help, and the value read from the core.
+_TOTALS: list[tuple[str, _Family, str, Callable[[Replication], float]]] = [
+    (
+        "crdtkv_replication_log_entries",
+        GaugeMetricFamily,
+        "Retained delta log entries",
+        lambda core: len(core.log),
+    ),
+    (
+        "crdtkv_replication_log_bytes",
+        GaugeMetricFamily,
+        "Retained delta log bytes",
+        lambda core: core.log.bytes,
+    ),
+    (
+        "crdtkv_tombstones_collected",
+        CounterMetricFamily,
+        "Register tombstones dropped once stable",
+        lambda core: core.tombstones_dropped,
+    ),
+]
+
+
 class _ReplicationCollector:
-    """Replication metrics, read from the core at scrape time."""
+    """Replication metrics, read from the core at scrape time (``node.metrics``)."""
 
     def __init__(self, service: ReplicationService) -> None:
         self._s = service
 
-    def collect(self) -> Any:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    @staticmethod
+    def describe() -> list[Metric]:
+        per_peer = [kind(name, doc, labels=["peer"]) for name, kind, doc, _ in _PER_PEER]
+        return [*per_peer, *(kind(name, doc) for name, kind, doc, _ in _TOTALS)]
 
+    def collect(self) -> Iterator[Metric]:
         core, now = self._s.core, self._s.clock()
-        per_peer: list[tuple[str, str, str, Callable[[Any], float]]] = [
-            (
-                "crdtkv_replication_lag_seconds",
-                "gauge",
-                "Age of the oldest entry a peer has not acknowledged",
-                lambda p: core.lag_ms(p.peer_id, now) / 1000,
-            ),
-            (
-                "crdtkv_replication_bytes_sent",
-                "counter",
-                "Replication bytes sent to a peer",
-                lambda p: p.bytes_sent,
-            ),
-            (
-                "crdtkv_replication_bytes_received",
-                "counter",
-                "Replication bytes received from a peer",
-                lambda p: p.bytes_received,
-            ),
-            (
-                "crdtkv_replication_messages_sent",
-                "counter",
-                "Replication requests sent to a peer",
-                lambda p: p.messages_sent,
-            ),
-            (
-                "crdtkv_replication_messages_received",
-                "counter",
-                "Replication messages received from a peer",
-                lambda p: p.messages_received,
-            ),
-            (
-                "crdtkv_replication_syncs_completed",
-                "counter",
-                "Catch-up state syncs completed towards a peer",
-                lambda p: p.syncs_completed,
-            ),
-            (
-                "crdtkv_replication_sync_bytes_shipped",
-                "counter",
-                "State bytes shipped by catch-up syncs",
-                lambda p: p.sync_bytes_shipped,
-            ),
-        ]
-        for name, kind, doc, fn in per_peer:
-            family = (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(
-                name, doc, labels=["peer"]
-            )
+        for name, kind, doc, peer_value in _PER_PEER:
+            family = kind(name, doc, labels=["peer"])
             for peer in core.peers.values():
-                family.add_metric([peer.peer_id], float(fn(peer)))
+                family.add_metric([peer.peer_id], float(peer_value(core, peer, now)))
             yield family
-        yield GaugeMetricFamily(
-            "crdtkv_replication_log_entries", "Retained delta log entries", value=len(core.log)
-        )
-        yield GaugeMetricFamily(
-            "crdtkv_replication_log_bytes", "Retained delta log bytes", value=core.log.bytes
-        )
-        yield CounterMetricFamily(
-            "crdtkv_tombstones_collected",
-            "Register tombstones dropped once stable",
-            value=core.tombstones_dropped,
-        )
+        for name, kind, doc, value in _TOTALS:
+            yield kind(name, doc, value=value(core))

@@ -34,6 +34,13 @@ import msgpack
 
 from crdtkv.crdts.causal import CausalContext, VersionVector, decode_actor, decode_seq, decode_vv
 from crdtkv.errors import CodecError, PayloadTooLarge
+from crdtkv.limits import (
+    DIGEST_BUCKETS_MAX,
+    KEY_BYTES_MAX,
+    MESSAGE_BYTES_MAX,
+    PUSH_ENTRIES_MAX,
+    SYNC_KEYS_MAX,
+)
 from crdtkv.replica.keyspace import NAMESPACES, Key
 
 __all__ = [
@@ -51,10 +58,9 @@ __all__ = [
     "encode",
 ]
 
-MESSAGE_BYTES_MAX = 16 * 1024 * 1024  # hard cap on any replication body
-ENTRIES_MAX = 10_000  # entries in one Push
-KEYS_MAX = 50_000  # keys named in one SyncKeys / Reply.want / SyncStates
-BUCKETS_MAX = 65_536  # digest buckets
+# The bounds every receiver enforces (MESSAGE_BYTES_MAX, PUSH_ENTRIES_MAX,
+# SYNC_KEYS_MAX, DIGEST_BUCKETS_MAX) live in crdtkv.limits, next to the
+# settings that must stay within them.
 COMPRESS_MIN_BYTES = 128  # smaller bodies (heartbeats, most replies) travel as they are
 ZLIB = "zlib"  # the one wire encoding besides none
 
@@ -218,7 +224,7 @@ def _int(v: object, what: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
 def _key(ns: object, key: object) -> Key:
     if not isinstance(ns, str) or ns not in NAMESPACES:
         raise CodecError(f"unknown namespace {ns!r}")
-    if not isinstance(key, str) or not key or len(key.encode("utf-8", "replace")) > 1024:
+    if not isinstance(key, str) or not key or len(key.encode("utf-8", "replace")) > KEY_BYTES_MAX:
         raise CodecError("bad key")
     return (ns, key)
 
@@ -254,7 +260,7 @@ def decode(blob: bytes) -> Message:
 
 def _decode_body(kind: object, head: Header, b: list[Any]) -> Message:
     if kind == "push" and len(b) == 4:
-        raw = [_tuple(e, "entry", 2) for e in _list(b[2], "entries", ENTRIES_MAX)]
+        raw = [_tuple(e, "entry", 2) for e in _list(b[2], "entries", PUSH_ENTRIES_MAX)]
         entries = tuple((_int(e[0], "entry position", 1), _bytes(e[1], "entry")) for e in raw)
         target = b[3]
         if not isinstance(target, str) or len(target) > 128:
@@ -262,15 +268,15 @@ def _decode_body(kind: object, head: Header, b: list[Any]) -> Message:
         return Push(head, _int(b[0], "after"), _int(b[1], "upto"), entries, target)
     if kind == "sdig" and len(b) == 2:
         digests = tuple(
-            _int(d, "digest", 0, 2**64 - 1) for d in _list(b[1], "digests", BUCKETS_MAX)
+            _int(d, "digest", 0, 2**64 - 1) for d in _list(b[1], "digests", DIGEST_BUCKETS_MAX)
         )
         return SyncDigest(head, _int(b[0], "sync_id", 1), digests)
     if kind == "skeys" and len(b) == 2:
-        raw = [_tuple(k, "key", 3) for k in _list(b[1], "keys", KEYS_MAX)]
+        raw = [_tuple(k, "key", 3) for k in _list(b[1], "keys", SYNC_KEYS_MAX)]
         keys = tuple((*_key(k[0], k[1]), _int(k[2], "hash", 0, 2**64 - 1)) for k in raw)
         return SyncKeys(head, _int(b[0], "sync_id", 1), keys)
     if kind == "sstates" and len(b) == 2:
-        raw = [_tuple(x, "state", 3) for x in _list(b[1], "states", KEYS_MAX)]
+        raw = [_tuple(x, "state", 3) for x in _list(b[1], "states", SYNC_KEYS_MAX)]
         states = tuple((*_key(x[0], x[1]), _bytes(x[2], "state")) for x in raw)
         return SyncStates(head, _int(b[0], "sync_id", 1), states)
     if kind == "sdone" and len(b) == 4:
@@ -279,9 +285,10 @@ def _decode_body(kind: object, head: Header, b: list[Any]) -> Message:
         return SyncDone(head, _int(b[0], "sync_id", 1), ctx, decode_seq(b[2]), shipped)
     if kind == "reply" and len(b) == 5:
         buckets = tuple(
-            _int(x, "bucket", 0, BUCKETS_MAX - 1) for x in _list(b[2], "buckets", BUCKETS_MAX)
+            _int(x, "bucket", 0, DIGEST_BUCKETS_MAX - 1)
+            for x in _list(b[2], "buckets", DIGEST_BUCKETS_MAX)
         )
-        want = tuple(_key(*_tuple(w, "wanted key", 2)) for w in _list(b[3], "want", KEYS_MAX))
+        want = tuple(_key(*_tuple(w, "wanted key", 2)) for w in _list(b[3], "want", SYNC_KEYS_MAX))
         if not isinstance(b[4], bool):
             raise CodecError("reply: restart must be a boolean")
         return Reply(head, _int(b[0], "acked", -1), _int(b[1], "sync_id"), buckets, want, b[4])

@@ -1,9 +1,10 @@
-"""Prometheus metrics of one replica's API, in a registry of its own.
+"""Prometheus metrics of one replica's API, in the node's registry.
 
-Each app gets its own ``CollectorRegistry`` (never the process-global one):
-tests and ``crdtkv cluster`` build many apps in one process, and the global
-registry refuses a second metric of the same name.  Other layers (the
-replication shell) register their collectors into ``app[METRICS].registry``.
+``ApiMetrics`` registers its collectors in the node's ``MetricsRegistry``
+(``crdtkv.metrics``), where the replication shell registers its own, and
+``/metrics`` renders that registry: one registry per node, never the
+process-global one (tests and ``crdtkv cluster`` run many nodes in one
+process).
 
 Values the node already counts (keys, delta log size, group commits) are
 read at scrape time by a collector instead of being mirrored on every write.
@@ -23,14 +24,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from crdtkv.node import Node
@@ -46,34 +45,50 @@ _LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
-class _NodeCollector(Collector):
+# The node's own families: name, type, help (values read in _NodeCollector.collect).
+_Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
+_NODE_FAMILIES: list[tuple[str, _Family, str]] = [
+    ("crdtkv_keys", GaugeMetricFamily, "Live keys at this replica"),
+    (
+        "crdtkv_delta_log_entries",
+        GaugeMetricFamily,
+        "Delta log entries not yet folded into a checkpoint",
+    ),
+    ("crdtkv_group_commit_batches", CounterMetricFamily, "Storage batches written"),
+    (
+        "crdtkv_group_commit_entries",
+        CounterMetricFamily,
+        "Delta log entries written by group commits",
+    ),
+]
+
+
+class _NodeCollector:
     def __init__(self, node: Node, peers_status: PeersStatus | None) -> None:
         self._node = node
         self._peers_status = peers_status
 
+    def describe(self) -> Iterable[Metric]:
+        out: list[Metric] = [kind(name, doc) for name, kind, doc in _NODE_FAMILIES]
+        if self._peers_status is not None:
+            out.extend(_peer_metrics({}))
+        return out
+
     def collect(self) -> Iterable[Metric]:
         node, replica = self._node, self._node.replica
-        yield GaugeMetricFamily(
-            "crdtkv_keys", "Live keys at this replica", value=replica.live_keys(node.now_ms())
+        values = (
+            replica.live_keys(node.now_ms()),
+            replica.log_pos - replica.checkpoint_pos,
+            node.batches_written,
+            node.entries_written,
         )
-        yield GaugeMetricFamily(
-            "crdtkv_delta_log_entries",
-            "Delta log entries not yet folded into a checkpoint",
-            value=replica.log_pos - replica.checkpoint_pos,
-        )
-        yield CounterMetricFamily(
-            "crdtkv_group_commit_batches", "Storage batches written", value=node.batches_written
-        )
-        yield CounterMetricFamily(
-            "crdtkv_group_commit_entries",
-            "Delta log entries written by group commits",
-            value=node.entries_written,
-        )
+        for (name, kind, doc), value in zip(_NODE_FAMILIES, values, strict=True):
+            yield kind(name, doc, value=value)
         if self._peers_status is not None:
             yield from _peer_metrics(self._peers_status())
 
 
-def _peer_metrics(peers: Mapping[str, Mapping[str, Any]]) -> Iterable[Metric]:
+def _peer_metrics(peers: Mapping[str, Mapping[str, Any]]) -> list[Metric]:
     lag = GaugeMetricFamily(
         "crdtkv_replication_lag_ops",
         "Delta log entries a peer has not acknowledged",
@@ -85,8 +100,7 @@ def _peer_metrics(peers: Mapping[str, Mapping[str, Any]]) -> Iterable[Metric]:
     for peer, info in sorted(peers.items()):
         lag.add_metric([peer], float(info.get("lag_ops", 0)))
         up.add_metric([peer], 1.0 if info.get("reachable") else 0.0)
-    yield lag
-    yield up
+    return [lag, up]
 
 
 class _Latency:
@@ -100,34 +114,47 @@ class _Latency:
         self.created = time.time()
 
 
-class _RequestCollector(Collector):
+_LATENCY = "crdtkv_http_request_duration_seconds"
+
+
+class _RequestCollector:
     """``crdtkv_http_requests_total``, ``crdtkv_http_errors_total`` and the latency histogram."""
 
     def __init__(self, metrics: ApiMetrics) -> None:
         self._m = metrics
 
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily, HistogramMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "crdtkv_http_requests",
+                "HTTP requests answered",
+                labels=["route", "method", "status"],
+            ),
+            CounterMetricFamily(
+                "crdtkv_http_errors", "HTTP error responses by error code", labels=["code"]
+            ),
+            HistogramMetricFamily(
+                _LATENCY,
+                "Time from request to response, session waits and group commit included",
+                labels=["route"],
+            ),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
     def collect(self) -> Iterable[Metric]:
         m = self._m
-        requests = CounterMetricFamily(
-            "crdtkv_http_requests", "HTTP requests answered", labels=["route", "method", "status"]
-        )
+        requests, errors, latency = self._families()
         for (route, method, status), n in m.requests.items():
             requests.add_metric(
                 [route, method, str(status)], n, created=m.created[(route, method, status)]
             )
         yield requests
-        errors = CounterMetricFamily(
-            "crdtkv_http_errors", "HTTP error responses by error code", labels=["code"]
-        )
         for code, n in m.errors.items():
             errors.add_metric([code], n, created=m.created[code])
         yield errors
-        name = "crdtkv_http_request_duration_seconds"
-        latency = HistogramMetricFamily(
-            name,
-            "Time from request to response, session waits and group commit included",
-            labels=["route"],
-        )
         bounds = [*(repr(float(b)) for b in _LATENCY_BUCKETS_S), "+Inf"]  # as Histogram has them
         for route, h in m.latency.items():
             cumulative, buckets = 0, []
@@ -135,21 +162,23 @@ class _RequestCollector(Collector):
                 cumulative += n
                 buckets.append((bound, float(cumulative)))
             latency.add_metric([route], buckets, h.total_s)
-            latency.samples.append(Sample(f"{name}_created", {"route": route}, h.created))
+            latency.samples.append(Sample(f"{_LATENCY}_created", {"route": route}, h.created))
         yield latency
 
 
 class ApiMetrics:
-    """The API's metrics; ``render()`` is the /metrics body."""
+    """The API's metrics, registered in ``node.metrics``; ``render()`` is the
+    /metrics body (the node's whole registry).  A second app built for the
+    same node takes the API's metrics over from the first."""
 
     def __init__(self, node: Node, peers_status: PeersStatus | None = None) -> None:
-        self.registry = CollectorRegistry()
+        self._node = node
         self.requests: dict[tuple[str, str, int], int] = {}  # (route, method, status) -> count
         self.errors: dict[str, int] = {}  # error code -> count
         self.latency: dict[str, _Latency] = {}  # route -> histogram
         self.created: dict[object, float] = {}  # a requests or errors label set -> first seen
-        self.registry.register(_RequestCollector(self))
-        self.registry.register(_NodeCollector(node, peers_status))
+        node.metrics.register(_RequestCollector(self), replace=True)
+        node.metrics.register(_NodeCollector(node, peers_status), replace=True)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """One answered request (called for every request: keep it cheap)."""
@@ -170,7 +199,7 @@ class ApiMetrics:
         h.total_s += seconds
 
     def count_error(self, code: str) -> None:
-        """One error response, by its error code (``bad_request``, ...)."""
+        """One error response, by its error code (``CrdtkvError.code``)."""
         if code in self.errors:
             self.errors[code] += 1
         else:
@@ -178,4 +207,4 @@ class ApiMetrics:
             self.created[code] = time.time()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return self._node.metrics.render()

@@ -15,7 +15,7 @@ NODE = web.AppKey("crdtkv.node", Node)  # the replica and its storage
 CONFIG = web.AppKey("crdtkv.config", ServeConfig)  # auth token, body limit, ...
 SIGNER = web.AppKey("crdtkv.signer", TokenSigner)  # signs and verifies session tokens
 TOKEN_CACHE = web.AppKey("crdtkv.token_cache", list)  # [key, token]: the last token signed
-METRICS = web.AppKey("crdtkv.metrics", ApiMetrics)  # this app's Prometheus registry
+METRICS = web.AppKey("crdtkv.metrics", ApiMetrics)  # request metrics; renders node.metrics
 PEERS_STATUS: web.AppKey[PeersStatus | None] = web.AppKey("crdtkv.peers_status")  # replication
 SESSION = web.RequestKey("crdtkv.session", SessionToken)  # the request's verified token, if any
 # The token the node core answered with (merged with what the replica applied).

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crdtkv.errors import StorageError
+from crdtkv.metrics import MetricsRegistry
 from crdtkv.node.core import Action, Admit, Answer, Durable, NodeCore, Ready, Reply, Write
 from crdtkv.replica import Replica
 from crdtkv.replica.keyspace import LogEntry
@@ -66,6 +67,7 @@ class Node:
         self.replica = replica
         self.storage = storage
         self.stopped = asyncio.Event()
+        self.metrics = MetricsRegistry()  # every layer's collectors; /metrics renders it
         # Called with the log entries of each batch once it is durable (replication).
         self.on_durable: list[Callable[[list[LogEntry]], None]] = []
         self._tickets = itertools.count(1)

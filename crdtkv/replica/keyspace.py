@@ -28,6 +28,7 @@ from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, VersionVector, vv_dominates
 from crdtkv.crdts.hlc import HLC, ZERO, Timestamp
 from crdtkv.errors import BadRequest
+from crdtkv.replica.peers import PeerBook
 
 __all__ = ["NAMESPACES", "DeltaGroup", "Key", "LogEntry", "Replica", "is_live"]
 
@@ -98,21 +99,21 @@ class Replica:
     tombstones: dict[Key, VersionVector] = field(default_factory=dict)
     expiring: list[tuple[int, Key]] = field(default_factory=list)  # heap of (expires_ms, key)
     gc_deleted: set[Key] = field(default_factory=set)  # dropped keys not yet deleted on disk
-    digest_dirty: set[Key] = field(default_factory=set)  # keys changed since the digest cache
-    peer_meta: dict[str, list[object]] = field(default_factory=dict)  # peer -> [acked, incarnation]
-    loaded_log: list[LogEntry] = field(default_factory=list)  # log read at start, for replication
     checkpoint_requested: bool = False  # a state sync ended: persist states now
-    # Copy-on-write snapshots of the keyspace, one per outgoing state sync: the
-    # state of each key as it was when the sync started (None: absent), taken
-    # just before the key's first change.  A sync ships its snapshot, so the
-    # states it ships carry exactly the effects of the context it ships.
+    # For replication, written here only (the methods say who takes them):
+    # keys changed since the digest cache last took them (``take_digest_dirty``),
+    digest_dirty: set[Key] = field(default_factory=set)
+    # the log read at start, until the replication core takes it (``take_loaded_log``),
+    loaded_log: list[LogEntry] = field(default_factory=list)
+    # and copy-on-write snapshots of the keyspace, one per outgoing state sync
+    # (``open_snapshot``/``close_snapshot``): the state of each key as it was
+    # when the sync started (None: absent), taken just before the key's first
+    # change.  A sync ships its snapshot, so the states it ships carry exactly
+    # the effects of the context it ships.
     snapshots: list[dict[Key, CRDT | None]] = field(default_factory=list)
-    # Upper bound of the dots this replica learnt by state sync (gap-free part
-    # of every merged sync context).  Such dots have no log entry here, so a
-    # peer that lacks them is caught up by a sync, never by a push that would
-    # deliver later writes before them (see replication.protocol).
-    synced_vv: VersionVector = field(default_factory=dict)
-    peers_dirty: bool = False  # peer_meta changed since it was last written
+    # The replication core's persisted bookkeeping: peer acknowledgements and
+    # the dots learnt by state sync (``crdtkv.replica.peers``).
+    peer_book: PeerBook = field(default_factory=PeerBook)
     # The applied vector as of the last *synced* storage write: what a power
     # loss cannot take back.  In `wal` durability it trails ``applied``; the
     # replica reports it as its stability floor, so no tombstone is collected
@@ -140,6 +141,19 @@ class Replica:
             if key not in snap:
                 state = self.states.get(key)
                 snap[key] = None if state is None else state.copy()
+
+    def open_snapshot(self) -> dict[Key, CRDT | None]:
+        """Start a copy-on-write snapshot of the keyspace as it is now."""
+        snapshot: dict[Key, CRDT | None] = {}
+        self.snapshots.append(snapshot)
+        return snapshot
+
+    def close_snapshot(self, snapshot: dict[Key, CRDT | None]) -> None:
+        """Stop maintaining ``snapshot`` (its sync ended)."""
+        for i, snap in enumerate(self.snapshots):
+            if snap is snapshot:
+                del self.snapshots[i]
+                return
 
     def state_for_write(self, key: Key) -> CRDT:
         if self.snapshots:
@@ -276,7 +290,17 @@ class Replica:
         self._append(origin, group)
         return True
 
-    # -- persistence hand-off ------------------------------------------------------------
+    # -- hand-offs ------------------------------------------------------------------------
+    def take_digest_dirty(self) -> set[Key]:
+        """Keys changed since the last call (the digest cache recomputes them)."""
+        out, self.digest_dirty = self.digest_dirty, set()
+        return out
+
+    def take_loaded_log(self) -> list[LogEntry]:
+        """The log entries read at start (the replication core ships them)."""
+        out, self.loaded_log = self.loaded_log, []
+        return out
+
     def take_pending(self) -> list[LogEntry]:
         out, self.pending = self.pending, []
         return out

@@ -116,11 +116,11 @@ def load_replica(
     replica.restore(_meta_int(storage, rec.META_HLC, 0), applied, checkpoint_pos, states, log)
     replica.checkpoint_pos = checkpoint_pos
     raw_peers = storage.get("meta", rec.META_PEERS)
-    if raw_peers is not None:
-        replica.peer_meta = _decode_peers(rec.unpack(raw_peers, "meta peers"))
     raw_synced = storage.get("meta", rec.META_SYNCED)
-    if raw_synced is not None:
-        replica.synced_vv = decode_vv(rec.unpack(raw_synced, "meta synced_vv"))
+    replica.peer_book.restore(
+        rec.decode_peers(raw_peers) if raw_peers is not None else {},
+        decode_vv(rec.unpack(raw_synced, "meta synced_vv")) if raw_synced is not None else {},
+    )
     return replica
 
 
@@ -129,23 +129,6 @@ def mark_clean(storage: Storage) -> None:
     batch = WriteBatch()
     batch.put("meta", rec.META_CLEAN, rec.pack(True))
     storage.write(batch, sync=True)
-
-
-def _decode_peers(data: object) -> dict[str, list[object]]:
-    if not isinstance(data, dict):
-        raise CodecError("meta peers: expected a map")
-    out: dict[str, list[object]] = {}
-    for peer, v in data.items():
-        if (
-            not isinstance(peer, str)
-            or not isinstance(v, list)
-            or len(v) != 2
-            or type(v[0]) is not int
-            or not isinstance(v[1], str)
-        ):
-            raise CodecError("meta peers: expected peer -> [acked, incarnation]")
-        out[peer] = list(v)
-    return out
 
 
 def build_batch(
@@ -170,14 +153,14 @@ def build_batch(
             batch.put("states", rec.encode_state_key(key), rec.encode_state(state))
         batch.put("meta", rec.META_APPLIED, rec.encode_applied(replica.applied))
         batch.put("meta", rec.META_CHECKPOINT_POS, rec.pack(replica.log_pos))
-        batch.put("meta", rec.META_SYNCED, rec.pack(replica.synced_vv))
+        batch.put("meta", rec.META_SYNCED, rec.pack(replica.peer_book.synced_vv))
         replica.checkpoint_pos = replica.log_pos
-    if checkpoint or replica.peers_dirty:
-        # Written whenever it changes, not only at checkpoints: the log is
-        # truncated up to the peers' acknowledgements, so the persisted ones
-        # must never lag behind, or every restart needs a state sync (B9).
-        batch.put("meta", rec.META_PEERS, rec.pack(replica.peer_meta))
-        replica.peers_dirty = False
+    # Written whenever they change, not only at checkpoints: the log is
+    # truncated up to the peers' acknowledgements, so the persisted ones
+    # must never lag behind, or every restart needs a state sync (B9).
+    peers = replica.peer_book.take_records(force=checkpoint)
+    if peers is not None:
+        batch.put("meta", rec.META_PEERS, rec.encode_peers(peers))
     if log_floor is not None:
         floor = min(log_floor, replica.checkpoint_pos)
         if floor > replica.log_truncated_to:

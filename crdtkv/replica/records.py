@@ -23,6 +23,7 @@ from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, decode_dot
 from crdtkv.errors import CodecError
 from crdtkv.replica.keyspace import NAMESPACES, DeltaGroup, Key, LogEntry
+from crdtkv.replica.peers import PeerRecord
 
 __all__ = [
     "META_APPLIED",
@@ -37,9 +38,11 @@ __all__ = [
     "META_WAL",
     "decode_group",
     "decode_log_entry",
+    "decode_peers",
     "decode_state_key",
     "encode_group",
     "encode_log_entry",
+    "encode_peers",
     "encode_state_key",
     "log_key",
     "log_pos_of",
@@ -54,7 +57,7 @@ META_INCARNATION = b"incarnation"  # random id minted when the directory was cre
 META_HLC = b"hlc"  # upper bound of HLC wall time handed out (ms); restart resumes past it
 META_APPLIED = b"applied"  # applied causal context as of the checkpoint
 META_CHECKPOINT_POS = b"checkpoint_pos"  # log position the states CF reflects at least
-META_PEERS = b"peers"  # per peer: [acked log position, peer incarnation]
+META_PEERS = b"peers"  # per peer: [acked log position (-1: resync pending), peer incarnation]
 META_SYNCED = b"synced_vv"  # upper bound of the dots learnt by state sync (see Replica)
 META_WAL = b"wal"  # True while a process runs on this directory in `wal` durability
 META_CLEAN = b"clean"  # present only after a clean close (written last, synced)
@@ -154,3 +157,27 @@ def encode_applied(ctx: CausalContext) -> bytes:
 
 def decode_applied(blob: bytes) -> CausalContext:
     return CausalContext.decode(unpack(blob, "applied context"))
+
+
+def encode_peers(records: dict[str, PeerRecord]) -> bytes:
+    """``{peer: [acked, incarnation]}``; a pending resync is stored as acked -1."""
+    return pack({p: [-1 if r.resync else r.acked, r.incarnation] for p, r in records.items()})
+
+
+def decode_peers(blob: bytes) -> dict[str, PeerRecord]:
+    data = unpack(blob, "meta peers")
+    if not isinstance(data, dict):
+        raise CodecError("meta peers: expected a map")
+    out: dict[str, PeerRecord] = {}
+    for peer, v in data.items():
+        if (
+            not isinstance(peer, str)
+            or not isinstance(v, list)
+            or len(v) != 2
+            or type(v[0]) is not int
+            or not isinstance(v[1], str)
+        ):
+            raise CodecError("meta peers: expected peer -> [acked, incarnation]")
+        acked, incarnation = v
+        out[peer] = PeerRecord(max(0, acked), incarnation, resync=acked < 0)
+    return out
