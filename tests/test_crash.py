@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import random
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,9 +40,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procs import Server, server_group
-
 from crdtkv.crdts.hlc import ZERO
 from crdtkv.crdts.lww_register import LWWRegister
 from crdtkv.errors import CrdtkvError, StorageError
@@ -52,6 +48,7 @@ from crdtkv.replica import Replica, apply_op
 from crdtkv.replica import records as rec
 from crdtkv.replica.persist import Checkpointer, build_batch, load_replica
 from crdtkv.storage import MemoryStorage, Storage, WriteBatch
+from tests.procs import Server, server_group
 
 SLOW = os.environ.get("CRDTKV_SLOW") == "1"
 CYCLES = 100 if SLOW else 20

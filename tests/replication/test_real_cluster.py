@@ -26,8 +26,16 @@ from urllib.parse import quote
 import msgpack
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from procs import (
+from crdtkv import Client
+from crdtkv.crdts import PNCounter
+from crdtkv.crdts.hlc import Timestamp
+from crdtkv.crdts.lww_register import LWWRegister
+from crdtkv.replica import records as rec
+from crdtkv.replica.keyspace import DeltaGroup
+from replication import messages
+from replication.http import REPLICATE_PATH, sign, verify
+from replication.messages import Header, Push, Reply
+from tests.procs import (
     STARTUP_S,
     Server,
     ServerGroup,
@@ -41,16 +49,6 @@ from procs import (
     start_all,
     wait_until,
 )
-
-from crdtkv import Client
-from crdtkv.crdts import PNCounter
-from crdtkv.crdts.hlc import Timestamp
-from crdtkv.crdts.lww_register import LWWRegister
-from crdtkv.replica import records as rec
-from crdtkv.replica.keyspace import DeltaGroup
-from replication import messages
-from replication.http import REPLICATE_PATH, sign, verify
-from replication.messages import Header, Push, Reply
 
 SECRET = "real-cluster-test-secret"
 CONVERGE_S = 20.0
