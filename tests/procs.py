@@ -238,14 +238,18 @@ def read_lines_until(
     while True:
         line = _readline(pipe, deadline - time.monotonic())
         if line is None:
-            kill9(proc)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
             raise AssertionError(
-                f"{who}: no {marker!r} line within {timeout_s} s; got {lines}{_tail(log)}"
+                f"{who}: no {marker!r} line within {timeout_s} s; got {lines}"
+                f"{_stderr_tail(proc, stream)}{_tail(log)}"
             )
         if not line:
             status = proc.wait(timeout=STOP_S)
             raise AssertionError(
-                f"{who} exited with {status} before a {marker!r} line; got {lines}{_tail(log)}"
+                f"{who} exited with {status} before a {marker!r} line; got {lines}"
+                f"{_stderr_tail(proc, stream)}{_tail(log)}"
             )
         lines.append(line.rstrip("\n"))
         if done(lines[-1]):
@@ -287,6 +291,13 @@ def wait_healthy(
                     break
             assert time.monotonic() < deadline, f"no {url}/healthz from `{who}`{_tail(log)}"
             time.sleep(POLL_S)
+
+
+def _stderr_tail(proc: Proc, read: str, chars: int = 2000) -> str:
+    """The end of an exited child's piped stderr, unless that is the stream being read."""
+    if read == "stderr" or proc.stderr is None or proc.stderr.closed:
+        return ""
+    return "\n" + proc.stderr.read()[-chars:]
 
 
 def _tail(log: Path | None, chars: int = 2000) -> str:
