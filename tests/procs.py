@@ -323,15 +323,18 @@ def kill9(proc: Proc, *, group: bool = False) -> None:
             pipe.close()
 
 
-def stop(proc: Proc, sig: int = signal.SIGTERM, timeout_s: float = STOP_S) -> int:
-    """Send ``sig`` (if still running) and return the exit status; ``kill -9`` and
-    an AssertionError if the child outlives ``timeout_s``."""
+def stop(
+    proc: Proc, sig: int = signal.SIGTERM, timeout_s: float = STOP_S, *, group: bool = False
+) -> int:
+    """Send ``sig`` (if still running) and return the exit status; ``kill -9`` (of
+    the process group with ``group``) and an AssertionError if the child outlives
+    ``timeout_s``."""
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
         return proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        kill9(proc)
+        kill9(proc, group=group)
         raise AssertionError(f"{proc.args!r} did not stop within {timeout_s} s") from None
 
 
