@@ -424,11 +424,21 @@ def test_replica_killed_mid_load_restarts_and_converges(tmp_path: Path, group: S
     threads.append(threading.Thread(target=guarded(doomed), daemon=True))
     for t in threads:
         t.start()
-    time.sleep(0.6)
+
+    def more_writes(rids: list[str], n: int = 20) -> None:
+        """Wait until each of ``rids`` acknowledged ``n`` more writes (or a writer failed)."""
+        base = {rid: len(acked[rid]) for rid in rids}
+        wait_until(
+            lambda: errors or all(len(acked[r]) >= base[r] + n for r in rids),
+            CONVERGE_S,
+            what=f"{n} more writes at {rids}",
+        )
+
+    more_writes(IDS)
     r3.kill9()
-    time.sleep(0.3)
-    r3.start()  # writes at r1 and r2 keep going while r3 is down and comes back
-    time.sleep(0.5)
+    more_writes(["r1", "r2"])  # writes at r1 and r2 keep going while r3 is down ...
+    r3.start()
+    more_writes(["r1", "r2"])  # ... and while it comes back
     stop.set()
     for t in threads:
         t.join(timeout=30)
