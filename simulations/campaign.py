@@ -10,6 +10,7 @@ statistics, violations and trace hash) and the PNG figures of
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import shlex
@@ -164,24 +165,38 @@ class CampaignResult:
         }
 
 
-def run_campaign(opts: CampaignOptions, out: Any = sys.stdout) -> CampaignResult:
-    from tqdm import tqdm  # type: ignore[import-untyped]
+def _progress_bar(opts: CampaignOptions) -> Any:
+    """A tqdm bar on stderr, or None: without ``progress``, or without tqdm (the
+    optional "bench" extra), the campaign runs without one."""
+    if not opts.progress:
+        return None
+    try:
+        tqdm = importlib.import_module("tqdm").tqdm
+    except ImportError:
+        return None
+    return tqdm(total=opts.seeds, file=sys.stderr, unit="seed", smoothing=0.05)
 
+
+def run_campaign(opts: CampaignOptions, out: Any = sys.stdout) -> CampaignResult:
     metrics = opts.report is not None
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
-    bar = tqdm(
-        total=opts.seeds, file=sys.stderr, disable=not opts.progress, unit="seed", smoothing=0.05
-    )
+    bar = _progress_bar(opts)
     failed = 0
     for r in _results(opts, metrics):
         results.append(r)
-        bar.update(1)
         if not r["ok"]:
             failed += 1
+        if bar is None:
+            if not r["ok"]:
+                print(verdict_line(opts, r), file=out, flush=True)
+            continue
+        bar.update(1)
+        if not r["ok"]:
             bar.set_postfix(failing=failed)
-            tqdm.write(verdict_line(opts, r), file=out)
-    bar.close()
+            bar.write(verdict_line(opts, r), file=out)  # above the bar, not through it
+    if bar is not None:
+        bar.close()
     result = CampaignResult(results, time.perf_counter() - started)
     if opts.report is not None:
         write_report(opts, result)

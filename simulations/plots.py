@@ -16,25 +16,33 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_all"]
+__all__ = ["NO_MATPLOTLIB", "write_all"]
+
+NO_MATPLOTLIB = "figures skipped: matplotlib is not installed (pip install crdtkv[bench] brings it)"
 
 
 def _plt() -> Any:
-    import matplotlib
-
+    matplotlib = importlib.import_module("matplotlib")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return importlib.import_module("matplotlib.pyplot")
 
 
 def write_all(results: list[dict[str, Any]], out: Path) -> list[Path]:
+    """The figures of a campaign with metrics; none (and one line on stderr saying
+    so) without matplotlib, which only the optional "bench" extra installs."""
     with_metrics = [r for r in results if r.get("metrics")]
     if not with_metrics:
+        return []
+    try:
+        _plt()
+    except ImportError:
+        print(NO_MATPLOTLIB, file=sys.stderr)
         return []
     return [
         convergence(with_metrics, out / "convergence.png"),

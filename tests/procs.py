@@ -1,17 +1,26 @@
-"""Helpers for tests that run real ``crdtkv`` processes (real RocksDB, real HTTP).
+"""The one place for tests' child processes: ports, environment, spawn, readiness, stop.
 
-Shared by tests/test_crash.py and tests/replication/test_real_cluster.py (and
-usable by tests/test_cli.py, whose helpers these mirror).
-
-- ``free_port``/``free_ports``: ports found by binding port 0;
+- ports: ``free_port``/``free_ports`` (bound to port 0, so distinct and free),
+  ``consecutive_free_ports`` (for ``crdtkv cluster --base-port``),
+  ``port_is_free``;
 - ``clean_env``: the environment without ``CRDTKV_*`` variables, with this
   checkout on ``PYTHONPATH``;
-- ``Server``: one ``crdtkv serve`` process; ``start`` waits for its
-  "serving on" line, ``kill9`` is a ``kill -9`` (by the Popen handle, never by
-  name), ``stop`` a clean SIGTERM; stderr goes to a log file (a pipe nobody
-  reads would fill up and stall the server);
-- ``http``: one JSON request with urllib, returning (status, decoded body);
-- ``ServerGroup``: whatever a test started, killed at teardown.
+- commands: ``crdtkv_cmd`` (``crdtkv ...`` as this interpreter runs it),
+  ``python_cmd`` (``python -c``); ``run`` runs one to completion with its
+  output captured, ``spawn`` starts one (stdout/stderr piped, to a log file,
+  or dropped);
+- readiness: ``first_line``, ``wait_line`` (a marker line on stdout or
+  stderr), ``read_lines_until`` (every line up to the marker), and
+  ``wait_healthy`` (``/healthz`` answers 200 while the process lives);
+- stopping: ``stop`` (a signal, SIGTERM by default, then SIGKILL if the
+  process outlives the timeout), ``finish``/``exited`` (the same, returning
+  stderr), ``kill9`` (``kill -9`` by the Popen handle, never by name) and
+  ``proc_group`` (whatever a test started, killed at the end);
+- ``/proc``: ``pid_alive`` and ``children_of``;
+- ``http``: one JSON request with urllib, returning (status, decoded body),
+  and ``wait_until``, a bounded poll on a condition;
+- ``Server``/``ServerGroup``/``mesh``/``start_all``: ``crdtkv serve``
+  processes, restartable on their data directory and port.
 """
 
 from __future__ import annotations
@@ -19,21 +28,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_S = 20.0  # generous: a loaded CI machine imports aiohttp and opens RocksDB slowly
 HTTP_TIMEOUT_S = 10.0
+RUN_TIMEOUT_S = 120.0  # one command run to completion
+STOP_S = 30.0  # a clean stop (SIGTERM/SIGINT) before it counts as hung
+POLL_S = 0.05  # interval of the bounded polls (healthz, wait_until)
 
 
 # -- ports and environment ---------------------------------------------------------------------
@@ -103,6 +116,280 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+# -- commands and child processes ------------------------------------------------------------------
+
+Proc = subprocess.Popen[str]
+Output = Literal["pipe", "devnull", "stdout"] | Path  # "stdout": stderr joins stdout
+
+
+def crdtkv_cmd(*args: str) -> list[str]:
+    """``crdtkv args...`` run by this interpreter from this checkout."""
+    return [sys.executable, "-m", "crdtkv.cli", *args]
+
+
+def python_cmd(code: str, *args: str) -> list[str]:
+    """``python -c code args...`` (``code`` dedented)."""
+    return [sys.executable, "-c", textwrap.dedent(code), *args]
+
+
+def run(
+    cmd: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    timeout_s: float = RUN_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` to completion, stdout and stderr captured (``clean_env()`` by default)."""
+    return subprocess.run(
+        list(cmd),
+        cwd=cwd,
+        env=dict(env) if env is not None else clean_env(),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def _target(output: Output, log: list[IO[str]]) -> Any:
+    if output == "pipe":
+        return subprocess.PIPE
+    if output == "devnull":
+        return subprocess.DEVNULL
+    if output == "stdout":
+        return subprocess.STDOUT
+    f = open(output, "a")  # noqa: SIM115 - the child owns it once started
+    log.append(f)
+    return f
+
+
+def spawn(
+    cmd: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: Output = "pipe",
+    stderr: Output = "pipe",
+    stdin: bool = False,
+    new_session: bool = False,
+) -> Proc:
+    """Start ``cmd`` without waiting (``clean_env()`` by default).
+
+    Output goes to a pipe (read it with ``wait_line``/``exited``), to a log
+    file (appended to; a pipe nobody reads would fill up and stall a
+    long-running child), or nowhere.  ``new_session``: the child leads its own
+    process group, so ``kill9(proc, group=True)`` reaches its children too.
+    """
+    files: list[IO[str]] = []
+    try:
+        return subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=dict(env) if env is not None else clean_env(),
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=_target(stdout, files),
+            stderr=_target(stderr, files),
+            text=True,
+            start_new_session=new_session,
+        )
+    finally:
+        for f in files:
+            f.close()
+
+
+def _readline(stream: IO[str], timeout_s: float) -> str | None:
+    """One line (``""`` at end of file), or None after ``timeout_s``.
+
+    A thread does the blocking read: ``select`` on the pipe would miss lines
+    already pulled into the text wrapper's buffer.  After a timeout that
+    thread is still reading, so the caller kills the process.
+    """
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(max(0.0, timeout_s))
+    return got[0] if got else None
+
+
+def read_lines_until(
+    proc: Proc,
+    marker: str | Callable[[str], bool],
+    timeout_s: float = STARTUP_S,
+    *,
+    stream: Literal["stdout", "stderr"] = "stdout",
+    what: str = "",
+    log: Path | None = None,
+) -> list[str]:
+    """Lines read from the child's ``stream`` (piped), up to and including the marker line.
+
+    ``marker``: a prefix, or a predicate on the line (newline stripped).  The
+    child exiting first, or no marker within ``timeout_s`` (the child is then
+    killed), is an AssertionError naming ``what`` and the tail of ``log``.
+    """
+    pipe = proc.stdout if stream == "stdout" else proc.stderr
+    assert pipe is not None, f"{stream} is not a pipe"
+    done = marker if callable(marker) else (lambda line: line.startswith(marker))
+    who = what or " ".join(proc.args if isinstance(proc.args, list) else [str(proc.args)])
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        line = _readline(pipe, deadline - time.monotonic())
+        if line is None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            raise AssertionError(
+                f"{who}: no {marker!r} line within {timeout_s} s; got {lines}"
+                f"{_stderr_tail(proc, stream)}{_tail(log)}"
+            )
+        if not line:
+            status = proc.wait(timeout=STOP_S)
+            raise AssertionError(
+                f"{who} exited with {status} before a {marker!r} line; got {lines}"
+                f"{_stderr_tail(proc, stream)}{_tail(log)}"
+            )
+        lines.append(line.rstrip("\n"))
+        if done(lines[-1]):
+            return lines
+
+
+def wait_line(
+    proc: Proc,
+    marker: str | Callable[[str], bool],
+    timeout_s: float = STARTUP_S,
+    **kw: Any,
+) -> str:
+    """The first line of the child's output that ``marker`` accepts (see ``read_lines_until``)."""
+    return read_lines_until(proc, marker, timeout_s, **kw)[-1]
+
+
+def first_line(proc: Proc, timeout_s: float = STARTUP_S) -> str:
+    """The child's first stdout line (e.g. a server's "serving on" line)."""
+    return wait_line(proc, lambda _: True, timeout_s)
+
+
+def wait_healthy(
+    proc: Proc,
+    urls: Sequence[str],
+    timeout_s: float = STARTUP_S,
+    *,
+    what: str = "",
+    log: Path | None = None,
+) -> None:
+    """Every ``url/healthz`` answers 200, while the child is still running."""
+    who = what or " ".join(proc.args if isinstance(proc.args, list) else [str(proc.args)])
+    deadline = time.monotonic() + timeout_s
+    for url in urls:
+        while True:
+            status = proc.poll()
+            assert status is None, f"`{who}` exited with {status}{_tail(log)}"
+            with contextlib.suppress(OSError):
+                if http("GET", url + "/healthz", timeout=2)[0] == 200:
+                    break
+            assert time.monotonic() < deadline, f"no {url}/healthz from `{who}`{_tail(log)}"
+            time.sleep(POLL_S)
+
+
+def _stderr_tail(proc: Proc, read: str, chars: int = 2000) -> str:
+    """The end of an exited child's piped stderr, unless that is the stream being read."""
+    if read == "stderr" or proc.stderr is None or proc.stderr.closed:
+        return ""
+    return "\n" + proc.stderr.read()[-chars:]
+
+
+def _tail(log: Path | None, chars: int = 2000) -> str:
+    if log is None:
+        return ""
+    try:
+        return "\n" + log.read_text()[-chars:]
+    except OSError:
+        return "\n<no log>"
+
+
+def kill9(proc: Proc, *, group: bool = False) -> None:
+    """``kill -9`` (of its process group too with ``group``), reaped, pipes closed."""
+    if proc.poll() is None:
+        if group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def stop(
+    proc: Proc, sig: int = signal.SIGTERM, timeout_s: float = STOP_S, *, group: bool = False
+) -> int:
+    """Send ``sig`` (if still running) and return the exit status; ``kill -9`` (of
+    the process group with ``group``) and an AssertionError if the child outlives
+    ``timeout_s``."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill9(proc, group=group)
+        raise AssertionError(f"{proc.args!r} did not stop within {timeout_s} s") from None
+
+
+def exited(proc: Proc, timeout_s: float = STARTUP_S) -> tuple[int, str]:
+    """Wait for a child that stops on its own; (exit status, stderr)."""
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill9(proc)
+        raise AssertionError(f"{proc.args!r} did not exit within {timeout_s} s") from None
+    return proc.returncode, err or ""
+
+
+def finish(proc: Proc, sig: int = signal.SIGTERM, timeout_s: float = STARTUP_S) -> tuple[int, str]:
+    """Send ``sig`` (if still running); (exit status, stderr)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return exited(proc, timeout_s)
+
+
+@contextlib.contextmanager
+def proc_group() -> Iterator[list[Proc]]:
+    """A list to put started children in; whatever still runs at the end is killed."""
+    started: list[Proc] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            with contextlib.suppress(Exception):
+                kill9(proc)
+
+
+def pid_alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie or dead entry counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # pid (comm) state ppid ...; comm may hold spaces and parentheses: split after the last ')'.
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry))
+    return out
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
@@ -202,42 +489,23 @@ class Server:
         """Start the process without waiting for it (see ``wait_serving``)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "a")  # noqa: SIM115 - the child owns it from here
-        log.write(f"--- start {self.starts} ---\n")
-        log.flush()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "crdtkv.cli", "serve", *self.args()],
-                cwd=self.data_dir.parent,
-                env=clean_env(),
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-            )
-        finally:
-            log.close()
+        with open(self.log_path, "a") as log:
+            log.write(f"--- start {self.starts} ---\n")
+        self.proc = spawn(
+            crdtkv_cmd("serve", *self.args()), cwd=self.data_dir.parent, stderr=self.log_path
+        )
         self.starts += 1
 
     def wait_serving(self, timeout_s: float = STARTUP_S) -> None:
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
-            if not ready:
-                self.kill9()
-                raise AssertionError(f"{self.replica_id}: no serving line in {timeout_s} s")
-            line = proc.stdout.readline()
-            if not line:
-                proc.wait()
-                raise AssertionError(
-                    f"{self.replica_id} exited with {proc.returncode} before serving: "
-                    f"{self.log_tail()}"
-                )
-            if line.startswith(f"crdtkv replica {self.replica_id} serving on "):
-                assert line.rstrip("\n").endswith(self.url), line
-                return
+        assert self.proc is not None
+        line = wait_line(
+            self.proc,
+            f"crdtkv replica {self.replica_id} serving on ",
+            timeout_s,
+            what=self.replica_id,
+            log=self.log_path,
+        )
+        assert line.endswith(self.url), line
 
     def start(self, timeout_s: float = STARTUP_S) -> Server:
         self.spawn()
@@ -249,28 +517,14 @@ class Server:
 
     def kill9(self) -> None:
         """``kill -9``: no flush, no clean close; the process is reaped before returning."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        if self.proc is not None:
+            kill9(self.proc)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = STARTUP_S) -> int:
         """A clean stop; returns the exit status."""
-        proc = self.proc
-        assert proc is not None
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        try:
-            status = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise AssertionError(f"{self.replica_id} did not stop within {timeout_s} s") from None
-        if proc.stdout is not None:
-            proc.stdout.close()
+        assert self.proc is not None
+        status = stop(self.proc, sig, timeout_s)
+        kill9(self.proc)  # already exited: only reaps and closes the pipe
         return status
 
     def log_tail(self, n: int = 20) -> str:

@@ -8,46 +8,37 @@ spawned server is stopped afterwards, also when the benchmark is interrupted.
 from __future__ import annotations
 
 import json
-import os
-import select
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crdtkv.tools import bench
+from tests.procs import (
+    crdtkv_cmd,
+    exited,
+    free_port,
+    http,
+    kill9,
+    pid_alive,
+    run,
+    spawn,
+    wait_line,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 120.0
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRDTKV_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "crdtkv.cli", "bench", *args],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
+    return run(crdtkv_cmd("bench", *args), timeout_s=RUN_TIMEOUT_S)
 
 
 def _gone(pid: int) -> bool:
     """The process has exited (and was reaped by its parent)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
+    return not pid_alive(pid)
 
 
 def _check_result(r: dict[str, Any], op_type: str, requests: int, ops: int) -> None:
@@ -103,35 +94,23 @@ def test_spawned_msgpack_batches(tmp_path: Path) -> None:
 
 
 def test_interrupted_run_stops_its_server() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crdtkv.cli", "bench", "--spawn", "--duration", "60", "-c", "2"],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn(crdtkv_cmd("bench", "--spawn", "--duration", "60", "-c", "2"))
     try:
-        assert proc.stderr is not None
-        pid = None
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while pid is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
-            if ready:
-                line = proc.stderr.readline()
-                assert line, "bench exited before spawning"
-                if line.startswith("spawned crdtkv serve (pid "):
-                    pid = int(line.split("pid ", 1)[1].split(",", 1)[0])
-        assert pid is not None
-        time.sleep(1.0)  # let the load start
+        line = wait_line(proc, "spawned crdtkv serve (pid ", RUN_TIMEOUT_S, stream="stderr")
+        pid = int(line.split("pid ", 1)[1].split(",", 1)[0])
+        url = line.rsplit(" on ", 1)[1]
+        wait_until(  # the load has started: the spawned server applied a write
+            lambda: sum(http("GET", url + "/v1/status")[1]["applied"].values()) > 0,
+            RUN_TIMEOUT_S,
+            what="the benchmark's first write",
+        )
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
-        assert proc.returncode == 130
+        status, err = exited(proc, RUN_TIMEOUT_S)
+        assert status == 130
         assert "interrupted" in err
         assert _gone(pid)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill9(proc)
 
 
 @pytest.mark.parametrize(
@@ -175,11 +154,7 @@ def test_bad_option_through_the_cli() -> None:
 
 
 def test_unreachable_server_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     assert bench.main(["--url", f"http://127.0.0.1:{port}", "-n", "1", "-q"], {}) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot reach" in err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -20,39 +19,21 @@ import pytest
 
 from crdtkv import cli
 from crdtkv.config import ServeConfig, UsageError, parse_serve_args
-from tests.procs import STARTUP_S, clean_env, free_port
+from tests.procs import (
+    STARTUP_S,
+    clean_env,
+    crdtkv_cmd,
+    exited,
+    finish,
+    first_line,
+    free_port,
+    proc_group,
+    spawn,
+)
 
 
 def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "crdtkv.cli", "serve", *args],
-        cwd=cwd,
-        env=env or clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def first_line(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_S)
-    assert ready, "no serving line in time"
-    return proc.stdout.readline().rstrip("\n")
-
-
-def exited(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    """Wait for a process that stops on its own; (exit status, stderr)."""
-    _, err = proc.communicate(timeout=STARTUP_S)
-    return proc.returncode, err
-
-
-def finish(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
-    """Send ``sig`` (if still running) and return (exit status, stderr)."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    _, err = proc.communicate(timeout=STARTUP_S)
-    return proc.returncode, err
+    return spawn(crdtkv_cmd("serve", *args), cwd=cwd, env=env)
 
 
 def http(method: str, url: str, body: object = None, token: str | None = None) -> tuple[int, Any]:
@@ -72,12 +53,8 @@ def http(method: str, url: str, body: object = None, token: str | None = None) -
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[str]]]:
     """Processes a test started; whatever is still running at the end is killed."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    with proc_group() as started:
+        yield started
 
 
 # -- a real process ----------------------------------------------------------------------------

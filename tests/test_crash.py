@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import random
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,9 +40,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procs import Server, server_group
-
 from crdtkv.crdts.hlc import ZERO
 from crdtkv.crdts.lww_register import LWWRegister
 from crdtkv.errors import CrdtkvError, StorageError
@@ -53,10 +49,12 @@ from crdtkv.replica import Replica
 from crdtkv.replica import records as rec
 from crdtkv.replica.persist import Checkpointer, build_batch, load_replica
 from crdtkv.storage import MemoryStorage, Storage, WriteBatch
+from tests.procs import STARTUP_S, Server, server_group, wait_until
 
 SLOW = os.environ.get("CRDTKV_SLOW") == "1"
 CYCLES = 100 if SLOW else 20
 WRITERS = 6
+ACKED_PER_CYCLE_MIN = 5  # acknowledged writes (dots) before a cycle's kill may come
 SET_KEY = "shared-set"
 
 
@@ -283,6 +281,16 @@ def kill9_campaign(tmp_path: Path, durability: str, cycles: int) -> None:
             ]
             for t in threads:
                 t.start()
+            # The load is running (a few writes acknowledged this cycle), then a
+            # random moment: the kill lands mid-load, whatever the machine's speed.
+            wait_until(
+                lambda: (
+                    sum(m.dots_acked for m in models) >= ACKED_PER_CYCLE_MIN
+                    or any(m.errors for m in models)
+                ),
+                STARTUP_S,
+                what=f"cycle {cycle} (seed {seed}): {ACKED_PER_CYCLE_MIN} acknowledged writes",
+            )
             time.sleep(rng.uniform(0.05, 0.35))
             server.kill9()  # mid-load: every writer has a request in flight or about to be
             stop.set()
@@ -302,7 +310,7 @@ def kill9_campaign(tmp_path: Path, durability: str, cycles: int) -> None:
     if durability == "wal":
         assert len(actors) > 1, "kill -9 in wal mode must start a new incarnation"
     # The load really ran: hundreds of acknowledged writes over the campaign.
-    assert totals["acked_dots"] >= cycles * 5, totals
+    assert totals["acked_dots"] >= cycles * ACKED_PER_CYCLE_MIN, totals
 
 
 def test_kill9_fsync_loses_no_acknowledged_write(tmp_path: Path) -> None:
@@ -347,6 +355,7 @@ def test_only_an_unclean_stop_in_wal_mode_changes_the_incarnation(
 # == 3: power loss with the in-memory fake ========================================================
 
 START_MS = 1_700_000_000_000
+ACK_WAIT_S = 20.0  # bound on the first group commit of a node campaign (a thread does it)
 KEYS = ["a", "b", "c"]
 MEMBERS = ["m0", "m1", "m2", "m3"]
 
@@ -577,9 +586,8 @@ async def _node_campaign(durability: str, seed: int) -> None:
             await asyncio.sleep(0)
 
     tasks = [asyncio.ensure_future(client(i)) for i in range(8)]
-    for _ in range(2000):  # at least one acknowledgement, then a random moment
-        if acked:
-            break
+    deadline = time.monotonic() + ACK_WAIT_S  # at least one acknowledgement, then a random moment
+    while not acked and time.monotonic() < deadline:
         await asyncio.sleep(0.001)
     for _ in range(rng.randint(0, 60)):
         await asyncio.sleep(0)

@@ -39,10 +39,8 @@ from typing import Any
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procs import Server, server_group
+from tests.procs import ROOT, Server, server_group
 
-ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_DIR = ROOT / "compose"
 K8S_DIR = COMPOSE_DIR / "k8s"
 DOCKERFILE = COMPOSE_DIR / "Dockerfile"

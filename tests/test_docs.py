@@ -24,14 +24,22 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.procs import ROOT, clean_env, consecutive_free_ports, http, wait_until
+from tests.procs import (
+    ROOT,
+    clean_env,
+    consecutive_free_ports,
+    crdtkv_cmd,
+    run,
+    spawn,
+    stop,
+    wait_healthy,
+)
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
@@ -64,36 +72,19 @@ def samples() -> list[tuple[str, int, str, str]]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     root = tmp_path_factory.mktemp("docs")
     base = consecutive_free_ports(3)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "crdtkv.cli",
-            "cluster",
-            "--base-port",
-            str(base),
-            "--data-dir",
-            str(root / "data"),
-        ],
+    data = str(root / "data")
+    proc = spawn(
+        crdtkv_cmd("cluster", "--base-port", str(base), "--data-dir", data),
         cwd=root,
-        env=clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout="devnull",
+        stderr="devnull",
     )
     try:
-        for i in range(3):
-            wait_until(
-                lambda i=i: http("GET", f"http://127.0.0.1:{base + i}/healthz")[0] == 200,
-                30,
-                what="the docs cluster",
-            )
+        urls = [f"http://127.0.0.1:{base + i}" for i in range(3)]
+        wait_healthy(proc, urls, 30, what="the docs cluster")
         yield base
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, signal.SIGINT, 30)
 
 
 def _rewrite(code: str, base: int) -> str:
@@ -120,13 +111,8 @@ def test_sample_runs(
     prelude = "curl() { command curl -w '%{stderr}" + STATUS_MARK + ' %{http_code}\\n\' "$@"; }\n'
     cmd = ["bash", "-eu", "-c", prelude + code] if lang == "sh" else [sys.executable, "-c", code]
     # README samples run from the checkout (they name .venv/bin/crdtkv), others anywhere.
-    done = subprocess.run(
-        cmd,
-        cwd=ROOT if doc == "README.md" else tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SAMPLE_TIMEOUT_S,
+    done = run(
+        cmd, cwd=ROOT if doc == "README.md" else tmp_path, env=env, timeout_s=SAMPLE_TIMEOUT_S
     )
     assert done.returncode == 0, (
         f"{doc} sample {index} failed:\n{code}\n{done.stdout}\n{done.stderr}"

@@ -51,7 +51,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import ROOT, clean_env, consecutive_free_ports, free_ports, http
+from tests.procs import (
+    ROOT,
+    clean_env,
+    consecutive_free_ports,
+    free_ports,
+    kill9,
+    python_cmd,
+    run,
+    spawn,
+    stop,
+    wait_healthy,
+    wait_line,
+)
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```", re.S | re.M)
@@ -534,15 +546,12 @@ def _capable(need: str) -> str:
     if py_spy is None:
         return "py-spy is not installed (the bench extra)"
     # Attach to a process that is not ours, as profile_server.py does with its server.
-    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    target = spawn(python_cmd("import time; print('ready', flush=True); time.sleep(30)"))
     try:
-        time.sleep(0.3)
-        done = subprocess.run(
-            [py_spy, "dump", "--pid", str(target.pid)], capture_output=True, text=True, timeout=30
-        )
+        wait_line(target, "ready", what="the py-spy target")
+        done = run([py_spy, "dump", "--pid", str(target.pid)], timeout_s=30)
     finally:
-        target.kill()
-        target.wait()
+        kill9(target)
     if done.returncode != 0:
         return f"py-spy cannot attach to a process here: {(done.stderr or done.stdout)[-300:]}"
     return ""
@@ -554,45 +563,18 @@ class Started:
     def __init__(self, argv: list[str], urls: list[str], stop_signal: int, tmp: Path) -> None:
         self.argv, self.urls, self.stop_signal = argv, urls, stop_signal
         self.log = tmp / f"server-{len(list(tmp.glob('server-*.log')))}.log"
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=tmp,
-                env=_env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn(
+            argv, cwd=tmp, env=_env(), stdout=self.log, stderr="stdout", new_session=True
+        )
 
     def wait_healthy(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        for url in self.urls:
-            while True:
-                assert self.proc.poll() is None, (
-                    f"`{' '.join(self.argv)}` exited with {self.proc.returncode}:\n"
-                    f"{self.log.read_text()[-2000:]}"
-                )
-                try:
-                    if http("GET", url + "/healthz", timeout=2)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, f"no {url}/healthz from `{' '.join(self.argv)}`"
-                time.sleep(0.1)
+        wait_healthy(self.proc, self.urls, timeout_s, what=" ".join(self.argv), log=self.log)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(self.stop_signal)
-        try:
-            return self.proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"`{' '.join(self.argv)}` did not stop") from None
+        return stop(self.proc, self.stop_signal, STOP_TIMEOUT_S, group=True)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        kill9(self.proc, group=True)  # its own session: make, crdtkv cluster and the replicas
 
 
 def _env() -> dict[str, str]:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,22 +25,6 @@ from urllib.parse import quote
 import msgpack
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from procs import (
-    STARTUP_S,
-    Server,
-    ServerGroup,
-    clean_env,
-    consecutive_free_ports,
-    free_ports,
-    http,
-    mesh,
-    port_is_free,
-    server_group,
-    start_all,
-    wait_until,
-)
-
 from crdtkv import Client
 from crdtkv.crdts import PNCounter
 from crdtkv.crdts.hlc import Timestamp
@@ -51,6 +34,25 @@ from crdtkv.replica.keyspace import DeltaGroup
 from replication import messages
 from replication.http import REPLICATE_PATH, sign, verify
 from replication.messages import Header, Push, Reply
+from tests.procs import (
+    STARTUP_S,
+    Server,
+    ServerGroup,
+    children_of,
+    consecutive_free_ports,
+    free_ports,
+    http,
+    kill9,
+    mesh,
+    pid_alive,
+    port_is_free,
+    read_lines_until,
+    server_group,
+    spawn,
+    start_all,
+    stop,
+    wait_until,
+)
 
 SECRET = "real-cluster-test-secret"
 CONVERGE_S = 20.0
@@ -422,11 +424,21 @@ def test_replica_killed_mid_load_restarts_and_converges(tmp_path: Path, group: S
     threads.append(threading.Thread(target=guarded(doomed), daemon=True))
     for t in threads:
         t.start()
-    time.sleep(0.6)
+
+    def more_writes(rids: list[str], n: int = 20) -> None:
+        """Wait until each of ``rids`` acknowledged ``n`` more writes (or a writer failed)."""
+        base = {rid: len(acked[rid]) for rid in rids}
+        wait_until(
+            lambda: errors or all(len(acked[r]) >= base[r] + n for r in rids),
+            CONVERGE_S,
+            what=f"{n} more writes at {rids}",
+        )
+
+    more_writes(IDS)
     r3.kill9()
-    time.sleep(0.3)
-    r3.start()  # writes at r1 and r2 keep going while r3 is down and comes back
-    time.sleep(0.5)
+    more_writes(["r1", "r2"])  # writes at r1 and r2 keep going while r3 is down ...
+    r3.start()
+    more_writes(["r1", "r2"])  # ... and while it comes back
     stop.set()
     for t in threads:
         t.join(timeout=30)
@@ -765,57 +777,24 @@ def http_raw(method: str, url: str, body: bytes, headers: dict[str, str]) -> tup
 # -- crdtkv cluster --------------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...; comm may hold spaces, so split after ')'.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_crdtkv_cluster_command(tmp_path: Path) -> None:
     base = consecutive_free_ports(3)
     data = tmp_path / "cluster"
     script = Path(sys.executable).parent / "crdtkv"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "crdtkv.cli"]
-    log = open(tmp_path / "cluster.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
+    log = tmp_path / "cluster.log"
+    proc = spawn(
         [*cmd, "cluster", "--replicas", "3", "--base-port", str(base), "--data-dir", str(data)],
         cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
         stderr=log,
-        text=True,
     )
     children: list[int] = []
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 3 * STARTUP_S
-        while not any(line.startswith("cluster of 3 replicas up") for line in lines):
-            assert time.monotonic() < deadline, lines
-            line = proc.stdout.readline()
-            assert line, f"cluster exited: {lines} {(tmp_path / 'cluster.log').read_text()}"
-            lines.append(line.rstrip("\n"))
+        up = "cluster of 3 replicas up"
+        lines = read_lines_until(proc, up, 3 * STARTUP_S, what="crdtkv cluster", log=log)
         urls = [f"http://127.0.0.1:{base + i}" for i in range(3)]
         assert lines[:3] == [f"r{i + 1} {u}" for i, u in enumerate(urls)], lines
-        children = _children(proc.pid)
+        children = children_of(proc.pid)
         assert len(children) == 3, children
         assert (data / "cluster.secret").stat().st_mode & 0o777 == 0o600
 
@@ -840,18 +819,14 @@ def test_crdtkv_cluster_command(tmp_path: Path) -> None:
         )
         assert status == 401
 
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=3 * STARTUP_S) == 0, (tmp_path / "cluster.log").read_text()
+        assert stop(proc, signal.SIGINT, 3 * STARTUP_S) == 0, log.read_text()
         for port in range(base, base + 3):
             assert wait_until(lambda p=port: port_is_free(p), 10, what=f"port {port} free")
         for pid in children:
-            wait_until(lambda p=pid: not _alive(p), 10, what=f"replica pid {pid} gone")
+            wait_until(lambda p=pid: not pid_alive(p), 10, what=f"replica pid {pid} gone")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill9(proc)
         # Should the command have left replicas behind, stop them (by pid, ours).
         for pid in children:
-            if _alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        log.close()

@@ -1,45 +1,35 @@
-"""RocksStorage on a real RocksDB in tmp_path, and its equivalence with MemoryStorage."""
+"""RocksStorage's own behaviour, on a real RocksDB in tmp_path.
+
+The Storage interface it shares with MemoryStorage is tested in
+test_contract.py (including a random comparison of the two).  Here: what only
+a real database has: batches that survive ``kill -9`` whole or not at all,
+the sync flag reaching RocksDB's WAL (its statistics, and ``fdatasync``
+under strace), the directory lock against other handles and processes, and
+one-line errors for a directory that cannot be opened.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import rocksdict
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from crdtkv.errors import StorageError
 from crdtkv.storage import (
     COLUMN_FAMILIES,
-    MemoryStorage,
-    Storage,
     StorageLockedError,
     StorageOpenError,
     WriteBatch,
 )
 from crdtkv.storage.rocks import LOCK_FILE, RocksStorage
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def dump(store: Storage) -> dict[str, dict[bytes, bytes]]:
-    return {cf: dict(store.items(cf)) for cf in COLUMN_FAMILIES}
-
-
-def scan(store: Storage) -> dict[str, list[tuple[bytes, bytes]]]:
-    """Like ``dump``, but order matters."""
-    return {cf: list(store.items(cf)) for cf in COLUMN_FAMILIES}
+from tests.procs import kill9, python_cmd, run, spawn, wait_line
+from tests.storage.support import dump
 
 
 def fingerprint(directory: Path) -> dict[str, tuple[int, int, str]]:
@@ -53,23 +43,13 @@ def fingerprint(directory: Path) -> dict[str, tuple[int, int, str]]:
 
 
 def python(code: str, *args: str) -> subprocess.Popen[str]:
-    """Start ``python -c code args...`` with crdtkv importable and pipes."""
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        text=True,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    """Start ``python -c code args...`` with crdtkv importable, stdin/stdout/stderr piped."""
+    return spawn(python_cmd(code, *args), stdin=True)
 
 
 def wait_ready(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdout is not None and proc.stderr is not None
-    line = proc.stdout.readline()
-    if line != "ready\n":
-        proc.kill()
-        raise AssertionError(f"child failed: {line!r} {proc.stderr.read()}")
+    """The child printed its "ready" line (it holds the database from then on)."""
+    wait_line(proc, "ready", what="the child")
 
 
 @pytest.fixture
@@ -82,77 +62,6 @@ def store(db_dir: Path) -> Iterator[RocksStorage]:
     s = RocksStorage(db_dir)
     yield s
     s.close()
-
-
-# -- round trips -------------------------------------------------------------------
-
-
-def test_round_trip_per_column_family(store: RocksStorage) -> None:
-    for cf in COLUMN_FAMILIES:
-        b = WriteBatch()
-        b.put(cf, b"a", cf.encode())
-        b.put(cf, b"b", b"2")
-        b.put(cf, b"c", b"3")
-        store.write(b, sync=False)
-    b = WriteBatch()
-    b.delete("states", b"a")
-    b.delete_range("log", b"a", b"c")
-    b.delete("meta", b"zzz")  # absent: a no-op
-    store.write(b, sync=True)
-    assert dump(store) == {
-        "states": {b"b": b"2", b"c": b"3"},
-        "log": {b"c": b"3"},
-        "meta": {b"a": b"meta", b"b": b"2", b"c": b"3"},
-    }
-    assert store.get("meta", b"a") == b"meta"
-    assert store.get("log", b"a") is None
-    assert store.get("states", b"a") is None
-
-
-def test_raw_bytes_including_empty_keys_and_values(store: RocksStorage) -> None:
-    b = WriteBatch()
-    b.put("states", b"", b"")
-    b.put("states", b"\x00\xff", bytes(range(256)))
-    store.write(b, sync=False)
-    assert store.get("states", b"") == b""
-    assert store.get("states", b"\x00\xff") == bytes(range(256))
-    assert list(store.items("states")) == [(b"", b""), (b"\x00\xff", bytes(range(256)))]
-
-
-def test_operations_in_a_batch_apply_in_order(store: RocksStorage) -> None:
-    b = WriteBatch()
-    b.put("log", b"k", b"1")
-    b.delete_range("log", b"a", b"z")
-    store.write(b, sync=False)
-    assert store.get("log", b"k") is None
-    b = WriteBatch()
-    b.delete_range("log", b"a", b"z")
-    b.put("log", b"k", b"2")
-    store.write(b, sync=False)
-    assert store.get("log", b"k") == b"2"
-
-
-def test_unknown_column_family(store: RocksStorage) -> None:
-    with pytest.raises(ValueError):
-        store.get("default", b"k")
-    with pytest.raises(ValueError):
-        store.items("nope")
-
-
-def test_items_sorted_and_bounded(store: RocksStorage) -> None:
-    keys = [b"b", b"", b"\xff", b"a", b"ab", b"\x00", b"\xff\x00", b"aa"]
-    b = WriteBatch()
-    for k in keys:
-        b.put("log", k, k + b"!")
-    b.put("states", b"aa", b"other family")
-    store.write(b, sync=False)
-    assert [k for k, _ in store.items("log")] == sorted(keys)
-    assert list(store.items("log", b"a", b"b")) == [(b"a", b"a!"), (b"aa", b"aa!"), (b"ab", b"ab!")]
-    assert [k for k, _ in store.items("log", b"ab")] == [b"ab", b"b", b"\xff", b"\xff\x00"]
-    assert [k for k, _ in store.items("log", end=b"a")] == [b"", b"\x00"]
-    assert [k for k, _ in store.items("log", b"a\x00", b"ab\x00")] == [b"aa", b"ab"]
-    assert list(store.items("log", b"b", b"b")) == []
-    assert list(store.items("log", b"c", b"a")) == []
 
 
 def test_items_bounds_that_are_garbage_collected_early(store: RocksStorage) -> None:
@@ -170,41 +79,6 @@ def test_items_bounds_that_are_garbage_collected_early(store: RocksStorage) -> N
         churn = [os.urandom(8) for _ in range(5000)]
         assert [k for k, _ in it] == [b"k%03d" % i for i in range(lo, hi)]
         del churn
-
-
-def test_reads_reject_keys_that_are_not_bytes(store: RocksStorage) -> None:
-    with pytest.raises(TypeError):
-        store.get("states", "a")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        store.items("states", "a")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        store.items("states", b"a", "b")  # type: ignore[arg-type]
-
-
-def test_items_is_a_view_taken_at_call_time(store: RocksStorage) -> None:
-    b = WriteBatch()
-    b.put("states", b"a", b"1")
-    b.put("states", b"b", b"2")
-    store.write(b, sync=False)
-    it = store.items("states")
-    b = WriteBatch()
-    b.put("states", b"c", b"3")
-    b.delete("states", b"a")
-    store.write(b, sync=False)
-    assert list(it) == [(b"a", b"1"), (b"b", b"2")]
-
-
-# -- atomicity ------------------------------------------------------------------------
-
-
-def test_invalid_operation_rejects_whole_batch_before_writing(store: RocksStorage) -> None:
-    b = WriteBatch()
-    b.put("states", b"a", b"1")
-    b.put("log", b"b", b"2")
-    b.ops.append("garbage")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        store.write(b, sync=True)
-    assert dump(store) == {cf: {} for cf in COLUMN_FAMILIES}
 
 
 WRITER = """
@@ -228,8 +102,7 @@ WRITER = """
 def test_batches_are_all_or_nothing_when_the_process_is_killed(db_dir: Path) -> None:
     proc = python(WRITER, str(db_dir))
     wait_ready(proc)
-    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: some batch is likely in flight
-    proc.communicate(timeout=60)
+    kill9(proc)  # mid-stream: some batch is likely in flight
     with RocksStorage(db_dir, create=False) as store:
         per_batch: dict[int, int] = {}
         for cf in COLUMN_FAMILIES:
@@ -239,23 +112,6 @@ def test_batches_are_all_or_nothing_when_the_process_is_killed(db_dir: Path) -> 
     assert len(per_batch) >= 20
     assert all(count == 100 for count in per_batch.values()), "a batch was torn"
     assert sorted(per_batch) == list(range(len(per_batch))), "recovered batches are not a prefix"
-
-
-# -- persistence ----------------------------------------------------------------------
-
-
-def test_reopen_keeps_everything(db_dir: Path) -> None:
-    with RocksStorage(db_dir) as store:
-        for cf in COLUMN_FAMILIES:
-            b = WriteBatch()
-            for i in range(50):
-                b.put(cf, b"%03d" % i, cf.encode() * i)
-            b.delete_range(cf, b"010", b"020")
-            store.write(b, sync=(cf == "meta"))
-        before = dump(store)
-    with RocksStorage(db_dir, create=False) as store:
-        assert dump(store) == before
-        assert len(before["log"]) == 40
 
 
 def test_unsynced_write_survives_process_exit_without_close(db_dir: Path) -> None:
@@ -278,18 +134,6 @@ def test_unsynced_write_survives_process_exit_without_close(db_dir: Path) -> Non
         assert store.get("states", b"k") == b"v"
 
 
-def test_close_is_idempotent_and_closed_store_refuses_everything(db_dir: Path) -> None:
-    store = RocksStorage(db_dir)
-    store.close()
-    store.close()
-    with pytest.raises(StorageError, match="closed"):
-        store.get("states", b"a")
-    with pytest.raises(StorageError, match="closed"):
-        store.items("states")
-    with pytest.raises(StorageError, match="closed"):
-        store.write(WriteBatch(), sync=True)
-
-
 def test_close_releases_the_directory_even_with_a_live_iterator(db_dir: Path) -> None:
     # A live rocksdict iterator (or column-family handle) keeps RocksDB open
     # after Rdict.close(); RocksStorage.close must cut it loose.
@@ -305,17 +149,6 @@ def test_close_releases_the_directory_even_with_a_live_iterator(db_dir: Path) ->
         next(it)
     with RocksStorage(db_dir, create=False) as again:
         assert again.get("states", b"b") == b"2"
-
-
-def test_context_manager(db_dir: Path) -> None:
-    with RocksStorage(db_dir) as store:
-        b = WriteBatch()
-        b.put("meta", b"id", b"r1")
-        store.write(b, sync=True)
-    with pytest.raises(StorageError):
-        store.get("meta", b"id")
-    with RocksStorage(db_dir) as store:
-        assert store.get("meta", b"id") == b"r1"
 
 
 # -- sync reaches RocksDB ---------------------------------------------------------------
@@ -397,29 +230,12 @@ def test_sync_flag_reaches_the_disk_as_fdatasync(tmp_path: Path) -> None:
     counts = {}
     for sync in ("0", "1"):
         out = tmp_path / f"trace{sync}"
-        run = subprocess.run(
-            [
-                "strace",
-                "-f",
-                "-qq",
-                "-o",
-                str(out),
-                "-e",
-                "trace=fsync,fdatasync,access",
-                sys.executable,
-                "-c",
-                textwrap.dedent(STRACED),
-                str(tmp_path / f"db{sync}"),
-                sync,
-            ],
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if run.returncode != 0 and "ptrace" in run.stderr:
-            pytest.skip(f"strace cannot trace here: {run.stderr.strip()}")
-        assert run.returncode == 0, run.stderr
+        cmd = python_cmd(STRACED, str(tmp_path / f"db{sync}"), sync)
+        trace = ["strace", "-f", "-qq", "-o", str(out), "-e", "trace=fsync,fdatasync,access"]
+        done = run([*trace, *cmd])
+        if done.returncode != 0 and "ptrace" in done.stderr:
+            pytest.skip(f"strace cannot trace here: {done.stderr.strip()}")
+        assert done.returncode == 0, done.stderr
         counts[sync] = _syncs_between_marks(out.read_text())
     assert counts["1"] >= 40, counts
     assert counts["0"] <= 2, counts
@@ -502,8 +318,7 @@ def test_other_process_is_refused_while_we_hold_the_directory(db_dir: Path) -> N
 
 def test_lock_of_a_killed_process_is_released(db_dir: Path) -> None:
     proc = _holder(db_dir)
-    proc.kill()
-    proc.communicate(timeout=60)
+    kill9(proc)
     with RocksStorage(db_dir) as store:
         assert dump(store) == {cf: {} for cf in COLUMN_FAMILIES}
 
@@ -581,82 +396,3 @@ def test_corrupt_database(db_dir: Path) -> None:
     (db_dir / "CURRENT").write_text(manifest + "\n")
     with RocksStorage(db_dir) as store:
         assert store.get("states", b"a") == b"1"
-
-
-# -- RocksStorage behaves exactly like MemoryStorage ------------------------------------------
-
-KEYS = st.lists(st.sampled_from([0x00, 0x61, 0xFF]), max_size=2).map(bytes)  # 13 keys
-CFS = st.sampled_from(COLUMN_FAMILIES)
-
-
-@st.composite
-def batches(draw: st.DrawFn) -> WriteBatch:
-    b = WriteBatch()
-    for _ in range(draw(st.integers(0, 5))):
-        kind = draw(st.sampled_from(["put", "put", "delete", "range"]))
-        cf = draw(CFS)
-        if kind == "put":
-            b.put(cf, draw(KEYS), draw(st.binary(max_size=4)))
-        elif kind == "delete":
-            b.delete(cf, draw(KEYS))
-        else:
-            lo, hi = sorted((draw(KEYS), draw(KEYS)))
-            b.delete_range(cf, lo, hi)
-    return b
-
-
-@dataclass(frozen=True)
-class Write:
-    batch: WriteBatch
-    sync: bool
-
-
-@dataclass(frozen=True)
-class Read:
-    cf: str
-    key: bytes
-    start: bytes
-    end: bytes | None
-
-
-@dataclass(frozen=True)
-class Reopen:
-    pass
-
-
-STEPS = st.one_of(
-    st.builds(Write, batches(), st.booleans()),
-    st.builds(Write, batches(), st.booleans()),
-    st.builds(Read, CFS, KEYS, KEYS, st.one_of(st.none(), KEYS)),
-    st.just(Reopen()),
-)
-
-
-@settings(
-    max_examples=75,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(st.lists(STEPS, max_size=30))
-def test_rocks_and_memory_agree(steps: list[Write | Read | Reopen]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        memory = MemoryStorage()
-        rocks = RocksStorage(tmp)
-        try:
-            for step in steps:
-                if isinstance(step, Write):
-                    memory.write(step.batch, sync=step.sync)
-                    rocks.write(step.batch, sync=step.sync)
-                elif isinstance(step, Read):
-                    assert rocks.get(step.cf, step.key) == memory.get(step.cf, step.key)
-                    assert list(rocks.items(step.cf, step.start, step.end)) == list(
-                        memory.items(step.cf, step.start, step.end)
-                    )
-                else:
-                    memory.close()
-                    memory.reopen()
-                    rocks.close()
-                    rocks = RocksStorage(tmp, create=False)
-                assert scan(rocks) == scan(memory)
-        finally:
-            rocks.close()

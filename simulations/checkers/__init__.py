@@ -1,0 +1,82 @@
+"""The checkers: what must hold of every run, each reporting violations with details.
+
+Each checker has a black-box part, which reads only invocations, responses
+and the final reads (so it also runs against real processes, see
+``simulations.cluster``), and, in the simulator, a white-box part that also
+reads ``Meta`` (the dot and delta an operation produced, the state a read
+saw).  ``docs/simulation.md`` states every rule precisely; in short (one module each):
+
+- ``convergence``: after healing, every replica holds the same state.
+- ``sets``: an acknowledged add is never lost unless a remove (or a delete of
+  the set) could have observed it; no member appears that nobody added;
+  a dot an acknowledged remove observed never comes back.
+- ``counters``: without resets, the final value is the sum of acknowledged
+  increments plus a subset of the in-doubt ones; with resets, exactly the
+  increments no reset observed survive.
+- ``registers``: the final value is the write with the largest HLC timestamp;
+  a replica's register never goes back to an older write (no deleted value
+  returns without a later write).
+- ``hll``: counts are within 3 standard errors (plus 2) of the number of
+  distinct items, merges are unions, and (white-box) registers are exactly
+  those of the items added in the surviving epoch.
+- ``sessions``: read-your-writes, monotonic reads, monotonic writes and
+  writes-follow-reads for every session.
+- ``durability`` (fsync only): a crash never loses what was acknowledged.
+- ``errors``: no operation raises anything but the contract's errors (the
+  API would answer 500), and no replica core raises during replication.
+
+Timing rules are sound under concurrency: operation A is *strictly before*
+B only if A was acknowledged before B was invoked; an operation whose outcome
+is unknown may take effect at any time after its invocation.  Register
+reasoning from real time allows ``History.skew_slack_ms`` for clock skew.
+"""
+
+from __future__ import annotations
+
+from simulations.checkers.common import CHECKERS, Violation, strictly_before
+from simulations.checkers.convergence import (
+    check_applied_has_effect,
+    check_final_reads_agree,
+    no_convergence,
+)
+from simulations.checkers.counters import check_counters
+from simulations.checkers.durability import check_final_durability, check_restart
+from simulations.checkers.hlls import check_hlls
+from simulations.checkers.registers import check_registers
+from simulations.checkers.sessions import check_sessions
+from simulations.checkers.sets import check_sets, set_stats
+from simulations.history import READS, WRITES, Final, History
+
+__all__ = [
+    "CHECKERS",
+    "READS",
+    "WRITES",
+    "Violation",
+    "check_all",
+    "check_applied_has_effect",
+    "check_counters",
+    "check_final_durability",
+    "check_final_reads_agree",
+    "check_hlls",
+    "check_registers",
+    "check_restart",
+    "check_sessions",
+    "check_sets",
+    "no_convergence",
+    "set_stats",
+    "strictly_before",
+]
+
+
+def check_all(history: History, final: Final) -> list[Violation]:
+    out: list[Violation] = []
+    out += check_final_reads_agree(history, final)
+    out += check_applied_has_effect(history, final)
+    out += check_sets(history, final)
+    out += check_counters(history, final)
+    out += check_registers(history, final)
+    out += check_hlls(history, final)
+    out += check_sessions(history, final)
+    if history.durability == "fsync":
+        out += check_final_durability(history, final)
+    return out
