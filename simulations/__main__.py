@@ -149,6 +149,7 @@ def _one(opts: object, history_path: Path | None) -> int:
     import json
 
     from simulations.campaign import CampaignOptions, config_for, repro_command
+    from simulations.network import describe_topology
     from simulations.sim import Simulation
 
     assert isinstance(opts, CampaignOptions)
@@ -166,6 +167,7 @@ def _one(opts: object, history_path: Path | None) -> int:
         f"{cfg.duration_ms / 1000:g} s fault phase, {cfg.clients} clients, "
         f"faults: {', '.join(cfg.faults) or 'none'}"
         + (f", canary: {cfg.canary}" if cfg.canary else "")
+        + (f", {cfg.topology}: {describe_topology(cfg.peers)}" if cfg.peers else "")
     )
     converged = (
         f"converged {s['converge_ms'] / 1000:g} s after healing"

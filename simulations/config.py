@@ -7,6 +7,13 @@ The command line can pin the set of fault kinds (``--faults``), the number
 of replicas, the durability mode and the fault phase's duration; everything
 else still comes from the seed.
 
+The ``topology`` kind is drawn apart from the others, from its own stream
+(on in a quarter of swarm runs, so most runs are fully meshed), so that
+adding it left every other draw of every seed as it was: a seed found before
+still reproduces.  When it is on, the replicas peer in a chain, a star, a
+ring or a random connected graph (``simulations.network.topology``) instead
+of a full mesh.
+
 Every random choice of a run is made by a ``random.Random`` seeded with a
 string derived from the run's seed (``stream(seed, name)``): string seeds are
 hashed with SHA-512 by ``random``, so the streams are the same in every
@@ -19,8 +26,11 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from simulations import network
+
 __all__ = [
     "FAULT_KINDS",
+    "TOPOLOGY_SHAPES",
     "Intensities",
     "SimConfig",
     "draw_config",
@@ -40,7 +50,13 @@ FAULT_KINDS: dict[str, str] = {
     "jump": "replica clocks jump forwards and backwards, within the HLC bound",
     "clock-excess": "clocks further apart than the HLC bound for a while (remote writes refused)",
     "small-log": "a delta log of a few KB, so lagging peers need a state sync",
+    "topology": "replicas peer in a chain, star, ring or random connected graph, not a full mesh",
 }
+# Switched per seed with probability 1/2 each, from the configuration stream.
+SWARM_KINDS = [k for k in FAULT_KINDS if k != "topology"]
+TOPOLOGY_SWARM_P = 0.25  # ``topology``: its own stream, on in a quarter of swarm runs
+TOPOLOGY_SHAPES = ("chain", "star", "ring", "random")
+TOPOLOGY_REPLICAS = (3, 4, 5)  # a topology run's replicas, unless pinned
 
 DURABILITY = ("fsync", "wal")
 
@@ -86,6 +102,8 @@ class SimConfig:
     keys: int  # keys per namespace
     canary: str | None = None
     intensities: Intensities = field(default_factory=Intensities)
+    topology: str = "mesh"  # mesh | chain | star | ring | random
+    peers: dict[str, list[str]] | None = None  # each replica's peers; None: a full mesh
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,8 +133,11 @@ def draw_config(
     if durability not in DURABILITY:
         raise ValueError(f"durability must be one of {DURABILITY}")
     rng = stream(seed, "config")
+    topo_rng = stream(seed, "topology")
     if faults is None:  # swarm: each kind with probability 1/2
-        chosen = [k for k in FAULT_KINDS if rng.random() < 0.5]
+        chosen = [k for k in SWARM_KINDS if rng.random() < 0.5]
+        if topo_rng.random() < TOPOLOGY_SWARM_P:
+            chosen = sorted([*chosen, "topology"])
     else:
         unknown = sorted(set(faults) - set(FAULT_KINDS))
         if unknown:
@@ -129,6 +150,8 @@ def draw_config(
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {', '.join(FAULT_KINDS)}")
         chosen = [k for k in chosen if k not in exclude]
     n = replicas if replicas is not None else rng.choice([2, 3, 3, 3, 4, 5])
+    if "topology" in chosen and replicas is None:
+        n = topo_rng.choice(TOPOLOGY_REPLICAS)  # two replicas have one topology
     duration = duration_ms if duration_ms is not None else rng.choice([2_000, 4_000, 8_000])
     max_offset = rng.choice([250, 500, 1_000])
     cfg = SimConfig(
@@ -148,6 +171,10 @@ def draw_config(
         canary=canary,
     )
     cfg.intensities = _draw_intensities(rng, cfg)
+    if "topology" in cfg.faults:
+        cfg.topology = topo_rng.choice(TOPOLOGY_SHAPES)
+        ids = [f"r{i}" for i in range(n)]
+        cfg.peers = network.topology(cfg.topology, ids, topo_rng)
     return cfg
 
 

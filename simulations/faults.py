@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 from crdtkv.crdts.causal import CausalContext
 from simulations import checkers
 from simulations.clock import ClockChange, draw_clock_schedule, initial_skews
-from simulations.network import draw_episodes
+from simulations.network import draw_episodes, hub_of, topology_links
 
 if TYPE_CHECKING:
     from simulations.sim import Simulation
 
 __all__ = ["Faults"]
+
+HUB_BIAS = 0.5  # in a star, the share of crashes and wipes that strike the hub
 
 
 class Faults:
@@ -42,6 +44,7 @@ class Faults:
             two_way=inten.partition_episodes,
             one_way=inten.oneway_episodes,
             length_ms_max=inten.partition_ms_max,
+            links=None if cfg.peers is None else topology_links(cfg.peers),
         )
         active: dict[int, frozenset[tuple[str, str]]] = {}
 
@@ -75,8 +78,16 @@ class Faults:
         crashes = round(inten.crash_rate_per_s * d / 1000)
         if inten.crash_rate_per_s > 0:
             crashes = max(1, crashes)
-        plan = [("crash", rng.randint(0, d), rng.choice(sim.ids)) for _ in range(crashes)]
-        plan += [("wipe", rng.randint(0, d), rng.choice(sim.ids)) for _ in range(inten.wipe_count)]
+        hub = None if sim.cfg.peers is None else hub_of(sim.cfg.peers)
+
+        def victim() -> str:
+            # A star's hub is every path between leaves: half the faults strike it.
+            if hub is not None and rng.random() < HUB_BIAS:
+                return hub
+            return rng.choice(sim.ids)
+
+        plan = [("crash", rng.randint(0, d), victim()) for _ in range(crashes)]
+        plan += [("wipe", rng.randint(0, d), victim()) for _ in range(inten.wipe_count)]
         for kind, at, rid in plan:
             down_ms = rng.randint(0, max(inten.down_ms_max, 200))
 

@@ -193,7 +193,8 @@ class _Event:
 
 
 class SimCluster:
-    """N nodes, a virtual clock, and a network between them."""
+    """N nodes, a virtual clock, and a network between them.  Replicas talk only
+    to their peers (``peers``: a full mesh unless a topology is given)."""
 
     def __init__(
         self,
@@ -206,15 +207,19 @@ class SimCluster:
         timeout_ms: int = 200,
         tick_ms: int = 5,
         max_offset_ms: int = 500,
+        topology: dict[str, list[str]] | None = None,
     ) -> None:
+        """``topology``: each replica's peers (symmetric and connected); None,
+        the default, is a full mesh."""
         self.rng = random.Random(seed)
         self.now_ms = 1_700_000_000_000
         self.ids = [f"r{i}" for i in range(n)]
+        self.peers = self._checked_topology(topology)
         self.nodes: dict[str, SimNode] = {}
         for rid in self.ids:
             self.nodes[rid] = SimNode(
                 rid,
-                [p for p in self.ids if p != rid],
+                list(self.peers[rid]),
                 MemoryStorage(),
                 self._incarnation(),
                 cluster=self,
@@ -238,6 +243,27 @@ class SimCluster:
         # Optional hooks (see the module docstring).
         self.on_send: list[Callable[[str, str, messages.Message, bytes], None]] = []
         self.tracer: Callable[[str, str, str, bytes], None] | None = None
+
+    def _checked_topology(self, topology: dict[str, list[str]] | None) -> dict[str, list[str]]:
+        ids = self.ids
+        if topology is None:
+            return {rid: [p for p in ids if p != rid] for rid in ids}
+        if sorted(topology) != sorted(ids):
+            raise ValueError(f"a topology names every replica once: {sorted(topology)} != {ids}")
+        for rid, peers in topology.items():
+            for p in peers:
+                if p == rid or p not in topology or rid not in topology[p]:
+                    raise ValueError(f"topology link {rid}-{p} is not symmetric between replicas")
+        seen, todo = {ids[0]}, [ids[0]]
+        while todo:
+            for p in topology[todo.pop()]:
+                if p not in seen:
+                    seen.add(p)
+                    todo.append(p)
+        if len(seen) != len(ids):
+            unreached = sorted(set(ids) - seen)
+            raise ValueError(f"topology is not connected: {unreached} unreachable from {ids[0]}")
+        return {rid: sorted(set(topology[rid]), key=ids.index) for rid in ids}
 
     def node_now(self, rid: str) -> int:
         """Node ``rid``'s physical clock: the virtual clock plus its skew."""

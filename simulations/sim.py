@@ -98,6 +98,7 @@ class Simulation:
             # Above the longest round trip (2 x 150 ms + jitter), or no request
             # on a far link would ever complete.
             timeout_ms=2 * (150 + inten.jitter_ms) + 200,
+            topology=cfg.peers,
         )
         self.ids = self.cluster.ids
         self.rng = stream(cfg.seed, "faults")
