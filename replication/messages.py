@@ -2,9 +2,13 @@
 
 Every message is ``[kind, sender, incarnation, applied, body...]`` where
 ``applied`` is the sender's applied version vector (so every replica always
-knows how far each peer is).  ``decode`` validates types and sizes of every
-field and raises ``CodecError`` (a ``BadRequest``) for anything else, so a
-hostile or garbled message is refused before it touches state.
+knows how far each peer is), or ``[applied, floor]`` while its stability
+floor is lower, or ``[applied, floor or nil, peers, levels]`` from replicas
+that send their configured peers and, when the receiver needs them, their
+levels (``replication.reach``: stability beyond a replica's peers).
+``decode`` validates types and sizes of every field and raises
+``CodecError`` (a ``BadRequest``) for anything else, so a hostile or garbled
+message is refused before it touches state.
 
 Requests (from the replica that pushes) and the one reply type:
 
@@ -42,6 +46,7 @@ from crdtkv.limits import (
     SYNC_KEYS_MAX,
 )
 from crdtkv.replica.keyspace import NAMESPACES, Key
+from replication.reach import LEVELS_MAX, MEMBERS_MAX, Level
 
 __all__ = [
     "MESSAGE_BYTES_MAX",
@@ -75,6 +80,11 @@ class Header:
     # are only that fresh, so tombstones newer than it must not be collected
     # anywhere yet.  None: no snapshot open (the floor is ``applied``).
     floor: VersionVector | None = None
+    # The sender's configured peers (None: not sent, by a replica older than
+    # topologies) and, when the receiver may need them, the sender's levels:
+    # what it knows of the replicas beyond its peers (``replication.reach``).
+    peers: tuple[str, ...] | None = None
+    reach: tuple[Level, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +155,20 @@ _KINDS: dict[type[Any], str] = {
 
 
 def _head(h: Header) -> list[Any]:
-    applied: Any = dict(h.applied) if h.floor is None else [dict(h.applied), dict(h.floor)]
+    applied: Any
+    if h.peers is not None:
+        floor = None if h.floor is None else dict(h.floor)
+        reach = [_level(lv) for lv in h.reach]
+        applied = [dict(h.applied), floor, list(h.peers), reach]
+    elif h.floor is not None:
+        applied = [dict(h.applied), dict(h.floor)]
+    else:
+        applied = dict(h.applied)
     return [h.sender, h.incarnation, applied]
+
+
+def _level(lv: Level) -> list[Any]:
+    return [sorted(lv.covered), sorted(lv.members), dict(lv.floor), dict(lv.applied)]
 
 
 def encode(msg: Message) -> bytes:
@@ -245,17 +267,39 @@ def decode(blob: bytes) -> Message:
     if not isinstance(data, list) or len(data) < 4:
         raise CodecError("message: expected [kind, sender, incarnation, applied, ...]")
     kind = data[0]
-    if isinstance(data[3], list):  # [applied, floor]
-        vvs = _tuple(data[3], "applied and floor", 2)
-        applied, floor = decode_vv(vvs[0]), decode_vv(vvs[1])
-    else:
-        applied, floor = decode_vv(data[3]), None
-    head = Header(decode_actor(data[1]), decode_actor(data[2]), applied, floor)
+    head = Header(decode_actor(data[1]), decode_actor(data[2]), *_decode_vectors(data[3]))
     body = data[4:]
     try:
         return _decode_body(kind, head, body)
     except (IndexError, ValueError, TypeError) as e:
         raise CodecError(f"message {kind!r}: malformed body") from e
+
+
+def _decode_vectors(
+    v: object,
+) -> tuple[VersionVector, VersionVector | None, tuple[str, ...] | None, tuple[Level, ...]]:
+    """applied; [applied, floor]; or [applied, floor or nil, peers, levels]."""
+    if not isinstance(v, list):
+        return decode_vv(v), None, None, ()
+    if len(v) == 2:
+        return decode_vv(v[0]), decode_vv(v[1]), None, ()
+    f = _tuple(v, "applied, floor, peers and levels", 4)
+    floor = None if f[1] is None else decode_vv(f[1])
+    peers = tuple(_ids(f[2], "peers"))
+    reach = tuple(_decode_level(lv) for lv in _list(f[3], "levels", LEVELS_MAX))
+    return decode_vv(f[0]), floor, peers, reach
+
+
+def _ids(v: object, what: str) -> list[str]:
+    return [decode_actor(x) for x in _list(v, what, MEMBERS_MAX)]
+
+
+def _decode_level(v: object) -> Level:
+    f = _tuple(v, "level", 4)
+    covered, members = frozenset(_ids(f[0], "covered")), frozenset(_ids(f[1], "members"))
+    if not covered <= members:
+        raise CodecError("level: covers a replica that is not a member")
+    return Level(covered, members, decode_vv(f[2]), decode_vv(f[3]))
 
 
 def _decode_body(kind: object, head: Header, b: list[Any]) -> Message:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from crdtkv.crdts.causal import VersionVector
 from crdtkv.replica.peers import PeerRecord
+from replication.reach import Level, PeerReport
 
 if TYPE_CHECKING:
     from replication.sync_sender import SyncRun
@@ -30,6 +31,10 @@ class PeerState:
     incarnation: str = ""  # the peer's incarnation as last seen
     applied: VersionVector = field(default_factory=dict)  # the peer's applied vector, last seen
     floor: VersionVector = field(default_factory=dict)  # its stability floor (Header.floor)
+    # Its configured peers and its levels (``replication.reach``), last seen;
+    # None: not heard yet, or a replica that does not send them.
+    peers: frozenset[str] | None = None
+    reach: tuple[Level, ...] = ()
     last_heard_ms: int | None = None
     last_sent_ms: int | None = None
     inflight: bool = False  # one request at a time per peer
@@ -56,6 +61,10 @@ class PeerState:
         if rec is None:
             return cls(peer_id)
         return cls(peer_id, rec.acked, rec.incarnation, resync=rec.resync)
+
+    def report(self) -> PeerReport:
+        """What it last told us about itself and beyond (``replication.reach``)."""
+        return PeerReport(self.peer_id, self.peers, self.floor, self.applied, self.reach)
 
     def record(self) -> PeerRecord:
         """The persisted part.  A pending resync restarts from 0 anyway."""

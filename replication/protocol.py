@@ -119,7 +119,7 @@ from crdtkv.errors import ProtocolError, Unauthorized
 from crdtkv.limits import ReplicationSettings as Settings
 from crdtkv.replica import records as rec
 from crdtkv.replica.keyspace import DeltaGroup, LogEntry, Replica
-from replication import push, stability
+from replication import push, reach, stability
 from replication.digest import KeyspaceDigest
 from replication.log import DeltaLog, ShippedEntry
 from replication.messages import Header, Message, Push, Reply
@@ -190,11 +190,24 @@ class Replication:
         return floor
 
     # -- what to send ----------------------------------------------------------------------
-    def header(self) -> Header:
+    def header(self, peer_id: str | None = None) -> Header:
+        """Our header, with our levels when ``peer_id`` may need them (``replication.reach``)."""
         r = self.replica
         applied = dict(r.applied.vv)
         floor = stability.own_floor(r, self.peers.values())
-        return Header(r.replica_id, r.incarnation, applied, None if floor == applied else floor)
+        levels: tuple[reach.Level, ...] = ()
+        if peer_id is not None:
+            reports = [p.report() for p in self.peers.values()]
+            if reach.needs_levels(r.replica_id, reports, self.peers[peer_id].report()):
+                levels = tuple(reach.levels(r.replica_id, self.peers, floor, applied, reports))
+        return Header(
+            r.replica_id,
+            r.incarnation,
+            applied,
+            None if floor == applied else floor,
+            tuple(self.peers),
+            levels,
+        )
 
     def next_message(self, peer_id: str, now_ms: int) -> tuple[Message, int] | None:
         """The next request for ``peer_id`` and the log position that must be
@@ -217,12 +230,12 @@ class Replication:
                 peer.held_since_ms = None
         out: tuple[Message, int] | None
         if peer.sync is not None:
-            out = self.sender.request(peer, peer.sync, self.header())
+            out = self.sender.request(peer, peer.sync, self.header(peer_id))
         else:
             out = push.build_push(
                 self.log,
                 peer,
-                self.header(),
+                self.header(peer_id),
                 self.settings,
                 durable_pos=self.durable_pos,
                 hold=hold,
@@ -272,6 +285,8 @@ class Replication:
         peer.incarnation = head.incarnation
         peer.applied = dict(head.applied)
         peer.floor = dict(head.applied if head.floor is None else head.floor)
+        peer.peers = None if head.peers is None else frozenset(head.peers)
+        peer.reach = head.reach
         peer.last_heard_ms = now_ms
         peer.messages_received += 1
         self._save_peer(peer)
@@ -294,8 +309,8 @@ class Replication:
         if msg.target != self.replica.incarnation:
             # Meant for an incarnation of ours that lost its data: apply
             # nothing; the reply's header tells the sender to resync us.
-            return Reply(self.header(), -1)
-        return Reply(self.header(), self._receive_push(peer, msg, groups, now_ms))
+            return Reply(self.header(peer_id), -1)
+        return Reply(self.header(peer_id), self._receive_push(peer, msg, groups, now_ms))
 
     def _receive_push(
         self, peer: PeerState, msg: Push, groups: list[tuple[int, DeltaGroup]], now_ms: int

@@ -1,5 +1,6 @@
 """Causal stability and what it lets us collect (see ``replication.protocol``,
-"Applied vectors" and "Stability").
+"Applied vectors" and "Stability"), over every replica of any connected
+topology (``replication.reach``).
 
 Pure: no I/O, time passed in.
 """
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from crdtkv.crdts.causal import VersionVector, vv_dominates, vv_join, vv_meet
+from crdtkv.crdts.causal import VersionVector, vv_dominates, vv_meet
 from crdtkv.replica.keyspace import Replica
+from replication import reach
 from replication.peer_state import PeerState
 
-__all__ = ["collect_tombstones", "own_floor", "stable_vector"]
+__all__ = ["collect_tombstones", "own_floor", "stable_level", "stable_vector"]
 
 
 def own_floor(replica: Replica, peers: Iterable[PeerState]) -> VersionVector:
@@ -25,22 +27,33 @@ def own_floor(replica: Replica, peers: Iterable[PeerState]) -> VersionVector:
     return vv_meet([r.applied.vv, r.durable_vv, *runs])
 
 
+def stable_level(replica: Replica, peers: Iterable[PeerState]) -> reach.Level | None:
+    """Our complete level (``replication.reach``): the floors and applied
+    vectors of every replica, as last reported; None while we do not know
+    every replica yet."""
+    peers = list(peers)
+    floor = own_floor(replica, peers)
+    reports = [p.report() for p in peers]
+    ids = [p.peer_id for p in peers]
+    computed = reach.levels(replica.replica_id, ids, floor, replica.applied.vv, reports)
+    return reach.complete_level(computed)
+
+
 def stable_vector(replica: Replica, peers: Iterable[PeerState]) -> VersionVector:
     """What every replica has applied and no replica may still ship older
     states of (a snapshot of an open state sync can carry a write a
-    collected tombstone deleted, and bring it back)."""
-    peers = list(peers)
-    return vv_meet([own_floor(replica, peers), *(p.floor for p in peers)])
+    collected tombstone deleted, and bring it back); empty while we do not
+    know every replica yet."""
+    level = stable_level(replica, peers)
+    return {} if level is None else level.floor
 
 
 def collect_tombstones(replica: Replica, peers: Iterable[PeerState], now_ms: int) -> int:
     """Drop stable register tombstones; returns how many.  Only once we have
-    applied everything any peer reported: a write concurrent with a
-    tombstone may otherwise still be on its way here."""
-    peers = list(peers)
-    everything_reported: VersionVector = {}
-    for p in peers:
-        everything_reported = vv_join(everything_reported, p.applied)
-    if not vv_dominates(replica.applied.vv, everything_reported):
+    applied everything any replica reported with the floors that made them
+    stable: a write concurrent with a tombstone may otherwise still be on its
+    way here."""
+    level = stable_level(replica, peers)
+    if level is None or not vv_dominates(replica.applied.vv, level.applied):
         return 0
-    return replica.collect_tombstones(stable_vector(replica, peers), now_ms)
+    return replica.collect_tombstones(level.floor, now_ms)

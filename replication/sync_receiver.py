@@ -64,9 +64,9 @@ class SyncReceiver:
         replica: Replica,
         digest: KeyspaceDigest,
         settings: ReplicationSettings,
-        header: Callable[[], Header],
+        header: Callable[[str], Header],
     ) -> None:
-        """``header``: our message header as it is now (replies carry it)."""
+        """``header``: our message header for a peer as it is now (replies carry it)."""
         self.replica = replica
         self.digest = digest
         self.settings = settings
@@ -79,7 +79,7 @@ class SyncReceiver:
 
     def receive(self, peer_id: str, msg: SyncRequest, now_ms: int) -> Reply:
         """One step of a run from ``peer_id`` (already authenticated and heard)."""
-        head = self.header()
+        head = self.header(peer_id)
         sender_inc = msg.head.incarnation
         run = self.runs.get(peer_id)
         known = run is not None and (run.sync_id, run.incarnation) == (msg.sync_id, sender_inc)
@@ -101,7 +101,7 @@ class SyncReceiver:
             return Reply(head, -1, msg.sync_id, restart=True)
         self._finish(run, msg, now_ms)  # a refusal keeps the run: SyncDone comes again
         del self.runs[peer_id]
-        return Reply(self.header(), msg.upto, msg.sync_id)
+        return Reply(self.header(peer_id), msg.upto, msg.sync_id)
 
     def _differing_buckets(self, msg: SyncDigest) -> tuple[int, ...]:
         if len(msg.digests) != BUCKETS:

@@ -29,6 +29,7 @@ random spanning tree plus each other link with probability 1/3.
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -124,11 +125,11 @@ def topology(shape: str, ids: list[str], rng: random.Random) -> Topology:
     if shape == "mesh":
         links = {(a, b) for a in ids for b in ids if a < b}
     elif shape == "chain":
-        links = set(zip(order, order[1:], strict=False))
+        links = set(itertools.pairwise(order))
     elif shape == "star":
         links = {(order[0], leaf) for leaf in order[1:]}
     elif shape == "ring":
-        links = set(zip(order, order[1:], strict=False))
+        links = set(itertools.pairwise(order))
         if len(order) > 2:
             links.add((order[-1], order[0]))
     elif shape == "random":
