@@ -79,6 +79,7 @@ class _Request:
 class Clients:
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
+        self.executed = 0  # operations executed so far (``Meta.exec_seq``)
         self.all: list[SimClient] = []
         self.session_writes: dict[int, list[tuple[Dot, VersionVector, int]]] = {}
         self.mw_checked: dict[tuple[str, int], int] = {}
@@ -185,6 +186,8 @@ class Clients:
         r = node.replica
         now = node.now()
         meta = Meta(sim.cluster.now_ms, now, r.incarnation, token_vv=dict(req.token.vv))
+        self.executed += 1
+        meta.exec_seq = self.executed
         if op.kind == "hlls.merge":
             meta.sources = [s.copy() for s in (r.get(("hlls", k)) for k in op.args["sources"]) if s]
         seq_before = r.seq

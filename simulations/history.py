@@ -48,6 +48,9 @@ class Meta:
     epoch_after: Any = None  # hlls add/merge: the key's epoch afterwards
     possibly_lost: bool = False  # its effect may be gone (wipe, or crash in wal mode)
     acked: bool = False  # the node core released its answer (what it saw was durable)
+    # Order of execution in the run: operations executed in the same
+    # millisecond are ordered by it, not by when they were invoked.
+    exec_seq: int = 0
 
 
 @dataclass

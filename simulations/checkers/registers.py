@@ -124,12 +124,17 @@ def _reg(op: Op) -> LWWRegister:
     return op.meta.delta
 
 
+def _execution_order(o: Op) -> tuple[int, int, int]:
+    assert o.meta is not None
+    return (o.meta.exec_ms, o.meta.exec_seq, o.idx)
+
+
 def _registers_never_go_back(key: str, ops: list[Op]) -> list[Violation]:
     """At one replica (one incarnation), the timestamp of the register a read
     sees never decreases: a value replaced (or deleted) does not come back."""
     out: list[Violation] = []
     high: dict[tuple[str, str], tuple[Timestamp, Op]] = {}
-    executed = sorted((o for o in ops if o.meta is not None), key=lambda o: (o.meta.exec_ms, o.idx))  # type: ignore[union-attr]
+    executed = sorted((o for o in ops if o.meta is not None), key=_execution_order)
     for o in executed:
         m = o.meta
         assert m is not None
