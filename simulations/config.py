@@ -106,12 +106,7 @@ class SimConfig:
     peers: dict[str, list[str]] | None = None  # each replica's peers; None: a full mesh
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        if self.peers is None:
-            # A full mesh is written as before topologies existed: its trace
-            # hash (which starts with this configuration) did not change.
-            del out["topology"], out["peers"]
-        return out
+        return asdict(self)
 
     def skew_bound_ms(self) -> int:
         """Largest |skew| any clock may have outside a clock-excess window: two
