@@ -33,9 +33,22 @@ reordering are harmless.  An idle link still exchanges a heartbeat every
 *Applied vectors.*  Every message carries its sender's applied vector.  From
 them: replication lag per peer, and causal stability, the pointwise minimum
 over all replicas.  Register tombstones covered by it are dropped (only when
-we have also applied everything any peer reported, so no write concurrent
+we have also applied everything any replica reported, so no write concurrent
 with a tombstone is still on its way here).  Log entries acknowledged by
 every peer are truncated.
+
+*Topology.*  Peers need not be fully meshed: any connected graph works (a
+chain, a star, a ring).  What a replica applies, local or received, reaches
+its other peers: a pushed group is logged and pushed on (leaving out the peer
+it came from), and dots learnt by state sync are passed on by a state sync
+(below).  Nothing goes back to where it came from.  Stability must cover
+replicas we do not hear directly, so every header carries the sender's
+configured peers and, when the receiver may need them, its *levels*: the
+meet of the floors and the join of the applied vectors of every replica
+within k hops (``replication.reach``).  A replica collects only once one of
+its levels covers every replica; in a full mesh that is level 1, its peers'
+own headers.  (Stability over peers alone let a chain's end collect a
+tombstone the other end had not applied: B17.)
 
 *Catch-up.*  A peer whose ``acked`` is below the retained log (new, wiped,
 or away longer than the log keeps) gets a state sync instead: we record our
@@ -66,7 +79,10 @@ pushes (a later write would otherwise reach the peer before the writes it
 depends on: B4) and, if the peer still lacks them after
 ``orphan_grace_ms`` (it may get them from their origin meanwhile), catches
 it up by a state sync of its own (otherwise updates whose origin lost its
-log, or its data, would never reach it: B2).
+log, or its data, would never reach it: B2).  This is also how what the
+middle of a chain learnt by sync reaches the far end, whose only source is
+the middle.  The replica that shipped the dots reported a vector covering
+them, so no push is held and no sync is run back towards it.
 
 *Durability.*  A receiver replies only after what it applied is durable,
 and a sender ships only what is durable on its side (``ready_pos``); a
@@ -87,7 +103,8 @@ a state sync ships a snapshot from its start, and in ``wal`` durability a
 power loss can roll a replica back to its last synced write.  So every
 replica reports a ``floor``: the meet of its applied vector as of its last
 synced write and the contexts of the snapshots it may still ship; stability
-is the meet of every replica's floor.
+is the meet of every replica's floor, relayed level by level where replicas
+are not peers (*Topology*, above).
 
 Modules
 =======
@@ -100,7 +117,8 @@ is split by responsibility:
   state machine;
 - ``replication.sync_receiver``: state sync runs from peers, buffered until
   ``SyncDone``, with the receiver's state machine;
-- ``replication.stability``: the stability floor, the stable vector and
+- ``replication.stability``, ``replication.reach``: the stability floor, the
+  stable vector over any connected topology (levels relayed in headers) and
   tombstone collection;
 - ``replication.log``, ``replication.digest``, ``replication.messages``: the
   shipping log, key-range digests and the wire format;
