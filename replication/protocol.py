@@ -175,6 +175,9 @@ class Replication:
         self.sender = SyncSender(replica, self.digest, self.settings, boot)
         self.receiver = SyncReceiver(replica, self.digest, self.settings, self.header)
         self.peers = {p: PeerState.restored(p, replica.peer_book.get(p)) for p in peers}
+        # Which peers may need our levels, for what we know of their peers.
+        self._peers_of: dict[str, frozenset[str] | None] | None = None
+        self._wanted: frozenset[str] = frozenset()
         self.durable_pos = replica.log_pos
         self.tombstones_dropped = 0
         loaded = replica.take_loaded_log()
@@ -214,10 +217,9 @@ class Replication:
         applied = dict(r.applied.vv)
         floor = stability.own_floor(r, self.peers.values())
         levels: tuple[reach.Level, ...] = ()
-        if peer_id is not None:
+        if peer_id is not None and peer_id in self._levels_wanted():
             reports = [p.report() for p in self.peers.values()]
-            if reach.needs_levels(r.replica_id, reports, self.peers[peer_id].report()):
-                levels = tuple(reach.levels(r.replica_id, self.peers, floor, applied, reports))
+            levels = tuple(reach.levels(r.replica_id, self.peers, floor, applied, reports))
         return Header(
             r.replica_id,
             r.incarnation,
@@ -264,6 +266,16 @@ class Replication:
             peer.last_sent_ms = now_ms
             peer.messages_sent += 1
         return out
+
+    def _levels_wanted(self) -> frozenset[str]:
+        """The peers that may need our levels; it changes only with what we
+        know of our peers' peers (``replication.reach``)."""
+        peers_of = {p.peer_id: p.peers for p in self.peers.values()}
+        if peers_of != self._peers_of:
+            self._peers_of = peers_of
+            me = self.replica.replica_id
+            self._wanted = frozenset(p for p in peers_of if reach.needs_levels(me, peers_of, p))
+        return self._wanted
 
     # -- replies -----------------------------------------------------------------------------
     def receive_reply(self, peer_id: str, msg: Message, now_ms: int) -> None:

@@ -42,7 +42,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from crdtkv.crdts.causal import VersionVector, vv_join, vv_meet
@@ -136,16 +136,16 @@ def complete_level(computed: Sequence[Level]) -> Level | None:
     return computed[-1] if computed and computed[-1].complete else None
 
 
-def needs_levels(me: str, reports: Sequence[PeerReport], peer: PeerReport) -> bool:
+def needs_levels(me: str, peers_of: Mapping[str, frozenset[str] | None], peer: str) -> bool:
     """Whether ``peer`` can need our levels: unless we peer with every replica
-    (our level 1 is complete by the topology alone) and so does ``peer``."""
-    if peer.peers is None:
-        return True  # we do not know its peers yet
-    near = frozenset([me]).union(r.peer_id for r in reports)
-    for r in reports:
-        if r.peers is None or not r.peers <= near:
+    (our level 1 is complete by the topology alone) and so does ``peer``.
+    ``peers_of``: each of our peers' configured peers (None: not known)."""
+    near = frozenset([me, *peers_of])
+    for theirs in peers_of.values():
+        if theirs is None or not theirs <= near:
             return True  # some replica may lie beyond our peers
-    return not near <= peer.peers | {peer.peer_id}
+    theirs = peers_of[peer]
+    return theirs is None or not near <= theirs | {peer}
 
 
 def _join(vectors: Iterable[VersionVector]) -> VersionVector:
