@@ -273,8 +273,8 @@ class Replication:
         peers_of = {p.peer_id: p.peers for p in self.peers.values()}
         if peers_of != self._peers_of:
             self._peers_of = peers_of
-            me = self.replica.replica_id
-            self._wanted = frozenset(p for p in peers_of if reach.needs_levels(me, peers_of, p))
+            me, reports = self.replica.replica_id, [p.report() for p in self.peers.values()]
+            self._wanted = frozenset(p for p in peers_of if reach.needs_levels(me, reports, p))
         return self._wanted
 
     # -- replies -----------------------------------------------------------------------------

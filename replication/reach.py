@@ -35,14 +35,16 @@ heard from every peer.
 A replica sends its levels to a peer only when the peer can need them: when
 its own level 1 is not complete (some replica lies beyond its peers), or when
 the peer does not itself peer with every replica it knows of.  In a full
-mesh headers carry no levels.
+mesh headers carry no levels.  A peer that has not told us its peers (not
+heard yet, or built before topologies) is taken to peer with all of ours,
+as a full mesh required before (``assumed_peers``).
 
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from crdtkv.crdts.causal import VersionVector, vv_join, vv_meet
@@ -52,6 +54,7 @@ __all__ = [
     "MEMBERS_MAX",
     "Level",
     "PeerReport",
+    "assumed_peers",
     "complete_level",
     "levels",
     "needs_levels",
@@ -87,18 +90,28 @@ class PeerReport:
     applied: VersionVector
     reach: tuple[Level, ...]  # its levels 1.., as it sent them (maybe none)
 
-    def level(self, k: int) -> Level | None:
-        """Its level ``k``; None when it has not told us."""
-        if self.peers is None:
-            return None
+    def level(self, k: int, near: frozenset[str]) -> Level | None:
+        """Its level ``k``; None when it has not told us.  ``near``: we and our
+        peers (see ``assumed_peers``)."""
         if k == 0:
             me = frozenset([self.peer_id])
-            return Level(me, me | self.peers, self.floor, self.applied)
+            return Level(me, me | assumed_peers(self, near), self.floor, self.applied)
         if k <= len(self.reach):
             return self.reach[k - 1]
         # A complete level already covers everyone: higher levels are the same.
         last = self.reach[-1] if self.reach else None
         return last if last is not None and last.complete else None
+
+
+def assumed_peers(report: PeerReport, near: frozenset[str]) -> frozenset[str]:
+    """The peer's peers.  One that has not sent them is taken to peer with
+    every replica we peer with, as every replica did before topologies (a
+    full mesh was required).  Until we hear from a peer its floor is empty,
+    so nothing is collected on that assumption; an older replica that sends
+    no peers is safe only in a full mesh, as it always was."""
+    if report.peers is not None:
+        return report.peers
+    return near - {report.peer_id}
 
 
 def levels(
@@ -115,7 +128,7 @@ def levels(
     for k in range(1, LEVELS_MAX + 1):
         below: list[Level] = []
         for r in reports:
-            lv = r.level(k - 1)
+            lv = r.level(k - 1, base)
             if lv is None:
                 return out
             below.append(lv)
@@ -136,16 +149,18 @@ def complete_level(computed: Sequence[Level]) -> Level | None:
     return computed[-1] if computed and computed[-1].complete else None
 
 
-def needs_levels(me: str, peers_of: Mapping[str, frozenset[str] | None], peer: str) -> bool:
+def needs_levels(me: str, reports: Sequence[PeerReport], peer: str) -> bool:
     """Whether ``peer`` can need our levels: unless we peer with every replica
-    (our level 1 is complete by the topology alone) and so does ``peer``.
-    ``peers_of``: each of our peers' configured peers (None: not known)."""
-    near = frozenset([me, *peers_of])
-    for theirs in peers_of.values():
-        if theirs is None or not theirs <= near:
-            return True  # some replica may lie beyond our peers
-    theirs = peers_of[peer]
-    return theirs is None or not near <= theirs | {peer}
+    (our level 1 is complete by the topology alone) and so does ``peer``."""
+    near = frozenset([me]).union(r.peer_id for r in reports)
+    theirs: frozenset[str] = frozenset()
+    for r in reports:
+        peers = assumed_peers(r, near)
+        if not peers <= near:
+            return True  # some replica lies beyond our peers
+        if r.peer_id == peer:
+            theirs = peers
+    return not near <= theirs | {peer}
 
 
 def _join(vectors: Iterable[VersionVector]) -> VersionVector:

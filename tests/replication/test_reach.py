@@ -43,9 +43,20 @@ def test_a_mesh_completes_at_level_1_and_its_stability_is_the_meet_of_its_peers(
     assert got[0].floor == {"x": 2}  # y: 0 at c
 
 
-def test_an_unheard_peer_leaves_no_level_and_nothing_stable() -> None:
-    assert levels("a", ["b"], {"x": 1}, {"x": 1}, [report("b", None, {})]) == []
-    assert complete_level([]) is None
+def test_a_peer_that_sends_no_peers_is_taken_to_be_in_a_mesh_and_unheard_blocks_all() -> None:
+    # Not heard yet: its floor is empty, so the (mesh) level is complete but
+    # nothing is stable.
+    got = levels("a", ["b"], {"x": 1}, {"x": 1}, [report("b", None, {})])
+    level = complete_level(got)
+    assert level is not None and level.floor == {}
+    # An older replica (no peer list), heard: taken to peer with all of ours.
+    old = report("b", None, {"x": 1})
+    got = levels("a", ["b", "c"], {"x": 2}, {"x": 2}, [old, report("c", ["a", "b"], {"x": 1})])
+    assert len(got) == 1 and got[0].complete and got[0].floor == {"x": 1}
+    # But a peer that names a replica beyond ours leaves level 1 incomplete.
+    far = report("c", ["a", "z"], {"x": 1})
+    got = levels("a", ["b", "c"], {"x": 2}, {"x": 2}, [old, far])
+    assert complete_level(got) is None
 
 
 def test_a_single_replica_is_its_own_complete_level() -> None:
@@ -65,13 +76,14 @@ def test_levels_stop_at_the_bound_in_a_chain_too_long() -> None:
 
 
 def test_only_peers_that_can_need_them_get_levels() -> None:
-    mesh = {"b": frozenset("ac"), "c": frozenset("ab")}
+    mesh = [report("b", ["a", "c"], {}), report("c", ["a", "b"], {})]
     assert not needs_levels("a", mesh, "b") and not needs_levels("a", mesh, "c")
-    star_hub = {"l1": frozenset(["hub"]), "l2": frozenset(["hub"])}
+    star_hub = [report("l1", ["hub"], {}), report("l2", ["hub"], {})]
     assert needs_levels("hub", star_hub, "l1")
-    star_leaf = {"hub": frozenset(["l1", "l2"])}
+    star_leaf = [report("hub", ["l1", "l2"], {})]
     assert needs_levels("l1", star_leaf, "hub")  # its own level 1 is not complete
-    assert needs_levels("a", {"b": None}, "b")  # not heard: it may need them
+    # Not heard yet: taken to be meshed with us, until its peer list says otherwise.
+    assert not needs_levels("a", [report("b", None, {})], "b")
 
 
 def test_a_header_with_levels_round_trips_and_a_mesh_header_carries_none() -> None:
