@@ -114,11 +114,17 @@ class SimNode:
         self._waiters.pop(ticket, None)
 
     def apply(self, op: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:
-        """Apply an op outside any session and run the clock until it is durable,
-        as a client's acknowledgement would (tests)."""
+        """Apply an op outside any session (tests); its write starts at once and
+        completes as simulated time passes."""
         result = self.core.apply(op, self.now() if now_ms is None else now_ms)
-        target = self.replica.log_pos
         self.step()
+        return result
+
+    def apply_acked(self, op: dict[str, Any]) -> dict[str, Any]:
+        """``apply``, then run the clock until the op is durable, as a client's
+        acknowledgement would (tests)."""
+        result = self.apply(op)
+        target = self.replica.log_pos
         for _ in range(ACK_WAIT_MS_MAX):
             if self.core.durable_pos >= target or not self.up:
                 break

@@ -65,8 +65,9 @@ def test_acknowledged_increments_and_adds_are_never_lost() -> None:
     for i in range(400):
         rid = rng.choice(c.ids)
         by = rng.randint(1, 9)
-        c.nodes[rid].apply({"op": "counters.incr", "key": "c", "delta": by}, c.now_ms)
-        c.nodes[rid].apply({"op": "sets.add", "key": "s", "members": [f"m{i}"]}, c.now_ms)
+        # Acknowledged: each returns once its write is durable, as a client's answer would.
+        c.nodes[rid].apply_acked({"op": "counters.incr", "key": "c", "delta": by})
+        c.nodes[rid].apply_acked({"op": "sets.add", "key": "s", "members": [f"m{i}"]})
         total += by
         added.add(f"m{i}")
         if i % 50 == 0:
