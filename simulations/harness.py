@@ -131,6 +131,16 @@ class SimNode:
             self.cluster.run_for(1)
         return result
 
+    def commit_now(self) -> None:
+        """Write everything pending at once, with no simulated time passing (tests)."""
+        self.core.flush(self.now())
+        for a in self.core.take_actions():
+            if not isinstance(a, Write):
+                raise AssertionError(f"commit_now with {a!r} pending")
+            self.storage.write(a.batch, sync=a.sync)
+            self.core.write_done(self.now())
+        self.run_actions()
+
     def step(self) -> None:
         """After an event: start a group commit if none is in flight, carry out actions."""
         self.core.flush(self.now())

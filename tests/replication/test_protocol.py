@@ -9,7 +9,6 @@ import msgpack
 import pytest
 
 from crdtkv.errors import BadRequest, CodecError, PayloadTooLarge, Unauthorized
-from crdtkv.node.core import Write
 from replication import messages
 from replication.messages import Header, Push
 from replication.protocol import Settings
@@ -262,12 +261,7 @@ def test_bodies_compress_only_when_large_enough_and_round_trip() -> None:
     node = c.nodes["r0"]
     for i in range(40):
         node.core.apply({"op": "counters.incr", "key": f"key:{i:012d}", "delta": 1}, c.now_ms)
-    # Drive the node core by hand: one group commit, written at once, no time passing.
-    node.core.flush(c.now_ms)
-    (write,) = node.core.take_actions()
-    assert isinstance(write, Write)
-    node.storage.write(write.batch, sync=write.sync)
-    node.core.write_done(c.now_ms)
+    node.commit_now()  # one group commit, written at once, no simulated time passing
     out = node.rep.next_message("r1", c.now_ms)
     assert out is not None
     plain = messages.encode(out[0])
