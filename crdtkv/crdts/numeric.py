@@ -8,8 +8,8 @@ ties by actor, as ``LWWRegister``) plus every increment that base has not
 observed.  An increment is a per-replica contribution under the writer's
 dot, so concurrent increments all count (Redis Active-Active: 7 at A and +3
 at B give 10).  A base write is an observed reset of the increments it saw
-(as ``PNCounter.reset``): a concurrent increment survives on top of the new
-base.  A base that is not a number hides every increment (SET "abc" beats a
+(as ``PNCounter.reset``, with the one difference described below): a
+concurrent increment survives on top of the new base.  A base that is not a number hides every increment (SET "abc" beats a
 concurrent INCR), and a local increment of it is refused (``NotNumeric``).
 Plain Redis holds: ``SET k 5; INCR k`` gives 6 (Redis Active-Active refuses
 this one).  A removal (DEL, HDEL, ZREM) drops the dots it observed and keeps
@@ -34,6 +34,22 @@ increments keep a per-writer float sum, and the sums are added in dot order
 (actor id, then sequence), so every replica computes the same double.  The
 cell functions are shared with the hash and the sorted set, whose maps keep
 one cell per field under one context.
+
+"Observed", precisely: a base write or removal drops the entries it holds.
+An entry dropped by anyone stays dropped everywhere, even where that base
+write loses to a concurrent one (an increment made before a base that lost
+does not come back on top of the winner).  A writer's ``Incr`` is its
+running total since the last base write or removal *that writer* saw, so an
+increment made concurrently with a reset carries the writer's earlier,
+observed increments along with the new one: B adds 4, A sees it and writes
+a base, B concurrently adds 6: the value is A's base + 10, not + 6 (Redis
+Active-Active, keeping reset tombstones, gives + 6; so does ``PNCounter``,
+which keeps its floors forever).  Knowing which part of a running total a
+remover saw would need that memory: a per-field tombstone, or a history of
+every increment.  Keeping one entry per writer bounds a cell by the number
+of concurrent writers, and a removed field leaves nothing behind; the
+difference shows only when a writer increments the same value on both
+sides of a reset it has not yet seen.
 
 Which values are numbers: ints, floats, and strings or bytes that spell one
 (``parse_number``: ``0|-?[1-9][0-9]*`` within 64 bits is an integer; a plain
