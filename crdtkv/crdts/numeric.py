@@ -9,8 +9,9 @@ observed.  An increment is a per-replica contribution under the writer's
 dot, so concurrent increments all count (Redis Active-Active: 7 at A and +3
 at B give 10).  A base write is an observed reset of the increments it saw
 (as ``PNCounter.reset``, with the one difference described below): a
-concurrent increment survives on top of the new base.  A base that is not a number hides every increment (SET "abc" beats a
-concurrent INCR), and a local increment of it is refused (``NotNumeric``).
+concurrent increment survives on top of the new base.  A base that is not
+a number hides every increment (SET "abc" beats a concurrent INCR), and a
+local increment of it is refused (``NotNumeric``).
 Plain Redis holds: ``SET k 5; INCR k`` gives 6 (Redis Active-Active refuses
 this one).  A removal (DEL, HDEL, ZREM) drops the dots it observed and keeps
 the rest, so "ZREM racing ZINCRBY keeps only the unobserved increment":

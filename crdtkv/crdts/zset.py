@@ -24,7 +24,8 @@ The ordered index, a ``SortedList`` of ``(score, member)``, is kept in step
 with the state by every mutation and every merge (``_changed``), so ranks
 and ranges cost O(log n + k), not O(n).  Ties of score order by member, and
 a member's code-point order is the order of its UTF-8 bytes, Redis's order.
-The index is derived: it is not encoded, and ``decode`` rebuilds it.
+The index is derived: it is not encoded, and ``decode`` rebuilds it (a
+narrow delta builds its own only if it is read).
 """
 
 from __future__ import annotations
@@ -97,34 +98,47 @@ class ZSet(CausalMap):
     KIND = "zset"
     SCORES_ONLY = True
 
-    __slots__ = ("index",)
+    __slots__ = ("_index",)
 
     def __init__(
         self,
         entries: dict[str, Cell] | None = None,
         ctx: CausalContext | None = None,
         narrow: bool = False,
-        index: SortedList[_Key] | None = None,
     ) -> None:
         super().__init__(entries, ctx, narrow)
-        self.index: SortedList[_Key]
-        if index is not None:  # a copy's index, already in step with ``entries``
-            self.index = index
-        else:
+        # A full state builds its index now; a narrow delta only when first read (it
+        # is usually joined into a state and dropped, so most never need one).
+        self._index: SortedList[_Key] | None = None
+        if not narrow:
             self._rebuilt()
 
     # -- the ordered index --------------------------------------------------------------
+    @property
+    def index(self) -> SortedList[_Key]:
+        """The live members as (score, member), in order; read-only for callers."""
+        if self._index is None:
+            self._rebuilt()
+            assert self._index is not None
+        return self._index
+
     def _changed(self, key: str, old: Cell, new: Cell) -> None:
+        idx = self._index
+        if idx is None:
+            return
         if old:
-            self.index.remove((_score(old), key))
+            idx.remove((_score(old), key))
         if new:
-            self.index.add((_score(new), key))
+            idx.add((_score(new), key))
 
     def _rebuilt(self) -> None:
-        self.index = SortedList((_score(c), k) for k, c in self.entries.items() if c)
+        self._index = SortedList((_score(c), k) for k, c in self.entries.items() if c)
 
     def copy(self) -> ZSet:
-        return ZSet(dict(self.entries), self.ctx.copy(), self.narrow, self.index.copy())
+        out = ZSet(dict(self.entries), self.ctx.copy(), narrow=True)  # no index built
+        out.narrow = self.narrow
+        out._index = None if self._index is None else self._index.copy()
+        return out
 
     # -- reads ------------------------------------------------------------------
     def score(self, member: str) -> float | None:
