@@ -85,6 +85,7 @@ __all__ = [
     "check_scalar",
     "decode_cell",
     "encode_cell",
+    "float_step",
     "increment",
     "join_cells",
     "parse_number",
@@ -153,6 +154,17 @@ def parse_number(v: Scalar) -> Number | None:
         x = float(raw)
         return x if math.isfinite(x) else None
     return None
+
+
+def float_step(by: object) -> float:
+    """``by`` as a float increment; ``TypeError`` if it is not a number,
+    ``CounterOverflow`` if it is past the range of a double."""
+    if isinstance(by, bool) or not isinstance(by, int | float):
+        raise TypeError(f"a float increment is a number, not {by!r}")
+    try:
+        return float(by)
+    except OverflowError as e:
+        raise CounterOverflow("increment would produce NaN or Infinity") from e
 
 
 def check_scalar(value: object) -> Scalar:
@@ -373,9 +385,7 @@ class NumericRegister(CRDT):
     def incr_float(self, actor: str, by: float) -> NumericRegister:
         """INCRBYFLOAT: refused (nothing changes) on a value that is not a number, or
         if the increment or the result is not finite."""
-        if isinstance(by, bool) or not isinstance(by, int | float):
-            raise TypeError("a float increment is a number")
-        return self._increment(actor, float(by))
+        return self._increment(actor, float_step(by))
 
     def _increment(self, actor: str, by: int | float) -> NumericRegister:
         dot = self.ctx.next_dot(actor)

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.codec import register_type
 from crdtkv.crdts.hlc import Timestamp
-from crdtkv.crdts.numeric import Number, Scalar, cell_value, check_scalar
+from crdtkv.crdts.numeric import Number, Scalar, cell_value, check_scalar, float_step
 
 __all__ = ["ORMap"]
 
@@ -76,6 +76,4 @@ class ORMap(CausalMap):
     def incr_float(self, actor: str, field: str, by: float) -> tuple[ORMap, Number]:
         """HINCRBYFLOAT: returns (delta, new value); refused (nothing changed) on a
         value that is not a number, or if the increment or the result is not finite."""
-        if isinstance(by, bool) or not isinstance(by, int | float):
-            raise TypeError("a float increment is a number")
-        return self._increment(actor, field, float(by), allow_infinite=False)
+        return self._increment(actor, field, float_step(by), allow_infinite=False)

@@ -218,7 +218,7 @@ def test_mixed_integer_and_float_increments() -> None:
     assert s.value() == 5.25
 
 
-@pytest.mark.parametrize("by", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("by", [math.inf, -math.inf, math.nan, 10**400])
 def test_a_float_increment_that_is_not_finite_is_refused(by: float) -> None:
     r = NumericRegister()
     r.assign("a", ts(10, "a"), 1)
