@@ -310,7 +310,7 @@ def _decode_entry(raw: object, scores_only: bool) -> Entry:
         raise CodecError("numeric entry: expected [kind, actor, seq, a, b]")
     kind, actor, seq, a, b = raw
     dot = decode_dot([actor, seq])
-    if kind == _WRITE and not isinstance(kind, bool):
+    if type(kind) is int and kind == _WRITE:
         try:
             value = check_scalar(b)
         except (TypeError, CounterOverflow, NotNumeric) as e:
@@ -318,7 +318,7 @@ def _decode_entry(raw: object, scores_only: bool) -> Entry:
         if scores_only and not isinstance(value, float):
             raise CodecError("numeric entry: a score is a float")
         return Write(dot, Timestamp.decode(a), value)
-    if kind == _INCR and not isinstance(kind, bool):
+    if type(kind) is int and kind == _INCR:
         if not isinstance(a, int) or isinstance(a, bool) or not INT64_MIN <= a <= INT64_MAX:
             raise CodecError("numeric entry: an integer sum is a 64-bit int")
         if b is not None and (not isinstance(b, float) or not math.isfinite(b)):

@@ -6,6 +6,8 @@ import itertools
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crdtkv.crdts import NumericRegister, codec
 from crdtkv.crdts.hlc import Timestamp
@@ -308,3 +310,49 @@ def test_decode_refuses_malformed_entries() -> None:
     back = codec.unpack(codec.pack(r))
     assert back == r and isinstance(back, NumericRegister)
     assert isinstance(back.cell[0], Write) and back.value() == 5
+
+
+_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.integers(),
+    st.floats(),
+    st.sampled_from(["a", ""]),
+    st.binary(max_size=2),
+)
+_ENTRY = st.tuples(
+    st.sampled_from([0, 1, 0.0, True]),
+    st.sampled_from(["a", "b", 1]),
+    st.integers(-1, 4),
+    st.one_of(_LEAF, st.just([1, 0, "a"])),
+    _LEAF,
+).map(list)
+_CTX = st.sampled_from([[{"a": 3}, []], [{"a": 1}, [["b", 2]]], [{}, []]])
+_PAYLOADS = {
+    "num": st.tuples(_CTX, st.lists(_ENTRY, max_size=3)).map(list),
+    "hash": st.tuples(
+        _CTX,
+        st.lists(
+            st.tuples(st.sampled_from(["x", "y", 3]), st.lists(_ENTRY, max_size=3)).map(list),
+            max_size=3,
+        ),
+        st.one_of(st.booleans(), _LEAF),
+    ).map(list),
+}
+_PAYLOADS["zset"] = _PAYLOADS["hash"]
+
+
+@pytest.mark.parametrize("tag", sorted(_PAYLOADS))
+def test_near_valid_payloads_decode_to_a_round_trip_or_raise_codec_error(tag: str) -> None:
+    @settings(max_examples=400, deadline=None)
+    @given(_PAYLOADS[tag])
+    def check(payload: object) -> None:
+        try:
+            value = codec.decode([tag, 1, payload])
+        except CodecError:
+            return
+        back = codec.unpack(codec.pack(value))
+        assert back == value and codec.pack(back) == codec.pack(value)
+
+    check()
