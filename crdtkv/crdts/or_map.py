@@ -14,8 +14,9 @@ Shoker, Baquero, "Delta State Replicated Data Types" (arXiv 1603.01529),
 ORMap with a causal context.
 
 Every mutator's delta lists only the fields it touched: HSET of one field
-of a 1,000,000-field hash ships and joins in the same time and bytes as on
-an empty one.  Field existence checks (HSETNX) are the caller's, local.
+of a 1,000,000-field hash costs, in delta bytes and in the time to make and
+to join it, what it costs on a small one.  Field existence checks (HSETNX)
+are the caller's, local.
 """
 
 from __future__ import annotations
