@@ -11,7 +11,13 @@ What it measures (``time.perf_counter``, median of a few repetitions):
 - operations per second through the replica core, ``ops.apply_op``, which
   adds validation, the replica-level dot and the delta-group log record, with
   the share of that time spent in Python's cyclic garbage collector; a set
-  add of ten members per operation shows what batching buys.
+  add of ten members per operation shows what batching buys;
+- a hash (``ORMap``) and a sorted set (``ZSet``) of 1,000 and of 1,000,000
+  entries: the time of one HSET, HINCRBY, ZADD and ZINCRBY of an existing
+  entry, of joining its delta into a remote copy, and the delta's encoded
+  size; the time of a ZRANGE by rank of 100 entries from the middle; and the
+  1,000,000 / 1,000 ratio of each, which should stay near 1 (the writes
+  within 1.5x, the range within 3x: costs of O(1) and O(log n + k)).
 
 Inputs are built before the clock starts and frozen out of the collector's
 reach (``gc.freeze``); state the timed code creates is collected as usual.
@@ -24,6 +30,7 @@ Usage::
     .venv/bin/python benchmarks/crdt_bench.py --quick    # a short smoke run
     .venv/bin/python benchmarks/crdt_bench.py --json out.json
     .venv/bin/python benchmarks/crdt_bench.py --profile  # cProfile of the aimed paths
+    .venv/bin/python benchmarks/crdt_bench.py --values-only  # only the hash and sorted set rows
 
 Nothing here is part of the store; it only drives the pure core.
 """
@@ -38,16 +45,18 @@ import json
 import os
 import platform
 import pstats
+import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from crdtkv.crdts import HLC, HLL, LWWRegister, ORSet, PNCounter, pack, unpack
+from crdtkv.crdts import HLC, HLL, LWWRegister, ORMap, ORSet, PNCounter, ZSet, pack, unpack
 from crdtkv.crdts.base import CRDT
 from crdtkv.ops import apply_op
 from crdtkv.replica.keyspace import Replica
@@ -62,6 +71,9 @@ WALL_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z; the core never reads a cloc
 
 AIM_COUNTER_INCR_PER_S = 200_000
 AIM_SET_ADD_PER_S = 100_000
+AIM_VALUE_WRITE_RATIO = 1.5  # a write on a 1,000,000-entry hash or sorted set vs 1,000
+AIM_VALUE_RANGE_RATIO = 3.0  # a ZRANGE of 100 by rank, the same sizes
+RANGE_LEN = 100
 DRAIN_EVERY_OPS = 1_000  # hand pending log records to "storage" like a group commit
 
 T = TypeVar("T", bound=CRDT)
@@ -77,6 +89,8 @@ class Params:
     # ORSet.merge of a delta into a full state scanned every member when the figures
     # of docs/performance.md were measured (fixed since), so 200,000 joins took hours.
     set_merge_ops: int
+    value_sizes: tuple[int, int]  # entries of the small and the large hash / sorted set
+    value_samples: int  # single writes (and ranges) timed per row
 
 
 FULL = Params(
@@ -85,6 +99,8 @@ FULL = Params(
     big_set_members=100_000,
     single_op_samples=2_000,
     set_merge_ops=10_000,
+    value_sizes=(1_000, 1_000_000),
+    value_samples=5_000,
 )
 QUICK = Params(
     ops_per_rep=20_000,
@@ -92,6 +108,8 @@ QUICK = Params(
     big_set_members=100_000,
     single_op_samples=200,
     set_merge_ops=2_000,
+    value_sizes=(1_000, 20_000),
+    value_samples=500,
 )
 
 
@@ -125,6 +143,27 @@ class ReplicaRow:
     us_per_op: float  # 1e6 / ops_per_s
     elements_per_s: float  # ops_per_s * per_op: members or items added per second
     gc_share: float  # median share of the time spent in the cyclic garbage collector
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRow:
+    op: str  # "HSET", "HINCRBY", "ZADD", "ZINCRBY" (of an existing entry) or "ZRANGE"
+    entries: int  # entries of the hash or sorted set
+    op_us: float  # median time of one operation on the local value
+    merge_us: float | None  # median time of joining its delta into a remote copy (writes)
+    delta_bytes: int | None  # median codec.pack size of its delta (writes)
+
+
+@dataclass(frozen=True, slots=True)
+class RatioRow:
+    op: str
+    op_ratio: float  # large / small, op_us
+    merge_ratio: float | None  # large / small, merge_us
+    aim: float  # the most either ratio may be
+
+    @property
+    def met(self) -> bool:
+        return self.op_ratio <= self.aim and (self.merge_ratio or 0.0) <= self.aim
 
 
 # -- timing helpers ---------------------------------------------------------------------
@@ -430,6 +469,134 @@ def bench_set_size(members: int, samples: int) -> SetSizeRow:
     )
 
 
+# -- hash and sorted set by size ---------------------------------------------------------------
+BUILD_CHUNK = 10_000  # entries per write while building a large value (setup, not timed)
+
+
+def build_hash(n: int) -> ORMap:
+    """A hash of ``n`` fields ``field-0000000``..., each holding an integer."""
+    h, clock = ORMap(), HLC(ACTOR_A)
+    for i in range(0, n, BUILD_CHUNK):
+        fields = names("field", min(BUILD_CHUNK, n - i), start=i)
+        h.set(ACTOR_A, clock.now(WALL_MS), [(f, i + k) for k, f in enumerate(fields)])
+    return h
+
+
+def build_zset(n: int) -> ZSet:
+    """A sorted set of ``n`` members ``member-0000000``... with scores 0.0, 1.0, ..."""
+    z, clock = ZSet(), HLC(ACTOR_A)
+    for i in range(0, n, BUILD_CHUNK):
+        members = names("member", min(BUILD_CHUNK, n - i), start=i)
+        z.add(ACTOR_A, clock.now(WALL_MS), [(m, float(i + k)) for k, m in enumerate(members)])
+    return z
+
+
+def time_writes(op: str, n: int, state: T, writes: Sequence[Callable[[], T]]) -> ValueRow:
+    """Time each write on ``state``, then the join of each delta into a copy taken before.
+
+    The two phases are kept apart, as in ``bench_set_size``; the prebuilt value
+    and the prepared writes are inputs, frozen out of the collector's reach.
+    """
+    remote = state.copy()
+    clock = time.perf_counter
+    op_t: list[float] = []
+    deltas: list[T] = []
+    with gc_frozen():
+        for write in writes:
+            t0 = clock()
+            d = write()
+            op_t.append(clock() - t0)
+            deltas.append(d)
+    merge_t: list[float] = []
+    with gc_frozen():
+        for d in deltas:
+            t0 = clock()
+            remote.merge(d)
+            merge_t.append(clock() - t0)
+    assert remote == state, f"{op}: the remote copy did not converge"
+    us = 1e6
+    return ValueRow(
+        op,
+        n,
+        statistics.median(op_t) * us,
+        statistics.median(merge_t) * us,
+        median_int([len(pack(d)) for d in deltas]),
+    )
+
+
+def _hset(h: ORMap, clock: HLC, field: str, value: int) -> ORMap:
+    return h.set(ACTOR_A, clock.now(WALL_MS), ((field, value),))[0]
+
+
+def _hincrby(h: ORMap, field: str) -> ORMap:
+    return h.incr(ACTOR_A, field, 1)[0]
+
+
+def _zadd(z: ZSet, clock: HLC, member: str, score: float) -> ZSet:
+    return z.add(ACTOR_A, clock.now(WALL_MS), ((member, score),))[0]
+
+
+def _zincrby(z: ZSet, member: str) -> ZSet:
+    return z.incr(ACTOR_A, member, 1.0)[0]
+
+
+def bench_hash_size(n: int, samples: int) -> list[ValueRow]:
+    """HSET and HINCRBY of existing fields, spread over the hash, on ``n`` fields."""
+    h = build_hash(n)
+    rng = random.Random(n)
+    clock = HLC(ACTOR_A)
+    picks = [f"field-{rng.randrange(n):07d}" for _ in range(samples)]
+    sets = [partial(_hset, h, clock, f, v) for v, f in enumerate(picks)]
+    incrs = [partial(_hincrby, h, f) for f in picks]
+    return [time_writes("HSET", n, h, sets), time_writes("HINCRBY", n, h, incrs)]
+
+
+def bench_zset_size(n: int, samples: int) -> list[ValueRow]:
+    """ZADD (a new score: the member moves in the index) and ZINCRBY of existing
+    members, and ZRANGE of ``RANGE_LEN`` by rank from the middle, on ``n`` members."""
+    z = build_zset(n)
+    rng = random.Random(n)
+    clock = HLC(ACTOR_A)
+    picks = [f"member-{rng.randrange(n):07d}" for _ in range(samples)]
+    adds = [partial(_zadd, z, clock, m, rng.uniform(0, n)) for m in picks]
+    incrs = [partial(_zincrby, z, m) for m in picks]
+    rows = [time_writes("ZADD", n, z, adds), time_writes("ZINCRBY", n, z, incrs)]
+    mid = n // 2 - RANGE_LEN // 2
+    range_t: list[float] = []
+    with gc_frozen():
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            got = z.range_by_rank(mid, mid + RANGE_LEN - 1)
+            range_t.append(time.perf_counter() - t0)
+    assert len(got) == RANGE_LEN
+    rows.append(ValueRow("ZRANGE", n, statistics.median(range_t) * 1e6, None, None))
+    return rows
+
+
+def bench_values(p: Params) -> list[ValueRow]:
+    rows: list[ValueRow] = []
+    for n in p.value_sizes:
+        rows += bench_hash_size(n, p.value_samples)
+        gc.collect()  # drop the large hash before building the sorted set
+        rows += bench_zset_size(n, p.value_samples)
+        gc.collect()
+    return rows
+
+
+def value_ratios(rows: Sequence[ValueRow], sizes: tuple[int, int]) -> list[RatioRow]:
+    """Large / small of each op's times."""
+    by = {(r.op, r.entries): r for r in rows}
+    out: list[RatioRow] = []
+    for op in dict.fromkeys(r.op for r in rows):
+        small, large = by[op, sizes[0]], by[op, sizes[1]]
+        merge = None
+        if small.merge_us and large.merge_us is not None:
+            merge = large.merge_us / small.merge_us
+        aim = AIM_VALUE_RANGE_RATIO if op == "ZRANGE" else AIM_VALUE_WRITE_RATIO
+        out.append(RatioRow(op, large.op_us / small.op_us, merge, aim))
+    return out
+
+
 # -- replica core -------------------------------------------------------------------------
 def replica_setup(ops: Sequence[dict[str, Any]]) -> Setup:
     """Apply ``ops`` through ``apply_op`` on a fresh replica, draining the log as a shell would."""
@@ -648,6 +815,46 @@ def report(
     return "\n".join(parts)
 
 
+def report_values(p: Params, rows: Sequence[ValueRow]) -> str:
+    small, large = p.value_sizes
+    return "\n".join(
+        [
+            f"Hash and sorted set by size (median of {p.value_samples:,} samples; "
+            f"a write updates an existing entry)",
+            table(
+                ["op", "entries", "op us", "merge us", "delta B"],
+                [
+                    [
+                        r.op if r.op != "ZRANGE" else f"ZRANGE {RANGE_LEN} by rank",
+                        f"{r.entries:,}",
+                        fmt_us(r.op_us),
+                        "-" if r.merge_us is None else fmt_us(r.merge_us),
+                        "-" if r.delta_bytes is None else str(r.delta_bytes),
+                    ]
+                    for r in rows
+                ],
+            ),
+            "merge us: joining the write's delta into a copy of the value taken before.",
+            "",
+            f"Ratios, {large:,} / {small:,} entries (aims: writes within "
+            f"{AIM_VALUE_WRITE_RATIO}x, the range within {AIM_VALUE_RANGE_RATIO}x)",
+            table(
+                ["op", "op time", "merge time", "aim", "status"],
+                [
+                    [
+                        r.op,
+                        f"{r.op_ratio:.2f}x",
+                        "-" if r.merge_ratio is None else f"{r.merge_ratio:.2f}x",
+                        f"{r.aim}x",
+                        "met" if r.met else "MISSED",
+                    ]
+                    for r in value_ratios(rows, p.value_sizes)
+                ],
+            ),
+        ]
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="a short run (fewer ops and samples)")
@@ -656,6 +863,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--profile", action="store_true", help="print cProfile of the aimed paths instead"
     )
     ap.add_argument("--top", type=int, default=15, help="rows per profile (default 15)")
+    ap.add_argument(
+        "--values-only", action="store_true", help="only the hash and sorted set rows by size"
+    )
     args = ap.parse_args(argv)
     p = QUICK if args.quick else FULL
     if args.profile:
@@ -665,28 +875,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"crdtkv CRDT core benchmark: {info['date']}")
     print(f"{info['cpu_model']}, {info['cpus']} CPUs, {info['python']}, one core in-process\n")
     t0 = time.perf_counter()
-    types = [bench_counter(p), bench_register(p), bench_set(p), bench_hll(p)]
-    sizes = [
-        bench_set_size(0, p.single_op_samples),
-        bench_set_size(p.big_set_members, p.single_op_samples),
-    ]
-    replica = bench_replica(p)
-    print(report(p, types, sizes, replica))
+    doc: dict[str, Any] = {
+        "benchmark": "crdt_core",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": info,
+        "params": asdict(p),
+    }
+    if not args.values_only:
+        types = [bench_counter(p), bench_register(p), bench_set(p), bench_hll(p)]
+        sizes = [
+            bench_set_size(0, p.single_op_samples),
+            bench_set_size(p.big_set_members, p.single_op_samples),
+        ]
+        replica = bench_replica(p)
+        print(report(p, types, sizes, replica) + "\n")
+        doc["types"] = [asdict(r) for r in types]
+        doc["or_set_by_size"] = [asdict(r) for r in sizes]
+        doc["replica_core"] = [asdict(r) for r in replica]
+        doc["aims"] = [
+            {"path": label, "measured_per_s": got, "aim_per_s": aim, "met": got >= aim}
+            for label, got, aim in aims(types, replica)
+        ]
+    values = bench_values(p)
+    print(report_values(p, values))
+    doc["values_by_size"] = [asdict(r) for r in values]
+    doc["value_ratios"] = [{**asdict(r), "met": r.met} for r in value_ratios(values, p.value_sizes)]
     print(f"\n(total {time.perf_counter() - t0:.1f} s)")
     if args.json is not None:
-        doc = {
-            "benchmark": "crdt_core",
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "machine": info,
-            "params": asdict(p),
-            "types": [asdict(r) for r in types],
-            "or_set_by_size": [asdict(r) for r in sizes],
-            "replica_core": [asdict(r) for r in replica],
-            "aims": [
-                {"path": label, "measured_per_s": got, "aim_per_s": aim, "met": got >= aim}
-                for label, got, aim in aims(types, replica)
-            ],
-        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {args.json}")

@@ -4,6 +4,7 @@
     ├── BadRequest (400 bad_request)  the caller sent something we refuse
     │   ├── CodecError                bytes or data that do not decode
     │   ├── CounterOverflow           result outside the 64-bit signed range
+    │   ├── NotNumeric                an increment of a value that is not a number
     │   ├── ClockOffsetError          a remote timestamp too far ahead of ours
     │   └── ProtocolError             a replication peer broke the protocol
     │       └── SyncTooLarge (413)    a state sync past the receiver's buffer bound
@@ -38,6 +39,7 @@ __all__ = [
     "KeyNotFound",
     "MethodNotAllowed",
     "NotFound",
+    "NotNumeric",
     "PayloadTooLarge",
     "ProtocolError",
     "SessionUnavailable",
@@ -71,7 +73,13 @@ class CodecError(BadRequest):
 
 
 class CounterOverflow(BadRequest):
-    """A counter change whose result would leave the 64-bit signed range."""
+    """A counter change whose result would leave the 64-bit signed range (for a
+    float increment: whose result would be infinite or not a number)."""
+
+
+class NotNumeric(BadRequest):
+    """An increment of a value that is not a number (an integer increment: not
+    an integer), as Redis's ``ERR value is not an integer``; nothing changed."""
 
 
 class ClockOffsetError(BadRequest):

@@ -155,4 +155,4 @@ class SyncReceiver:
         r.applied.merge(msg.applied_ctx)
         r.peer_book.learn_synced(msg.applied_ctx.vv)
         r.touched(run.states)  # after the context: tombstone stamps cover the deletes
-        r.checkpoint_requested = True
+        r.request_checkpoint()

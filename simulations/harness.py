@@ -114,16 +114,32 @@ class SimNode:
         self._waiters.pop(ticket, None)
 
     def apply(self, op: dict[str, Any], now_ms: int | None = None) -> dict[str, Any]:
-        """Apply an op outside any session and run the clock until it is durable,
-        as a client's acknowledgement would (tests)."""
+        """Apply an op outside any session (tests); its write starts at once and
+        completes as simulated time passes."""
         result = self.core.apply(op, self.now() if now_ms is None else now_ms)
-        target = self.replica.log_pos
         self.step()
+        return result
+
+    def apply_acked(self, op: dict[str, Any]) -> dict[str, Any]:
+        """``apply``, then run the clock until the op is durable, as a client's
+        acknowledgement would (tests)."""
+        result = self.apply(op)
+        target = self.replica.log_pos
         for _ in range(ACK_WAIT_MS_MAX):
             if self.core.durable_pos >= target or not self.up:
                 break
             self.cluster.run_for(1)
         return result
+
+    def commit_now(self) -> None:
+        """Write everything pending at once, with no simulated time passing (tests)."""
+        self.core.flush(self.now())
+        for a in self.core.take_actions():
+            if not isinstance(a, Write):
+                raise AssertionError(f"commit_now with {a!r} pending")
+            self.storage.write(a.batch, sync=a.sync)
+            self.core.write_done(self.now())
+        self.run_actions()
 
     def step(self) -> None:
         """After an event: start a group commit if none is in flight, carry out actions."""

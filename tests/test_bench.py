@@ -93,6 +93,21 @@ def test_spawned_msgpack_batches(tmp_path: Path) -> None:
         _check_result(r, t, 20, 200)
 
 
+def test_spawned_run_with_the_raw_client(tmp_path: Path) -> None:
+    """``--client raw`` (httptools parsing) against the real server: JSON, msgpack batches."""
+    for fmt, extra, ops in (("json", [], 1), ("msgpack", ["--batch", "10", "--msgpack"], 10)):
+        out = tmp_path / f"{fmt}.json"
+        proc = _bench(
+            "--spawn", "--client", "raw", "-n", "200", "-c", "4", "--keyspace", "50",
+            "-t", "counter_incr,register_get", *extra, "--json", str(out), "-q",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(out.read_text())
+        assert doc["config"]["client"] == "raw" and doc["config"]["format"] == fmt
+        for r, t in zip(doc["results"], ["counter_incr", "register_get"], strict=True):
+            _check_result(r, t, 200, 200 * ops)
+
+
 def test_interrupted_run_stops_its_server() -> None:
     proc = spawn(crdtkv_cmd("bench", "--spawn", "--duration", "60", "-c", "2"))
     try:

@@ -8,7 +8,7 @@ Convention for doc authors (docs/index.md says the same, in short):
   cluster's); it must exit 0.  This module runs them;
 - a block tagged ``console`` holds commands too long, slow or remote to run
   verbatim (benchmarks, simulation campaigns, ``make run``, ``crdtkv serve``
-  with remote peers).  tests/test_docs_commands.py runs each in a short form
+  with remote peers).  tests/docs_commands/ runs each in a short form
   made by a per-program rule (``--seeds 2000`` becomes ``--seeds 2``,
   ``-n 20000`` becomes ``-n 20``, benchmarks get ``--quick``...), starts,
   probes and stops the servers, and parses every command verbatim with its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import select
 import socket
 import threading
 import time
@@ -87,6 +88,11 @@ class Client(ClientBase):
         for fresh in (False, True):
             conn = self._conn(url, fresh)
             reused = not fresh and getattr(conn, "_crdtkv_used", False)
+            if reused and not _still_open(conn):
+                # The server closed this idle connection (keep-alive timeout):
+                # nothing was sent on it, so any call may go on a fresh one.
+                self._drop(url)
+                conn, reused = self._conn(url, True), False
             try:
                 conn.request(call.method, call.path, body=body, headers=headers)
                 resp = conn.getresponse()
@@ -97,7 +103,10 @@ class Client(ClientBase):
                 return resp.status, resp.headers, data
             except _STALE:
                 self._drop(url)
-                if not reused:
+                if not reused or not call.idempotent:
+                    # A call that must not run twice is not resent: the server may
+                    # have read it before the connection dropped (the caller says
+                    # "may or may not have been applied").
                     raise
                 # A kept-alive connection the server had closed: resend once, fresh.
             except BaseException:
@@ -124,3 +133,17 @@ class Client(ClientBase):
         conn = self._conns.pop(url, None)
         if conn is not None:
             conn.close()
+
+
+def _still_open(conn: http.client.HTTPConnection) -> bool:
+    """Whether a kept-alive connection still looks open (no EOF or data waiting)."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return True
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))  # b"": the server closed it
+    except OSError:
+        return False

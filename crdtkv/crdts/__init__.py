@@ -6,8 +6,11 @@ from crdtkv.crdts.codec import decode, encode, pack, unpack
 from crdtkv.crdts.hlc import HLC, ZERO, Timestamp
 from crdtkv.crdts.hll import HLL
 from crdtkv.crdts.lww_register import LWWRegister
+from crdtkv.crdts.numeric import NumericRegister
+from crdtkv.crdts.or_map import ORMap
 from crdtkv.crdts.or_set import ORSet
 from crdtkv.crdts.pn_counter import PNCounter
+from crdtkv.crdts.zset import LexBound, ScoreBound, ZSet
 
 __all__ = [
     "CRDT",
@@ -17,11 +20,16 @@ __all__ = [
     "CausalContext",
     "Dot",
     "LWWRegister",
+    "LexBound",
+    "NumericRegister",
+    "ORMap",
     "ORSet",
     "Order",
     "PNCounter",
+    "ScoreBound",
     "Timestamp",
     "VersionVector",
+    "ZSet",
     "decode",
     "encode",
     "pack",

@@ -345,7 +345,7 @@ class NodeCore:
         self._writes_done += 1
         if done.sync:
             self._last_sync_ms = done.started_ms
-            self.replica.durable_vv = done.applied
+            self.replica.mark_synced(done.applied)
         self.stats.batches_written += 1
         self.stats.entries_written += len(done.entries)
         self.durable_pos = max(self.durable_pos, done.target)

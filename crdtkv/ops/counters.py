@@ -22,7 +22,7 @@ def _add(r: Replica, key_name: str, by: int) -> Result:
     ctr = cast(PNCounter, existing) if existing is not None else PNCounter()
     delta = ctr.incr(r.actor, by)  # raises CounterOverflow before any change
     if existing is None and not delta.is_bottom():
-        r.states[key] = ctr
+        r.adopt(key, ctr)
     r.commit_local({key: delta})
     return {"value": ctr.value()}
 

@@ -23,7 +23,7 @@ def add(r: Replica, a: Args, now_ms: int) -> Result:
     delta = h.add(a["items"])
     changed = delta.has_registers()
     if existing is None and changed:
-        r.states[key] = h
+        r.adopt(key, h)
     r.commit_local({key: delta})
     return {"changed": changed}
 
@@ -52,7 +52,7 @@ def merge(r: Replica, a: Args, now_ms: int) -> Result:
         if src is not None and name != key[1]:
             delta.merge(h.merge_from(cast(HLL, src)))
     if h.is_bottom():
-        del r.states[key]
+        r.drop_empty(key)
     r.commit_local({key: delta})
     return {"count": h.count()}
 

@@ -28,7 +28,7 @@ def add(r: Replica, a: Args, now_ms: int) -> Result:
             raise BadRequest(f"a set holds at most {limits.SET_MEMBERS_MAX} members")
     delta, added = s.add(r.actor, members)
     if existing is None and members:
-        r.states[key] = s
+        r.adopt(key, s)
     r.commit_local({key: delta})
     return {"added": added}
 

@@ -164,6 +164,14 @@ class Replica:
             self.states[key] = state
         return state
 
+    def adopt(self, key: Key, state: CRDT) -> None:
+        """``state`` (built by an op from nothing) becomes ``key``'s state."""
+        self.states[key] = state
+
+    def drop_empty(self, key: Key) -> None:
+        """An op created ``key``'s state for nothing: it goes again."""
+        del self.states[key]
+
     def live_keys(self, now_ms: int) -> int:
         return sum(1 for s in self.states.values() if is_live(s, now_ms))
 
@@ -300,6 +308,32 @@ class Replica:
         """The log entries read at start (the replication core ships them)."""
         out, self.loaded_log = self.loaded_log, []
         return out
+
+    def request_checkpoint(self) -> None:
+        """Persist the states with the next write (a state sync merged states
+        that have no log entries)."""
+        self.checkpoint_requested = True
+
+    def mark_synced(self, applied: VersionVector) -> None:
+        """A synced storage write reflected ``applied``: a power loss cannot take it back."""
+        self.durable_vv = applied
+
+    def take_gc_deleted(self) -> set[Key]:
+        """Collected keys not yet deleted on disk, handed to the next batch."""
+        out, self.gc_deleted = self.gc_deleted, set()
+        return out
+
+    def take_checkpoint_request(self) -> bool:
+        out, self.checkpoint_requested = self.checkpoint_requested, False
+        return out
+
+    def checkpointed(self, pos: int) -> None:
+        """A batch carries a checkpoint of every state as of log position ``pos``."""
+        self.checkpoint_pos = pos
+
+    def log_truncated(self, pos: int) -> None:
+        """Log entries at or below ``pos`` are deleted from storage."""
+        self.log_truncated_to = pos
 
     def take_pending(self) -> list[LogEntry]:
         out, self.pending = self.pending, []

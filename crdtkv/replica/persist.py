@@ -114,7 +114,7 @@ def load_replica(
     )
     log = (rec.decode_log_entry(rec.log_pos_of(k), v) for k, v in storage.items("log"))
     replica.restore(_meta_int(storage, rec.META_HLC, 0), applied, checkpoint_pos, states, log)
-    replica.checkpoint_pos = checkpoint_pos
+    replica.checkpointed(checkpoint_pos)
     raw_peers = storage.get("meta", rec.META_PEERS)
     raw_synced = storage.get("meta", rec.META_SYNCED)
     replica.peer_book.restore(
@@ -143,18 +143,16 @@ def build_batch(
     for entry in entries:
         batch.put("log", rec.log_key(entry.pos), rec.encode_log_entry(entry))
     batch.put("meta", rec.META_HLC, rec.pack(replica.hlc.wall_ms))
-    for key in replica.gc_deleted:
+    for key in replica.take_gc_deleted():
         batch.delete("states", rec.encode_state_key(key))
-    replica.gc_deleted = set()
-    checkpoint = checkpoint or replica.checkpoint_requested
-    replica.checkpoint_requested = False
+    checkpoint = replica.take_checkpoint_request() or checkpoint
     if checkpoint:
         for key, state in replica.take_dirty().items():
             batch.put("states", rec.encode_state_key(key), rec.encode_state(state))
         batch.put("meta", rec.META_APPLIED, rec.encode_applied(replica.applied))
         batch.put("meta", rec.META_CHECKPOINT_POS, rec.pack(replica.log_pos))
         batch.put("meta", rec.META_SYNCED, rec.pack(replica.peer_book.synced_vv))
-        replica.checkpoint_pos = replica.log_pos
+        replica.checkpointed(replica.log_pos)
     # Written whenever they change, not only at checkpoints: the log is
     # truncated up to the peers' acknowledgements, so the persisted ones
     # must never lag behind, or every restart needs a state sync (B9).
@@ -165,7 +163,7 @@ def build_batch(
         floor = min(log_floor, replica.checkpoint_pos)
         if floor > replica.log_truncated_to:
             batch.delete_range("log", rec.log_key(0), rec.log_key(floor + 1))
-            replica.log_truncated_to = floor
+            replica.log_truncated(floor)
     return batch
 
 

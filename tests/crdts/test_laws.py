@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crdtkv.crdts import HLL, LWWRegister, ORSet, PNCounter, codec
+from crdtkv.crdts import HLL, LWWRegister, NumericRegister, ORMap, ORSet, PNCounter, ZSet, codec
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.hlc import HLC
-from crdtkv.errors import CodecError, CounterOverflow
+from crdtkv.errors import CodecError, CounterOverflow, NotNumeric
 
 ACTORS = ["a", "b", "c"]
 MEMBERS = ["x", "y", "z", "w"]
@@ -73,11 +73,85 @@ def _hll_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
     return state.add(items)  # type: ignore[no-any-return]
 
 
+# Base values of the numeric register: numbers, numeric text, and text that is not a number.
+NUM_VALUES = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(-100, 100),
+    st.floats(allow_nan=False),
+    st.sampled_from(["5", "-3", "1.5", "1e3", "abc", "", "-0", b"7", b"x", b"\xff"]),
+    st.text(max_size=4),
+    st.binary(max_size=4),
+)
+INT_STEPS = st.one_of(st.integers(-1000, 1000), st.integers(-(2**63), 2**63 - 1))
+FLOAT_STEPS = st.one_of(
+    st.floats(-1e6, 1e6), st.floats(allow_nan=False, allow_infinity=False), st.just(1e308)
+)
+SCORES = st.one_of(st.floats(allow_nan=False), st.integers(-5, 5).map(float))
+
+
+def _refusable(state: Any, mutate: Callable[[], Any]) -> CRDT:
+    """Run ``mutate``; a refused increment leaves ``state`` unchanged (the bottom delta)."""
+    before = state.copy()
+    try:
+        out = mutate()
+    except (NotNumeric, CounterOverflow):
+        assert state == before
+        return type(state)()  # type: ignore[no-any-return]
+    return out[0] if isinstance(out, tuple) else out  # type: ignore[no-any-return]
+
+
+def _numeric_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
+    kind = draw(st.sampled_from(["set", "set", "incr", "incr", "float", "clear"]))
+    if kind == "clear":
+        return state.clear()  # type: ignore[no-any-return]
+    if kind == "set":
+        return state.assign(actor, clock.now(now), draw(NUM_VALUES))  # type: ignore[no-any-return]
+    if kind == "incr":
+        by = draw(INT_STEPS)
+        return _refusable(state, lambda: state.incr(actor, by))
+    by_f = draw(FLOAT_STEPS)
+    return _refusable(state, lambda: state.incr_float(actor, by_f))
+
+
+def _hash_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
+    kind = draw(st.sampled_from(["set", "set", "incr", "incr", "float", "remove", "clear"]))
+    if kind == "clear":
+        return state.clear()  # type: ignore[no-any-return]
+    if kind == "remove":
+        return state.remove(draw(st.lists(st.sampled_from(MEMBERS), max_size=3)))[0]  # type: ignore[no-any-return]
+    if kind == "set":
+        items = draw(st.lists(st.tuples(st.sampled_from(MEMBERS), NUM_VALUES), max_size=3))
+        return state.set(actor, clock.now(now), items)[0]  # type: ignore[no-any-return]
+    field = draw(st.sampled_from(MEMBERS))
+    if kind == "incr":
+        by = draw(INT_STEPS)
+        return _refusable(state, lambda: state.incr(actor, field, by))
+    by_f = draw(FLOAT_STEPS)
+    return _refusable(state, lambda: state.incr_float(actor, field, by_f))
+
+
+def _zset_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
+    kind = draw(st.sampled_from(["add", "add", "incr", "incr", "remove", "clear"]))
+    if kind == "clear":
+        return state.clear()  # type: ignore[no-any-return]
+    if kind == "remove":
+        return state.remove(draw(st.lists(st.sampled_from(MEMBERS), max_size=3)))[0]  # type: ignore[no-any-return]
+    if kind == "add":
+        items = draw(st.lists(st.tuples(st.sampled_from(MEMBERS), SCORES), max_size=3))
+        return state.add(actor, clock.now(now), items)[0]  # type: ignore[no-any-return]
+    member = draw(st.sampled_from(MEMBERS))
+    by = draw(FLOAT_STEPS)
+    return _refusable(state, lambda: state.incr(actor, member, by))
+
+
 TYPES: dict[str, tuple[Callable[[], CRDT], Callable[..., CRDT]]] = {
     "counter": (PNCounter, _counter_op),
     "register": (LWWRegister, _register_op),
     "set": (ORSet, _set_op),
     "hll": (HLL, _hll_op),
+    "numeric": (NumericRegister, _numeric_op),
+    "hash": (ORMap, _hash_op),
+    "zset": (ZSet, _zset_op),
 }
 
 

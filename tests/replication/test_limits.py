@@ -94,7 +94,7 @@ def test_a_sender_at_the_largest_push_settings_sends_pushes_receivers_accept() -
     assert r0.rep.peers["r1"].incarnation and not r0.rep.peers["r1"].inflight
     for i in range(limits.PUSH_ENTRIES_MAX + 500):
         r0.replica.commit_local(_incr(r0.replica, i))
-    r0.commit(c.now_ms)
+    r0.commit_now()
     out = r0.rep.next_message("r1", c.now_ms)
     assert out is not None
     push = out[0]

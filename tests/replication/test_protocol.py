@@ -9,7 +9,6 @@ import msgpack
 import pytest
 
 from crdtkv.errors import BadRequest, CodecError, PayloadTooLarge, Unauthorized
-from crdtkv.node.core import Write
 from replication import messages
 from replication.messages import Header, Push
 from replication.protocol import Settings
@@ -65,8 +64,9 @@ def test_acknowledged_increments_and_adds_are_never_lost() -> None:
     for i in range(400):
         rid = rng.choice(c.ids)
         by = rng.randint(1, 9)
-        c.nodes[rid].apply({"op": "counters.incr", "key": "c", "delta": by}, c.now_ms)
-        c.nodes[rid].apply({"op": "sets.add", "key": "s", "members": [f"m{i}"]}, c.now_ms)
+        # Acknowledged: each returns once its write is durable, as a client's answer would.
+        c.nodes[rid].apply_acked({"op": "counters.incr", "key": "c", "delta": by})
+        c.nodes[rid].apply_acked({"op": "sets.add", "key": "s", "members": [f"m{i}"]})
         total += by
         added.add(f"m{i}")
         if i % 50 == 0:
@@ -261,12 +261,7 @@ def test_bodies_compress_only_when_large_enough_and_round_trip() -> None:
     node = c.nodes["r0"]
     for i in range(40):
         node.core.apply({"op": "counters.incr", "key": f"key:{i:012d}", "delta": 1}, c.now_ms)
-    # Drive the node core by hand: one group commit, written at once, no time passing.
-    node.core.flush(c.now_ms)
-    (write,) = node.core.take_actions()
-    assert isinstance(write, Write)
-    node.storage.write(write.batch, sync=write.sync)
-    node.core.write_done(c.now_ms)
+    node.commit_now()  # one group commit, written at once, no simulated time passing
     out = node.rep.next_message("r1", c.now_ms)
     assert out is not None
     plain = messages.encode(out[0])

@@ -31,7 +31,8 @@ def _behind() -> tuple[SimCluster, SimNode, SimNode]:
     r0, r1 = c.nodes["r0"], c.nodes["r1"]
     c.run_for(50)  # a first exchange: each knows the other's incarnation
     for i in range(KEYS):
-        r0.apply({"op": "registers.set", "key": f"k{i}", "value": i}, c.now_ms)
+        r0.core.apply({"op": "registers.set", "key": f"k{i}", "value": i}, c.now_ms)
+    r0.commit_now()
     assert not r0.rep.log.covers(r0.rep.peers["r1"].acked)
     return c, r0, r1
 
@@ -41,7 +42,7 @@ def _send(c: SimCluster, src: SimNode, dst: SimNode) -> tuple[Message, Reply]:
     assert out is not None
     msg, _ = out
     reply = dst.rep.receive(src.rid, msg, c.now_ms)
-    dst.commit(c.now_ms)
+    dst.commit_now()
     return msg, reply
 
 

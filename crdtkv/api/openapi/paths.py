@@ -1,0 +1,220 @@
+"""The document's paths: one operation per routed row of the op table,
+then /v1/batch and the operations endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crdtkv.api.openapi.common import SESSION_OUT, Json, camel, ref, schema
+from crdtkv.api.openapi.parameters import param_name
+from crdtkv.api.openapi.responses import error_refs
+from crdtkv.errors import (
+    BadRequest,
+    CrdtkvError,
+    NotFound,
+    PayloadTooLarge,
+    SessionUnavailable,
+    StorageError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from crdtkv.ops.spec import In, OpSpec
+from crdtkv.ops.table import TABLE
+
+__all__ = ["paths"]
+
+
+def ok(body_schema: str, description: str, example: Any = None) -> Json:
+    """A 200 response with a JSON body and the session header."""
+    media: Json = {"schema": schema(body_schema)}
+    if example is not None:
+        media["example"] = example
+    return {
+        "description": description,
+        "headers": dict(SESSION_OUT),
+        "content": {"application/json": media},
+    }
+
+
+def operation(
+    op_id: str,
+    tag: str,
+    summary: str,
+    response: Json,
+    *,
+    body: str | None = None,
+    reads_key: bool = False,
+    params: tuple[str, ...] = ("Key",),
+    description: str | None = None,
+) -> Json:
+    """A /v1 operation: auth, session headers and the errors every one of them can answer."""
+    out: Json = {"operationId": op_id, "tags": [tag], "summary": summary}
+    if description:
+        out["description"] = description
+    out["parameters"] = [ref("parameters", p) for p in (*params, "Session", "WaitMs")]
+    if body is not None:
+        out["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema(body)}},
+        }
+    errors: list[type[CrdtkvError]] = [BadRequest, Unauthorized]
+    if reads_key:
+        errors.append(NotFound)
+    if body is not None:
+        errors += [PayloadTooLarge, UnsupportedMediaType]
+    errors += [StorageError, SessionUnavailable]
+    out["responses"] = {"200": response, **error_refs(*errors)}
+    return out
+
+
+def op_operation(spec: OpSpec) -> Json:
+    """The single-key endpoint of an op of the table."""
+    doc = spec.doc
+    return operation(
+        spec.name[0] + camel(spec.name)[1:],  # registersSet
+        spec.namespace,
+        doc.summary,
+        ok(spec.result.name, doc.result, doc.example),
+        body=None if spec.body is None else spec.body.name,
+        reads_key=spec.reads,
+        params=tuple(param_name(a) for a in spec.args if a.http is not In.BODY),
+        description=doc.description or None,
+    )
+
+
+def op_paths() -> Json:
+    """Each type's paths: its own resource first, then the deeper ones, in table order."""
+    routed = [spec for spec in TABLE if spec.route is not None]
+    types = list(dict.fromkeys(spec.namespace for spec in routed))
+    order = list(dict.fromkeys(spec.route.path for spec in routed if spec.route))
+    out: Json = {}
+    for spec in sorted(
+        routed,
+        key=lambda s: (
+            types.index(s.namespace),
+            s.route.path.count("/") if s.route else 0,
+            order.index(s.route.path) if s.route else 0,
+        ),
+    ):
+        assert spec.route is not None
+        out.setdefault(spec.route.path, {})[spec.route.method.lower()] = op_operation(spec)
+    return out
+
+
+def paths() -> Json:
+    return {
+        **op_paths(),
+        "/v1/batch": {"post": batch_operation()},
+        "/v1/status": {"get": status_operation()},
+        "/healthz": {"get": healthz_operation()},
+        "/metrics": {"get": metrics_operation()},
+        "/openapi.json": {"get": openapi_operation()},
+    }
+
+
+def batch_operation() -> Json:
+    out = operation(
+        "batch",
+        "batch",
+        "Apply several ops in one request",
+        ok("BatchResults", "One result or error per op, in order."),
+        body="Batch",
+        params=(),
+        description="Each op is one row of the single-key endpoints, as an object with `op`, "
+        '`key` and that endpoint\'s body fields (BatchOp). A failing op yields `{"error": '
+        "{...}}` in its slot; the others still apply. The endpoint also takes and answers "
+        "MessagePack (`application/msgpack`): the answer is in the request's format unless "
+        "`Accept` names exactly one of the two.",
+    )
+    msgpack = {"schema": schema("Batch")}
+    out["requestBody"]["content"]["application/msgpack"] = msgpack
+    out["responses"]["200"]["content"]["application/msgpack"] = {"schema": schema("BatchResults")}
+    out["responses"]["200"]["content"]["application/json"]["example"] = {
+        "results": [
+            {"value": 1},
+            {"ok": True},
+            {"value": {"name": "ada"}},
+            {"added": 1},
+            {"changed": True},
+        ]
+    }
+    return out
+
+
+def status_operation() -> Json:
+    out = operation(
+        "status",
+        "operations",
+        "This replica's id, key count, applied updates and peers",
+        ok(
+            "Status",
+            "The replica's status.",
+            {
+                "replica_id": "r1",
+                "keys": 42,
+                "applied": {"r1~5d81f11f": 120, "r2~0c4e1a27": 98},
+                "peers": {
+                    "r2": {
+                        "url": "http://127.0.0.1:7002",
+                        "acked": 120,
+                        "lag_ops": 0,
+                        "reachable": True,
+                    }
+                },
+            },
+        ),
+        params=(),
+        description="Answers without waiting for a session token (it is how one finds a "
+        "lagging replica), so never 503.",
+    )
+    del out["responses"][str(SessionUnavailable.status)]
+    return out
+
+
+def healthz_operation() -> Json:
+    return {
+        "operationId": "healthz",
+        "tags": ["operations"],
+        "summary": "Liveness: 200 once the replica serves traffic",
+        "description": "Never needs the auth token.",
+        "security": [],
+        "responses": {
+            "200": ok("Health", "Serving.", {"status": "ok"}),
+            **error_refs(StorageError),
+        },
+    }
+
+
+def metrics_operation() -> Json:
+    return {
+        "operationId": "metrics",
+        "tags": ["operations"],
+        "summary": "Prometheus metrics",
+        "description": "Requests, errors and latencies by route; keys; delta log size; "
+        "replication lag and bytes per peer. Needs the auth token when one is configured.",
+        "responses": {
+            "200": {
+                "description": "The Prometheus text exposition format "
+                "(`text/plain; version=...; charset=utf-8`).",
+                "headers": dict(SESSION_OUT),
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **error_refs(Unauthorized),
+        },
+    }
+
+
+def openapi_operation() -> Json:
+    return {
+        "operationId": "openapi",
+        "tags": ["operations"],
+        "summary": "This document",
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "The OpenAPI 3.1 document of the API.",
+                "headers": dict(SESSION_OUT),
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    }

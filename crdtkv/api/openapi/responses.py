@@ -1,0 +1,82 @@
+"""The error responses: one component per wire error code, and the
+references an operation lists for the errors it can answer."""
+
+from __future__ import annotations
+
+from crdtkv import limits
+from crdtkv.api.openapi.common import SESSION_OUT, Json, camel, ref, schema
+from crdtkv.errors import WIRE_ERRORS, CrdtkvError, MethodNotAllowed, Unauthorized
+from crdtkv.sessions import WAIT_HEADER
+
+__all__ = ["ERROR_DOCS", "error_refs", "error_response_name", "responses"]
+
+ERROR_DOCS: dict[str, tuple[str, str]] = {
+    # code -> (what it means, in a word; the error response's description)
+    "bad_request": (
+        "malformed body, missing/unknown/wrongly typed field, bad key, bad header",
+        "Malformed JSON; a body that is not an object; a missing, unknown or wrongly typed "
+        "field; a key that is empty or over the limit; JSON nested deeper than "
+        f"{limits.JSON_DEPTH_MAX} levels; an integer outside 64 bits; a counter result outside "
+        f"the 64-bit signed range; a session token that does not verify; a bad {WAIT_HEADER}. "
+        "Nothing changed.",
+    ),
+    "unauthorized": (
+        "an auth token is configured and the request lacks it",
+        "The replica runs with an auth token and the request lacks "
+        "`Authorization: Bearer <token>` or has another token.",
+    ),
+    "not_found": (
+        "the key is absent, or the path is unknown",
+        "The key does not exist (never written, deleted, expired, a set with no members).",
+    ),
+    "method_not_allowed": ("a known path, another method", "A known path with another method."),
+    "payload_too_large": (
+        "the body is over the limit",
+        f"The body is over the limit ({limits.BODY_BYTES_MAX} bytes by default).",
+    ),
+    "unsupported_media_type": (
+        "the body is in another format",
+        "The body declares a Content-Type other than the ones this operation takes (a body "
+        "without Content-Type is read as JSON).",
+    ),
+    "session_unavailable": (
+        "the session token asks for updates this replica has not applied",
+        f"This replica has not applied everything the session token covers within "
+        f"{WAIT_HEADER}; try another replica, or later.",
+    ),
+    "internal": (
+        "a storage failure or a bug; the replica's log says which",
+        "The replica stopped after a storage failure, or a bug; its log says which.",
+    ),
+}
+
+
+def error_response_name(cls: type[CrdtkvError]) -> str:
+    return camel(cls.code)
+
+
+def responses() -> Json:
+    """The error responses, by status: each pins its ``code`` and carries the headers its
+    status comes with."""
+    out: Json = {}
+    for cls in sorted(WIRE_ERRORS, key=lambda c: c.status):
+        error_schema = {
+            "allOf": [schema("Error")],
+            "properties": {"error": {"properties": {"code": {"const": cls.code}}}},
+        }
+        response_headers: Json = dict(SESSION_OUT)
+        if cls is Unauthorized:
+            response_headers["WWW-Authenticate"] = ref("headers", "WWWAuthenticate")
+        if cls is MethodNotAllowed:
+            response_headers["Allow"] = ref("headers", "Allow")
+        out[error_response_name(cls)] = {
+            "description": f"`{cls.code}`: {ERROR_DOCS[cls.code][1]}",
+            "headers": response_headers,
+            "content": {"application/json": {"schema": error_schema}},
+        }
+    return out
+
+
+def error_refs(*classes: type[CrdtkvError]) -> Json:
+    """An operation's error responses, by status, as references to the components."""
+    return {str(cls.status): ref("responses", error_response_name(cls)) for cls in classes}
