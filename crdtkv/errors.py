@@ -47,6 +47,7 @@ __all__ = [
     "SyncTooLarge",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WrongType",
     "error_for_code",
     "error_for_status",
 ]
@@ -116,6 +117,13 @@ class KeyNotFound(NotFound):
     """A key that does not exist (never written, deleted, expired)."""
 
 
+class WrongType(CrdtkvError):
+    """A write or read of one type on a key that holds another (Redis's WRONGTYPE)."""
+
+    status = 409
+    code = "wrong_type"
+
+
 class MethodNotAllowed(CrdtkvError):
     status = 405
     code = "method_not_allowed"
@@ -146,6 +154,7 @@ WIRE_ERRORS: tuple[type[CrdtkvError], ...] = (
     Unauthorized,
     KeyNotFound,  # the client raises the subclass: an absent key is the usual 404
     MethodNotAllowed,
+    WrongType,
     PayloadTooLarge,
     UnsupportedMediaType,
     SessionUnavailable,

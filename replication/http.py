@@ -336,12 +336,6 @@ _TOTALS: list[tuple[str, _Family, str, Callable[[Replication], float]]] = [
         "Retained delta log bytes",
         lambda core: core.log.bytes,
     ),
-    (
-        "crdtkv_tombstones_collected",
-        CounterMetricFamily,
-        "Register tombstones dropped once stable",
-        lambda core: core.tombstones_dropped,
-    ),
 ]
 
 

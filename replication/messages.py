@@ -45,7 +45,7 @@ from crdtkv.limits import (
     PUSH_ENTRIES_MAX,
     SYNC_KEYS_MAX,
 )
-from crdtkv.replica.keyspace import NAMESPACES, Key
+from crdtkv.replica.keyspace import STATE_TYPES, Key
 from replication.reach import LEVELS_MAX, MEMBERS_MAX, Level
 
 __all__ = [
@@ -244,8 +244,8 @@ def _int(v: object, what: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
 
 
 def _key(ns: object, key: object) -> Key:
-    if not isinstance(ns, str) or ns not in NAMESPACES:
-        raise CodecError(f"unknown namespace {ns!r}")
+    if not isinstance(ns, str) or ns not in STATE_TYPES:
+        raise CodecError(f"unknown key type {ns!r}")
     if not isinstance(key, str) or not key or len(key.encode("utf-8", "replace")) > KEY_BYTES_MAX:
         raise CodecError("bad key")
     return (ns, key)

@@ -179,7 +179,6 @@ class Replication:
         self._peers_of: dict[str, frozenset[str] | None] | None = None
         self._wanted: frozenset[str] = frozenset()
         self.durable_pos = replica.log_pos
-        self.tombstones_dropped = 0
         loaded = replica.take_loaded_log()
         first = loaded[0].pos if loaded else replica.log_pos + 1
         self.log = DeltaLog(self.settings.log_bytes_max, floor=first - 1)
@@ -368,8 +367,5 @@ class Replication:
         return stability.stable_vector(self.replica, self.peers.values())
 
     def collect(self, now_ms: int) -> int:
-        """Truncate the acknowledged log and drop stable register tombstones."""
-        self.log.truncate(self.log_floor())
-        dropped = stability.collect_tombstones(self.replica, self.peers.values(), now_ms)
-        self.tombstones_dropped += dropped
-        return dropped
+        """Truncate the acknowledged log; returns the entries dropped."""
+        return self.log.truncate(self.log_floor())

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from crdtkv.crdts.causal import VersionVector, vv_dominates, vv_meet
+from crdtkv.crdts.causal import VersionVector, vv_meet
 from crdtkv.replica.keyspace import Replica
 from replication import reach
 from replication.peer_state import PeerState
 
-__all__ = ["collect_tombstones", "own_floor", "stable_level", "stable_vector"]
+__all__ = ["own_floor", "stable_level", "stable_vector"]
 
 
 def own_floor(replica: Replica, peers: Iterable[PeerState]) -> VersionVector:
@@ -46,14 +46,3 @@ def stable_vector(replica: Replica, peers: Iterable[PeerState]) -> VersionVector
     know every replica yet."""
     level = stable_level(replica, peers)
     return {} if level is None else level.floor
-
-
-def collect_tombstones(replica: Replica, peers: Iterable[PeerState], now_ms: int) -> int:
-    """Drop stable register tombstones; returns how many.  Only once we have
-    applied everything any replica reported with the floors that made them
-    stable: a write concurrent with a tombstone may otherwise still be on its
-    way here."""
-    level = stable_level(replica, peers)
-    if level is None or not vv_dominates(replica.applied.vv, level.applied):
-        return 0
-    return replica.collect_tombstones(level.floor, now_ms)

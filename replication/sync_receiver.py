@@ -39,7 +39,7 @@ from crdtkv.crdts.base import CRDT
 from crdtkv.errors import ProtocolError, SyncTooLarge
 from crdtkv.limits import ITEM_FRAMING_BYTES, ReplicationSettings
 from crdtkv.replica import records as rec
-from crdtkv.replica.keyspace import NAMESPACES, Key, Replica, timestamps_of
+from crdtkv.replica.keyspace import STATE_TYPES, Key, Replica, timestamps_of
 from replication.digest import BUCKETS, KeyspaceDigest
 from replication.messages import Header, Reply, SyncDigest, SyncDone, SyncKeys, SyncStates
 
@@ -118,8 +118,8 @@ class SyncReceiver:
     def _buffer_states(self, peer_id: str, run: Incoming, msg: SyncStates, now_ms: int) -> None:
         decoded = [((ns, k), rec.decode_state((ns, k), blob)) for ns, k, blob in msg.states]
         for key, state in decoded:
-            if type(state) is not NAMESPACES[key[0]]:
-                raise ProtocolError("state of the wrong type for its namespace")
+            if type(state) is not STATE_TYPES[key[0]]:
+                raise ProtocolError("state of the wrong type for its key type")
             for ts in timestamps_of(state):
                 self.replica.hlc.check(ts, now_ms)  # refused before anything changes
         size = sum(

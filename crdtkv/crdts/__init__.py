@@ -5,6 +5,7 @@ from crdtkv.crdts.causal import CausalContext, Dot, Order, VersionVector
 from crdtkv.crdts.codec import decode, encode, pack, unpack
 from crdtkv.crdts.hlc import HLC, ZERO, Timestamp
 from crdtkv.crdts.hll import HLL
+from crdtkv.crdts.key_meta import KeyMeta
 from crdtkv.crdts.lww_register import LWWRegister
 from crdtkv.crdts.numeric import NumericRegister
 from crdtkv.crdts.or_map import ORMap
@@ -16,6 +17,7 @@ __all__ = [
     "CRDT",
     "HLC",
     "HLL",
+    "KeyMeta",
     "ZERO",
     "CausalContext",
     "Dot",

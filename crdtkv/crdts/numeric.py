@@ -83,6 +83,7 @@ __all__ = [
     "Write",
     "cell_value",
     "check_scalar",
+    "check_value",
     "decode_cell",
     "encode_cell",
     "float_step",
@@ -176,6 +177,14 @@ def check_scalar(value: object) -> Scalar:
     if isinstance(value, float) and math.isnan(value):
         raise NotNumeric("value is not a valid float (NaN)")
     return value
+
+
+def check_value(value: object) -> object:
+    """``value`` if it can be a string key's base: a scalar (``check_scalar``) or any
+    other JSON value (null, a bool, a list, an object), which is never a number."""
+    if value is None or isinstance(value, bool | list | dict):
+        return value
+    return check_scalar(value)
 
 
 def _split(cell: Cell) -> tuple[Write | None, list[Incr]]:
@@ -305,14 +314,14 @@ def encode_cell(cell: Cell) -> list[list[object]]:
     return out
 
 
-def _decode_entry(raw: object, scores_only: bool) -> Entry:
+def _decode_entry(raw: object, scores_only: bool, any_value: bool = False) -> Entry:
     if not isinstance(raw, list | tuple) or len(raw) != 5:
         raise CodecError("numeric entry: expected [kind, actor, seq, a, b]")
     kind, actor, seq, a, b = raw
     dot = decode_dot([actor, seq])
     if type(kind) is int and kind == _WRITE:
         try:
-            value = check_scalar(b)
+            value = check_value(b) if any_value else check_scalar(b)
         except (TypeError, CounterOverflow, NotNumeric) as e:
             raise CodecError(f"numeric entry: bad base value ({e})") from e
         if scores_only and not isinstance(value, float):
@@ -329,11 +338,13 @@ def _decode_entry(raw: object, scores_only: bool) -> Entry:
     raise CodecError("numeric entry: unknown kind")
 
 
-def decode_cell(raw: object, ctx: CausalContext, scores_only: bool = False) -> Cell:
+def decode_cell(
+    raw: object, ctx: CausalContext, scores_only: bool = False, any_value: bool = False
+) -> Cell:
     """Inverse of ``encode_cell``; every dot must be unique and within ``ctx``."""
     if not isinstance(raw, list | tuple):
         raise CodecError("numeric cell: expected a list of entries")
-    entries = sorted((_decode_entry(e, scores_only) for e in raw), key=_by_dot)
+    entries = sorted((_decode_entry(e, scores_only, any_value) for e in raw), key=_by_dot)
     for k, e in enumerate(entries):
         if k and entries[k - 1].dot == e.dot:
             raise CodecError("numeric cell: duplicate dot")
@@ -368,9 +379,12 @@ class NumericRegister(CRDT):
         return len(self.cell) + self.ctx.size()
 
     # -- delta-mutators -----------------------------------------------------------
-    def assign(self, actor: str, ts: Timestamp, value: Scalar) -> NumericRegister:
-        """Write a new base at ``ts`` (SET), resetting what this replica has seen."""
-        check_scalar(value)
+    def assign(self, actor: str, ts: Timestamp, value: object) -> NumericRegister:
+        """Write a new base at ``ts`` (SET), resetting what this replica has seen.
+
+        A string key's base is any JSON value (the HTTP register view writes
+        objects and lists); only ints, floats and numeric text count as numbers."""
+        check_value(value)
         dot = self.ctx.next_dot(actor)
         self.cell, dots = write(self.cell, dot, ts, value)
         self.ctx.add(dot)
@@ -427,4 +441,4 @@ class NumericRegister(CRDT):
         if not isinstance(payload, list | tuple) or len(payload) != 2:
             raise CodecError("numeric register: expected [context, entries]")
         ctx = CausalContext.decode(payload[0])
-        return cls(decode_cell(payload[1], ctx), ctx)
+        return cls(decode_cell(payload[1], ctx, any_value=True), ctx)

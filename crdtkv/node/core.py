@@ -73,7 +73,7 @@ __all__ = [
 # connection; past this many a new one is refused at once, rather than letting
 # a lagging replica pile up unbounded waiters.
 APPLIED_WAITERS_MAX = 10_000
-COLLECT_INTERVAL_MS = 1_000  # log truncation and tombstone GC
+COLLECT_INTERVAL_MS = 1_000  # log truncation
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -375,9 +375,11 @@ class NodeCore:
 
     # -- time -------------------------------------------------------------------------------------
     def tick(self, now_ms: int) -> None:
-        """Whatever is due: session refusals, garbage collection, `wal` sync, checkpoints."""
+        """Whatever is due: session refusals, key expiry, log truncation, `wal` sync,
+        checkpoints."""
         if self._parked:
             self._recheck(now_ms)
+        self.replica.expire_due(now_ms)
         if self.replication is not None and (
             now_ms - self._last_collect_ms >= self.collect_interval_ms
         ):
@@ -396,6 +398,9 @@ class NodeCore:
                 times.append(self.checkpointer.last_ms + self.checkpointer.interval_ms)
         if self.replication is not None:
             times.append(self._last_collect_ms + self.collect_interval_ms)
+        expiry = r.next_expiry_ms()
+        if expiry is not None:
+            times.append(expiry)
         return min(times) if times else None
 
     # -- helpers ----------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Counter operations (64-bit signed PN-counters) over a ``Replica``.
+"""The counter view of string keys: 64-bit signed integer increments.
+
+A string key is a numeric register: increments sum across replicas and
+survive a concurrent SET on top of its base (see ``crdtkv.ops.registers``).
+A key whose value is not an integer (``{"name": "ada"}``, ``"abc"``, 2.5)
+refuses an increment and a counter read with 409 ``wrong_type``.
 
 Each function gets its op's arguments already validated (``OpSpec.parse``),
 records the delta group of a change, and returns the op's result body.
@@ -8,44 +13,49 @@ from __future__ import annotations
 
 from typing import cast
 
-from crdtkv.crdts import PNCounter
-from crdtkv.errors import NotFound
+from crdtkv.crdts import NumericRegister
+from crdtkv.crdts.numeric import parse_number
+from crdtkv.errors import NotFound, NotNumeric, WrongType
+from crdtkv.ops.registers import STRING, delete_typed
 from crdtkv.ops.spec import Args, Result
-from crdtkv.replica.keyspace import Replica, is_live
+from crdtkv.replica.keyspace import Replica
 
 __all__ = ["decr", "delete", "get", "incr"]
 
 
-def _add(r: Replica, key_name: str, by: int) -> Result:
-    key = ("counters", key_name)
-    existing = r.for_update(key)
-    ctr = cast(PNCounter, existing) if existing is not None else PNCounter()
-    delta = ctr.incr(r.actor, by)  # raises CounterOverflow before any change
-    if existing is None and not delta.is_bottom():
-        r.adopt(key, ctr)
-    r.commit_local({key: delta})
-    return {"value": ctr.value()}
+def _int_value(name: str, reg: NumericRegister) -> int:
+    n = parse_number(reg.value())  # type: ignore[arg-type]
+    if not isinstance(n, int):
+        raise WrongType(f"key {name!r} holds a string that is not an integer")
+    return n
+
+
+def _add(r: Replica, name: str, by: int, now_ms: int) -> Result:
+    existing = r.prepare_write(name, STRING, now_ms)
+    reg = cast(NumericRegister, existing) if existing is not None else NumericRegister()
+    try:
+        delta = reg.incr(r.actor, by)  # raises before any change
+    except NotNumeric as e:
+        raise WrongType(f"key {name!r} holds a string that is not an integer") from e
+    r.commit_write(name, STRING, reg, delta, now_ms)
+    return {"value": _int_value(name, reg) if reg.cell else 0}
 
 
 def incr(r: Replica, a: Args, now_ms: int) -> Result:
-    return _add(r, a["key"], a["delta"])
+    return _add(r, a["key"], a["delta"], now_ms)
 
 
 def decr(r: Replica, a: Args, now_ms: int) -> Result:
-    return _add(r, a["key"], -a["delta"])
+    return _add(r, a["key"], -a["delta"], now_ms)
 
 
 def get(r: Replica, a: Args, now_ms: int) -> Result:
-    key = ("counters", a["key"])
-    ctr = r.get(key)
-    if ctr is None or not is_live(ctr, now_ms):
-        raise NotFound(f"counter {key[1]!r} not found")
-    return {"value": cast(PNCounter, ctr).value()}
+    reg = r.read(a["key"], STRING, now_ms)
+    if reg is None:
+        raise NotFound(f"counter {a['key']!r} not found")
+    return {"value": _int_value(a["key"], cast(NumericRegister, reg))}
 
 
 def delete(r: Replica, a: Args, now_ms: int) -> Result:
-    key = ("counters", a["key"])
-    ctr = r.for_update(key)
-    if ctr is not None:
-        r.commit_local({key: cast(PNCounter, ctr).reset()})
+    delete_typed(r, a["key"], STRING, now_ms)
     return {"ok": True}

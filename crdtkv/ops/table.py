@@ -36,7 +36,7 @@ from crdtkv.ops.spec import (
 )
 from crdtkv.replica.keyspace import Replica
 
-__all__ = ["NAMESPACES", "OPS", "TABLE", "apply_op", "op_dict", "snapshot_read"]
+__all__ = ["NAMESPACES", "OPS", "TABLE", "VIEW_TYPES", "apply_op", "op_dict", "snapshot_read"]
 
 # -- arguments --------------------------------------------------------------------------------
 KEY = Arg("key", Kind.KEY, http=In.PATH)
@@ -406,7 +406,9 @@ HLLS: tuple[OpSpec, ...] = (
 TABLE: tuple[OpSpec, ...] = (*REGISTERS, *COUNTERS, *SETS, *HLLS)
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in TABLE}
 NAMESPACES: tuple[str, ...] = tuple(dict.fromkeys(spec.namespace for spec in TABLE))
-"""The types, in table order."""
+"""The HTTP views (``/v1/<view>/...``), in table order."""
+VIEW_TYPES: dict[str, str] = {"registers": "string", "counters": "string", "sets": "set", "hlls": "hll"}
+"""The keyspace type (``crdtkv.replica.TYPES``) each view reads and writes."""
 
 
 def snapshot_read(namespace: str) -> OpSpec:

@@ -8,12 +8,12 @@ simulator.
 
 from typing import TYPE_CHECKING, Any
 
-from crdtkv.replica.keyspace import NAMESPACES, DeltaGroup, Replica
+from crdtkv.replica.keyspace import STATE_TYPES, TYPES, DeltaGroup, Replica
 
 if TYPE_CHECKING:
     from crdtkv.ops.table import apply_op
 
-__all__ = ["NAMESPACES", "DeltaGroup", "Replica", "apply_op"]
+__all__ = ["STATE_TYPES", "TYPES", "DeltaGroup", "Replica", "apply_op"]
 
 
 def __getattr__(name: str) -> Any:

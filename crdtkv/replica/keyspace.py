@@ -23,24 +23,46 @@ import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from crdtkv.crdts import HLL, LWWRegister, ORSet, PNCounter
+from sortedcontainers import SortedList
+
+from crdtkv.crdts import HLL, KeyMeta, NumericRegister, ORMap, ORSet, ZSet
 from crdtkv.crdts.base import CRDT
-from crdtkv.crdts.causal import CausalContext, Dot, VersionVector, vv_dominates
+from crdtkv.crdts.causal import CausalContext, Dot, VersionVector
+from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.hlc import HLC, ZERO, Timestamp
-from crdtkv.errors import BadRequest
+from crdtkv.crdts.numeric import Write
+from crdtkv.errors import BadRequest, WrongType
 from crdtkv.replica.peers import PeerBook
 
-__all__ = ["NAMESPACES", "DeltaGroup", "Key", "LogEntry", "Replica", "is_live"]
+__all__ = [
+    "META",
+    "STATE_TYPES",
+    "TYPES",
+    "DeltaGroup",
+    "Key",
+    "LogEntry",
+    "Replica",
+    "is_live",
+]
 
-NAMESPACES: dict[str, type[CRDT]] = {
-    "registers": LWWRegister,
-    "counters": PNCounter,
-    "sets": ORSet,
-    "hlls": HLL,
+TYPES: dict[str, type[CRDT]] = {
+    "string": NumericRegister,
+    "hash": ORMap,
+    "zset": ZSet,
+    "set": ORSet,
+    "hll": HLL,
 }
+"""The types a key can have, by the name ``TYPE`` reports."""
+META = "meta"
+STATE_TYPES: dict[str, type[CRDT]] = {**TYPES, META: KeyMeta}
+"""What a ``Key``'s first part can be: a type, or the key's metadata."""
 
 Key = tuple[str, str]
-"""(namespace, key): ``counters/visits`` and ``sets/visits`` are different keys."""
+"""(type, name): the state of one type of the key ``name``, or (``meta``, name).
+
+A name normally has one type state; replicas that created it with different
+types concurrently leave several, and the visible one is chosen by the
+key's metadata (``crdtkv.crdts.key_meta``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,24 +82,50 @@ class LogEntry:
     group: DeltaGroup  # the operation's dot and deltas
 
 
-def is_live(state: CRDT, now_ms: int) -> bool:
-    """Whether a key reads as present (not never-written, deleted, expired or empty)."""
-    if isinstance(state, LWWRegister):
-        return state.present(now_ms)
-    if isinstance(state, PNCounter):
-        return any(p != fp or n != fn for p, n, fp, fn in state.entries.values())
+def is_live(state: CRDT) -> bool:
+    """Whether a type state holds anything (not never-written, deleted or emptied).
+
+    Expiry is the key's, not the state's: see ``Replica.visible_type``."""
+    if isinstance(state, NumericRegister):
+        return bool(state.cell)
+    if isinstance(state, CausalMap):
+        return len(state) > 0
     if isinstance(state, ORSet):
         return bool(state.entries)
     if isinstance(state, HLL):
         return state.size() > 0
+    if isinstance(state, KeyMeta):
+        return False
     raise AssertionError(f"unknown state type {type(state)!r}")
 
 
+def _writes(cell: Iterable[object]) -> Iterator[Timestamp]:
+    for e in cell:
+        if isinstance(e, Write):
+            yield e.ts
+
+
 def timestamps_of(delta: CRDT) -> Iterator[Timestamp]:
-    if isinstance(delta, LWWRegister) and delta.ts != ZERO:
-        yield delta.ts
+    """Every HLC timestamp a delta (or state) carries: checked against our clock's
+    offset before it is applied, and observed by our clock after."""
+    if isinstance(delta, KeyMeta):
+        yield from delta.stamps.values()
+    elif isinstance(delta, NumericRegister):
+        yield from _writes(delta.cell)
+    elif isinstance(delta, CausalMap):
+        for cell in delta.entries.values():
+            yield from _writes(cell)
     elif isinstance(delta, HLL) and delta.epoch != ZERO:
         yield delta.epoch
+
+
+def _clear(state: CRDT, ts: Timestamp) -> CRDT:
+    """DEL of one type state: observed-remove for every type but the HLL (an epoch)."""
+    if isinstance(state, HLL):
+        return state.clear(ts)
+    if isinstance(state, NumericRegister | CausalMap | ORSet):
+        return state.clear()
+    raise AssertionError(f"cannot clear {type(state)!r}")
 
 
 @dataclass
@@ -94,10 +142,13 @@ class Replica:
     log_truncated_to: int = 0  # log entries at or below this were deleted from storage
     pending: list[LogEntry] = field(default_factory=list)  # not yet handed to storage
     dirty: set[Key] = field(default_factory=set)  # keys changed since the last checkpoint
-    # Register tombstones (deletes, expiries) -> the applied vector when noticed;
-    # dropped once every replica has applied that much (``collect_tombstones``).
-    tombstones: dict[Key, VersionVector] = field(default_factory=dict)
-    expiring: list[tuple[int, Key]] = field(default_factory=list)  # heap of (expires_ms, key)
+    # Every key name that has a state, sorted: what SCAN walks.
+    names: SortedList[str] = field(default_factory=SortedList)
+    # Names whose TTL may pass: a heap of (expires_ms, name), rechecked when due.
+    expiring: list[tuple[int, str]] = field(default_factory=list)
+    # Names with more than one live type (replicas created them with different
+    # types concurrently): the type-conflict metric.
+    conflicts: set[str] = field(default_factory=set)
     gc_deleted: set[Key] = field(default_factory=set)  # dropped keys not yet deleted on disk
     checkpoint_requested: bool = False  # a state sync ended: persist states now
     # For replication, written here only (the methods say who takes them):
@@ -160,20 +211,213 @@ class Replica:
             self.preserve(key)
         state = self.states.get(key)
         if state is None:
-            state = NAMESPACES[key[0]]()
-            self.states[key] = state
+            state = STATE_TYPES[key[0]]()
+            self._create(key, state)
         return state
+
+    def _create(self, key: Key, state: CRDT) -> None:
+        if not self._has_name(key[1]):
+            self.names.add(key[1])
+        self.states[key] = state
+
+    def _has_name(self, name: str) -> bool:
+        states = self.states
+        return any((t, name) in states for t in STATE_TYPES)
 
     def adopt(self, key: Key, state: CRDT) -> None:
         """``state`` (built by an op from nothing) becomes ``key``'s state."""
-        self.states[key] = state
+        self._create(key, state)
 
     def drop_empty(self, key: Key) -> None:
         """An op created ``key``'s state for nothing: it goes again."""
         del self.states[key]
+        if not self._has_name(key[1]):
+            self.names.remove(key[1])
 
     def live_keys(self, now_ms: int) -> int:
-        return sum(1 for s in self.states.values() if is_live(s, now_ms))
+        return sum(1 for name in self.names if self.visible_type(name, now_ms) is not None)
+
+    # -- the keyspace: one type per key ------------------------------------------------------
+    def meta(self, name: str) -> KeyMeta | None:
+        return self.states.get((META, name))  # type: ignore[return-value]
+
+    def live_types(self, name: str) -> list[str]:
+        """The types holding something under ``name`` (usually one)."""
+        states = self.states
+        out = []
+        for t in TYPES:
+            s = states.get((t, name))
+            if s is not None and is_live(s):
+                out.append(t)
+        return out
+
+    def visible_type(self, name: str, now_ms: int) -> str | None:
+        """The type ``name`` reads as, or None when it is absent (never written,
+        deleted, emptied or expired).  Of several live types, the one whose
+        latest write has the highest HLC timestamp."""
+        meta = self.meta(name)
+        if meta is not None and meta.ttl and meta.expired(now_ms):
+            return None
+        live = self.live_types(name)
+        if len(live) <= 1:
+            return live[0] if live else None
+        stamps = meta.stamps if meta is not None else {}
+        return max(live, key=lambda t: (stamps.get(t, ZERO), t))
+
+    def read(self, name: str, type_: str, now_ms: int) -> CRDT | None:
+        """The state of ``name`` for a read as ``type_``: None when absent;
+        ``WrongType`` when the key is visible as another type."""
+        visible = self.visible_type(name, now_ms)
+        if visible is None:
+            return None
+        if visible != type_:
+            raise WrongType(f"key {name!r} holds a {visible}, not a {type_}")
+        return self.states[(type_, name)]
+
+    def prepare_write(self, name: str, type_: str, now_ms: int) -> CRDT | None:
+        """Before a write of ``type_`` to ``name``: refuse it (``WrongType``) if the key
+        is visible as another type; if the key has died (deleted, emptied, expired)
+        with something left, drop what is left first (its own operation), so the
+        new value starts empty, with no TTL.  Returns the existing state of the
+        type (for the caller to change in place), or None."""
+        visible = self.visible_type(name, now_ms)
+        if visible is not None and visible != type_:
+            raise WrongType(f"key {name!r} holds a {visible}, not a {type_}")
+        if visible is None:
+            meta = self.meta(name)
+            if meta is not None and meta.ttl or self.live_types(name):
+                self._reset(name, now_ms, keep_ttl=False)
+        return self.for_update((type_, name))
+
+    def commit_write(
+        self,
+        name: str,
+        type_: str,
+        state: CRDT,
+        delta: CRDT,
+        now_ms: int,
+        ts: Timestamp | None = None,
+        extra: dict[Key, CRDT] | None = None,
+    ) -> Dot | None:
+        """Record a write of ``type_`` to ``name`` (``delta``, already applied to
+        ``state``, which becomes the key's state if it was new).  The key's
+        metadata records the write's HLC timestamp ``ts`` (a new one if None).
+        ``extra``: other deltas of the same operation (a TTL change)."""
+        key = (type_, name)
+        if delta.is_bottom() and not extra:
+            return None
+        if key not in self.states:
+            self.adopt(key, state)
+        mkey = (META, name)
+        meta = self.for_update(mkey)
+        if not isinstance(meta, KeyMeta):
+            meta = KeyMeta()
+            self.adopt(mkey, meta)
+        mdelta = meta.stamp(type_, ts if ts is not None else self.hlc.now(now_ms))
+        deltas: dict[Key, CRDT] = {key: delta}
+        for k, d in (extra or {}).items():
+            if k == mkey:
+                d.merge(mdelta)
+                mdelta = d  # type: ignore[assignment]
+            else:
+                deltas[k] = d
+        deltas[mkey] = mdelta
+        return self.commit_local(deltas)
+
+    def delete(self, name: str, now_ms: int) -> bool:
+        """DEL: remove what this replica has seen of every type of ``name`` and its
+        TTL (a concurrent write survives; an HLL is cleared by epoch).  Returns
+        whether the key existed (was visible)."""
+        existed = self.visible_type(name, now_ms) is not None
+        self._reset(name, now_ms, keep_ttl=False)
+        return existed
+
+    def _reset(self, name: str, now_ms: int, keep_ttl: bool) -> None:
+        deltas: dict[Key, CRDT] = {}
+        ts: Timestamp | None = None
+        for t in self.live_types(name):
+            if ts is None:
+                ts = self.hlc.now(now_ms)
+            key = (t, name)
+            deltas[key] = _clear(self.for_update(key), ts)  # type: ignore[arg-type]
+        meta = self.for_update((META, name))
+        if not keep_ttl and isinstance(meta, KeyMeta) and meta.ttl:
+            deltas[(META, name)] = meta.clear_ttl()
+        if deltas:
+            self.commit_local(deltas)
+
+    def set_ttl(self, name: str, expires_ms: int | None, now_ms: int) -> bool:
+        """EXPIRE (``expires_ms``) or PERSIST (None) of a visible key; False (nothing
+        changed) when the key is absent, or for PERSIST when it has no TTL."""
+        if self.visible_type(name, now_ms) is None:
+            return False
+        meta = self.for_update((META, name))
+        if not isinstance(meta, KeyMeta):
+            meta = KeyMeta()
+            self.adopt((META, name), meta)
+        if expires_ms is None and meta.expires_ms() is None:
+            return False
+        self.commit_local({(META, name): meta.set_ttl(self.actor, expires_ms)})
+        return True
+
+    def clear_ttl_delta(self, name: str) -> dict[Key, CRDT]:
+        """The delta that drops the TTL of ``name`` (SET without KEEPTTL), for
+        ``commit_write``'s ``extra``; empty when it has none."""
+        meta = self.for_update((META, name))
+        if isinstance(meta, KeyMeta) and meta.ttl:
+            return {(META, name): meta.clear_ttl()}
+        return {}
+
+    def ttl_ms(self, name: str, now_ms: int) -> int:
+        """Remaining time to live in ms; -1 with no TTL; -2 when absent (Redis's PTTL)."""
+        if self.visible_type(name, now_ms) is None:
+            return -2
+        meta = self.meta(name)
+        exp = meta.expires_ms() if meta is not None else None
+        return -1 if exp is None else max(0, exp - now_ms)
+
+    def scan(
+        self, cursor: str, count: int, now_ms: int, match: Callable[[str], bool] | None = None,
+        type_: str | None = None,
+    ) -> tuple[list[str], str]:
+        """Up to ``count`` names after ``cursor`` (in name order) that are visible,
+        match and have type ``type_``; and the next cursor ("" when done).  A name
+        present for the whole scan is returned once; others may or may not be."""
+        names = self.names
+        i = names.bisect_right(cursor) if cursor else 0
+        out: list[str] = []
+        examined = 0
+        last = ""
+        n = len(names)
+        while i < n and examined < count:
+            name = names[i]
+            i += 1
+            examined += 1
+            last = name
+            if match is not None and not match(name):
+                continue
+            vt = self.visible_type(name, now_ms)
+            if vt is None or (type_ is not None and vt != type_):
+                continue
+            out.append(name)
+        return out, (last if i < n else "")
+
+    def expire_due(self, now_ms: int) -> int:
+        """Drop the contents of keys whose TTL has passed (each its own local
+        operation; the TTL stays, so a concurrent write that arrives later stays
+        hidden).  Returns how many keys were emptied."""
+        emptied = 0
+        while self.expiring and self.expiring[0][0] <= now_ms:
+            _, name = heapq.heappop(self.expiring)
+            meta = self.meta(name)
+            if meta is None or not meta.expired(now_ms) or not self.live_types(name):
+                continue
+            self._reset(name, now_ms, keep_ttl=True)
+            emptied += 1
+        return emptied
+
+    def next_expiry_ms(self) -> int | None:
+        return self.expiring[0][0] if self.expiring else None
 
     @property
     def seq(self) -> int:
@@ -204,84 +448,31 @@ class Replica:
         self.touched(group.deltas)
 
     def touched(self, keys: Iterable[Key]) -> None:
-        """Bookkeeping after keys changed: persistence, digests, register tombstones."""
+        """Bookkeeping after keys changed: persistence, digests, expiry, type conflicts."""
+        names: set[str] = set()
         for key in keys:
             self.dirty.add(key)
             self.digest_dirty.add(key)
             self.gc_deleted.discard(key)
-            if key[0] != "registers":
-                continue
-            reg = self.states.get(key)
-            if not isinstance(reg, LWWRegister):
-                continue
-            if reg.tombstone:
-                self.tombstones[key] = self.applied_bound()
+            names.add(key[1])
+            if key[0] == META:
+                meta = self.states.get(key)
+                exp = meta.expires_ms() if isinstance(meta, KeyMeta) else None
+                if exp is not None:
+                    heapq.heappush(self.expiring, (exp, key[1]))
+        for name in names:
+            if len(self.live_types(name)) > 1:
+                self.conflicts.add(name)
             else:
-                self.tombstones.pop(key, None)
-                if reg.expires_ms is not None:
-                    heapq.heappush(self.expiring, (reg.expires_ms, key))
-
-    def applied_bound(self) -> VersionVector:
-        """A vector covering every dot applied here, gap-free or not: a tombstone
-        stamped with it is stable only once every replica applied the delete."""
-        vv = dict(self.applied.vv)
-        for actor, seq in self.applied.cloud:
-            if seq > vv.get(actor, 0):
-                vv[actor] = seq
-        return vv
-
-    def collect_tombstones(self, stable: VersionVector, now_ms: int) -> int:
-        """Drop register tombstones every replica has applied; returns how many.
-
-        ``stable`` must be the pointwise minimum of every replica's applied
-        vector, and the caller must have applied everything any peer reported
-        (so no write concurrent with a tombstone is still on its way here).
-        Only registers are collected: a later write always has a larger HLC
-        timestamp than a tombstone its replica has applied, so nothing can be
-        mistaken for an old write.  Deleted counters, sets and HLLs keep their
-        compact causal summary (one entry per writer) for the same reason.
-        """
-        while self.expiring and self.expiring[0][0] <= now_ms:
-            _, key = heapq.heappop(self.expiring)
-            reg = self.states.get(key)
-            if (
-                isinstance(reg, LWWRegister)
-                and not reg.present(now_ms)
-                and key not in self.tombstones
-            ):
-                self.tombstones[key] = self.applied_bound()
-        dropped = [k for k, vv in self.tombstones.items() if vv_dominates(stable, vv)]
-        for key in dropped:
-            del self.tombstones[key]
-            reg = self.states.get(key)
-            if not isinstance(reg, LWWRegister):
-                continue
-            if reg.present(now_ms):
-                # Noted as expired, but the clock has stepped back since: note
-                # it again when it expires on this clock (B7).
-                if reg.expires_ms is not None:
-                    heapq.heappush(self.expiring, (reg.expires_ms, key))
-                continue
-            if self.snapshots:
-                self.preserve(key)
-            del self.states[key]
-            self.dirty.discard(key)
-            self.digest_dirty.add(key)
-            self.gc_deleted.add(key)
-            # The deletion must be persisted with a checkpoint: a restart
-            # replays the log after the checkpoint position onto the stored
-            # states, and an older write of this key still in that part of
-            # the log would otherwise come back (B16).
-            self.checkpoint_requested = True
-        return len(dropped)
+                self.conflicts.discard(name)
 
     # -- remote deltas ----------------------------------------------------------------
     def check_group(self, group: DeltaGroup, now_ms: int) -> None:
         """Refuse, before anything changes, a group this replica must not apply."""
         for (ns, _), delta in group.deltas.items():
-            expected = NAMESPACES.get(ns)
+            expected = STATE_TYPES.get(ns)
             if expected is None or type(delta) is not expected:
-                raise BadRequest(f"delta for namespace {ns!r} has the wrong type")
+                raise BadRequest(f"delta for type {ns!r} has the wrong type")
             for ts in timestamps_of(delta):
                 self.hlc.check(ts, now_ms)
 
@@ -297,6 +488,12 @@ class Replica:
         self.applied.add(group.dot)
         self._append(origin, group)
         return True
+
+    def _restore_merge(self, key: Key, delta: CRDT) -> None:
+        state = self.states.get(key)
+        if state is None:
+            self.states[key] = state = STATE_TYPES[key[0]]()
+        state.merge(delta)
 
     # -- hand-offs ------------------------------------------------------------------------
     def take_digest_dirty(self) -> set[Key]:
@@ -362,6 +559,7 @@ class Replica:
         self.hlc.wall_ms, self.hlc.logical = max(self.hlc.wall_ms, hlc_wall_ms + 1), 0
         self.applied = applied.copy()
         self.states = dict(states)
+        self.names = SortedList()
         self.log_pos = checkpoint_pos
         for entry in log:
             self.loaded_log.append(entry)
@@ -369,16 +567,18 @@ class Replica:
             if entry.pos <= checkpoint_pos:
                 continue
             for key, delta in entry.group.deltas.items():
-                self.state_for_write(key).merge(delta)
+                self._restore_merge(key, delta)
                 for ts in timestamps_of(delta):
                     if ts > self.hlc.last:
                         self.hlc.wall_ms, self.hlc.logical = ts.wall_ms, ts.logical
             self.applied.add(entry.group.dot)
             self.dirty.update(entry.group.deltas)
         self.durable_vv = dict(self.applied.vv)  # everything loaded survived
-        for key, state in self.states.items():
-            if isinstance(state, LWWRegister):
-                if state.tombstone:
-                    self.tombstones[key] = dict(self.applied.vv)
-                elif state.expires_ms is not None:
-                    heapq.heappush(self.expiring, (state.expires_ms, key))
+        self.names = SortedList({name for _, name in self.states})
+        for (t, name), state in self.states.items():
+            if t == META:
+                exp = state.expires_ms() if isinstance(state, KeyMeta) else None
+                if exp is not None:
+                    heapq.heappush(self.expiring, (exp, name))
+            elif len(self.live_types(name)) > 1:
+                self.conflicts.add(name)

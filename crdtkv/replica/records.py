@@ -22,7 +22,7 @@ from crdtkv.crdts import codec
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, decode_dot
 from crdtkv.errors import CodecError
-from crdtkv.replica.keyspace import NAMESPACES, DeltaGroup, Key, LogEntry
+from crdtkv.replica.keyspace import STATE_TYPES, DeltaGroup, Key, LogEntry
 from crdtkv.replica.peers import PeerRecord
 
 __all__ = [
@@ -83,7 +83,7 @@ def decode_state_key(raw: bytes) -> Key:
         ns, _, name = raw.decode("utf-8").partition("/")
     except UnicodeDecodeError as e:
         raise CodecError("state key is not UTF-8") from e
-    if ns not in NAMESPACES or not name:
+    if ns not in STATE_TYPES or not name:
         raise CodecError(f"state key {raw[:64]!r} has no known namespace")
     return (ns, name)
 
@@ -117,7 +117,7 @@ def decode_group(data: object) -> DeltaGroup:
         if not isinstance(item, list | tuple) or len(item) != 3:
             raise CodecError("delta group: each delta is [namespace, key, value]")
         ns, name, enc = item
-        expected = NAMESPACES.get(ns) if isinstance(ns, str) else None
+        expected = STATE_TYPES.get(ns) if isinstance(ns, str) else None
         if expected is None:
             raise CodecError(f"delta group: unknown namespace {ns!r}")
         if not isinstance(name, str) or not name or len(name.encode("utf-8", "replace")) > 1024:
@@ -146,7 +146,7 @@ def encode_state(state: CRDT) -> bytes:
 
 def decode_state(key: Key, blob: bytes) -> CRDT:
     try:
-        return codec.unpack(blob, NAMESPACES[key[0]])
+        return codec.unpack(blob, STATE_TYPES[key[0]])
     except CodecError as e:
         raise CodecError(f"state {key[0]}/{key[1][:64]}: {e.message}") from e
 

@@ -21,7 +21,8 @@ from crdtkv.errors import BadRequest, NotFound
 from crdtkv.ops import apply_op
 from crdtkv.ops.spec import NO_DEFAULT, In, Kind, OpSpec, Out
 from crdtkv.ops.table import NAMESPACES, OPS, TABLE, op_dict, snapshot_read
-from crdtkv.replica import NAMESPACES as KEYSPACE
+from crdtkv.ops.table import VIEW_TYPES
+from crdtkv.replica import TYPES
 from crdtkv.replica import Replica
 
 from .samples import bad_values, sample_op
@@ -50,8 +51,9 @@ def creator(namespace: str) -> OpSpec:
 # -- the rows ---------------------------------------------------------------------------------
 
 
-def test_the_table_covers_the_keyspace_types_in_order() -> None:
-    assert tuple(KEYSPACE) == NAMESPACES
+def test_every_view_is_of_a_keyspace_type() -> None:
+    assert tuple(VIEW_TYPES) == NAMESPACES
+    assert set(VIEW_TYPES.values()) <= set(TYPES)
     assert len(OPS) == len(TABLE)  # names are unique
 
 

@@ -17,6 +17,7 @@ from crdtkv.errors import (
     StorageError,
     Unauthorized,
     UnsupportedMediaType,
+    WrongType,
 )
 from crdtkv.ops.spec import In, OpSpec
 from crdtkv.ops.table import TABLE
@@ -60,6 +61,8 @@ def operation(
     errors: list[type[CrdtkvError]] = [BadRequest, Unauthorized]
     if reads_key:
         errors.append(NotFound)
+    if "Key" in params:
+        errors.append(WrongType)  # one keyspace: the key may hold another type
     if body is not None:
         errors += [PayloadTooLarge, UnsupportedMediaType]
     errors += [StorageError, SessionUnavailable]

@@ -29,6 +29,11 @@ ERROR_DOCS: dict[str, tuple[str, str]] = {
         "the key is absent, or the path is unknown",
         "The key does not exist (never written, deleted, expired, a set with no members).",
     ),
+    "wrong_type": (
+        "the key holds another type",
+        "The key holds a value of another type (Redis's WRONGTYPE), or, through the counter "
+        "view, a string that is not an integer. Nothing changed.",
+    ),
     "method_not_allowed": ("a known path, another method", "A known path with another method."),
     "payload_too_large": (
         "the body is over the limit",
