@@ -103,6 +103,7 @@ _INT_TEXT_MAX = 20  # "-9223372036854775808"
 _INT_RE = re.compile(rb"0|-?[1-9][0-9]*")
 _FLOAT_RE = re.compile(rb"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
+UINT64_MAX = 2**64 - 1
 _WRITE = 0  # entry kinds on the wire
 _INCR = 1
 
@@ -139,14 +140,18 @@ def parse_number(v: Scalar) -> Number | None:
     """``v`` as a number, or None if it is not one (see the module docstring)."""
     if isinstance(v, bool):
         return None
-    if isinstance(v, int | float):
+    if isinstance(v, int):
+        return v if INT64_MIN <= v <= INT64_MAX else None  # a JSON register's big int
+    if isinstance(v, float):
         return v
     if isinstance(v, str):
         if not v.isascii():
             return None
         raw = v.encode("ascii")
-    else:
+    elif isinstance(v, bytes):
         raw = v
+    else:
+        return None  # a JSON object, list or null held by a string key
     if len(raw) <= _INT_TEXT_MAX and _INT_RE.fullmatch(raw):
         n = int(raw)
         if INT64_MIN <= n <= INT64_MAX:
@@ -184,6 +189,8 @@ def check_value(value: object) -> object:
     other JSON value (null, a bool, a list, an object), which is never a number."""
     if value is None or isinstance(value, bool | list | dict):
         return value
+    if isinstance(value, int) and INT64_MAX < value <= UINT64_MAX:
+        return value  # a JSON number MessagePack still holds; never a number to INCR
     return check_scalar(value)
 
 
@@ -226,9 +233,13 @@ def cell_value(cell: Cell) -> Scalar | None:
 
 
 def cell_number(cell: Cell) -> Number | None:
-    """The cell's number (0 when empty), or None when its value is not a number."""
-    v = cell_value(cell)
-    return 0 if v is None else parse_number(v)
+    """The cell's number (0 when empty), or None when its value is not a number
+    (a base of JSON null included)."""
+    base, incs = _split(cell)
+    if base is None:
+        return _add(0, incs) if incs else 0
+    n = parse_number(base.value)
+    return None if n is None else _add(n, incs)
 
 
 # -- mutations of one cell (pure: they return the new cell, the caller commits it) -----------

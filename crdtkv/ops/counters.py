@@ -33,6 +33,8 @@ def _int_value(name: str, reg: NumericRegister) -> int:
 def _add(r: Replica, name: str, by: int, now_ms: int) -> Result:
     existing = r.prepare_write(name, STRING, now_ms)
     reg = cast(NumericRegister, existing) if existing is not None else NumericRegister()
+    if reg.cell:
+        _int_value(name, reg)  # a float (even 2.0) or a non-number: refused, nothing changes
     try:
         delta = reg.incr(r.actor, by)  # raises before any change
     except NotNumeric as e:

@@ -98,10 +98,45 @@ async def test_counter_reaches_the_64_bit_edges(served: Served) -> None:
     assert await served.ok("GET", "/v1/counters/c") == {"value": top}
 
 
-async def test_counter_and_register_namespaces_are_separate(served: Served) -> None:
+async def test_registers_and_counters_are_two_views_of_one_string(served: Served) -> None:
+    await served.ok("PUT", "/v1/registers/n", {"value": 5})
+    assert await served.ok("POST", "/v1/counters/n", {"delta": 1}) == {"value": 6}
+    assert await served.ok("GET", "/v1/registers/n") == {"value": 6}
+    assert await served.ok("GET", "/v1/counters/n") == {"value": 6}
+    await served.ok("POST", "/v1/counters/c", {"delta": 2})
+    assert await served.ok("GET", "/v1/registers/c") == {"value": 2}
+    # A numeric string counts as a number (Redis: SET k "10"; INCR k gives 11).
+    await served.ok("PUT", "/v1/registers/t", {"value": "10"})
+    assert await served.ok("POST", "/v1/counters/t", {"delta": 1}) == {"value": 11}
+
+
+async def test_a_counter_increment_of_a_non_integer_string_is_409_and_changes_nothing(
+    served: Served,
+) -> None:
+    for value in ({"name": "ada"}, "abc", 2.5, [1], None, True):
+        await served.ok("PUT", "/v1/registers/r", {"value": value})
+        reply = await served.request("POST", "/v1/counters/r", {"delta": 1})
+        assert (reply.status, reply.code) == (409, "wrong_type"), value
+        assert (await served.request("GET", "/v1/counters/r")).code == "wrong_type"
+        assert await served.ok("GET", "/v1/registers/r") == {"value": value}
+
+
+async def test_one_keyspace_a_key_has_one_type(served: Served) -> None:
     await served.ok("POST", "/v1/counters/same", {"delta": 1})
-    assert (await served.request("GET", "/v1/registers/same")).status == 404
-    assert (await served.request("GET", "/v1/sets/same")).status == 404
+    for method, path, body in (
+        ("GET", "/v1/sets/same", None),
+        ("POST", "/v1/sets/same/add", {"members": ["a"]}),
+        ("POST", "/v1/sets/same/remove", {"members": ["a"]}),
+        ("GET", "/v1/hlls/same", None),
+        ("POST", "/v1/hlls/same/add", {"items": ["a"]}),
+        ("DELETE", "/v1/sets/same", None),
+    ):
+        reply = await served.request(method, path, body)
+        assert (reply.status, reply.code) == (409, "wrong_type"), (method, path)
+    assert await served.ok("GET", "/v1/counters/same") == {"value": 1}
+    await served.ok("DELETE", "/v1/registers/same")
+    assert await served.ok("POST", "/v1/sets/same/add", {"members": ["a"]}) == {"added": 1}
+    assert (await served.request("GET", "/v1/registers/same")).code == "wrong_type"
 
 
 # -- sets ------------------------------------------------------------------------------------
@@ -174,18 +209,19 @@ async def test_hll_merge_into_new_key(served: Served) -> None:
 # -- batch ------------------------------------------------------------------------------------
 
 BATCH_OPS: list[Any] = [
-    {"op": "counters.incr", "key": "k", "delta": 1},
-    {"op": "registers.set", "key": "k", "value": {"v": 1}},
-    {"op": "counters.incr", "key": "k", "delta": "one"},  # fails: wrong type
+    {"op": "counters.incr", "key": "c", "delta": 1},
+    {"op": "registers.set", "key": "r", "value": {"v": 1}},
+    {"op": "counters.incr", "key": "c", "delta": "one"},  # fails: bad argument
     {"op": "registers.get", "key": "missing"},  # fails: not found
-    {"op": "sets.add", "key": "k", "members": ["a"]},
-    {"op": "hlls.add", "key": "k", "items": ["x"]},
-    {"op": "registers.get", "key": "k"},
-    {"op": "counters.decr", "key": "k", "delta": 3},
-    {"op": "sets.contains", "key": "k", "member": "a"},
-    {"op": "hlls.count", "key": "k"},
+    {"op": "sets.add", "key": "s", "members": ["a"]},
+    {"op": "hlls.add", "key": "h", "items": ["x"]},
+    {"op": "registers.get", "key": "r"},
+    {"op": "counters.decr", "key": "c", "delta": 3},
+    {"op": "sets.contains", "key": "s", "member": "a"},
+    {"op": "hlls.count", "key": "h"},
     {"op": "nope", "key": "k"},  # fails: unknown op
     "not an object",  # fails
+    {"op": "sets.add", "key": "r", "members": ["a"]},  # fails: r holds a string
 ]
 
 
@@ -206,6 +242,7 @@ def check_batch_results(results: list[Any]) -> None:
     ]
     assert results[10]["error"]["code"] == "bad_request"
     assert results[11]["error"]["code"] == "bad_request"
+    assert results[12]["error"]["code"] == "wrong_type"
     assert len(results) == len(BATCH_OPS)
 
 
@@ -213,7 +250,7 @@ async def test_batch_json_applies_the_good_ops_around_a_failing_one(served: Serv
     reply = await served.request("POST", "/v1/batch", {"ops": BATCH_OPS})
     assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
     check_batch_results(reply.body["results"])
-    assert await served.ok("GET", "/v1/counters/k") == {"value": -2}
+    assert await served.ok("GET", "/v1/counters/c") == {"value": -2}
 
 
 async def test_batch_msgpack_in_and_out(served: Served) -> None:

@@ -163,7 +163,7 @@ BAD_REQUESTS = [
     Bad("absent-set", "GET", "/v1/sets/none", status=404, code="not_found"),
     Bad("absent-set-member", "GET", "/v1/sets/none/members/a", status=404, code="not_found"),
     Bad("absent-hll", "GET", "/v1/hlls/none", status=404, code="not_found"),
-    Bad("absent-type-mix", "GET", "/v1/counters/r", status=404, code="not_found"),
+    Bad("absent-type-mix", "GET", "/v1/sets/r", status=409, code="wrong_type"),
     # 405: wrong method on a known path
     Bad("post-register", "POST", "/v1/registers/r", body={}, status=405, code="method_not_allowed"),
     Bad("put-counter", "PUT", "/v1/counters/c", body={}, status=405, code="method_not_allowed"),

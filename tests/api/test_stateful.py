@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +45,28 @@ JSON = st.recursive(
 )
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_INT_TEXT = re.compile(r"0|-?[1-9][0-9]*")
+
+
+@dataclass
+class Entry:
+    type: str  # string | set | hll
+    value: Any  # the JSON value of a string; the members or items of a set or an hll
+    expires_ms: int | None
+
+
+def as_int(value: Any) -> int | None:
+    """The integer a string value counts as (ints within 64 bits and their decimal text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isascii() and _INT_TEXT.fullmatch(value):
+        value = int(value)
+    if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
+        return value
+    return None
+
+
 def path(kind: str, key: str, suffix: str = "") -> str:
     return f"/v1/{kind}/{quote(key, safe='')}{suffix}"
 
@@ -59,11 +83,8 @@ class ApiMachine(RuleBasedStateMachine):
         config = ServeConfig("r1", cluster_secret=SECRET)
         self.served = Served(self.dir / "db", config, FakeClock())
         self.run(self.served.start())
-        # The model: only present keys are in these dicts.
-        self.registers: dict[str, tuple[Any, int | None]] = {}  # key -> (value, expires_ms)
-        self.counters: dict[str, int] = {}
-        self.sets: dict[str, set[str]] = {}
-        self.hlls: dict[str, set[str]] = {}
+        # The model: one keyspace; only present keys are in it.
+        self.keys: dict[str, Entry] = {}
         self.restarts = 0
 
     def run(self, coro: Any) -> Any:
@@ -83,126 +104,179 @@ class ApiMachine(RuleBasedStateMachine):
             self.loop.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    # -- registers -----------------------------------------------------------------------
+    # -- the keyspace ----------------------------------------------------------------------
+    def expire(self) -> None:
+        now = self.now()
+        for key, entry in list(self.keys.items()):
+            if entry.expires_ms is not None and now >= entry.expires_ms:
+                del self.keys[key]
+
+    def refused(self, key: str, type_: str, status: int, body: Any) -> bool:
+        """Whether ``key`` holds another type; then the call must have been a 409."""
+        self.expire()
+        entry = self.keys.get(key)
+        if entry is None or entry.type == type_:
+            return False
+        assert (status, body["error"]["code"]) == (409, "wrong_type")
+        return True
+
+    def typed_delete(self, view: str, type_: str, key: str) -> None:
+        status, body = self.call("DELETE", path(view, key))
+        if not self.refused(key, type_, status, body):
+            assert (status, body) == (200, {"ok": True})
+            self.keys.pop(key, None)
+
+    # -- the string type: registers and counters -------------------------------------------
     @rule(key=KEYS, value=JSON, ttl=st.none() | st.integers(1, 3000))
     def register_set(self, key: str, value: Any, ttl: int | None) -> None:
         body = {"value": value} if ttl is None else {"value": value, "ttl_ms": ttl}
-        assert self.call("PUT", path("registers", key), body) == (200, {"ok": True})
-        self.registers[key] = (value, None if ttl is None else self.now() + ttl)
+        status, reply = self.call("PUT", path("registers", key), body)
+        if not self.refused(key, "string", status, reply):
+            assert (status, reply) == (200, {"ok": True})
+            expires = None if ttl is None else self.now() + ttl
+            self.keys[key] = Entry("string", value, expires)
 
     @rule(key=KEYS)
     def register_get(self, key: str) -> None:
-        self.expire()
         status, body = self.call("GET", path("registers", key))
-        if key in self.registers:
-            assert (status, body) == (200, {"value": self.registers[key][0]})
+        if self.refused(key, "string", status, body):
+            return
+        if key in self.keys:
+            assert (status, body) == (200, {"value": self.keys[key].value})
         else:
             assert status == 404 and body["error"]["code"] == "not_found"
 
     @rule(key=KEYS)
     def register_delete(self, key: str) -> None:
-        assert self.call("DELETE", path("registers", key)) == (200, {"ok": True})
-        self.registers.pop(key, None)
+        self.typed_delete("registers", "string", key)
 
-    def expire(self) -> None:
-        now = self.now()
-        for key, (_, expires) in list(self.registers.items()):
-            if expires is not None and now >= expires:
-                del self.registers[key]
+    def incr_expectation(self, key: str, delta: int) -> tuple[int, Any]:
+        """What an increment must answer, and the model updated when it succeeds."""
+        entry = self.keys.get(key)
+        if entry is not None and entry.type != "string":
+            return 409, "wrong_type"
+        current = 0 if entry is None else as_int(entry.value)
+        if current is None:
+            return 409, "wrong_type"
+        value = current + delta
+        if not INT64_MIN <= value <= INT64_MAX:
+            return 400, "bad_request"
+        if delta != 0:
+            expires = None if entry is None else entry.expires_ms
+            self.keys[key] = Entry("string", value, expires)
+        return 200, {"value": value}
 
-    # -- counters ------------------------------------------------------------------------
     @rule(key=KEYS, delta=st.integers(-1000, 1000))
     def counter_incr(self, key: str, delta: int) -> None:
-        value = self.counters.get(key, 0) + delta
-        assert self.call("POST", path("counters", key), {"delta": delta}) == (200, {"value": value})
-        if delta != 0 or key in self.counters:
-            self.counters[key] = value
+        self.expire()
+        status, body = self.call("POST", path("counters", key), {"delta": delta})
+        want_status, want = self.incr_expectation(key, delta)
+        if want_status == 200:
+            assert (status, body) == (200, want)
+        else:
+            assert (status, body["error"]["code"]) == (want_status, want)
 
     @rule(key=KEYS)
     def counter_get(self, key: str) -> None:
         status, body = self.call("GET", path("counters", key))
-        if key in self.counters:
-            assert (status, body) == (200, {"value": self.counters[key]})
-        else:
+        if self.refused(key, "string", status, body):
+            return
+        if key not in self.keys:
             assert status == 404
+        elif (n := as_int(self.keys[key].value)) is None:
+            assert (status, body["error"]["code"]) == (409, "wrong_type")
+        else:
+            assert (status, body) == (200, {"value": n})
 
     @rule(key=KEYS)
     def counter_delete(self, key: str) -> None:
-        assert self.call("DELETE", path("counters", key)) == (200, {"ok": True})
-        self.counters.pop(key, None)
+        self.typed_delete("counters", "string", key)
 
     # -- sets ----------------------------------------------------------------------------
+    def members(self, key: str) -> set[str]:
+        entry = self.keys.get(key)
+        return set() if entry is None else set(entry.value)
+
     @rule(key=KEYS, members=NAME_LISTS)
     def set_add(self, key: str, members: list[str]) -> None:
-        before = self.sets.get(key, set())
-        added = len(set(members) - before)
         status, body = self.call("POST", path("sets", key, "/add"), {"members": members})
-        assert (status, body) == (200, {"added": added})
+        if self.refused(key, "set", status, body):
+            return
+        before = self.members(key)
+        assert (status, body) == (200, {"added": len(set(members) - before)})
         if members:
-            self.sets[key] = before | set(members)
+            self.keys[key] = Entry("set", before | set(members), None)
 
     @rule(key=KEYS, members=NAME_LISTS)
     def set_remove(self, key: str, members: list[str]) -> None:
-        before = self.sets.get(key, set())
-        removed = len(set(members) & before)
         status, body = self.call("POST", path("sets", key, "/remove"), {"members": members})
-        assert (status, body) == (200, {"removed": removed})
+        if self.refused(key, "set", status, body):
+            return
+        before = self.members(key)
+        assert (status, body) == (200, {"removed": len(set(members) & before)})
         if before - set(members):
-            self.sets[key] = before - set(members)
+            self.keys[key] = Entry("set", before - set(members), None)
         else:
-            self.sets.pop(key, None)
+            self.keys.pop(key, None)
 
     @rule(key=KEYS, member=NAMES)
     def set_read(self, key: str, member: str) -> None:
         status, body = self.call("GET", path("sets", key))
         status2, body2 = self.call("GET", path("sets", key, f"/members/{quote(member, safe='')}"))
-        if key in self.sets:
-            expected = sorted(self.sets[key])
+        if self.refused(key, "set", status, body):
+            assert status2 == 409
+            return
+        if key in self.keys:
+            expected = sorted(self.members(key))
             assert (status, body) == (200, {"members": expected, "size": len(expected)})
-            assert (status2, body2) == (200, {"present": member in self.sets[key]})
+            assert (status2, body2) == (200, {"present": member in expected})
         else:
             assert status == status2 == 404
 
     @rule(key=KEYS)
     def set_delete(self, key: str) -> None:
-        assert self.call("DELETE", path("sets", key)) == (200, {"ok": True})
-        self.sets.pop(key, None)
+        self.typed_delete("sets", "set", key)
 
     # -- hlls ----------------------------------------------------------------------------
     @rule(key=KEYS, items=NAME_LISTS)
     def hll_add(self, key: str, items: list[str]) -> None:
-        before = self.hlls.get(key, set())
         status, body = self.call("POST", path("hlls", key, "/add"), {"items": items})
+        if self.refused(key, "hll", status, body):
+            return
+        before = self.members(key)
         assert status == 200 and set(body) == {"changed"}
         if set(items) <= before:
             assert body == {"changed": False}  # nothing new cannot change a register
         elif not before:
             assert body == {"changed": True}  # the first item always sets a register
         if items:
-            self.hlls[key] = before | set(items)
+            self.keys[key] = Entry("hll", before | set(items), None)
 
     @rule(key=KEYS, sources=st.lists(KEYS, min_size=1, max_size=3))
     def hll_merge(self, key: str, sources: list[str]) -> None:
-        union = set(self.hlls.get(key, set()))
-        for source in sources:
-            union |= self.hlls.get(source, set())
         status, body = self.call("POST", path("hlls", key, "/merge"), {"sources": sources})
+        if any(self.refused(k, "hll", status, body) for k in (key, *sources)):
+            return
+        union = self.members(key)
+        for source in sources:
+            union |= self.members(source)
         assert status == 200 and near(body["count"], len(union))
         if union:
-            self.hlls[key] = union
+            self.keys[key] = Entry("hll", union, None)
 
     @rule(key=KEYS)
     def hll_count(self, key: str) -> None:
         status, body = self.call("GET", path("hlls", key))
-        if key in self.hlls:
-            assert status == 200 and near(body["count"], len(self.hlls[key]))
+        if self.refused(key, "hll", status, body):
+            return
+        if key in self.keys:
+            assert status == 200 and near(body["count"], len(self.members(key)))
         else:
             assert status == 404
 
     @rule(key=KEYS)
     def hll_delete(self, key: str) -> None:
-        assert self.call("DELETE", path("hlls", key)) == (200, {"ok": True})
-        self.hlls.pop(key, None)
+        self.typed_delete("hlls", "hll", key)
 
     # -- batch, time, restarts -----------------------------------------------------------
     @rule(key=KEYS, deltas=st.lists(st.integers(-50, 50), min_size=1, max_size=4))
@@ -210,16 +284,18 @@ class ApiMachine(RuleBasedStateMachine):
         ops: list[Any] = [{"op": "counters.incr", "key": key, "delta": d} for d in deltas]
         bad = len(deltas) // 2
         ops.insert(bad, {"op": "counters.incr", "key": key, "delta": "x"})
+        self.expire()
         status, body = self.call("POST", "/v1/batch", {"ops": ops})
         assert status == 200
         results = body["results"]
         assert results[bad]["error"]["code"] == "bad_request"
         del results[bad]
         for delta, result in zip(deltas, results, strict=True):
-            value = self.counters.get(key, 0) + delta
-            assert result == {"value": value}
-            if delta != 0 or key in self.counters:
-                self.counters[key] = value
+            want_status, want = self.incr_expectation(key, delta)
+            if want_status == 200:
+                assert result == want
+            else:
+                assert result["error"]["code"] == want
 
     @rule(ms=st.integers(0, 2000))
     def advance_clock(self, ms: int) -> None:
@@ -235,8 +311,7 @@ class ApiMachine(RuleBasedStateMachine):
     def live_key_count_matches(self) -> None:
         self.expire()
         status, body = self.call("GET", "/v1/status")
-        expected = len(self.registers) + len(self.counters) + len(self.sets) + len(self.hlls)
-        assert status == 200 and body["keys"] == expected
+        assert status == 200 and body["keys"] == len(self.keys)
 
 
 ApiMachine.TestCase.settings = settings(

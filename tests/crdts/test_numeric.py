@@ -181,9 +181,17 @@ def test_integer_overflow_is_refused_before_any_change() -> None:
     with pytest.raises(CounterOverflow):
         r.incr("a", 1)  # the result 0 is in range, a's sum would not be
     assert r == before and r.value() == -1
+    # A string key holds any JSON value (the register view), big integers included: one
+    # past 64 bits is a value, never a number, so an increment of it is refused.
+    r.assign("a", ts(12, "a"), INT64_MAX + 1)
+    assert r.value() == INT64_MAX + 1
+    after = r.copy()
+    with pytest.raises(NotNumeric):
+        r.incr("a", 1)
+    assert r == after
     with pytest.raises(CounterOverflow):
-        r.assign("a", ts(12, "a"), INT64_MAX + 1)
-    assert r == before
+        r.assign("a", ts(13, "a"), 2**64)  # past what MessagePack holds
+    assert r == after
 
 
 def test_float_sums_are_added_in_actor_order_so_every_replica_has_the_same_double() -> None:
@@ -294,8 +302,6 @@ def test_decode_refuses_malformed_entries() -> None:
     good = cell[0]
     bad_cells = [
         [[0, "a", 2, good[3], 5]],  # a dot outside the context
-        [[0, "a", 1, good[3], None]],  # no value
-        [[0, "a", 1, good[3], True]],  # a bool is not a number here
         [[0, "a", 1, good[3], math.nan]],
         [[0, "a", 1, good[3], 2**64]],
         [[2, "a", 1, 0, None]],  # an unknown kind
@@ -307,6 +313,10 @@ def test_decode_refuses_malformed_entries() -> None:
     for bad in bad_cells:
         with pytest.raises(CodecError):
             codec.decode(["num", 1, [ctx, bad]])
+    # A string's base is any JSON value (null and bools too): they decode, as values.
+    for value in (None, True, [1], {"k": "v"}):
+        back_value = codec.decode(["num", 1, [ctx, [[0, "a", 1, good[3], value]]]])
+        assert isinstance(back_value, NumericRegister) and back_value.value() == value
     back = codec.unpack(codec.pack(r))
     assert back == r and isinstance(back, NumericRegister)
     assert isinstance(back.cell[0], Write) and back.value() == 5
