@@ -420,10 +420,10 @@ def snapshot(replica: Replica, now_ms: int) -> dict[str, Any]:
     for key in sorted(replica.states):
         ns, k = key
         op = {
-            "registers": "registers.get",
-            "counters": "counters.get",
-            "sets": "sets.get",
-            "hlls": "hlls.count",
+            "string": "registers.get",
+            "set": "sets.get",
+            "hll": "hlls.count",
+            "meta": "registers.get",  # the key's visible value, whatever its type; or 409
         }[ns]
         try:
             reads[key] = apply_op(replica, {"op": op, "key": k}, now_ms)
@@ -478,8 +478,9 @@ def check_recovered(storage: MemoryStorage, groups: list[Group], survivors: int)
     assert snapshot(recovered, now) == snapshot(expected, now), f"after {survivors} batches"
     # The HLC resumes past every timestamp it handed out: a new write wins.
     assert recovered.hlc.last > _max_timestamp(recovered)
-    apply_op(recovered, {"op": "registers.set", "key": "a", "value": "after"}, now)
-    assert apply_op(recovered, {"op": "registers.get", "key": "a"}, now) == {"value": "after"}
+    fresh = "after-recovery"  # not one of KEYS: no type of its own yet
+    apply_op(recovered, {"op": "registers.set", "key": fresh, "value": "after"}, now)
+    assert apply_op(recovered, {"op": "registers.get", "key": fresh}, now) == {"value": "after"}
     # The next dot follows the recovered ones.
     assert recovered.seq == expected.seq + 1
 

@@ -48,9 +48,9 @@ def test_read_your_writes_never_stale_at_a_replica_that_lacks_the_write(held_bac
     s = held_back
     with Client([s["a"].url, s["c"].url], wait_ms=100) as db:
         db.registers.set("ryw", {"v": 1})
-        db.counters.incr("ryw", 5)
-        db.sets.add("ryw", "x")
-        db.hlls.add("ryw", "u1")
+        db.counters.incr("ryw-c", 5)
+        db.sets.add("ryw-s", "x")
+        db.hlls.add("ryw-h", "u1")
         token = db.session_token
     # C alone cannot serve the session: it must refuse, not answer stale.
     with _c_alone(s, token) as c, pytest.raises(SessionUnavailable):
@@ -58,9 +58,9 @@ def test_read_your_writes_never_stale_at_a_replica_that_lacks_the_write(held_bac
     # With C first in the list, the client fails over and still reads its writes.
     with Client([s["c"].url, s["a"].url], session_token=token, wait_ms=100) as db:
         assert db.registers.get("ryw") == {"v": 1}
-        assert db.counters.get("ryw") == 5
-        assert db.sets.members("ryw") == ["x"]
-        assert db.hlls.count("ryw") == 1
+        assert db.counters.get("ryw-c") == 5
+        assert db.sets.members("ryw-s") == ["x"]
+        assert db.hlls.count("ryw-h") == 1
         assert db.url == s["a"].url
     # Without the session, C answers from what it has (nothing): that is allowed.
     with Client([s["c"].url]) as fresh:
