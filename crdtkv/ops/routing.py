@@ -2,8 +2,9 @@
 
 ``http_request(spec, fields)`` fills the route's path from the path
 arguments (percent-encoded: a key is one path segment), appends the query
-arguments (a list as the parameter repeated, a scalar once, an absent one not), and puts the body arguments in a JSON body (optional ones only
-when given).  The server side of the same mapping is ``crdtkv.api.routes``.
+arguments (a list as the parameter repeated, a scalar once, an absent one
+not), and puts the body arguments in a JSON body (optional ones only when
+given).  The server side of the same mapping is ``crdtkv.api.routes``.
 """
 
 from __future__ import annotations
