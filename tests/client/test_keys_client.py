@@ -1,4 +1,4 @@
-"""``db.keys`` of both clients (scan_iter too) and the key-level CLI verbs, against a real replica."""
+"""``db.keys`` of both clients (scan_iter too) and the key-level CLI verbs, on a real replica."""
 
 from __future__ import annotations
 
