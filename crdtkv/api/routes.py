@@ -14,6 +14,8 @@ Extras beyond the contract, all from the table:
 
 - ``GET /v1/hlls/{key}?union=k2&union=k3`` counts the union of ``key`` and
   the named HLLs (op ``hlls.count`` with ``sources``, a query argument);
+- ``GET /v1/keys?cursor=&match=&type=&count=`` (``keys.scan``) takes scalar
+  query arguments, each given once (an integer one as digits);
 - the batch endpoint also takes the ops without a route (``counters.decr``);
 - unknown body fields (and unknown fields of a batch op) are refused with
   400, so a typo such as ``"ttl"`` for ``"ttl_ms"`` is not silently ignored.
@@ -43,7 +45,7 @@ from crdtkv.api.limits import read_body
 from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS
 from crdtkv.errors import BadRequest, CrdtkvError, StorageError
 from crdtkv.node import Node
-from crdtkv.ops.spec import In, OpSpec
+from crdtkv.ops.spec import In, Kind, OpSpec
 from crdtkv.ops.table import TABLE
 
 __all__ = ["add_routes", "path_pattern"]
@@ -51,6 +53,7 @@ __all__ = ["add_routes", "path_pattern"]
 log = logging.getLogger("crdtkv.api")
 
 _PATH_ARG = re.compile(r"\{(\w+)\}")
+_INT = re.compile(r"-?[0-9]{1,19}")
 _BATCH_FIELDS = frozenset({"ops"})
 _OP_FIELDS: dict[str, frozenset[str]] = {spec.name: spec.fields for spec in TABLE}
 """The fields each op takes (a batch op with any other field is refused)."""
@@ -88,7 +91,13 @@ def _handler(spec: OpSpec) -> Handler:
     """The endpoint of one op: the op dict from the path (query, body), then ``node.apply``."""
     name = spec.name
     fields = frozenset(a.name for a in spec.args_in(In.BODY))
-    queries = tuple((a.name, a.query or a.name) for a in spec.args_in(In.QUERY))
+    lists = (Kind.STRINGS, Kind.KEYS)
+    queries = tuple((a.name, a.query or a.name) for a in spec.args_in(In.QUERY) if a.kind in lists)
+    scalars = tuple(
+        (a.name, a.query or a.name, a.kind is Kind.INT)
+        for a in spec.args_in(In.QUERY)
+        if a.kind not in lists
+    )
 
     async def handle_with_body(request: web.Request) -> web.StreamResponse:
         op, _ = await _read_object(request, allow_msgpack=False)  # a new dict: ours to extend
@@ -104,13 +113,25 @@ def _handler(spec: OpSpec) -> Handler:
             values = request.query.getall(query, [])
             if values:
                 op[field] = values
+        for field, query, is_int in scalars:  # others: the parameter once
+            value = request.query.get(query)
+            if value is not None:
+                op[field] = _query_int(value) if is_int else value
         return json_response(request.app[NODE].apply(op))
 
-    if fields and queries:
+    if fields and (queries or scalars):
         raise ValueError(f"{name}: a route takes body or query arguments, not both")
     chosen = handle_with_body if fields else handle
     chosen.__name__ = name.replace(".", "_")
     return chosen
+
+
+def _query_int(value: str) -> int | str:
+    """An integer query parameter as an int; anything else stays a string, which the
+    op's validation refuses (400) by the parameter's name."""
+    if _INT.fullmatch(value):
+        return int(value)
+    return value
 
 
 # -- batch ------------------------------------------------------------------------------------

@@ -71,6 +71,9 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
         if arg.name in method.omit:
             continue
         value = given[arg.client_name]
+        if value is None and not arg.required:
+            fields[arg.name] = None  # not given: not sent
+            continue
         if arg.kind in (Kind.STRINGS, Kind.KEYS):
             value = _members(value)
         elif arg.kind in (Kind.KEY, Kind.STRING):
@@ -85,7 +88,13 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
         absent = MISSING
     else:
         absent = copy.copy(method.absent)  # a fresh [] for every call
-    decode = _none if method.returns is None else operator.itemgetter(method.returns)
+    decode: Callable[[Any], Any]
+    if method.returns is None:
+        decode = _none
+    elif isinstance(method.returns, tuple):
+        decode = operator.itemgetter(*method.returns)  # a tuple of those fields
+    else:
+        decode = operator.itemgetter(method.returns)
     return Call(verb, path, body, decode, absent, spec.retry_safe)
 
 

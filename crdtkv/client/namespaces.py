@@ -12,14 +12,23 @@ to the type checker every method takes anything and returns ``Any``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crdtkv.client.model import MISSING, Call, op_call
 from crdtkv.ops.spec import CALLER, NO_DEFAULT, Kind, Method, OpSpec
 from crdtkv.ops.table import TABLE
 
-__all__ = ["Counters", "Hlls", "Namespace", "Registers", "Sets", "signature"]
+__all__ = [
+    "AsyncKeys",
+    "Counters",
+    "Hlls",
+    "Keys",
+    "Namespace",
+    "Registers",
+    "Sets",
+    "signature",
+]
 
 
 class Caller(Protocol):
@@ -92,10 +101,10 @@ def _method(spec: OpSpec, method: Method, owner: str) -> Callable[..., Any]:
     return call
 
 
-def _namespace(namespace: str) -> type[Namespace]:
+def _namespace(namespace: str, base: type[Namespace] = Namespace) -> type[Namespace]:
     owner = namespace.capitalize()
 
-    class Generated(Namespace):
+    class Generated(base):  # type: ignore[valid-type,misc]
         __slots__ = ()
 
     Generated.__name__ = Generated.__qualname__ = owner
@@ -110,7 +119,48 @@ def _namespace(namespace: str) -> type[Namespace]:
     return Generated
 
 
+class _ScanIter(Namespace):
+    """``db.keys.scan_iter``: every key, following the cursor of ``db.keys.scan``."""
+
+    __slots__ = ()
+
+    def scan_iter(
+        self, match: str | None = None, type: str | None = None, count: int | None = None
+    ) -> Iterator[str]:
+        """Every key (matching the glob ``match``, of type ``type``), a page of
+        ``count`` names at a time.  A key present for the whole iteration is
+        yielded exactly once."""
+        cursor: str | None = None
+        while True:
+            cursor, keys = self.scan(cursor, match, type, count)
+            yield from keys
+            if not cursor:
+                return
+
+
+class _AsyncScanIter(Namespace):
+    """``db.keys.scan_iter`` of the asyncio client: ``async for key in ...``."""
+
+    __slots__ = ()
+
+    async def scan_iter(
+        self, match: str | None = None, type: str | None = None, count: int | None = None
+    ) -> AsyncIterator[str]:
+        """Every key (matching the glob ``match``, of type ``type``), a page of
+        ``count`` names at a time.  A key present for the whole iteration is
+        yielded exactly once."""
+        cursor: str | None = None
+        while True:
+            cursor, keys = await self.scan(cursor, match, type, count)
+            for key in keys:
+                yield key
+            if not cursor:
+                return
+
+
 Registers = _namespace("registers")
 Counters = _namespace("counters")
 Sets = _namespace("sets")
 Hlls = _namespace("hlls")
+Keys = _namespace("keys", _ScanIter)
+AsyncKeys = _namespace("keys", _AsyncScanIter)

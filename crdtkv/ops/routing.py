@@ -2,8 +2,9 @@
 
 ``http_request(spec, fields)`` fills the route's path from the path
 arguments (percent-encoded: a key is one path segment), appends the query
-arguments, and puts the body arguments in a JSON body (optional ones only
-when given).  The server side of the same mapping is ``crdtkv.api.routes``.
+arguments (a list as the parameter repeated, a scalar once, an absent one
+not), and puts the body arguments in a JSON body (optional ones only when
+given).  The server side of the same mapping is ``crdtkv.api.routes``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from crdtkv.ops.spec import In, OpSpec
+from crdtkv.ops.spec import In, Kind, OpSpec
 
 __all__ = ["http_request"]
 
@@ -24,11 +25,13 @@ def http_request(spec: OpSpec, fields: Mapping[str, Any]) -> tuple[str, str, dic
     path = spec.route.path.format_map(
         {a.name: quote(str(fields[a.name]), safe="") for a in spec.args_in(In.PATH)}
     )
-    query = [
-        f"{a.query}={quote(v, safe='')}"
-        for a in spec.args_in(In.QUERY)
-        for v in fields.get(a.name) or ()
-    ]
+    query: list[str] = []
+    for a in spec.args_in(In.QUERY):
+        value = fields.get(a.name)
+        if value is None:
+            continue
+        values = value if a.kind in (Kind.STRINGS, Kind.KEYS) else (value,)
+        query += [f"{a.query}={quote(str(v), safe='')}" for v in values]
     if query:
         path += "?" + "&".join(query)
     body_args = spec.args_in(In.BODY)

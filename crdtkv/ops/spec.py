@@ -82,7 +82,7 @@ class Kind(Enum):
     JSON = "json"  # any JSON value (null included), at most JSON_DEPTH_MAX deep
     STRINGS = "strings"  # a list of at most hi strings, each at most MEMBER_BYTES_MAX bytes
     KEYS = "keys"  # a non-empty list of at most hi keys
-    STRING = "string"  # a string
+    STRING = "string"  # a string: at most hi characters when hi > 0, one of choices if any
 
 
 class In(Enum):
@@ -90,7 +90,7 @@ class In(Enum):
 
     PATH = "path"  # a path segment, ``{name}`` in the route
     BODY = "body"  # a field of the JSON body
-    QUERY = "query"  # a repeated query parameter (``Arg.query``); list kinds only
+    QUERY = "query"  # a query parameter (``Arg.query``): repeated for list kinds, else once
 
 
 class Out(Enum):
@@ -102,6 +102,7 @@ class Out(Enum):
     COUNT = "count"  # a non-negative integer
     BOOL = "bool"
     SORTED_STRINGS = "sorted_strings"  # distinct strings, sorted by code point
+    STRING = "string"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,8 @@ class Arg:
     kind: Kind
     required: bool = True  # False: absent or null means "not given" (None)
     lo: int = 0  # INT: smallest value
-    hi: int = 0  # INT: largest value; STRINGS and KEYS: most entries
+    hi: int = 0  # INT: largest value; STRINGS and KEYS: most entries; STRING: most characters
+    choices: tuple[str, ...] = ()  # STRING: the values it may take (empty: any)
     http: In = In.BODY  # where it travels in the single-key request
     query: str | None = None  # In.QUERY: the query parameter's name
     param: str | None = None  # the client's and the CLI's name for it, when not ``name``
@@ -205,7 +207,8 @@ class Method:
 
     name: str
     doc: str  # the generated method's docstring
-    returns: str | None = None  # the result field it returns; None: it returns None
+    # The result field it returns; a tuple: those fields as a tuple; None: it returns None.
+    returns: str | tuple[str, ...] | None = None
     absent: Any = RAISES  # what it returns for an absent key (404): a value, RAISES or CALLER
     omit: tuple[str, ...] = ()  # the op's arguments it does not take
     negate: str | None = None  # an INT argument it sends negated (decr sent as an incr)
@@ -225,7 +228,7 @@ class OpSpec:
     """One operation.  ``name`` is ``<type>.<verb>``; the type is the key's namespace."""
 
     name: str
-    args: tuple[Arg, ...]  # validation order; the first is the key
+    args: tuple[Arg, ...]  # validation order; the first is the key, unless the op is keyless
     apply: Apply  # the type module's function; gets ``parse``'s result
     writes: bool  # False: a read, which changes nothing and answers 404 for an absent key
     result: Shape  # the 200 body
@@ -236,6 +239,8 @@ class OpSpec:
     body: Body | None = None  # routes with body arguments: the request body's name and example
     snapshot: bool = False  # the read that returns a key's whole value (final reads compare it)
     resp: Resp | None = None
+    # A read that answers for an absent key (EXISTS, TYPE, TTL, SCAN) instead of 404.
+    answers_absent: bool = False
     _parsers: tuple[tuple[str, Callable[[Op], Any]], ...] = field(
         init=False, repr=False, compare=False
     )
@@ -250,6 +255,16 @@ class OpSpec:
     @property
     def reads(self) -> bool:
         return not self.writes
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the op is on one key (its first argument); False for SCAN."""
+        return bool(self.args) and self.args[0].name == "key" and self.args[0].kind is Kind.KEY
+
+    @property
+    def not_found(self) -> bool:
+        """Whether the op answers 404 for an absent key."""
+        return self.reads and self.keyed and not self.answers_absent
 
     @property
     def fields(self) -> frozenset[str]:
@@ -377,6 +392,10 @@ def _string(arg: Arg, op: Op) -> str:
     v = op.get(arg.name)
     if not isinstance(v, str):
         raise BadRequest(f"field {arg.name!r} must be a string")
+    if arg.hi and len(v) > arg.hi:
+        raise BadRequest(f"field {arg.name!r} is over {arg.hi} characters")
+    if arg.choices and v not in arg.choices:
+        raise BadRequest(f"field {arg.name!r} must be one of {', '.join(arg.choices)}")
     return v
 
 

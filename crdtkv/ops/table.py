@@ -17,7 +17,7 @@ from typing import Any
 
 from crdtkv import limits
 from crdtkv.errors import BadRequest
-from crdtkv.ops import counters, hlls, registers, sets
+from crdtkv.ops import counters, hlls, keys, registers, sets
 from crdtkv.ops.spec import (
     CALLER,
     Arg,
@@ -34,9 +34,18 @@ from crdtkv.ops.spec import (
     Shape,
     Verb,
 )
-from crdtkv.replica.keyspace import Replica
+from crdtkv.replica.keyspace import TYPES, Replica
 
-__all__ = ["NAMESPACES", "OPS", "TABLE", "VIEW_TYPES", "apply_op", "op_dict", "snapshot_read"]
+__all__ = [
+    "KEYS_NAMESPACE",
+    "NAMESPACES",
+    "OPS",
+    "TABLE",
+    "VIEW_TYPES",
+    "apply_op",
+    "op_dict",
+    "snapshot_read",
+]
 
 # -- arguments --------------------------------------------------------------------------------
 KEY = Arg("key", Kind.KEY, http=In.PATH)
@@ -47,8 +56,8 @@ TTL_MS = Arg(
     required=False,
     lo=1,
     hi=limits.TTL_MS_MAX,
-    doc="Time to live in milliseconds, counted from the write (at most ten years). Absent or "
-    "null: the value does not expire.",
+    doc="Time to live in milliseconds, counted from the write (at most ten years). Where it "
+    "is optional, absent or null means the value does not expire.",
     help="expire after this many milliseconds",
 )
 DELTA = Arg(
@@ -100,7 +109,11 @@ HLL_COUNT = Shape("HllCount", (Field("count", Out.COUNT, "Estimated distinct ite
 SET_MEMBERS = Body("SetMembers", {"members": ["a", "b"]})
 
 DELETED = "Deleted (also when it did not exist)."
-DEL = Verb("del", "delete a key (--type registers|counters|sets|hlls)")
+DEL = Verb(
+    "del",
+    "delete a key of any type (prints 1 if it existed); --type registers|counters|sets|hlls "
+    "deletes only a key of that type",
+)
 
 
 def _route(method: str, path: str) -> Route:
@@ -403,11 +416,274 @@ HLLS: tuple[OpSpec, ...] = (
     ),
 )
 
-TABLE: tuple[OpSpec, ...] = (*REGISTERS, *COUNTERS, *SETS, *HLLS)
+# -- key-level operations: any type ----------------------------------------------------------
+KEYS_NAMESPACE = "keys"
+EXPIRE_TTL_MS = Arg(
+    "ttl_ms",
+    Kind.INT,
+    lo=1,
+    hi=limits.TTL_MS_MAX,
+    doc=TTL_MS.doc,
+    help="expire after this many milliseconds",
+)
+SCAN_CURSOR = Arg(
+    "cursor",
+    Kind.STRING,
+    required=False,
+    hi=limits.KEY_BYTES_MAX,
+    http=In.QUERY,
+    query="cursor",
+    doc="Where to continue: the `cursor` of the previous page; absent or empty: from the start.",
+    http_doc="The `cursor` of the previous page; absent or empty: from the start.",
+    help="continue from this cursor (default: the start)",
+)
+SCAN_MATCH = Arg(
+    "match",
+    Kind.STRING,
+    required=False,
+    hi=limits.KEY_BYTES_MAX,
+    http=In.QUERY,
+    query="match",
+    doc="Only keys matching this glob (`*`, `?`, `[abc]`; case-sensitive).",
+    http_doc="Only keys matching this glob (`*`, `?`, `[abc]`; case-sensitive).",
+    help="only keys matching this glob",
+)
+SCAN_TYPE = Arg(
+    "type",
+    Kind.STRING,
+    required=False,
+    http=In.QUERY,
+    query="type",
+    choices=tuple(TYPES),
+    doc="Only keys of this type.",
+    http_doc="Only keys of this type.",
+    help="only keys of this type",
+)
+SCAN_COUNT = Arg(
+    "count",
+    Kind.INT,
+    required=False,
+    lo=1,
+    hi=keys.SCAN_COUNT_MAX,
+    http=In.QUERY,
+    query="count",
+    doc=f"How many names to examine (default {keys.SCAN_COUNT_DEFAULT}); a page may hold fewer "
+    "keys, even none, before the scan is done.",
+    http_doc=f"How many names to examine, 1 to {keys.SCAN_COUNT_MAX} (default "
+    f"{keys.SCAN_COUNT_DEFAULT}).",
+    help=f"names to examine per page (default {keys.SCAN_COUNT_DEFAULT})",
+)
+KEY_DELETED = Shape("KeyDeleted", (Field("deleted", Out.BOOL, "Whether the key existed."),))
+KEY_EXISTS = Shape("KeyExists", (Field("exists", Out.BOOL),))
+_TYPE_DOC = "The key's type: " + ", ".join(TYPES) + "; `none` when absent."
+KEY_TYPE = Shape("KeyType", (Field("type", Out.STRING, _TYPE_DOC),))
+_TTL_DOC = "Remaining time to live in milliseconds; -1: no TTL; -2: absent (Redis's PTTL)."
+KEY_TTL = Shape("KeyTtl", (Field("ttl_ms", Out.INT64, _TTL_DOC),))
+KEY_INFO = Shape(
+    "KeyInfo",
+    (
+        Field("type", Out.STRING, "The key's type: " + ", ".join(TYPES) + "."),
+        Field("ttl_ms", Out.INT64, "Remaining time to live in milliseconds; -1: no TTL."),
+    ),
+)
+TTL_CHANGED = Shape(
+    "TtlChanged", (Field("changed", Out.BOOL, "False when the key is absent (or had no TTL)."),)
+)
+SCAN_PAGE = Shape(
+    "ScanPage",
+    (
+        Field("keys", Out.SORTED_STRINGS, "The page's keys, in name order."),
+        Field("cursor", Out.STRING, "Pass it to the next call; empty when the scan is done."),
+    ),
+)
+
+KEYS: tuple[OpSpec, ...] = (
+    OpSpec(
+        "keys.delete",
+        (KEY,),
+        keys.delete,
+        writes=True,
+        result=KEY_DELETED,
+        doc=Doc(
+            "Delete a key of any type",
+            "Whether the key existed.",
+            {"deleted": True},
+            "Removes what this replica has seen of the key and its TTL: a concurrent write "
+            "elsewhere survives (an HLL is cleared whatever was added concurrently).",
+        ),
+        route=_route("DELETE", "keys/{key}"),
+        client=(
+            Method(
+                "delete",
+                "Delete the key, whatever its type; whether it existed.",
+                returns="deleted",
+                cli=DEL,
+            ),
+        ),
+    ),
+    OpSpec(
+        "keys.get",
+        (KEY,),
+        keys.get,
+        writes=False,
+        result=KEY_INFO,
+        doc=Doc("A key's type and TTL", "The key's type and TTL.", {"type": "hash", "ttl_ms": -1}),
+        route=_route("GET", "keys/{key}"),
+        client=(
+            Method(
+                "info",
+                "The key's ``(type, ttl_ms)``; None for an absent key.",
+                returns=("type", "ttl_ms"),
+                absent=None,
+            ),
+        ),
+    ),
+    OpSpec(
+        "keys.exists",
+        (KEY,),
+        keys.exists,
+        writes=False,
+        answers_absent=True,
+        result=KEY_EXISTS,
+        doc=Doc("Does a key exist?", "Whether it does (of any type).", {"exists": True}),
+        route=_route("GET", "keys/{key}/exists"),
+        client=(
+            Method(
+                "exists",
+                "Whether the key exists (of any type).",
+                returns="exists",
+                cli=Verb("exists", "whether a key exists (prints 1 or 0)"),
+            ),
+        ),
+    ),
+    OpSpec(
+        "keys.type",
+        (KEY,),
+        keys.type_,
+        writes=False,
+        answers_absent=True,
+        result=KEY_TYPE,
+        doc=Doc("A key's type", "Its type, or `none`.", {"type": "zset"}),
+        route=_route("GET", "keys/{key}/type"),
+        client=(
+            Method(
+                "type",
+                "The key's type: " + ", ".join(TYPES) + ", or 'none'.",
+                returns="type",
+                cli=Verb("type", "a key's type (none when absent)"),
+            ),
+        ),
+    ),
+    OpSpec(
+        "keys.ttl",
+        (KEY,),
+        keys.ttl,
+        writes=False,
+        answers_absent=True,
+        result=KEY_TTL,
+        doc=Doc(
+            "A key's remaining time to live",
+            "Milliseconds; -1: no TTL; -2: absent.",
+            {"ttl_ms": 59_000},
+        ),
+        route=_route("GET", "keys/{key}/ttl"),
+        client=(
+            Method(
+                "ttl",
+                "Remaining milliseconds; -1 with no TTL, -2 for an absent key.",
+                returns="ttl_ms",
+                cli=Verb("ttl", "a key's remaining ms (-1 no TTL, -2 absent)"),
+            ),
+        ),
+    ),
+    OpSpec(
+        "keys.expire",
+        (KEY, EXPIRE_TTL_MS),
+        keys.expire,
+        writes=True,
+        result=TTL_CHANGED,
+        doc=Doc(
+            "Set a key's time to live (EXPIRE)",
+            "Whether it was set: false for an absent key.",
+            {"changed": True},
+            "Concurrent EXPIREs on different replicas keep the longest TTL; a concurrent "
+            "PERSIST beats them.",
+        ),
+        route=_route("PUT", "keys/{key}/ttl"),
+        body=Body("KeyExpire", {"ttl_ms": 60000}),
+        client=(
+            Method(
+                "expire",
+                "Expire the key ``ttl_ms`` from now; False for an absent key.",
+                returns="changed",
+                cli=Verb("expire", "set a key's TTL in ms (prints 1, or 0 if absent)"),
+            ),
+        ),
+    ),
+    OpSpec(
+        "keys.persist",
+        (KEY,),
+        keys.persist,
+        writes=True,
+        result=TTL_CHANGED,
+        doc=Doc(
+            "Remove a key's time to live (PERSIST)",
+            "Whether a TTL was removed: false for an absent key or one without a TTL.",
+            {"changed": True},
+            "Beats an EXPIRE made concurrently on another replica.",
+        ),
+        route=_route("DELETE", "keys/{key}/ttl"),
+        client=(
+            Method(
+                "persist",
+                "Remove the key's TTL; False when absent or it had none.",
+                returns="changed",
+                cli=Verb("persist", "remove a key's TTL (prints 1, or 0)"),
+            ),
+        ),
+    ),
+    OpSpec(
+        "keys.scan",
+        (SCAN_CURSOR, SCAN_MATCH, SCAN_TYPE, SCAN_COUNT),
+        keys.scan,
+        writes=False,
+        answers_absent=True,
+        result=SCAN_PAGE,
+        doc=Doc(
+            "List keys, a page at a time (SCAN)",
+            "A page of keys and the cursor of the next one.",
+            {"keys": ["user:1", "user:2"], "cursor": "user:2"},
+            "Pages go in name order. A key present for the whole scan is returned exactly "
+            "once; one created or deleted during it may or may not be.",
+        ),
+        route=_route("GET", "keys"),
+        client=(
+            Method(
+                "scan",
+                "One page: ``(cursor, keys)``; the cursor is '' when done "
+                "(``scan_iter`` follows it).",
+                returns=("cursor", "keys"),
+                cli=Verb(
+                    "scan",
+                    "one page of keys: the next cursor (empty when done), "
+                    "then the keys, one per line",
+                ),
+            ),
+        ),
+    ),
+)
+
+TABLE: tuple[OpSpec, ...] = (*REGISTERS, *COUNTERS, *SETS, *HLLS, *KEYS)
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in TABLE}
 NAMESPACES: tuple[str, ...] = tuple(dict.fromkeys(spec.namespace for spec in TABLE))
-"""The HTTP views (``/v1/<view>/...``), in table order."""
-VIEW_TYPES: dict[str, str] = {"registers": "string", "counters": "string", "sets": "set", "hlls": "hll"}
+"""The HTTP namespaces (``/v1/<namespace>/...``), in table order: the typed views, and
+``keys`` (key-level operations on any type)."""
+VIEW_TYPES: dict[str, str] = {
+    "registers": "string",
+    "counters": "string",
+    "sets": "set",
+    "hlls": "hll",
+}
 """The keyspace type (``crdtkv.replica.TYPES``) each view reads and writes."""
 
 

@@ -20,7 +20,7 @@ Pure: time comes in as ``now_ms`` arguments; nothing here does I/O.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList

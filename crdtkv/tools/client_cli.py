@@ -1,11 +1,12 @@
-"""The command-line client: ``crdtkv get|set|incr|sadd|srem|smembers|pfadd|pfcount|del``.
+"""The command-line client: ``crdtkv get|set|incr|sadd|...|del|type|ttl|expire|scan``.
 
 The verbs are the op table's (``Method.cli`` in ``crdtkv.ops.table``), and so
 are their arguments and output: a verb calls one client method, takes that
 method's parameters (the key and a JSON value positionally, lists as several
 words, an optional integer as ``--name``, one with a default as an optional
-word), and prints its result by the result field's kind.  A verb on several
-types (``del``) takes ``--type``.
+word, an optional string as ``--name``), and prints its result by the result
+field's kind (several fields: each in turn).  A verb on several types
+(``del``) takes ``--type``; without it, it is the key-level op (any type).
 
 For operators and shell scripts.  Every command takes ``--url`` (repeatable;
 default ``$CRDTKV_URL``, comma-separated, else http://127.0.0.1:7001),
@@ -34,7 +35,7 @@ from typing import Any
 from crdtkv.cliutil import ArgParser, UsageError, print_error
 from crdtkv.errors import CrdtkvError
 from crdtkv.ops.spec import NO_DEFAULT, Arg, Kind, Method, OpSpec, Out, Verb
-from crdtkv.ops.table import TABLE
+from crdtkv.ops.table import KEYS_NAMESPACE, TABLE
 
 __all__ = ["COMMANDS", "VERBS"]
 
@@ -129,6 +130,7 @@ _SHOW: dict[Out, Callable[[Any], str | None]] = {
     Out.COUNT: str,
     Out.BOOL: lambda r: "1" if r else "0",
     Out.SORTED_STRINGS: _lines,
+    Out.STRING: str,
 }
 
 
@@ -151,6 +153,8 @@ def _verbs() -> dict[str, _Verb]:
             if method.cli is not None:
                 verbs.setdefault(method.cli.name, method.cli)
                 uses.setdefault(method.cli.name, []).append((spec, method))
+    for used in uses.values():  # the key-level op (any type) is a verb's default
+        used.sort(key=lambda use: use[0].namespace != KEYS_NAMESPACE)
     # A verb on several types (del) after the others, as it always was.
     order = sorted(verbs, key=lambda name: len(uses[name]) > 1)
     return {name: _Verb(verbs[name], tuple(uses[name])) for name in order}
@@ -167,6 +171,9 @@ def _add_args(p: ArgParser, verb: _Verb) -> None:
             p.add_argument(name, nargs="?", type=int, default=arg.default, help=arg.help)
         elif arg.kind is Kind.INT:
             p.add_argument(name, type=int, help=arg.help)
+        elif not arg.required:
+            choices = list(arg.choices) or None
+            p.add_argument(f"--{name.replace('_', '-')}", choices=choices, help=arg.help)
         else:
             p.add_argument(name)
             if arg.kind is Kind.JSON:
@@ -177,14 +184,16 @@ def _add_args(p: ArgParser, verb: _Verb) -> None:
                 )
     if len(verb.uses) > 1:
         types = [spec.namespace for spec, _ in verb.uses]
-        p.add_argument("--type", choices=types, default=types[0], help=f"default {types[0]}")
+        p.add_argument(
+            "--type", dest="view", choices=types, default=types[0], help=f"default {types[0]}"
+        )
 
 
 def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
     by_type = {spec.namespace: (spec, method) for spec, method in verb.uses}
 
     def act(db: Any, a: argparse.Namespace) -> Any:
-        spec, method = by_type[getattr(a, "type", verb.uses[0][0].namespace)]
+        spec, method = by_type[getattr(a, "view", verb.uses[0][0].namespace)]
         words: list[Any] = []
         for arg in verb.args:
             value = getattr(a, arg.client_name)
@@ -198,21 +207,36 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
                 words.extend(value)
             else:
                 words.append(value)
-        return getattr(getattr(db, spec.namespace), method.name)(*words)
+        result = getattr(getattr(db, spec.namespace), method.name)(*words)
+        return _show(spec, method), result
 
     return act
 
 
-def _show(verb: _Verb) -> Callable[[Any], str | None]:
-    spec, method = verb.uses[0]
+def _show(spec: OpSpec, method: Method) -> Callable[[Any], str | None]:
     if method.returns is None:
         return _SHOW[Out.OK]
-    return _SHOW[spec.result.field(method.returns).kind]
+    if isinstance(method.returns, str):
+        return _SHOW[spec.result.field(method.returns).kind]
+    shows = [_SHOW[spec.result.field(f).kind] for f in method.returns]
+
+    def show_each(values: Any) -> str | None:  # a tuple of fields: each in turn
+        if values is None:
+            return None
+        outs = [show(v) for show, v in zip(shows, values, strict=True)]
+        return "\n".join(o for o in outs if o is not None)
+
+    return show_each
+
+
+def _shown(pair: tuple[Callable[[Any], str | None], Any]) -> str | None:
+    show, result = pair
+    return show(result)
 
 
 def _command(verb: _Verb) -> Callable[[list[str], Mapping[str, str]], int]:
     name = verb.verb.name
-    return _run(name, verb.verb.help, lambda p: _add_args(p, verb), _act(verb), _show(verb))
+    return _run(name, verb.verb.help, lambda p: _add_args(p, verb), _act(verb), _shown)
 
 
 VERBS = _verbs()

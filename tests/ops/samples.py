@@ -16,7 +16,7 @@ def sample(arg: Arg) -> Any:
         Kind.JSON: {"a": [1, "x", None]},
         Kind.STRINGS: ["a", "b"],
         Kind.KEYS: ["other"],
-        Kind.STRING: "a",
+        Kind.STRING: arg.choices[0] if arg.choices else "a",
     }[arg.kind]
 
 
@@ -26,7 +26,8 @@ def sample_op(spec: OpSpec, key: str | None = None, *, optional: bool = False) -
     optional arguments too."""
     op: dict[str, Any] = {"op": spec.name}
     op.update({a.name: sample(a) for a in spec.args if a.required or optional})
-    op["key"] = key if key is not None else f"k-{spec.namespace}"
+    if spec.keyed:  # a keyless op (scan) takes no key
+        op["key"] = key if key is not None else f"k-{spec.namespace}"
     return op
 
 
@@ -46,4 +47,9 @@ def bad_values(arg: Arg) -> list[Any]:
         return ["a", [1], too_long, ["\ud800"], ["a"] * (arg.hi + 1), {"a": 1}]
     if arg.kind is Kind.KEYS:
         return ["a", [], [5], [""], ["a"] * (arg.hi + 1)]
-    return [5, ["a"], {"a": 1}]
+    out: list[Any] = [5, ["a"], {"a": 1}]
+    if arg.hi:
+        out.append("x" * (arg.hi + 1))
+    if arg.choices:
+        out.append("no such choice")
+    return out

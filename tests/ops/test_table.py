@@ -20,10 +20,16 @@ from crdtkv.crdts import pack
 from crdtkv.errors import BadRequest, NotFound
 from crdtkv.ops import apply_op
 from crdtkv.ops.spec import NO_DEFAULT, In, Kind, OpSpec, Out
-from crdtkv.ops.table import NAMESPACES, OPS, TABLE, op_dict, snapshot_read
-from crdtkv.ops.table import VIEW_TYPES
-from crdtkv.replica import TYPES
-from crdtkv.replica import Replica
+from crdtkv.ops.table import (
+    KEYS_NAMESPACE,
+    NAMESPACES,
+    OPS,
+    TABLE,
+    VIEW_TYPES,
+    op_dict,
+    snapshot_read,
+)
+from crdtkv.replica import TYPES, Replica
 
 from .samples import bad_values, sample_op
 
@@ -44,7 +50,9 @@ def fingerprint(r: Replica) -> tuple[Any, ...]:
 
 
 def creator(namespace: str) -> OpSpec:
-    """The type's first write: it makes the key exist."""
+    """The type's first write: it makes the key exist (for the key-level ops, of any
+    type, a register's)."""
+    namespace = "registers" if namespace == KEYS_NAMESPACE else namespace
     return next(s for s in TABLE if s.namespace == namespace and s.writes)
 
 
@@ -52,7 +60,7 @@ def creator(namespace: str) -> OpSpec:
 
 
 def test_every_view_is_of_a_keyspace_type() -> None:
-    assert tuple(VIEW_TYPES) == NAMESPACES
+    assert tuple(VIEW_TYPES) == tuple(ns for ns in NAMESPACES if ns != KEYS_NAMESPACE)
     assert set(VIEW_TYPES.values()) <= set(TYPES)
     assert len(OPS) == len(TABLE)  # names are unique
 
@@ -60,19 +68,26 @@ def test_every_view_is_of_a_keyspace_type() -> None:
 @ROWS
 def test_a_row_is_well_formed(spec: OpSpec) -> None:
     assert re.fullmatch(r"[a-z]+\.[a-z0-9]+", spec.name) and spec.namespace in NAMESPACES
-    assert spec.args[0].name == "key" and spec.args[0].kind is Kind.KEY
-    assert spec.args[0].http is In.PATH
+    if spec.keyed:
+        assert spec.args[0].http is In.PATH
+    else:  # a keyless op (scan) is a read of the keyspace, with no path argument
+        assert spec.namespace == KEYS_NAMESPACE and spec.reads and not spec.args_in(In.PATH)
+    assert all(a.kind is not Kind.KEY for a in spec.args[1:])
     assert len({a.name for a in spec.args}) == len(spec.args)
     assert spec.fields == {"op", *(a.name for a in spec.args)}
     for arg in spec.args:
         if arg.http is In.QUERY:
-            assert arg.kind in (Kind.STRINGS, Kind.KEYS) and arg.query and not arg.required
+            assert arg.query and not arg.required
+            # a scalar query argument (scan's) is taken once; lists are repeated
+            assert arg.kind in (Kind.STRINGS, Kind.KEYS) or not spec.keyed
         if arg.kind is Kind.INT:
             assert arg.lo <= arg.hi
         if arg.kind in (Kind.STRINGS, Kind.KEYS):
             assert arg.hi > 0
     if spec.reads:
         assert spec.retry_safe, "a read is always safe to send twice"
+    assert spec.not_found == (spec.reads and spec.keyed and not spec.answers_absent)
+    assert not spec.answers_absent or spec.reads
 
 
 @ROWS
@@ -82,7 +97,10 @@ def test_a_row_has_a_route_and_client_methods_or_says_it_has_none(spec: OpSpec) 
         assert all(a.http is not In.PATH for a in spec.args[1:])
         return
     assert spec.route.method in ("GET", "PUT", "POST", "DELETE")
-    assert spec.route.path.startswith(f"/v1/{spec.namespace}/")
+    if spec.keyed:
+        assert spec.route.path.startswith(f"/v1/{spec.namespace}/")
+    else:
+        assert spec.route.path == f"/v1/{spec.namespace}"
     placeholders = re.findall(r"\{(\w+)\}", spec.route.path)
     assert placeholders == [a.name for a in spec.args_in(In.PATH)]
     body_args = spec.args_in(In.BODY)
@@ -112,7 +130,9 @@ def test_an_argument_name_means_one_thing_across_the_table() -> None:
 def test_client_methods_return_a_field_of_the_result(spec: OpSpec) -> None:
     for method in spec.client or ():
         assert method.doc
-        if method.returns is not None:
+        if isinstance(method.returns, tuple):
+            assert all(spec.result.field(f) for f in method.returns)
+        elif method.returns is not None:
             assert spec.result.field(method.returns)
         assert set(method.omit) <= {a.name for a in spec.args if not a.required}
         if method.negate is not None:
@@ -123,7 +143,7 @@ def test_client_methods_return_a_field_of_the_result(spec: OpSpec) -> None:
 
 
 def test_each_type_has_one_snapshot_read() -> None:
-    for ns in NAMESPACES:
+    for ns in VIEW_TYPES:  # the key-level ops have none: they read no value
         snapshots = [s for s in TABLE if s.namespace == ns and s.snapshot]
         assert snapshots == [snapshot_read(ns)] and snapshots[0].reads
         assert snapshots[0].args == snapshots[0].args[:1] or all(
@@ -161,8 +181,13 @@ def test_a_valid_op_returns_its_result_shape(spec: OpSpec) -> None:
 @READ_ROWS
 def test_a_read_changes_nothing_and_an_absent_key_is_404(spec: OpSpec) -> None:
     r = fresh()
-    with pytest.raises(NotFound):
+    if spec.not_found:
+        with pytest.raises(NotFound):
+            apply_op(r, sample_op(spec, "absent"), NOW_MS)
+    else:  # it answers for an absent key (EXISTS, TYPE, TTL, SCAN), and changes nothing
+        before = fingerprint(r)
         apply_op(r, sample_op(spec, "absent"), NOW_MS)
+        assert fingerprint(r) == before
     apply_op(r, sample_op(creator(spec.namespace)), NOW_MS)
     before = fingerprint(r)
     apply_op(r, sample_op(spec, optional=True), NOW_MS)
@@ -175,7 +200,8 @@ def _setups(spec: OpSpec) -> list[list[dict[str, Any]]]:
     other.update(
         {a.name: ["c", "d"] for a in creator(spec.namespace).args if a.kind is Kind.STRINGS}
     )
-    return [[], [sample_op(creator(spec.namespace))], [other]]
+    with_options = sample_op(creator(spec.namespace), optional=True)  # a TTL, for PERSIST
+    return [[], [sample_op(creator(spec.namespace))], [other], [with_options]]
 
 
 @WRITE_ROWS

@@ -35,6 +35,14 @@ def http_parameter(arg: Arg) -> Json:
             "description": arg.http_doc,
             "schema": arg_schema(arg),
         }
+    if arg.kind not in (Kind.STRINGS, Kind.KEYS):  # a scalar: the parameter once
+        return {
+            "name": arg.query,
+            "in": "query",
+            "required": False,
+            "description": arg.http_doc,
+            "schema": _scalar_schema(arg),
+        }
     return {
         "name": arg.query,
         "in": "query",
@@ -44,6 +52,14 @@ def http_parameter(arg: Arg) -> Json:
         "description": arg.http_doc,
         "schema": {"type": "array", "maxItems": arg.hi, "items": schema("Key")},
     }
+
+
+def _scalar_schema(arg: Arg) -> Json:
+    if arg.kind is Kind.INT:
+        return {"type": "integer", "minimum": arg.lo, "maximum": arg.hi}
+    out = dict(arg_schema(arg))
+    out.pop("description", None)  # the parameter has its own
+    return out
 
 
 def parameters() -> Json:

@@ -45,7 +45,14 @@ def arg_schema(arg: Arg) -> Json:
             "items": schema("Key"),
             "description": f"{arg.doc}: 1 to {arg.hi}.",
         }
-    return {"type": "string"}
+    out: Json = {"type": "string"}
+    if arg.hi:
+        out["maxLength"] = arg.hi
+    if arg.choices:
+        out["enum"] = list(arg.choices)
+    if arg.doc:
+        out["description"] = arg.doc
+    return out
 
 
 def arg_components() -> Json:
@@ -101,15 +108,16 @@ def request_bodies() -> Json:
 
 
 def _batch_op(spec: OpSpec) -> Json:
-    fields = {a.name: arg_schema(a) for a in spec.args[1:]}
+    fields = {a.name: arg_schema(a) for a in spec.args}  # the key first, unless keyless
     required = [a.name for a in spec.args if a.required]
     if spec.route is None:
         summary = spec.doc.summary
     else:
         summary = f"{spec.route.method} {spec.route.path}"
         for a in spec.args_in(In.QUERY):
-            summary += f" (`{a.name}` as the `{a.query}` query parameter)"
-    properties: Json = {"op": {"const": spec.name}, "key": arg_schema(spec.args[0]), **fields}
+            if a.query != a.name:
+                summary += f" (`{a.name}` as the `{a.query}` query parameter)"
+    properties: Json = {"op": {"const": spec.name}, **fields}
     return obj(properties, ["op", *required], description=summary)
 
 
@@ -174,6 +182,8 @@ def result_field(f: Field) -> Json:
         return {**COUNT, **described}
     if f.kind is Out.BOOL:
         return {"type": "boolean", **described}
+    if f.kind is Out.STRING:
+        return {"type": "string", **described}
     return {"type": "array", "items": {"type": "string"}, "uniqueItems": True, **described}
 
 
