@@ -20,14 +20,12 @@ def sample(arg: Arg) -> Any:
     }[arg.kind]
 
 
-def sample_op(spec: OpSpec, key: str | None = None, *, optional: bool = False) -> dict[str, Any]:
-    """A valid op of ``spec`` on ``key`` (default: a key of the op's view, so that ops of
-    different views never meet on one key, which holds one type); ``optional``: with its
-    optional arguments too."""
+def sample_op(spec: OpSpec, key: str = "k", *, optional: bool = False) -> dict[str, Any]:
+    """A valid op of ``spec`` on ``key``; ``optional``: with its optional arguments too."""
     op: dict[str, Any] = {"op": spec.name}
     op.update({a.name: sample(a) for a in spec.args if a.required or optional})
     if spec.keyed:  # a keyless op (scan) takes no key
-        op["key"] = key if key is not None else f"k-{spec.namespace}"
+        op["key"] = key
     return op
 
 
