@@ -19,7 +19,7 @@ from crdtkv.client.model import MISSING, Call, op_call
 from crdtkv.ops.spec import CALLER, NO_DEFAULT, Kind, Method, OpSpec
 from crdtkv.ops.table import TABLE
 
-__all__ = ["Counters", "Hlls", "Namespace", "Registers", "Sets", "signature"]
+__all__ = ["Counters", "Hlls", "Namespace", "Registers", "Sets", "Zsets", "signature"]
 
 
 class Caller(Protocol):
@@ -47,6 +47,11 @@ _ANNOTATION = {
     Kind.KEYS: "str",
     Kind.INT: "int",
     Kind.JSON: "Any",
+    Kind.BOOL: "bool",
+    Kind.FLOAT: "float",
+    Kind.SCORES: "dict[str, float | str]",
+    Kind.SCORE_BOUND: "float | str",
+    Kind.LEX_BOUND: "str",
 }
 
 
@@ -114,3 +119,4 @@ Registers = _namespace("registers")
 Counters = _namespace("counters")
 Sets = _namespace("sets")
 Hlls = _namespace("hlls")
+Zsets = _namespace("zsets")

@@ -34,6 +34,7 @@ from crdtkv.ops.spec import (
     Shape,
     Verb,
 )
+from crdtkv.ops.zset_rows import ZSETS
 from crdtkv.replica.keyspace import Replica
 
 __all__ = ["NAMESPACES", "OPS", "TABLE", "VIEW_TYPES", "apply_op", "op_dict", "snapshot_read"]
@@ -100,7 +101,7 @@ HLL_COUNT = Shape("HllCount", (Field("count", Out.COUNT, "Estimated distinct ite
 SET_MEMBERS = Body("SetMembers", {"members": ["a", "b"]})
 
 DELETED = "Deleted (also when it did not exist)."
-DEL = Verb("del", "delete a key (--type registers|counters|sets|hlls)")
+DEL = Verb("del", "delete a key (--type registers|counters|sets|hlls|zsets)")
 
 
 def _route(method: str, path: str) -> Route:
@@ -403,11 +404,23 @@ HLLS: tuple[OpSpec, ...] = (
     ),
 )
 
-TABLE: tuple[OpSpec, ...] = (*REGISTERS, *COUNTERS, *SETS, *HLLS)
+TABLE: tuple[OpSpec, ...] = (
+    *REGISTERS,
+    *COUNTERS,
+    *SETS,
+    *HLLS,
+    *ZSETS,  # the sorted set's rows: crdtkv.ops.zset_rows
+)
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in TABLE}
 NAMESPACES: tuple[str, ...] = tuple(dict.fromkeys(spec.namespace for spec in TABLE))
 """The HTTP views (``/v1/<view>/...``), in table order."""
-VIEW_TYPES: dict[str, str] = {"registers": "string", "counters": "string", "sets": "set", "hlls": "hll"}
+VIEW_TYPES: dict[str, str] = {
+    "registers": "string",
+    "counters": "string",
+    "sets": "set",
+    "hlls": "hll",
+    "zsets": "zset",
+}
 """The keyspace type (``crdtkv.replica.TYPES``) each view reads and writes."""
 
 

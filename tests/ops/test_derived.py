@@ -18,7 +18,7 @@ import pytest
 
 from crdtkv.api import make_app
 from crdtkv.client.model import MISSING, Call
-from crdtkv.client.namespaces import Counters, Hlls, Registers, Sets, signature
+from crdtkv.client.namespaces import Counters, Hlls, Registers, Sets, Zsets, signature
 from crdtkv.ops.routing import http_request
 from crdtkv.ops.spec import CALLER, RAISES, In, Kind, Method, OpSpec
 from crdtkv.ops.table import TABLE
@@ -29,7 +29,13 @@ from .samples import sample, sample_op
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTED = [s for s in TABLE if s.route is not None]
-NAMESPACE_CLASSES = {"registers": Registers, "counters": Counters, "sets": Sets, "hlls": Hlls}
+NAMESPACE_CLASSES = {
+    "registers": Registers,
+    "counters": Counters,
+    "sets": Sets,
+    "hlls": Hlls,
+    "zsets": Zsets,
+}
 
 
 def creator(namespace: str) -> OpSpec:
