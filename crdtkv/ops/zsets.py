@@ -293,9 +293,9 @@ def scan(r: Replica, a: Args, now_ms: int) -> Result:
     by score, which moves, so the scan walks the members themselves."""
     z = _live(r, a["key"], now_ms)
     cursor: str = a["cursor"] or _CURSOR_START
-    if cursor != _CURSOR_START and not cursor.startswith(">"):
-        raise BadRequest("field 'cursor': invalid cursor")
-    after = cursor[1:] if cursor != _CURSOR_START else None
+    # An answer's cursor is ">" and the last member it returned; any other string
+    # but "0" also resumes after itself.
+    after = None if cursor == _CURSOR_START else cursor.removeprefix(">")
     n: int = SCAN_COUNT_DEFAULT if a["count"] is None else max(a["count"], 1)
     pending = (m for m, cell in z.entries.items() if cell and (after is None or m > after))
     batch = heapq.nsmallest(n + 1, pending)
