@@ -25,7 +25,7 @@ SCORES = Arg(
     "scores",
     Kind.SCORES,
     hi=limits.MEMBERS_PER_OP_MAX,
-    doc="Member -> score: a number, or a string as Redis writes one (\"1.5\", \"-inf\", "
+    doc='Member -> score: a number, or a string as Redis writes one ("1.5", "-inf", '
     '"+inf"); not NaN.',
 )
 
@@ -61,8 +61,7 @@ STOP = Arg(
     doc="Last rank, included (negative counts from the end).",
 )
 _SCORE_BOUND_DOC = (
-    "A score bound, included: a number or its text (\"1.5\", \"-inf\", \"+inf\"); "
-    "\"(1.5\" excludes it."
+    'A score bound, included: a number or its text ("1.5", "-inf", "+inf"); "(1.5" excludes it.'
 )
 MIN = Arg("min", Kind.SCORE_BOUND, doc=_SCORE_BOUND_DOC + " The low end.")
 MAX = Arg("max", Kind.SCORE_BOUND, doc=_SCORE_BOUND_DOC + " The high end.")
@@ -101,13 +100,13 @@ CURSOR = Arg(
     "cursor",
     Kind.STRING,
     required=False,
-    doc='A scan\'s cursor: "0" (or absent) starts, and the last answer\'s goes on.',
+    doc="A scan's cursor: \"0\" (or absent) starts, and the last answer's goes on.",
     help="cursor from the last answer",
 )
 
 # -- result bodies ----------------------------------------------------------------------------
 OK = Shape("Ok", (Field("ok", Out.OK),))
-_ITEMS_DOC = "Members, or [member, score] pairs, in order; a score is a number, \"inf\" or \"-inf\"."
+_ITEMS_DOC = 'Members, or [member, score] pairs, in order; a score is a number, "inf" or "-inf".'
 ITEMS = Field("items", Out.ZITEMS, _ITEMS_DOC)
 ZSET_ADDED = Shape(
     "ZsetAdded",
@@ -172,7 +171,9 @@ ZSETS: tuple[OpSpec, ...] = (
                 "Add or update ``scores`` (member -> score) with Redis's ZADD options; returns "
                 "how many were added (or changed, with ``ch``).",
                 returns="added",
-                cli=Verb("zadd", "add members with scores (SCORE MEMBER pairs; Redis options as flags)"),
+                cli=Verb(
+                    "zadd", "add members with scores (SCORE MEMBER pairs; Redis options as flags)"
+                ),
             ),
         ),
     ),

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from crdtkv import limits
-from crdtkv.crdts.zset import LexBound, ScoreBound, ZSet
+from crdtkv.crdts.zset import ScoreBound, ZSet
 from crdtkv.errors import BadRequest, NotFound
 from crdtkv.ops.registers import delete_typed
 from crdtkv.ops.spec import Args, Result
@@ -280,7 +280,7 @@ def rangebylex(r: Replica, a: Args, now_ms: int) -> Result:
     span = lex_span(a["lex_min"], a["lex_max"])
     if span is None:
         return {"items": []}
-    lo, hi = cast(tuple[LexBound, LexBound], span)
+    lo, hi = span
     offset: int = a["offset"] or 0
     _check_size(z.count_by_lex(lo, hi), offset, a["limit"])
     return {"items": _items(z.range_by_lex(lo, hi, bool(a["rev"]), offset, a["limit"]), False)}
