@@ -222,7 +222,7 @@ def result_field(f: Field) -> Json:
     if f.kind is Out.ZITEMS:
         pair = {
             "type": "array",
-            "prefixItems": [{"type": "string"}, _SCORE_OUT],
+            "items": {"anyOf": [{"type": "string"}, *_SCORE_OUT["anyOf"]]},  # member, score
             "minItems": 2,
             "maxItems": 2,
         }
