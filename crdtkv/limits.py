@@ -33,11 +33,13 @@ __all__ = [
     "MESSAGE_RESERVE_BYTES",
     "OP_DELTA_OVERHEAD_BYTES",
     "PUSH_ENTRIES_MAX",
+    "RANGE_MAX",
     "SET_MEMBERS_MAX",
     "SYNC_KEYS_MAX",
     "TTL_MS_MAX",
     "WAIT_MS_DEFAULT",
     "WAIT_MS_MAX",
+    "ZSET_MEMBERS_MAX",
     "LimitError",
     "ReplicationSettings",
     "check_body_bytes",
@@ -48,6 +50,8 @@ KEY_BYTES_MAX = 1024  # a key is 1..1024 UTF-8 bytes (docs/api.md, Conventions)
 MEMBER_BYTES_MAX = 4096  # set members and HLL items; bigger values belong in registers
 MEMBERS_PER_OP_MAX = 10_000  # one add/remove call; bounds the work of one request
 SET_MEMBERS_MAX = 10_000_000  # a set this large no longer fits the "held in memory" design
+ZSET_MEMBERS_MAX = 10_000_000  # as SET_MEMBERS_MAX: a sorted set is held in memory too
+RANGE_MAX = 100_000  # entries one range or pop answers; bounds a response (page with LIMIT)
 HLL_SOURCES_MAX = 64  # keys named in one merge or union count
 BATCH_OPS_MAX = 1_000  # ops in one /v1/batch request
 JSON_DEPTH_MAX = 64  # deeper JSON is refused: keeps recursive checks far from the recursion limit

@@ -11,6 +11,7 @@ move bytes.
 from __future__ import annotations
 
 import copy
+import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,19 @@ def _members(members: Iterable[str]) -> list[str]:
     return out
 
 
+def _score(value: object) -> object:
+    """An infinite score travels as Redis's text (JSON has no infinities)."""
+    if isinstance(value, float) and math.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return value
+
+
+def _scores(scores: object) -> dict[str, object]:
+    if not isinstance(scores, Mapping):
+        raise BadRequest("scores are a mapping of member -> score")
+    return {m: _score(s) for m, s in scores.items()}
+
+
 def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
     """The call of client method ``method`` of op ``spec``; ``given``: its bound parameters."""
     fields: dict[str, Any] = {}
@@ -76,8 +90,12 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
             continue
         if arg.kind in (Kind.STRINGS, Kind.KEYS):
             value = _members(value)
-        elif arg.kind in (Kind.KEY, Kind.STRING):
+        elif arg.kind in (Kind.KEY, Kind.STRING) and arg.required:
             value = _path_value(value)
+        elif arg.kind is Kind.SCORES:
+            value = _scores(value)
+        elif arg.kind is Kind.SCORE_BOUND:
+            value = _score(value)
         if arg.name == method.negate:
             value = -value
         fields[arg.name] = value

@@ -27,6 +27,7 @@ __all__ = [
     "Namespace",
     "Registers",
     "Sets",
+    "Zsets",
     "signature",
 ]
 
@@ -56,6 +57,11 @@ _ANNOTATION = {
     Kind.KEYS: "str",
     Kind.INT: "int",
     Kind.JSON: "Any",
+    Kind.BOOL: "bool",
+    Kind.FLOAT: "float",
+    Kind.SCORES: "dict[str, float | str]",
+    Kind.SCORE_BOUND: "float | str",
+    Kind.LEX_BOUND: "str",
 }
 
 
@@ -164,3 +170,4 @@ Sets = _namespace("sets")
 Hlls = _namespace("hlls")
 Keys = _namespace("keys", _ScanIter)
 AsyncKeys = _namespace("keys", _AsyncScanIter)
+Zsets = _namespace("zsets")

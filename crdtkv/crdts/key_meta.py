@@ -176,9 +176,7 @@ class KeyMeta(CRDT):
                 raise CodecError("key meta: a ttl entry is [actor, seq, expires_ms]")
             dot = decode_dot([item[0], item[1]])
             exp = item[2]
-            if exp is not None and (
-                type(exp) is not int or not 0 <= exp <= EXPIRES_MAX_MS
-            ):
+            if exp is not None and (type(exp) is not int or not 0 <= exp <= EXPIRES_MAX_MS):
                 raise CodecError("key meta: expires_ms must be null or a non-negative int")
             if dot not in ctx:
                 raise CodecError("key meta: a ttl entry's dot is outside the context")

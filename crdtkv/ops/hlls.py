@@ -10,8 +10,8 @@ from typing import cast
 
 from crdtkv.crdts import HLL
 from crdtkv.errors import NotFound
-from crdtkv.ops.spec import Args, Result
 from crdtkv.ops.registers import delete_typed
+from crdtkv.ops.spec import Args, Result
 from crdtkv.replica.keyspace import Replica
 
 __all__ = ["add", "count", "delete", "merge"]

@@ -18,11 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 
+from crdtkv import limits
 from crdtkv.errors import NotFound
 from crdtkv.ops.spec import Args, Result
 from crdtkv.replica.keyspace import Replica
 
 __all__ = [
+    "COUNT_DOC",
+    "CURSOR_BYTES_MAX",
+    "CURSOR_DOC",
     "NONE",
     "SCAN_COUNT_DEFAULT",
     "SCAN_COUNT_MAX",
@@ -40,6 +44,15 @@ NONE = "none"
 """What TYPE answers for an absent key."""
 SCAN_COUNT_DEFAULT = 100  # names one SCAN call examines when the caller gives no count
 SCAN_COUNT_MAX = 10_000  # and at most: bounds the work of one request
+CURSOR_BYTES_MAX = limits.MEMBER_BYTES_MAX + 1  # a scan's cursor: ">" and a member, or a key
+CURSOR_DOC = (
+    "Where to continue: the `cursor` of the previous page; absent or empty: from the start."
+)
+COUNT_DOC = (
+    "How many: members to pop (default 1); or names (members) a scan examines (default "
+    "100 for keys, 10 for a sorted set), so a page may hold fewer, even none, before the "
+    "scan is done."
+)
 
 
 def delete(r: Replica, a: Args, now_ms: int) -> Result:

@@ -11,8 +11,8 @@ from typing import cast
 from crdtkv import limits
 from crdtkv.crdts import ORSet
 from crdtkv.errors import BadRequest, NotFound
-from crdtkv.ops.spec import Args, Result
 from crdtkv.ops.registers import delete_typed
+from crdtkv.ops.spec import Args, Result
 from crdtkv.replica.keyspace import Replica
 
 __all__ = ["add", "contains", "delete", "get", "remove"]

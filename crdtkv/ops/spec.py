@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from crdtkv import limits
 from crdtkv.errors import BadRequest
+from crdtkv.ops import zset_args
 
 if TYPE_CHECKING:
     from crdtkv.replica.keyspace import Replica
@@ -83,6 +84,11 @@ class Kind(Enum):
     STRINGS = "strings"  # a list of at most hi strings, each at most MEMBER_BYTES_MAX bytes
     KEYS = "keys"  # a non-empty list of at most hi keys
     STRING = "string"  # a string: at most hi characters when hi > 0, one of choices if any
+    BOOL = "bool"  # true or false
+    FLOAT = "float"  # a finite number
+    SCORES = "scores"  # an object member -> score, at most hi entries (zset_args)
+    SCORE_BOUND = "score_bound"  # a score range end: 1.5, "(1.5", "-inf", "+inf"
+    LEX_BOUND = "lex_bound"  # a member range end: "[a", "(a", "-", "+"
 
 
 class In(Enum):
@@ -103,6 +109,10 @@ class Out(Enum):
     BOOL = "bool"
     SORTED_STRINGS = "sorted_strings"  # distinct strings, sorted by code point
     STRING = "string"
+    SCORE = "score"  # a sorted set score (a number, "inf" or "-inf") or null
+    SCORES = "scores"  # a list of SCOREs
+    RANK = "rank"  # a non-negative integer or null
+    ZITEMS = "zitems"  # sorted set members, or [member, score] pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +409,32 @@ def _string(arg: Arg, op: Op) -> str:
     return v
 
 
+def _bool(arg: Arg, op: Op) -> bool:
+    v = op.get(arg.name)
+    if not isinstance(v, bool):
+        raise BadRequest(f"field {arg.name!r} must be true or false")
+    return v
+
+
+def _float(arg: Arg, op: Op) -> float:
+    v = op.get(arg.name)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise BadRequest(f"field {arg.name!r} must be a number")
+    try:
+        out = float(v)
+    except OverflowError as e:
+        raise BadRequest(f"field {arg.name!r} is outside the range of a double") from e
+    if not math.isfinite(out):
+        raise BadRequest(f"field {arg.name!r} must be a finite number")
+    return out
+
+
+def _zset_kind(kind: Kind) -> Callable[[Arg, Op], Any]:
+    """The sorted set's argument kinds, checked in ``crdtkv.ops.zset_args``."""
+    parse = zset_args.PARSERS[kind.value]
+    return lambda arg, op: parse(arg.name, arg.hi, op.get(arg.name))
+
+
 _PARSERS: dict[Kind, Callable[[Arg, Op], Any]] = {
     Kind.KEY: _key,
     Kind.INT: _int,
@@ -406,4 +442,9 @@ _PARSERS: dict[Kind, Callable[[Arg, Op], Any]] = {
     Kind.STRINGS: _strings,
     Kind.KEYS: _keys,
     Kind.STRING: _string,
+    Kind.BOOL: _bool,
+    Kind.FLOAT: _float,
+    Kind.SCORES: _zset_kind(Kind.SCORES),
+    Kind.SCORE_BOUND: _zset_kind(Kind.SCORE_BOUND),
+    Kind.LEX_BOUND: _zset_kind(Kind.LEX_BOUND),
 }

@@ -34,6 +34,7 @@ from crdtkv.ops.spec import (
     Shape,
     Verb,
 )
+from crdtkv.ops.zset_rows import ZSETS
 from crdtkv.replica.keyspace import TYPES, Replica
 
 __all__ = [
@@ -111,7 +112,7 @@ SET_MEMBERS = Body("SetMembers", {"members": ["a", "b"]})
 DELETED = "Deleted (also when it did not exist)."
 DEL = Verb(
     "del",
-    "delete a key of any type (prints 1 if it existed); --type registers|counters|sets|hlls "
+    "delete a key of any type (prints 1 if it existed); --type registers|counters|sets|hlls|zsets "
     "deletes only a key of that type",
 )
 
@@ -430,12 +431,12 @@ SCAN_CURSOR = Arg(
     "cursor",
     Kind.STRING,
     required=False,
-    hi=limits.KEY_BYTES_MAX,
+    hi=keys.CURSOR_BYTES_MAX,
     http=In.QUERY,
     query="cursor",
-    doc="Where to continue: the `cursor` of the previous page; absent or empty: from the start.",
+    doc=keys.CURSOR_DOC,
     http_doc="The `cursor` of the previous page; absent or empty: from the start.",
-    help="continue from this cursor (default: the start)",
+    help="cursor from the last answer",
 )
 SCAN_MATCH = Arg(
     "match",
@@ -467,8 +468,7 @@ SCAN_COUNT = Arg(
     hi=keys.SCAN_COUNT_MAX,
     http=In.QUERY,
     query="count",
-    doc=f"How many names to examine (default {keys.SCAN_COUNT_DEFAULT}); a page may hold fewer "
-    "keys, even none, before the scan is done.",
+    doc=keys.COUNT_DOC,
     http_doc=f"How many names to examine, 1 to {keys.SCAN_COUNT_MAX} (default "
     f"{keys.SCAN_COUNT_DEFAULT}).",
     help=f"names to examine per page (default {keys.SCAN_COUNT_DEFAULT})",
@@ -673,7 +673,14 @@ KEYS: tuple[OpSpec, ...] = (
     ),
 )
 
-TABLE: tuple[OpSpec, ...] = (*REGISTERS, *COUNTERS, *SETS, *HLLS, *KEYS)
+TABLE: tuple[OpSpec, ...] = (
+    *REGISTERS,
+    *COUNTERS,
+    *SETS,
+    *HLLS,
+    *KEYS,
+    *ZSETS,  # the sorted set's rows: crdtkv.ops.zset_rows
+)
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in TABLE}
 NAMESPACES: tuple[str, ...] = tuple(dict.fromkeys(spec.namespace for spec in TABLE))
 """The HTTP namespaces (``/v1/<namespace>/...``), in table order: the typed views, and
@@ -683,6 +690,7 @@ VIEW_TYPES: dict[str, str] = {
     "counters": "string",
     "sets": "set",
     "hlls": "hll",
+    "zsets": "zset",
 }
 """The keyspace type (``crdtkv.replica.TYPES``) each view reads and writes."""
 

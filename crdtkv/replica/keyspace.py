@@ -285,7 +285,7 @@ class Replica:
             raise WrongType(f"key {name!r} holds a {visible}, not a {type_}")
         if visible is None:
             meta = self.meta(name)
-            if meta is not None and meta.ttl or self.live_types(name):
+            if (meta is not None and meta.ttl) or self.live_types(name):
                 self._reset(name, now_ms, keep_ttl=False)
         return self.for_update((type_, name))
 
@@ -377,7 +377,11 @@ class Replica:
         return -1 if exp is None else max(0, exp - now_ms)
 
     def scan(
-        self, cursor: str, count: int, now_ms: int, match: Callable[[str], bool] | None = None,
+        self,
+        cursor: str,
+        count: int,
+        now_ms: int,
+        match: Callable[[str], bool] | None = None,
         type_: str | None = None,
     ) -> tuple[list[str], str]:
         """Up to ``count`` names after ``cursor`` (in name order) that are visible,

@@ -123,6 +123,22 @@ def _lines(v: list[str]) -> str | None:
     return "\n".join(v) if v else None
 
 
+def _score(v: Any) -> str:
+    """A score as Redis prints one: 1 for 1.0, inf for an infinity."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _optional(show: Callable[[Any], str]) -> Callable[[Any], str | None]:
+    return lambda v: None if v is None else show(v)
+
+
+def _zitems(v: list[Any]) -> str | None:
+    lines = [f"{x[0]} {_score(x[1])}" if isinstance(x, list) else x for x in v]
+    return "\n".join(lines) if lines else None
+
+
 _SHOW: dict[Out, Callable[[Any], str | None]] = {
     Out.OK: lambda r: None,
     Out.JSON: _json,
@@ -131,6 +147,10 @@ _SHOW: dict[Out, Callable[[Any], str | None]] = {
     Out.BOOL: lambda r: "1" if r else "0",
     Out.SORTED_STRINGS: _lines,
     Out.STRING: str,
+    Out.SCORE: _optional(_score),
+    Out.SCORES: lambda v: "\n".join("" if x is None else _score(x) for x in v) or None,
+    Out.RANK: _optional(str),
+    Out.ZITEMS: _zitems,
 }
 
 
@@ -165,6 +185,12 @@ def _add_args(p: ArgParser, verb: _Verb) -> None:
         name = arg.client_name
         if arg.kind in (Kind.STRINGS, Kind.KEYS):
             p.add_argument(name, nargs="+", metavar=name.removesuffix("s").upper())
+        elif arg.kind is Kind.SCORES:
+            p.add_argument(name, nargs="+", metavar="SCORE MEMBER", help="pairs, as Redis's")
+        elif arg.kind is Kind.BOOL:
+            p.add_argument(f"--{name}", action="store_true", default=None, help=arg.help)
+        elif arg.kind is Kind.FLOAT:
+            p.add_argument(name, type=float, help=arg.help)
         elif arg.kind is Kind.INT and not arg.required:
             p.add_argument(f"--{name.replace('_', '-')}", type=int, help=arg.help)
         elif arg.kind is Kind.INT and arg.default is not NO_DEFAULT:
@@ -203,7 +229,12 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
                 except json.JSONDecodeError as e:
                     message = f"{arg.client_name.upper()} is not JSON: {e.msg}"
                     raise SystemExit(_usage_error(verb.verb.name, message)) from e
-            if arg.kind in (Kind.STRINGS, Kind.KEYS):
+            if arg.kind is Kind.SCORES:
+                if len(value) % 2:
+                    message = "scores come as SCORE MEMBER pairs"
+                    raise SystemExit(_usage_error(verb.verb.name, message))
+                words.append(dict(zip(value[1::2], value[0::2], strict=True)))
+            elif arg.kind in (Kind.STRINGS, Kind.KEYS):
                 words.extend(value)
             else:
                 words.append(value)

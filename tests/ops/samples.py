@@ -17,6 +17,11 @@ def sample(arg: Arg) -> Any:
         Kind.STRINGS: ["a", "b"],
         Kind.KEYS: ["other"],
         Kind.STRING: arg.choices[0] if arg.choices else "a",
+        Kind.BOOL: False,  # True for every flag at once would combine exclusive options
+        Kind.FLOAT: 1.5,
+        Kind.SCORES: {"a": 1.5},
+        Kind.SCORE_BOUND: "-inf",
+        Kind.LEX_BOUND: "-",
     }[arg.kind]
 
 
@@ -45,6 +50,18 @@ def bad_values(arg: Arg) -> list[Any]:
         return ["a", [1], too_long, ["\ud800"], ["a"] * (arg.hi + 1), {"a": 1}]
     if arg.kind is Kind.KEYS:
         return ["a", [], [5], [""], ["a"] * (arg.hi + 1)]
+    if arg.kind is Kind.BOOL:
+        return ["true", 1, 0, [], {}]
+    if arg.kind is Kind.FLOAT:
+        return ["1", True, [], float("nan"), float("inf"), 10**400]
+    if arg.kind is Kind.SCORES:
+        too_long = {"x" * (limits.MEMBER_BYTES_MAX + 1): 1}
+        too_many = {str(i): 1 for i in range(arg.hi + 1)}
+        return ["a", [1], {}, {"a": "x"}, {"a": True}, {"a": float("nan")}, too_long, too_many]
+    if arg.kind is Kind.SCORE_BOUND:
+        return ["x", "(", "[1", "nan", "(nan", True, [], {"a": 1}]
+    if arg.kind is Kind.LEX_BOUND:
+        return ["a", "", 5, [], "[" + "x" * (limits.MEMBER_BYTES_MAX + 1)]
     out: list[Any] = [5, ["a"], {"a": 1}]
     if arg.hi:
         out.append("x" * (arg.hi + 1))

@@ -18,7 +18,7 @@ import pytest
 
 from crdtkv.api import make_app
 from crdtkv.client.model import MISSING, Call
-from crdtkv.client.namespaces import Counters, Hlls, Keys, Registers, Sets, signature
+from crdtkv.client.namespaces import Counters, Hlls, Keys, Registers, Sets, Zsets, signature
 from crdtkv.ops.routing import http_request
 from crdtkv.ops.spec import CALLER, RAISES, In, Kind, Method, OpSpec
 from crdtkv.ops.table import TABLE
@@ -35,6 +35,7 @@ NAMESPACE_CLASSES = {
     "sets": Sets,
     "hlls": Hlls,
     "keys": Keys,
+    "zsets": Zsets,
 }
 
 

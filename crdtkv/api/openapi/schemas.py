@@ -45,13 +45,42 @@ def arg_schema(arg: Arg) -> Json:
             "items": schema("Key"),
             "description": f"{arg.doc}: 1 to {arg.hi}.",
         }
-    out: Json = {"type": "string"}
+    return _zset_arg_schema(arg)
+
+
+# A score as text: Redis's spelling of a double (no NaN); a bound may start with "(".
+_SCORE_TEXT = (
+    r"[+-]?([iI][nN][fF]([iI][nN][iI][tT][yY])?|([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?)"
+)
+_SCORE_OUT: Json = {"anyOf": [{"type": "number"}, {"enum": ["inf", "-inf"]}]}
+
+
+def _zset_arg_schema(arg: Arg) -> Json:
+    """The sorted set's argument kinds (and plain strings)."""
+    described = {"description": arg.doc} if arg.doc else {}
+    if arg.kind is Kind.BOOL:
+        return {"type": ["boolean", "null"], **described}
+    if arg.kind is Kind.FLOAT:
+        return {"type": "number", **described}
+    if arg.kind is Kind.SCORES:
+        return {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": arg.hi,
+            "propertyNames": {"maxLength": limits.MEMBER_BYTES_MAX},
+            "additionalProperties": schema("Score"),
+            **described,
+        }
+    if arg.kind is Kind.SCORE_BOUND:
+        exclusive = {"type": "string", "pattern": f"^\\({_SCORE_TEXT}$"}
+        return {"anyOf": [schema("Score"), exclusive], **described}
+    if arg.kind is Kind.LEX_BOUND:
+        return {"type": "string", "pattern": "^([-+]|[\\[(].*)$", **described}
+    out: Json = {"type": "string" if arg.required else ["string", "null"], **described}
     if arg.hi:
         out["maxLength"] = arg.hi
     if arg.choices:
         out["enum"] = list(arg.choices)
-    if arg.doc:
-        out["description"] = arg.doc
     return out
 
 
@@ -79,6 +108,11 @@ def arg_components() -> Json:
             "items": schema("Member"),
             "description": f"{arg.doc}: at most {arg.hi} strings.",
         }
+    out["Score"] = {
+        "anyOf": [{"type": "number"}, {"type": "string", "pattern": f"^{_SCORE_TEXT}$"}],
+        "description": 'A sorted set score: a number, or its text as Redis writes it ("1.5", '
+        '"-inf", "+inf"); not NaN.',
+    }
     out["Int64"] = {**INT64, "description": "A 64-bit signed integer."}
     for arg in (a for a in ARGS if a.kind is Kind.INT and not is_int64(a)):
         out[camel(arg.name)] = {
@@ -184,6 +218,21 @@ def result_field(f: Field) -> Json:
         return {"type": "boolean", **described}
     if f.kind is Out.STRING:
         return {"type": "string", **described}
+    if f.kind is Out.SCORE:
+        return {"anyOf": [*_SCORE_OUT["anyOf"], {"type": "null"}], **described}
+    if f.kind is Out.SCORES:
+        score = {"anyOf": [*_SCORE_OUT["anyOf"], {"type": "null"}]}
+        return {"type": "array", "items": score, **described}
+    if f.kind is Out.RANK:
+        return {"type": ["integer", "null"], "minimum": 0, **described}
+    if f.kind is Out.ZITEMS:
+        pair = {
+            "type": "array",
+            "items": {"anyOf": [{"type": "string"}, *_SCORE_OUT["anyOf"]]},  # member, score
+            "minItems": 2,
+            "maxItems": 2,
+        }
+        return {"type": "array", "items": {"anyOf": [{"type": "string"}, pair]}, **described}
     return {"type": "array", "items": {"type": "string"}, "uniqueItems": True, **described}
 
 
