@@ -42,6 +42,7 @@ from simulations.checkers.convergence import (
 from simulations.checkers.counters import check_counters
 from simulations.checkers.durability import check_final_durability, check_restart
 from simulations.checkers.hlls import check_hlls
+from simulations.checkers.numbers import check_numbers
 from simulations.checkers.registers import check_registers
 from simulations.checkers.sessions import check_sessions
 from simulations.checkers.sets import check_sets, set_stats
@@ -58,6 +59,7 @@ __all__ = [
     "check_final_durability",
     "check_final_reads_agree",
     "check_hlls",
+    "check_numbers",
     "check_registers",
     "check_restart",
     "check_sessions",
@@ -74,6 +76,7 @@ def check_all(history: History, final: Final) -> list[Violation]:
     out += check_applied_has_effect(history, final)
     out += check_sets(history, final)
     out += check_counters(history, final)
+    out += check_numbers(history, final)
     out += check_registers(history, final)
     out += check_hlls(history, final)
     out += check_sessions(history, final)

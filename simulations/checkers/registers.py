@@ -1,12 +1,13 @@
-"""Registers (LWW): the final value is the latest write; a replica's register never goes back."""
+"""Registers (the LWW view of string keys): the final value is the latest surviving
+write; a replica's register never goes back."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Any
 
-from crdtkv.crdts.hlc import Timestamp
-from crdtkv.crdts.lww_register import LWWRegister
+from crdtkv.crdts.base import CRDT
+from crdtkv.crdts.numeric import NumericRegister, Write
 from simulations.checkers.common import (
     DETAILS_MAX,
     Reads,
@@ -17,6 +18,7 @@ from simulations.checkers.common import (
     live_ops,
     strictly_before,
 )
+from simulations.checkers.numbers import read_value, surviving, uncertain
 from simulations.history import Final, History, Op
 
 __all__ = ["check_registers", "register_writes"]
@@ -39,10 +41,10 @@ def check_registers(history: History, final: Final) -> list[Violation]:
 def _register_at(
     key: str, ops: list[Op], slack_ms: int, reads: Reads, states: States | None
 ) -> list[Violation]:
-    found = _registers_black_box(key, ops, reads.get(("registers", key)), slack_ms)
+    result = reads.get(("registers", key))
+    found = _registers_black_box(key, ops, result, slack_ms)
     if states is not None:
-        state = states.get(("registers", key))
-        found += _registers_white_box(key, ops, state if isinstance(state, LWWRegister) else None)
+        found += _registers_white_box(key, ops, read_value(result))
     return found
 
 
@@ -86,42 +88,49 @@ def _registers_black_box(
     ]
 
 
-def _registers_white_box(key: str, ops: list[Op], state: LWWRegister | None) -> list[Violation]:
-    """The converged register is the executed write with the largest timestamp."""
-    writes = [o for o in register_writes(ops) if o.meta and isinstance(o.meta.delta, LWWRegister)]
-    if not writes or any(o.meta is not None and o.meta.possibly_lost for o in ops):
+def _registers_white_box(key: str, ops: list[Op], value: object) -> list[Violation]:
+    """The final value is that of the surviving base write (one no executed
+    delete or later write observed) with the largest HLC timestamp; absent
+    only if none survives, or an expiry may have emptied the key."""
+    if uncertain(ops):
         return []
-    top = max(writes, key=lambda o: _reg(o).ts)
-    d = _reg(top)
-    if state is None:
-        if d.tombstone or d.expires_ms is not None:
+    cell, minted = surviving(ops, key)
+    bases = [e for e in cell if isinstance(e, Write)]
+    if not bases:
+        if value is None:
             return []
         return [
             Violation(
                 "registers",
-                "vanished",
-                f"registers/{key} is gone, but its latest write {top.describe()} "
-                f"(ts {tuple(d.ts)}) is neither a delete nor expiring",
-                [top.idx],
+                "phantom",
+                f"registers/{key} reads {value!r}, but every executed write was removed",
             )
         ]
-    if state.ts != d.ts:
+    top = max(bases, key=lambda e: (e.ts, e.dot))
+    op = minted[top.dot]
+    if value is None:
+        if any("ttl_ms" in o.args for o in ops if o.meta is not None):
+            return []  # an expiry empties the key: a local reset the history does not hold
+        return [
+            Violation(
+                "registers",
+                "vanished",
+                f"registers/{key} is absent, but {op.describe()} (ts {tuple(top.ts)}) "
+                f"survives: no executed delete observed it",
+                [op.idx],
+            )
+        ]
+    if jkey(value) != jkey(top.value):
         return [
             Violation(
                 "registers",
                 "not-latest",
-                f"registers/{key} converged to the write at ts {tuple(state.ts)} "
-                f"(value {state.val!r}); the largest timestamp is {tuple(d.ts)}, "
-                f"{top.describe()}",
-                [top.idx],
+                f"registers/{key} reads {value!r}; the surviving write with the largest "
+                f"timestamp is {op.describe()} (ts {tuple(top.ts)})",
+                [op.idx],
             )
         ]
     return []
-
-
-def _reg(op: Op) -> LWWRegister:
-    assert op.meta is not None and isinstance(op.meta.delta, LWWRegister)
-    return op.meta.delta
 
 
 def _execution_order(o: Op) -> tuple[int, int, int]:
@@ -130,34 +139,32 @@ def _execution_order(o: Op) -> tuple[int, int, int]:
 
 
 def _registers_never_go_back(key: str, ops: list[Op]) -> list[Violation]:
-    """At one replica (one incarnation), the timestamp of the register a read
-    sees never decreases: a value replaced (or deleted) does not come back."""
+    """At one replica (one incarnation) the register only moves up its lattice:
+    a read's state includes what earlier acknowledged reads there saw and the
+    deltas of the acknowledged writes made there, so a replaced or deleted
+    value does not come back without a later write."""
     out: list[Violation] = []
-    high: dict[tuple[str, str], tuple[Timestamp, Op]] = {}
+    high: dict[tuple[str, str], tuple[CRDT, Op]] = {}
     executed = sorted((o for o in ops if o.meta is not None), key=_execution_order)
     for o in executed:
         m = o.meta
         assert m is not None
         where = (o.replica, m.incarnation)
-        seen: Timestamp | None = None
-        if o.kind == "registers.get" and isinstance(m.state, LWWRegister):
-            seen = m.state.ts
-            prev = high.get(where)
-            if prev is not None and seen < prev[0]:
+        prev = high.get(where)
+        if o.kind == "registers.get" and isinstance(m.state, NumericRegister):
+            if prev is not None and m.state.joined(prev[0]) != m.state:
                 out.append(
                     Violation(
                         "registers",
                         "went-back",
-                        f"registers/{key} at {o.replica}: {o.describe()} saw ts {tuple(seen)} "
-                        f"(value {m.state.val!r}) after {prev[1].describe()} had seen or "
-                        f"written ts {tuple(prev[0])}",
+                        f"registers/{key} at {o.replica}: {o.describe()} saw {m.state!r}, "
+                        f"which lacks what {prev[1].describe()} had seen or written there",
                         [prev[1].idx, o.idx],
                     )
                 )
-            if not m.acked:
-                seen = None  # never answered: a crash may have taken back what it saw
-        elif isinstance(m.delta, LWWRegister) and not m.possibly_lost:
-            seen = m.delta.ts
-        if seen is not None and (where not in high or seen > high[where][0]):
-            high[where] = (seen, o)
+            seen: CRDT | None = m.state if m.acked else None  # unanswered: a crash may undo it
+        else:
+            seen = m.delta if m.acked and not m.possibly_lost else None
+        if seen is not None:
+            high[where] = (seen.copy() if prev is None else prev[0].joined(seen), o)
     return out[:DETAILS_MAX]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from crdtkv.crdts.base import CRDT
-from crdtkv.crdts.lww_register import LWWRegister
 from simulations.checkers.common import (
     DETAILS_MAX,
     Violation,
@@ -14,7 +13,7 @@ from simulations.checkers.common import (
 )
 from simulations.checkers.registers import register_writes
 from simulations.checkers.sets import adds_member, removes_member, set_members
-from simulations.history import Final, History, Op
+from simulations.history import Final, History, Op, state_key
 
 __all__ = ["check_sessions"]
 
@@ -42,10 +41,10 @@ def _sessions_white_box(cid: int, ops: list[Op], history: History) -> list[Viola
         m = o.meta
         if o.status != "ok" or m is None:
             continue
-        key = (o.namespace, o.key)
+        key = state_key(o.namespace, o.key)  # both views of a string key: one state
         before = seen.get(key)
         if o.is_read and before is not None:
-            problem = _not_dominating(m.state, before, key, history)
+            problem = _not_dominating(m.state, before)
             if problem:
                 out.append(
                     Violation(
@@ -64,27 +63,14 @@ def _sessions_white_box(cid: int, ops: list[Op], history: History) -> list[Viola
     return out
 
 
-def _not_dominating(
-    state: CRDT | None, before: CRDT, key: tuple[str, str], history: History
-) -> str | None:
+def _not_dominating(state: CRDT | None, before: CRDT) -> str | None:
+    # Nothing is ever collected: a deleted or expired key keeps its (empty) state.
     if state is None:
-        if isinstance(before, LWWRegister) and _register_may_be_collected(before, key, history):
-            return None
         return f"the replica has no state for the key; the session had seen {before!r}"
     joined = state.joined(before)
     if joined == state:
         return None
     return f"read {state!r}; joined with what the session had seen: {joined!r}"
-
-
-def _register_may_be_collected(before: LWWRegister, key: tuple[str, str], history: History) -> bool:
-    """A register is dropped once a delete or expiry of it is stable."""
-    for o in history.on_key(*key):
-        m = o.meta
-        if m is not None and isinstance(m.delta, LWWRegister) and m.delta.ts >= before.ts:
-            if m.delta.tombstone or m.delta.expires_ms is not None:
-                return True
-    return before.tombstone or before.expires_ms is not None
 
 
 def _sessions_black_box(
@@ -95,14 +81,18 @@ def _sessions_black_box(
     reg_last: dict[str, Op] = {}  # key -> the write the session last wrote or read
     mono: dict[str, int] = {}  # mono counter -> largest value the session saw
     evidence: dict[tuple[str, str], tuple[bool, Op]] = {}  # (set, member) -> (present?, op)
+    # Only the names used through one view: a register read of a key that counters
+    # incremented (or another type took over) names no write.
+    registers = set(history.keys.get("registers", []))
+    sets = set(history.keys.get("sets", []))
     for o in ops:
         if o.status != "ok":
             continue
-        if o.namespace == "registers":
+        if o.namespace == "registers" and o.key in registers:
             v = _session_register(o, reg_last, writers, history, slack)
         elif o.namespace == "counters" and o.key.startswith("mono"):
             v = _session_counter(o, mono)
-        elif o.namespace == "sets":
+        elif o.namespace == "sets" and o.key in sets:
             v = _session_set(o, evidence, history)
         else:
             v = None
