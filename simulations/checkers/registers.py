@@ -21,11 +21,24 @@ from simulations.checkers.common import (
 from simulations.checkers.numbers import read_value, surviving, uncertain
 from simulations.history import Final, History, Op
 
-__all__ = ["check_registers", "register_writes"]
+__all__ = ["check_registers", "may_be_removed", "register_writes"]
 
 
 def register_writes(ops: list[Op]) -> list[Op]:
     return [o for o in ops if o.kind in ("registers.set", "registers.delete")]
+
+
+def may_be_removed(a: Op, writes: list[Op]) -> bool:
+    """Whether write ``a`` may be gone without a later write replacing it: it
+    expires, or a delete that may have observed it (not strictly before it)
+    may have happened.  A delete removes only what its replica had seen, so
+    an older write it did not see can then be the value again."""
+    if "ttl_ms" in a.args:
+        return True
+    return any(
+        d.kind == "registers.delete" and d.may_have_happened() and not strictly_before(d, a)
+        for d in writes
+    )
 
 
 def check_registers(history: History, final: Final) -> list[Violation]:
@@ -51,11 +64,16 @@ def _register_at(
 def _registers_black_box(
     key: str, ops: list[Op], result: dict[str, Any] | None, slack_ms: int
 ) -> list[Violation]:
-    """The final value is that of a write no acknowledged write followed by
-    more than the clock slack (such a later write has a larger timestamp);
-    absent only if such a write is a delete or carried a TTL."""
+    """The final value is that of a write no acknowledged, lasting write followed
+    by more than the clock slack (such a later write has a larger timestamp;
+    lasting: no delete may have observed it and it does not expire); absent
+    only if no acknowledged non-TTL write came after every delete and TTL write."""
     writes = live_ops(register_writes(ops))
-    acked = [w for w in writes if w.acked]
+    acked = [
+        w
+        for w in writes
+        if w.acked and w.kind == "registers.set" and not may_be_removed(w, writes)
+    ]
     candidates = [w for w in writes if not any(strictly_before(w, a, slack_ms) for a in acked)]
     if result is None or result.get("not_found"):
         enders = [w for w in writes if w.kind == "registers.delete" or "ttl_ms" in w.args]
@@ -91,7 +109,9 @@ def _registers_black_box(
 def _registers_white_box(key: str, ops: list[Op], value: object) -> list[Violation]:
     """The final value is that of the surviving base write (one no executed
     delete or later write observed) with the largest HLC timestamp; absent
-    only if none survives, or an expiry may have emptied the key."""
+    only if none survives.  On a key written with a TTL, an expiry (a local
+    reset the history does not hold) may have removed any of them: the value
+    is then one of the surviving writes, or nothing."""
     if uncertain(ops):
         return []
     cell, minted = surviving(ops, key)
@@ -108,9 +128,12 @@ def _registers_white_box(key: str, ops: list[Op], value: object) -> list[Violati
         ]
     top = max(bases, key=lambda e: (e.ts, e.dot))
     op = minted[top.dot]
+    if any("ttl_ms" in o.args for o in ops if o.meta is not None):
+        # An expiry empties the key at one replica: a local reset the history does not
+        # hold, so the winner is some surviving write, or nothing.
+        if value is None or any(jkey(e.value) == jkey(value) for e in bases):
+            return []
     if value is None:
-        if any("ttl_ms" in o.args for o in ops if o.meta is not None):
-            return []  # an expiry empties the key: a local reset the history does not hold
         return [
             Violation(
                 "registers",

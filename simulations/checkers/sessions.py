@@ -11,7 +11,7 @@ from simulations.checkers.common import (
     live_ops,
     strictly_before,
 )
-from simulations.checkers.registers import register_writes
+from simulations.checkers.registers import may_be_removed, register_writes
 from simulations.checkers.sets import adds_member, removes_member, set_members
 from simulations.history import Final, History, Op, state_key
 
@@ -79,6 +79,8 @@ def _sessions_black_box(
     out: list[Violation] = []
     slack = history.skew_slack_ms
     reg_last: dict[str, Op] = {}  # key -> the write the session last wrote or read
+    reg_seen: dict[str, set[int]] = {}  # key -> writes the session read or made
+    reg_gone: dict[str, set[int]] = {}  # key -> writes the session saw, then deleted
     mono: dict[str, int] = {}  # mono counter -> largest value the session saw
     evidence: dict[tuple[str, str], tuple[bool, Op]] = {}  # (set, member) -> (present?, op)
     # Only the names used through one view: a register read of a key that counters
@@ -89,7 +91,9 @@ def _sessions_black_box(
         if o.status != "ok":
             continue
         if o.namespace == "registers" and o.key in registers:
-            v = _session_register(o, reg_last, writers, history, slack)
+            seen = reg_seen.setdefault(o.key, set())
+            gone = reg_gone.setdefault(o.key, set())
+            v = _session_register(o, reg_last, seen, gone, writers, history)
         elif o.namespace == "counters" and o.key.startswith("mono"):
             v = _session_counter(o, mono)
         elif o.namespace == "sets" and o.key in sets:
@@ -106,20 +110,31 @@ def _sessions_black_box(
 def _session_register(
     o: Op,
     last: dict[str, Op],
+    seen: set[int],
+    gone: set[int],
     writers: dict[tuple[str, str], Op],
     history: History,
-    slack: int,
 ) -> tuple[str, str] | None:
+    """Read-your-writes and monotonic reads of one register key.  ``seen``: the
+    writes the session read or made; ``gone``: those it saw before a delete of
+    its own, which observed them (its replica had the session's token), so
+    they never show again."""
+    slack = history.skew_slack_ms
     if o.is_write:
+        if o.kind == "registers.delete":
+            gone |= seen
+        else:
+            seen.add(o.idx)
         last[o.key] = o
         return None
     prev = last.get(o.key)
+    writes = live_ops(register_writes(history.on_key("registers", o.key)))
     if o.result is None or o.result.get("not_found"):
         if prev is None or prev.kind == "registers.delete" or "ttl_ms" in prev.args:
             return None
         others = [
             w
-            for w in live_ops(register_writes(history.on_key("registers", o.key)))
+            for w in writes
             if (w.kind == "registers.delete" or "ttl_ms" in w.args)
             and not strictly_before(w, prev, slack)
         ]
@@ -129,7 +144,16 @@ def _session_register(
     w = writers.get((o.key, jkey(o.result.get("value"))))
     if w is None:
         return "phantom-read", f"{o.describe()} read a value nobody wrote"
-    if prev is not None and w is not prev and strictly_before(w, prev, slack):
+    if w.idx in gone:
+        return "read-your-writes", f"{o.describe()} read {w.describe()}, which the session deleted"
+    seen.add(w.idx)
+    if (
+        prev is not None
+        and prev.kind == "registers.set"
+        and w is not prev
+        and strictly_before(w, prev, slack)
+        and not may_be_removed(prev, writes)
+    ):
         return (
             "monotonic-reads",
             f"{o.describe()} read {w.describe()}, older than {prev.describe()}",
