@@ -69,18 +69,21 @@ def _orset_remove_ignores_context() -> contextlib.AbstractContextManager[None]:
     return _patched(ORSet, "merge", merge)
 
 
+def _replica_first(e: Write) -> tuple[int, Any]:
+    rid = e.dot[0].split("~")[0]
+    return (-int(rid[1:]) if rid[1:].isdigit() else 0, e.ts)
+
+
 def _lww_tiebreak_by_replica() -> contextlib.AbstractContextManager[None]:
     def split(cell: numeric.Cell) -> tuple[Write | None, list[Incr]]:
-        # Orders base writes by the writing replica first, then the clock.
+        # Orders base writes by the writing replica first (the lowest id wins),
+        # then by the clock.
         base: Write | None = None
         incs: list[Incr] = []
         for e in cell:
             if isinstance(e, Incr):
                 incs.append(e)
-            elif base is None or (e.dot[0].split("~")[0], e.ts) > (
-                base.dot[0].split("~")[0],
-                base.ts,
-            ):
+            elif base is None or _replica_first(e) > _replica_first(base):
                 base = e
         return base, incs
 
@@ -209,9 +212,10 @@ CANARIES: dict[str, Canary] = {
         Canary(
             "lww-tiebreak-by-replica",
             "registers",
-            "string keys order base writes by replica id before the clock",
+            "string keys order base writes by replica id (the lowest wins) before the clock",
             _lww_tiebreak_by_replica,
-            ("geo",),
+            ("geo", "partition"),
+            {"keys": 1, "clients": 8, "think_ms_max": 5, "switch_prob": 0.0},
         ),
         Canary(
             "serve-undominated-token",
@@ -282,7 +286,7 @@ CANARIES: dict[str, Canary] = {
             "of several live types of a key, the one written first is visible",
             _visible_type_lowest_stamp,
             ("geo", "partition"),
-            {"switch_prob": 0.5},
+            {"clients": 8, "think_ms_max": 5, "switch_prob": 0.0},
         ),
     ]
 }
