@@ -91,7 +91,7 @@ class Clients:
         sim = self.sim
         for cid in range(sim.cfg.clients):
             rng = stream(sim.cfg.seed, f"client{cid}")
-            client = SimClient(cid, Workload(cid, rng, sim.keys), sim.ids[cid % len(sim.ids)])
+            client = SimClient(cid, Workload(cid, rng, sim.keys, ttl_prob=sim.cfg.ttl_prob), sim.ids[cid % len(sim.ids)])
             self.all.append(client)
             sim.cluster.at(rng.randint(0, 20), self._issuer(client))
 

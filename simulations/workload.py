@@ -156,6 +156,7 @@ class Workload:
     rng: random.Random
     keys: dict[str, list[str]]
     writes: int = 0
+    ttl_prob: float = 0.2  # chance a register write carries a TTL
 
     def next_op(self) -> tuple[str, str, dict[str, Any]]:
         """(kind, key, args) of the next operation.
@@ -203,7 +204,7 @@ class Workload:
         return tag if self.rng.random() < 0.7 else {"w": tag, "n": self.writes}
 
     def _ttl_ms(self, cls: str, shared: Any) -> int | None:
-        if self.rng.random() < 0.2 and cls == "registers":
+        if self.rng.random() < self.ttl_prob and cls == "registers":
             return self.rng.choice([50, 300, 2_000])
         return None
 
