@@ -250,7 +250,7 @@ CANARIES: dict[str, Canary] = {
             "client adopts it (the failover bug): no other replica can serve the session",
             _refusal_token_adopted,
             ("geo", "partition"),
-            {"switch_prob": 0.5},
+            {"switch_prob": 0.5, "clients": 8},
         ),
         Canary(
             "fsync-lies",
