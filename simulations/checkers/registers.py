@@ -67,7 +67,8 @@ def _registers_black_box(
     """The final value is that of a write no acknowledged, lasting write followed
     by more than the clock slack (such a later write has a larger timestamp;
     lasting: no delete may have observed it and it does not expire); absent
-    only if no acknowledged non-TTL write came after every delete and TTL write."""
+    only if no acknowledged non-TTL write came after every delete, or a TTL
+    was ever written."""
     writes = live_ops(register_writes(ops))
     acked = [
         w
@@ -76,7 +77,11 @@ def _registers_black_box(
     ]
     candidates = [w for w in writes if not any(strictly_before(w, a, slack_ms) for a in acked)]
     if result is None or result.get("not_found"):
-        enders = [w for w in writes if w.kind == "registers.delete" or "ttl_ms" in w.args]
+        if any("ttl_ms" in w.args for w in writes):
+            # A SET drops only the TTLs its replica had seen: an expiry written
+            # elsewhere, even long before, may still empty the key after it.
+            return []
+        enders = [w for w in writes if w.kind == "registers.delete"]
         for w in acked:
             if w.kind == "registers.set" and "ttl_ms" not in w.args:
                 if all(strictly_before(d, w, slack_ms) for d in enders):

@@ -135,8 +135,9 @@ def _session_register(
         others = [
             w
             for w in writes
-            if (w.kind == "registers.delete" or "ttl_ms" in w.args)
-            and not strictly_before(w, prev, slack)
+            # a TTL that the session's write did not observe expires it too
+            if "ttl_ms" in w.args
+            or (w.kind == "registers.delete" and not strictly_before(w, prev, slack))
         ]
         if others:
             return None
