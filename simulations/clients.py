@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from crdtkv.crdts.causal import CausalContext, Dot, VersionVector, vv_dominates
 from crdtkv.crdts.hll import HLL
+from crdtkv.crdts.key_meta import KeyMeta
 from crdtkv.errors import CrdtkvError, NotFound, SessionUnavailable
 from crdtkv.node.core import Admit, Answer
-from crdtkv.crdts.key_meta import KeyMeta
 from crdtkv.replica.keyspace import META, Key, Replica
 from crdtkv.sessions import SessionToken
 from simulations import checkers
@@ -91,7 +91,11 @@ class Clients:
         sim = self.sim
         for cid in range(sim.cfg.clients):
             rng = stream(sim.cfg.seed, f"client{cid}")
-            client = SimClient(cid, Workload(cid, rng, sim.keys, ttl_prob=sim.cfg.ttl_prob), sim.ids[cid % len(sim.ids)])
+            client = SimClient(
+                cid,
+                Workload(cid, rng, sim.keys, ttl_prob=sim.cfg.ttl_prob),
+                sim.ids[cid % len(sim.ids)],
+            )
             self.all.append(client)
             sim.cluster.at(rng.randint(0, 20), self._issuer(client))
 

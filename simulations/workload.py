@@ -35,8 +35,8 @@ from crdtkv.ops import table
 
 __all__ = [
     "MEMBERS",
-    "MIXES",
     "MIXED",
+    "MIXES",
     "TYPE_WEIGHTS",
     "Workload",
     "final_reads",

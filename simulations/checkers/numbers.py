@@ -61,9 +61,7 @@ def surviving(ops: list[Op], name: str) -> tuple[Cell, dict[Dot, Op]]:
                 for e in d.cell:
                     minted[e.dot] = (e, o)
     alive = [
-        e
-        for e, _ in minted.values()
-        if not any(e.dot in d.ctx and e not in d.cell for d in deltas)
+        e for e, _ in minted.values() if not any(e.dot in d.ctx and e not in d.cell for d in deltas)
     ]
     alive.sort(key=lambda e: e.dot)
     return tuple(alive), {dot: o for dot, (_, o) in minted.items()}
@@ -89,7 +87,7 @@ def check_numbers(history: History, final: Final) -> list[Violation]:
 
 def _final_at(name: str, cell: Cell, reads: Reads, states: States | None) -> list[Violation]:
     expected = cell_value(cell)
-    n = None if expected is None else parse_number(expected)  # type: ignore[arg-type]
+    n = None if expected is None else parse_number(expected)
     as_counter = n if isinstance(n, int) else None  # else absent, or 409 wrong_type
     got = read_value(reads.get(("registers", name)))
     got_counter = read_value(reads.get(("counters", name)))
@@ -114,7 +112,7 @@ def _increments_start_from_the_base(name: str, ops: list[Op]) -> list[Violation]
         if o.kind != "counters.incr" or o.status != "ok" or m is None or o.result is None:
             continue
         before = cell_value(m.before.cell) if isinstance(m.before, NumericRegister) else None
-        n = 0 if before is None else parse_number(before)  # type: ignore[arg-type]
+        n = 0 if before is None else parse_number(before)
         if not isinstance(n, int):
             continue  # the key had expired and was reset; or the answer was a refusal
         if o.result.get("value") != n + o.args["delta"]:

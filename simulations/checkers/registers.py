@@ -71,9 +71,7 @@ def _registers_black_box(
     was ever written."""
     writes = live_ops(register_writes(ops))
     acked = [
-        w
-        for w in writes
-        if w.acked and w.kind == "registers.set" and not may_be_removed(w, writes)
+        w for w in writes if w.acked and w.kind == "registers.set" and not may_be_removed(w, writes)
     ]
     candidates = [w for w in writes if not any(strictly_before(w, a, slack_ms) for a in acked)]
     if result is None or result.get("not_found"):
@@ -180,7 +178,7 @@ def _registers_never_go_back(key: str, ops: list[Op]) -> list[Violation]:
         where = (o.replica, m.incarnation)
         prev = high.get(where)
         if o.kind == "registers.get" and isinstance(m.state, NumericRegister):
-            if prev is not None and m.state.joined(prev[0]) != m.state:
+            if prev is not None and not _dominates(m.state, prev[0]):
                 out.append(
                     Violation(
                         "registers",
@@ -196,3 +194,7 @@ def _registers_never_go_back(key: str, ops: list[Op]) -> list[Violation]:
         if seen is not None:
             high[where] = (seen.copy() if prev is None else prev[0].joined(seen), o)
     return out[:DETAILS_MAX]
+
+
+def _dominates(state: CRDT, before: CRDT) -> bool:
+    return isinstance(before, type(state)) and state.joined(before) == state

@@ -77,7 +77,6 @@ def _sessions_black_box(
     cid: int, ops: list[Op], history: History, writers: dict[tuple[str, str], Op]
 ) -> list[Violation]:
     out: list[Violation] = []
-    slack = history.skew_slack_ms
     reg_last: dict[str, Op] = {}  # key -> the write the session last wrote or read
     reg_seen: dict[str, set[int]] = {}  # key -> writes the session read or made
     reg_gone: dict[str, set[int]] = {}  # key -> writes the session saw, then deleted

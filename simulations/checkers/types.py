@@ -128,9 +128,7 @@ def _set_survives(ops: list[Op], name: str) -> bool:
     ]
     dots = {dot for d in deltas for ds in d.entries.values() for dot in ds}
     held = {dot: [d for d in deltas if any(dot in ds for ds in d.entries.values())] for dot in dots}
-    return any(
-        not any(dot in d.ctx and d not in held[dot] for d in deltas) for dot in dots
-    )
+    return any(not any(dot in d.ctx and d not in held[dot] for d in deltas) for dot in dots)
 
 
 def _hidden_kept(name: str, ops: list[Op], states: dict[tuple[str, str], CRDT]) -> list[Violation]:
