@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from crdtkv.crdts import numeric
+from crdtkv.crdts.hlc import ZERO
 from crdtkv.crdts.hll import HLL, REGISTER_MAX
-from crdtkv.crdts.lww_register import LWWRegister
+from crdtkv.crdts.numeric import Incr, NumericRegister, Write
 from crdtkv.crdts.or_set import ORSet
-from crdtkv.crdts.pn_counter import PNCounter
 from crdtkv.node.core import NodeCore
+from crdtkv.replica.keyspace import Replica
 from crdtkv.sessions import SessionToken
 from crdtkv.storage.base import WriteBatch
 from crdtkv.storage.memory import MemoryStorage
@@ -67,16 +69,25 @@ def _orset_remove_ignores_context() -> contextlib.AbstractContextManager[None]:
     return _patched(ORSet, "merge", merge)
 
 
-def _lww_tiebreak_by_replica() -> contextlib.AbstractContextManager[None]:
-    def merge(self: LWWRegister, other: LWWRegister) -> None:
-        # Orders writes by the writing replica first, then the clock.
-        mine = (self.ts.actor.split("~")[0], self.ts.wall_ms, self.ts.logical)
-        theirs = (other.ts.actor.split("~")[0], other.ts.wall_ms, other.ts.logical)
-        if other.ts.wall_ms and (self.ts.wall_ms == 0 or theirs > mine):
-            self.ts, self.val = other.ts, other.val
-            self.expires_ms, self.tombstone = other.expires_ms, other.tombstone
+def _replica_first(e: Write) -> tuple[int, Any]:
+    rid = e.dot[0].split("~")[0]
+    return (-int(rid[1:]) if rid[1:].isdigit() else 0, e.ts)
 
-    return _patched(LWWRegister, "merge", merge)
+
+def _lww_tiebreak_by_replica() -> contextlib.AbstractContextManager[None]:
+    def split(cell: numeric.Cell) -> tuple[Write | None, list[Incr]]:
+        # Orders base writes by the writing replica first (the lowest id wins),
+        # then by the clock.
+        base: Write | None = None
+        incs: list[Incr] = []
+        for e in cell:
+            if isinstance(e, Incr):
+                incs.append(e)
+            elif base is None or _replica_first(e) > _replica_first(base):
+                base = e
+        return base, incs
+
+    return _patched(numeric, "_split", split)
 
 
 def _fsync_lies() -> contextlib.AbstractContextManager[None]:
@@ -97,26 +108,42 @@ def _hll_merge_sum() -> contextlib.AbstractContextManager[None]:
     return _patched(HLL, "merge_from", merge_from)
 
 
-def _counter_merge_sum() -> contextlib.AbstractContextManager[None]:
-    def merge(self: PNCounter, other: PNCounter) -> None:
-        for actor, o in other.entries.items():
-            e = self.entries.setdefault(actor, [0, 0, 0, 0])
-            for i in range(4):
-                e[i] += o[i]  # sums instead of max: a delta carries totals
+def _numeric_join_ignores_context() -> contextlib.AbstractContextManager[None]:
+    def merge(self: NumericRegister, other: NumericRegister) -> None:
+        # Keeps every entry of both sides: what the other side removed (a reset, a
+        # writer's superseded running total) comes back, and totals count twice.
+        mine = {e.dot: e for e in self.cell}
+        mine.update((e.dot, e) for e in other.cell)
+        self.cell = tuple(sorted(mine.values(), key=lambda e: e.dot))
+        self.ctx.merge(other.ctx)
 
-    return _patched(PNCounter, "merge", merge)
+    return _patched(NumericRegister, "merge", merge)
 
 
 def _negative_counter_read_raises() -> contextlib.AbstractContextManager[None]:
-    original = PNCounter.value
+    original = NumericRegister.value
 
-    def value(self: PNCounter) -> int:
+    def value(self: NumericRegister) -> numeric.Scalar | None:
         v = original(self)
-        if v < 0:
+        if isinstance(v, int) and v < 0:
             raise ValueError(f"negative counter value {v}")  # an unhandled edge case
         return v
 
-    return _patched(PNCounter, "value", value)
+    return _patched(NumericRegister, "value", value)
+
+
+def _visible_type_lowest_stamp() -> contextlib.AbstractContextManager[None]:
+    def visible_type(self: Replica, name: str, now_ms: int) -> str | None:
+        meta = self.meta(name)
+        if meta is not None and meta.ttl and meta.expired(now_ms):
+            return None
+        live = self.live_types(name)
+        if len(live) <= 1:
+            return live[0] if live else None
+        stamps = meta.stamps if meta is not None else {}
+        return min(live, key=lambda t: (stamps.get(t, ZERO), t))  # the earliest write wins
+
+    return _patched(Replica, "visible_type", visible_type)
 
 
 def _skip_session_check(*, reads: bool) -> Callable[[], contextlib.AbstractContextManager[None]]:
@@ -185,9 +212,11 @@ CANARIES: dict[str, Canary] = {
         Canary(
             "lww-tiebreak-by-replica",
             "registers",
-            "LWW registers order writes by replica id before the clock",
+            "string keys order base writes by replica id (the lowest wins) before the clock",
             _lww_tiebreak_by_replica,
-            ("geo",),
+            ("geo", "partition"),
+            # No TTLs: an expiry (a reset the history does not hold) weakens the check.
+            {"keys": 1, "clients": 8, "think_ms_max": 5, "switch_prob": 0.0, "ttl_prob": 0.0},
         ),
         Canary(
             "serve-undominated-token",
@@ -221,7 +250,7 @@ CANARIES: dict[str, Canary] = {
             "client adopts it (the failover bug): no other replica can serve the session",
             _refusal_token_adopted,
             ("geo", "partition"),
-            {"switch_prob": 0.5},
+            {"switch_prob": 0.5, "clients": 8},
         ),
         Canary(
             "fsync-lies",
@@ -245,11 +274,20 @@ CANARIES: dict[str, Canary] = {
             (),
         ),
         Canary(
-            "counter-merge-sum",
+            "numeric-join-ignores-context",
             "counters",
-            "PN-counter join sums components instead of taking the maximum",
-            _counter_merge_sum,
+            "the numeric register's join keeps every entry of both sides, whatever the "
+            "other side removed: reset increments return, superseded totals count twice",
+            _numeric_join_ignores_context,
             (),
+        ),
+        Canary(
+            "visible-type-lowest-stamp",
+            "types",
+            "of several live types of a key, the one written first is visible",
+            _visible_type_lowest_stamp,
+            ("geo", "partition"),
+            {"clients": 8, "think_ms_max": 5, "switch_prob": 0.0},
         ),
     ]
 }

@@ -27,14 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from crdtkv.crdts.causal import CausalContext, Dot, VersionVector, vv_dominates
 from crdtkv.crdts.hll import HLL
+from crdtkv.crdts.key_meta import KeyMeta
 from crdtkv.errors import CrdtkvError, NotFound, SessionUnavailable
 from crdtkv.node.core import Admit, Answer
-from crdtkv.replica.keyspace import Key
+from crdtkv.replica.keyspace import META, Key, Replica
 from crdtkv.sessions import SessionToken
 from simulations import checkers
 from simulations.config import stream
 from simulations.harness import SimNode
-from simulations.history import Meta, Op
+from simulations.history import Meta, Op, state_key
 from simulations.workload import Workload, op_dict
 
 if TYPE_CHECKING:
@@ -90,7 +91,11 @@ class Clients:
         sim = self.sim
         for cid in range(sim.cfg.clients):
             rng = stream(sim.cfg.seed, f"client{cid}")
-            client = SimClient(cid, Workload(cid, rng, sim.keys), sim.ids[cid % len(sim.ids)])
+            client = SimClient(
+                cid,
+                Workload(cid, rng, sim.keys, ttl_prob=sim.cfg.ttl_prob),
+                sim.ids[cid % len(sim.ids)],
+            )
             self.all.append(client)
             sim.cluster.at(rng.randint(0, 20), self._issuer(client))
 
@@ -188,8 +193,15 @@ class Clients:
         meta = Meta(sim.cluster.now_ms, now, r.incarnation, token_vv=dict(req.token.vv))
         self.executed += 1
         meta.exec_seq = self.executed
+        key = state_key(op.namespace, op.key)
         if op.kind == "hlls.merge":
-            meta.sources = [s.copy() for s in (r.get(("hlls", k)) for k in op.args["sources"]) if s]
+            sources = (r.get(state_key("hlls", k)) for k in op.args["sources"])
+            meta.sources = [s.copy() for s in sources if s]
+        if op.is_write:
+            meta.live_before = r.live_types(op.key)
+            if key[0] == "string":
+                prior = r.get(key)
+                meta.before = prior.copy() if prior is not None else None
         seq_before = r.seq
         try:
             try:
@@ -201,12 +213,8 @@ class Clients:
         except Exception as e:  # the shell would answer 500 internal: a bug
             sim.internal_error(node, op, e)
             return "unknown", None, "internal"
-        key: Key = (op.namespace, op.key)
         if r.seq != seq_before:
-            meta.dot = (r.actor, r.seq)
-            entry = r.pending[-1] if r.pending else None
-            if entry is not None and entry.group.dot == meta.dot:
-                meta.delta = entry.group.deltas.get(key)
+            self._record_groups(meta, r, seq_before, key)
         state = r.get(key)
         if op.is_read:
             meta.state = state.copy() if state is not None else None
@@ -215,6 +223,24 @@ class Clients:
         meta.applied_vv = dict(r.applied.vv)
         op.meta = meta
         return "ok", result, None
+
+    @staticmethod
+    def _record_groups(meta: Meta, r: Replica, seq_before: int, key: Key) -> None:
+        """The groups the operation committed (its dots are the actor's after
+        ``seq_before``), its delta of ``key`` and the stamp of its key metadata."""
+        meta.dot = (r.actor, r.seq)
+        meta.groups = [
+            e.group
+            for e in r.pending
+            if e.origin == "" and e.group.dot[0] == r.actor and e.group.dot[1] > seq_before
+        ]
+        last = meta.groups[-1] if meta.groups else None
+        if last is None or last.dot != meta.dot:
+            return
+        meta.delta = last.deltas.get(key)
+        km = last.deltas.get((META, key[1]))
+        if isinstance(km, KeyMeta):
+            meta.stamp = km.stamps.get(key[0])
 
     def _leave(
         self,

@@ -53,7 +53,7 @@ from simulations import checkers
 from simulations.config import stream
 from simulations.history import Final, History, Op
 from simulations.network import blocked_links, link_faults
-from simulations.workload import Workload, keyspace
+from simulations.workload import Workload, final_reads, keyspace
 
 __all__ = ["ClusterOptions", "add_arguments", "main", "run_cluster"]
 
@@ -63,6 +63,8 @@ HOP_HEADERS = frozenset(
 )
 REQUEST_TIMEOUT_S = 5.0  # a client request (including the session wait)
 SESSION_WAIT_MS = 500
+# Final reads answered with these statuses, as the simulator records them.
+_FINAL_STATUS: dict[int, dict[str, bool]] = {404: {"not_found": True}, 409: {"wrong_type": True}}
 READY_TIMEOUT_S = 20.0  # a replica process must answer /healthz within this
 
 
@@ -468,13 +470,13 @@ class ClusterRun:
         final = Final(at_ms=self.now_ms())
         for rid, r in self.replicas.items():
             reads: dict[tuple[str, str], dict[str, Any]] = {}
-            for ns, keys in self.keys.items():
-                for key in keys:
-                    _method, path, _ = http_request(snapshot_read(ns).name, key, {})
-                    async with session.get(r.url + path) as resp:
-                        reads[(ns, key)] = (
-                            {"not_found": True} if resp.status == 404 else await resp.json()
-                        )
+            for ns, key in final_reads(self.keys):
+                _method, path, _ = http_request(snapshot_read(ns).name, key, {})
+                async with session.get(r.url + path) as resp:
+                    if resp.status in _FINAL_STATUS:
+                        reads[(ns, key)] = dict(_FINAL_STATUS[resp.status])
+                    else:
+                        reads[(ns, key)] = await resp.json()
             final.reads[rid] = reads
         return final
 

@@ -104,6 +104,7 @@ class SimConfig:
     intensities: Intensities = field(default_factory=Intensities)
     topology: str = "mesh"  # mesh | chain | star | ring | random
     peers: dict[str, list[str]] | None = None  # each replica's peers; None: a full mesh
+    ttl_prob: float = 0.2  # chance a register write carries a TTL (0: no expiry anywhere)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,12 +24,20 @@ from typing import Any
 
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, VersionVector
-from crdtkv.ops.table import TABLE
+from crdtkv.crdts.hlc import Timestamp
+from crdtkv.ops.table import TABLE, VIEW_TYPES
+from crdtkv.replica.keyspace import DeltaGroup, Key
 
-__all__ = ["READS", "WRITES", "Final", "History", "Meta", "Op"]
+__all__ = ["READS", "WRITES", "Final", "History", "Meta", "Op", "state_key"]
 
 READS = frozenset(spec.name for spec in TABLE if spec.reads)
 WRITES = frozenset(spec.name for spec in TABLE if spec.writes)
+
+
+def state_key(namespace: str, key: str) -> Key:
+    """The replica's key of an op's view and key: registers and counters are two
+    views of one ``string`` key, so ``("counters", "k")`` is ``("string", "k")``."""
+    return (VIEW_TYPES[namespace], key)
 
 
 @dataclass
@@ -41,6 +49,12 @@ class Meta:
     incarnation: str  # the executing replica's incarnation
     dot: Dot | None = None  # the replica-level dot it minted (mutations that changed something)
     delta: CRDT | None = None  # its delta for its key, as committed to the log
+    # Every delta group the operation committed, in order: a write to a key that had
+    # expired first commits a reset of its own; a DEL clears every type of the name.
+    groups: list[DeltaGroup] = field(default_factory=list)
+    stamp: Timestamp | None = None  # the HLC timestamp its key metadata recorded (writes)
+    before: CRDT | None = None  # string writes: a copy of the key's state before
+    live_before: list[str] = field(default_factory=list)  # types live under the name before
     state: CRDT | None = None  # reads: a copy of the key's state it read (None: no state)
     token_vv: VersionVector = field(default_factory=dict)  # the session token it carried
     applied_vv: VersionVector = field(default_factory=dict)  # replica's applied vv afterwards
@@ -124,11 +138,15 @@ class Final:
 
     # replica -> (namespace, key) -> the read result (as an Op.result) of that key there
     reads: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
-    # simulator only: (namespace, key) -> the converged state (a copy)
-    states: dict[tuple[str, str], CRDT] | None = None
+    # simulator only: the replica's key (type, name) -> the converged state (a copy)
+    states: dict[Key, CRDT] | None = None
     applied: dict[str, CausalContext] | None = None  # simulator only: replica -> applied
-    # simulator only: replica -> (namespace, key) -> state (a copy)
-    replica_states: dict[str, dict[tuple[str, str], CRDT]] | None = None
+    # simulator only: replica -> the replica's key (type, name) -> state (a copy)
+    replica_states: dict[str, dict[Key, CRDT]] | None = None
+    # simulator only: replica -> name -> the type the name reads as (None: absent)
+    types: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    # simulator only: replica -> the names it counts as conflicting (``Replica.conflicts``)
+    conflicts: dict[str, list[str]] = field(default_factory=dict)
     at_ms: int = 0  # simulation (or wall) time of the final reads
     node_ms: dict[str, int] = field(default_factory=dict)  # each replica's clock then
 
@@ -156,6 +174,10 @@ class History:
                 index.setdefault((o.namespace, o.key), []).append(o)
             self._index = index
         return self._index.get((namespace, key), [])
+
+    def on_name(self, key: str) -> list[Op]:
+        """The operations on one name through any view, in invocation order."""
+        return [o for o in self.ops if o.key == key]
 
     def by_client(self) -> dict[int, list[Op]]:
         out: dict[int, list[Op]] = {}

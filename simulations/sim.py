@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crdtkv.crdts.causal import Dot
-from crdtkv.errors import NotFound
+from crdtkv.errors import NotFound, WrongType
 from crdtkv.ops import apply_op, snapshot_read
 from replication.protocol import Settings
 from simulations import checkers
@@ -46,7 +46,7 @@ from simulations.harness import LinkFaults, SimCluster, SimNode
 from simulations.history import Final, History, Op
 from simulations.network import link_faults
 from simulations.observer import Observer
-from simulations.workload import keyspace
+from simulations.workload import final_reads, keyspace
 
 __all__ = ["RunResult", "Simulation", "run"]
 
@@ -229,10 +229,12 @@ class Simulation:
             now = c.node_now(rid)
             final.node_ms[rid] = now
             reads: dict[tuple[str, str], dict[str, Any]] = {}
-            for ns, keys in self.keys.items():
-                for key in keys:
-                    reads[(ns, key)] = final_read(node, ns, key, now)
+            for ns, key in final_reads(self.keys):
+                reads[(ns, key)] = final_read(node, ns, key, now)
             final.reads[rid] = reads
+            names = sorted({name for _, name in node.replica.states})
+            final.types[rid] = {n: node.replica.visible_type(n, now) for n in names}
+            final.conflicts[rid] = sorted(node.replica.conflicts)
         final.applied = {rid: n.replica.applied.copy() for rid, n in c.nodes.items()}
         final.replica_states = {
             rid: {k: s.copy() for k, s in n.replica.states.items()} for rid, n in c.nodes.items()
@@ -267,6 +269,8 @@ def final_read(node: SimNode, ns: str, key: str, now_ms: int) -> dict[str, Any]:
         return apply_op(node.replica, {"op": snapshot_read(ns).name, "key": key}, now_ms)
     except NotFound:
         return {"not_found": True}
+    except WrongType:
+        return {"wrong_type": True}
 
 
 def _js(data: object) -> str:

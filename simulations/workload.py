@@ -8,10 +8,20 @@ one shape of use, because some checks only make sense there:
 - ``ctr*`` counters get increments, decrements and resets (deletes);
 - ``hll*`` HLLs only get adds (counts are checked against the items added);
 - ``hllm`` is the destination of merges from ``hll0`` and ``hll1``;
-- ``hlld`` gets adds and deletes.
+- ``hlld`` gets adds and deletes;
+- ``num*`` (the ``numbers`` keys) mix the two views of a string key on
+  purpose: a register write of an integer, then counter increments on top
+  of it (``SET k 5; INCR k`` gives 6), reads through both views, deletes;
+- ``tc*`` (the ``conflicts`` keys) are written as different types (a
+  register, a set, an HLL), so replicas that are apart create one name
+  with several types: the visible type is the one written last.
 
-Register values are unique per write (``"<client>:<n>"``), so a read names
-the write it saw.  ``ttl_ms`` is set on one register write in five.
+Registers, counters, sets and HLLs otherwise use different names, so a
+counter never meets a register holding JSON (that answers 409
+``wrong_type``, a clean refusal, as does any write of a type the key is
+not).  Register values are unique per write (``"<client>:<n>"``), so a
+read names the write it saw.  ``ttl_ms`` is set on one register write in
+five (never on the ``numbers`` and ``conflicts`` keys).
 """
 
 from __future__ import annotations
@@ -23,11 +33,33 @@ from typing import Any
 
 from crdtkv.ops import table
 
-__all__ = ["MEMBERS", "MIXES", "TYPE_WEIGHTS", "Workload", "key_class", "keyspace", "op_dict"]
+__all__ = [
+    "MEMBERS",
+    "MIXED",
+    "MIXES",
+    "TYPE_WEIGHTS",
+    "Workload",
+    "final_reads",
+    "key_class",
+    "keyspace",
+    "op_dict",
+]
 
 MEMBERS = [f"m{i}" for i in range(8)]
 
-TYPE_WEIGHTS: dict[str, int] = {"registers": 3, "counters": 3, "sets": 3, "hlls": 2}
+TYPE_WEIGHTS: dict[str, int] = {
+    "registers": 3,
+    "counters": 3,
+    "sets": 3,
+    "hlls": 2,
+    "numbers": 1,
+    "conflicts": 1,
+}
+MIXED: dict[str, tuple[str, ...]] = {
+    "numbers": ("registers", "counters"),
+    "conflicts": ("registers", "sets", "hlls"),
+}
+"""Key groups that are not one view: the views their names are used (and read) through."""
 
 Mix = tuple[tuple[str, float, Mapping[str, Any]], ...]
 # Per key class, the ops of the table a client draws: (op, r below which it is drawn, fixed
@@ -59,6 +91,24 @@ MIXES: dict[str, Mix] = {
         ("hlls.count", 1.0, {}),
     ),
     "hlls": (("hlls.add", 0.6, {}), ("hlls.count", 1.0, {})),
+    "numbers": (
+        ("registers.set", 0.2, {}),
+        ("counters.incr", 0.6, {}),
+        ("registers.delete", 0.65, {}),
+        ("counters.get", 0.85, {}),
+        ("registers.get", 1.0, {}),
+    ),
+    "conflicts": (
+        ("registers.set", 0.2, {}),
+        ("sets.add", 0.4, {}),
+        ("hlls.add", 0.5, {}),
+        ("registers.delete", 0.55, {}),
+        ("sets.delete", 0.6, {}),
+        ("hlls.delete", 0.62, {}),
+        ("registers.get", 0.75, {}),
+        ("sets.get", 0.9, {}),
+        ("hlls.count", 1.0, {}),
+    ),
 }
 _UNKNOWN = {name for mix in MIXES.values() for name, _, _ in mix} - set(table.OPS)
 if _UNKNOWN:  # a renamed or removed op fails here, not mid-run
@@ -72,7 +122,18 @@ def keyspace(keys: int) -> dict[str, list[str]]:
         + [f"ctr{i}" for i in range(max(1, keys - keys // 2))],
         "sets": [f"set{i}" for i in range(keys)],
         "hlls": ["hll0", "hll1", "hllm", "hlld"],
+        "numbers": ["num0"],
+        "conflicts": ["tc0", "tc1"],
     }
+
+
+def final_reads(keys: Mapping[str, list[str]]) -> list[tuple[str, str]]:
+    """(view, name) of every final read: each name through every view it is used by."""
+    out: list[tuple[str, str]] = []
+    for group, names in keys.items():
+        for view in MIXED.get(group, (group,)):
+            out.extend((view, name) for name in names)
+    return out
 
 
 def key_class(namespace: str, key: str) -> str:
@@ -81,7 +142,7 @@ def key_class(namespace: str, key: str) -> str:
         return "mono" if key.startswith("mono") else "ctr"
     if namespace == "hlls" and key in MIXES:
         return key
-    return namespace
+    return namespace  # also "numbers" and "conflicts"
 
 
 def op_dict(kind: str, key: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +156,7 @@ class Workload:
     rng: random.Random
     keys: dict[str, list[str]]
     writes: int = 0
+    ttl_prob: float = 0.2  # chance a register write carries a TTL
 
     def next_op(self) -> tuple[str, str, dict[str, Any]]:
         """(kind, key, args) of the next operation.
@@ -129,17 +191,20 @@ class Workload:
         # Drawn before the op is chosen, whichever it is: sets a member count, HLLs the items.
         if namespace == "sets":
             return self.rng.randint(1, 3)
-        if namespace == "hlls":
+        if namespace in ("hlls", "conflicts"):
             return [f"i{self.rng.randint(0, 3_000)}" for _ in range(self.rng.randint(1, 6))]
         return None
 
     def _value(self, cls: str, shared: Any) -> object:
         self.writes += 1
+        if cls == "numbers":  # an integer base (sometimes as text), increments go on top
+            n = self.rng.randint(-50, 50)
+            return str(n) if self.rng.random() < 0.3 else n
         tag = f"{self.client}:{self.writes}"
         return tag if self.rng.random() < 0.7 else {"w": tag, "n": self.writes}
 
     def _ttl_ms(self, cls: str, shared: Any) -> int | None:
-        if self.rng.random() < 0.2:
+        if self.rng.random() < self.ttl_prob and cls == "registers":
             return self.rng.choice([50, 300, 2_000])
         return None
 
@@ -149,6 +214,8 @@ class Workload:
         return self.rng.choice([-7, -3, -1, 1, 2, 5, 10])
 
     def _members(self, cls: str, shared: Any) -> list[str]:
+        if cls == "conflicts":  # the shared draw is a list of HLL items
+            return sorted({f"m{len(item) % 8}" for item in shared})
         return self.rng.sample(MEMBERS, shared)
 
     def _member(self, cls: str, shared: Any) -> str:

@@ -19,6 +19,8 @@ saw).  ``docs/simulation.md`` states every rule precisely; in short (one module 
 - ``hll``: counts are within 3 standard errors (plus 2) of the number of
   distinct items, merges are unions, and (white-box) registers are exactly
   those of the items added in the surviving epoch.
+- ``types``: one name reads as one type everywhere, the one written last;
+  hidden types are kept, a DEL clears them all.
 - ``sessions``: read-your-writes, monotonic reads, monotonic writes and
   writes-follow-reads for every session.
 - ``durability`` (fsync only): a crash never loses what was acknowledged.
@@ -42,9 +44,11 @@ from simulations.checkers.convergence import (
 from simulations.checkers.counters import check_counters
 from simulations.checkers.durability import check_final_durability, check_restart
 from simulations.checkers.hlls import check_hlls
+from simulations.checkers.numbers import check_numbers
 from simulations.checkers.registers import check_registers
 from simulations.checkers.sessions import check_sessions
 from simulations.checkers.sets import check_sets, set_stats
+from simulations.checkers.types import check_types
 from simulations.history import READS, WRITES, Final, History
 
 __all__ = [
@@ -58,10 +62,12 @@ __all__ = [
     "check_final_durability",
     "check_final_reads_agree",
     "check_hlls",
+    "check_numbers",
     "check_registers",
     "check_restart",
     "check_sessions",
     "check_sets",
+    "check_types",
     "no_convergence",
     "set_stats",
     "strictly_before",
@@ -74,8 +80,10 @@ def check_all(history: History, final: Final) -> list[Violation]:
     out += check_applied_has_effect(history, final)
     out += check_sets(history, final)
     out += check_counters(history, final)
+    out += check_numbers(history, final)
     out += check_registers(history, final)
     out += check_hlls(history, final)
+    out += check_types(history, final)
     out += check_sessions(history, final)
     if history.durability == "fsync":
         out += check_final_durability(history, final)

@@ -32,6 +32,7 @@ CHECKERS = (
     "counters",
     "registers",
     "hll",
+    "types",
     "sessions",
     "durability",
     "errors",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from crdtkv.crdts.lww_register import LWWRegister
 from simulations.checkers.common import DETAILS_MAX, Violation, jkey
 from simulations.history import Final, History
 
@@ -35,17 +34,16 @@ def no_convergence(cluster: Any, liveness_ms: int) -> Violation:
 def check_final_reads_agree(history: History, final: Final) -> list[Violation]:
     """Black-box convergence: every replica answers every key the same.
 
-    Registers that were ever written with a TTL are left out: replicas read
+    Names that were ever written with a TTL are left out: replicas read
     expiry on their own (skewed) clocks, so one may see a value as expired a
     moment before another.
     """
     ttl_keys = {o.key for o in history.ops if o.kind == "registers.set" and "ttl_ms" in o.args}
     out: list[Violation] = []
     rids = sorted(final.reads)
-    for ns, keys in history.keys.items():
-        for key in keys:
-            if ns == "registers" and key in ttl_keys:
-                continue
+    read_keys = sorted({k for reads in final.reads.values() for k in reads})
+    for ns, key in read_keys:
+        if key not in ttl_keys:
             answers = {rid: jkey(final.reads[rid].get((ns, key))) for rid in rids}
             if len(set(answers.values())) > 1:
                 out.append(
@@ -68,29 +66,25 @@ def check_applied_has_effect(history: History, final: Final) -> list[Violation]:
     out: list[Violation] = []
     for o in history.ops:
         m = o.meta
-        if m is None or m.dot is None or m.delta is None or m.possibly_lost:
+        if m is None or m.possibly_lost:
             continue
-        key = (o.namespace, o.key)
-        for rid, applied in sorted(final.applied.items()):
-            if m.dot not in applied:
-                continue
-            state = final.replica_states[rid].get(key)
-            if state is None:
-                if isinstance(m.delta, LWWRegister):
-                    continue  # registers are dropped once a delete or expiry is stable
-                ok = False
-            else:
-                ok = state.joined(m.delta) == state
-            if not ok:
-                out.append(
-                    Violation(
-                        "convergence",
-                        "applied-without-effect",
-                        f"{rid} counts {o.describe()} (dot {m.dot}) as applied but its state "
-                        f"of {key[0]}/{key[1]} lacks the operation's effect",
-                        [o.idx],
+        for group in m.groups:
+            rids = [rid for rid, applied in sorted(final.applied.items()) if group.dot in applied]
+            for rid in rids:
+                states = final.replica_states[rid]
+                for key, delta in group.deltas.items():
+                    state = states.get(key)
+                    if state is not None and state.joined(delta) == state:
+                        continue
+                    out.append(
+                        Violation(
+                            "convergence",
+                            "applied-without-effect",
+                            f"{rid} counts {o.describe()} (dot {group.dot}) as applied but "
+                            f"its state of {key[0]}/{key[1]} lacks the operation's effect",
+                            [o.idx],
+                        )
                     )
-                )
-                if len(out) >= DETAILS_MAX:
-                    return out
+                    if len(out) >= DETAILS_MAX:
+                        return out
     return out

@@ -1,12 +1,14 @@
-"""Counters (PN-Counter): the final value is what the acknowledged and in-doubt increments allow."""
+"""Counters (the increment view of string keys): the final value is what the
+acknowledged and in-doubt increments allow, and exactly the surviving ones."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Any
 
-from crdtkv.crdts.pn_counter import PNCounter
+from crdtkv.crdts.numeric import cell_value
 from simulations.checkers.common import Reads, States, Violation, done_ms, first_failing, live_ops
+from simulations.checkers.numbers import surviving, uncertain
 from simulations.history import Final, History, Op
 
 __all__ = ["check_counters"]
@@ -88,37 +90,25 @@ def _counters_black_box(key: str, ops: list[Op], value: int) -> list[Violation]:
 
 
 def _counters_white_box(key: str, ops: list[Op], value: int) -> list[Violation]:
-    """Exactly the increments no reset observed survive.  An increment of
-    actor A that took A's P (or N) to p is observed by a reset whose floor
-    FP (FN) for A is >= p."""
-    if any(o.meta is not None and o.meta.possibly_lost for o in ops):
+    """Exactly the increments no executed operation removed count: the value is
+    the sum of the running totals left in the cell once every entry a later
+    delete (or the same writer's next increment) observed is dropped.  A
+    writer's total carries its increments since the last reset *it* saw, so
+    an increment made beside a concurrent delete brings its writer's earlier
+    ones along (``crdtkv.crdts.numeric``)."""
+    if uncertain(ops):
         return []
-    floors: dict[str, list[int]] = {}
-    incrs: list[tuple[Op, str, int, int]] = []  # op, actor, component after, delta
-    for o in ops:
-        m = o.meta
-        if m is None or not isinstance(m.delta, PNCounter):
-            continue
-        if o.kind == "counters.delete":
-            for actor, (_, _, fp, fn) in m.delta.entries.items():
-                f = floors.setdefault(actor, [0, 0])
-                f[0], f[1] = max(f[0], fp), max(f[1], fn)
-        else:
-            ((actor, (p, n, _, _)),) = m.delta.entries.items()
-            by = o.args["delta"]
-            incrs.append((o, actor, p if by > 0 else n, by))
-    expected = 0
-    for _, actor, after, by in incrs:
-        fp, fn = floors.get(actor, [0, 0])
-        if after > (fp if by > 0 else fn):
-            expected += by
+    cell, _ = surviving(ops, key)
+    expected = cell_value(cell)
+    if expected is None:
+        expected = 0
     if expected != value:
         return [
             Violation(
                 "counters",
                 "wrong-value",
-                f"counters/{key} = {value}; the {len(incrs)} executed increments that no "
-                f"reset observed sum to {expected}",
+                f"counters/{key} = {value}; the {len(cell)} running totals no executed "
+                f"operation removed sum to {expected!r}",
             )
         ]
     return []

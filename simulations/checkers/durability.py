@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot
-from crdtkv.crdts.lww_register import LWWRegister
 from crdtkv.replica.keyspace import Replica
 from simulations.checkers.common import DETAILS_MAX, Violation
-from simulations.history import Final, History
+from simulations.history import Final, History, state_key
 
 __all__ = ["check_final_durability", "check_restart"]
 
@@ -46,15 +45,12 @@ def check_restart(
             or m.possibly_lost
         ):
             continue
-        key = (o.namespace, o.key)
+        key = state_key(o.namespace, o.key)
         old = before_states.get(key)
         if old is None or old.joined(m.delta) != old:
             continue  # the effect was already gone before the crash: not the crash's doing
         state = replica.states.get(key)
-        if state is None:
-            bad = not isinstance(m.delta, LWWRegister)  # a register may have been collected
-        else:
-            bad = state.joined(m.delta) != state
+        bad = state is None or state.joined(m.delta) != state  # nothing is ever collected
         if bad:
             out.append(
                 Violation(

@@ -9,7 +9,7 @@ from functools import partial
 from crdtkv.crdts.hlc import ZERO
 from crdtkv.crdts.hll import HLL, M, register_of
 from simulations.checkers.common import Reads, States, Violation, first_failing, live_ops
-from simulations.history import Final, History, Op
+from simulations.history import Final, History, Op, state_key
 
 __all__ = ["HLL_SIGMA", "check_hlls"]
 
@@ -39,7 +39,7 @@ def _hll_at(
     count = 0 if result is None or result.get("not_found") else int(result["count"])
     found = _hll_black_box(key, ops, by_key, count)
     if states is not None:
-        state = states.get(("hlls", key))
+        state = states.get(state_key("hlls", key))
         found += _hll_white_box(key, ops, by_key, state if isinstance(state, HLL) else None)
     return found
 

@@ -1,12 +1,13 @@
-"""Registers (LWW): the final value is the latest write; a replica's register never goes back."""
+"""Registers (the LWW view of string keys): the final value is the latest surviving
+write; a replica's register never goes back."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Any
 
-from crdtkv.crdts.hlc import Timestamp
-from crdtkv.crdts.lww_register import LWWRegister
+from crdtkv.crdts.base import CRDT
+from crdtkv.crdts.numeric import NumericRegister, Write
 from simulations.checkers.common import (
     DETAILS_MAX,
     Reads,
@@ -17,13 +18,27 @@ from simulations.checkers.common import (
     live_ops,
     strictly_before,
 )
+from simulations.checkers.numbers import read_value, surviving, uncertain
 from simulations.history import Final, History, Op
 
-__all__ = ["check_registers", "register_writes"]
+__all__ = ["check_registers", "may_be_removed", "register_writes"]
 
 
 def register_writes(ops: list[Op]) -> list[Op]:
     return [o for o in ops if o.kind in ("registers.set", "registers.delete")]
+
+
+def may_be_removed(a: Op, writes: list[Op]) -> bool:
+    """Whether write ``a`` may be gone without a later write replacing it: it
+    expires, or a delete that may have observed it (not strictly before it)
+    may have happened.  A delete removes only what its replica had seen, so
+    an older write it did not see can then be the value again."""
+    if "ttl_ms" in a.args:
+        return True
+    return any(
+        d.kind == "registers.delete" and d.may_have_happened() and not strictly_before(d, a)
+        for d in writes
+    )
 
 
 def check_registers(history: History, final: Final) -> list[Violation]:
@@ -39,24 +54,32 @@ def check_registers(history: History, final: Final) -> list[Violation]:
 def _register_at(
     key: str, ops: list[Op], slack_ms: int, reads: Reads, states: States | None
 ) -> list[Violation]:
-    found = _registers_black_box(key, ops, reads.get(("registers", key)), slack_ms)
+    result = reads.get(("registers", key))
+    found = _registers_black_box(key, ops, result, slack_ms)
     if states is not None:
-        state = states.get(("registers", key))
-        found += _registers_white_box(key, ops, state if isinstance(state, LWWRegister) else None)
+        found += _registers_white_box(key, ops, read_value(result))
     return found
 
 
 def _registers_black_box(
     key: str, ops: list[Op], result: dict[str, Any] | None, slack_ms: int
 ) -> list[Violation]:
-    """The final value is that of a write no acknowledged write followed by
-    more than the clock slack (such a later write has a larger timestamp);
-    absent only if such a write is a delete or carried a TTL."""
+    """The final value is that of a write no acknowledged, lasting write followed
+    by more than the clock slack (such a later write has a larger timestamp;
+    lasting: no delete may have observed it and it does not expire); absent
+    only if no acknowledged non-TTL write came after every delete, or a TTL
+    was ever written."""
     writes = live_ops(register_writes(ops))
-    acked = [w for w in writes if w.acked]
+    acked = [
+        w for w in writes if w.acked and w.kind == "registers.set" and not may_be_removed(w, writes)
+    ]
     candidates = [w for w in writes if not any(strictly_before(w, a, slack_ms) for a in acked)]
     if result is None or result.get("not_found"):
-        enders = [w for w in writes if w.kind == "registers.delete" or "ttl_ms" in w.args]
+        if any("ttl_ms" in w.args for w in writes):
+            # A SET drops only the TTLs its replica had seen: an expiry written
+            # elsewhere, even long before, may still empty the key after it.
+            return []
+        enders = [w for w in writes if w.kind == "registers.delete"]
         for w in acked:
             if w.kind == "registers.set" and "ttl_ms" not in w.args:
                 if all(strictly_before(d, w, slack_ms) for d in enders):
@@ -86,42 +109,54 @@ def _registers_black_box(
     ]
 
 
-def _registers_white_box(key: str, ops: list[Op], state: LWWRegister | None) -> list[Violation]:
-    """The converged register is the executed write with the largest timestamp."""
-    writes = [o for o in register_writes(ops) if o.meta and isinstance(o.meta.delta, LWWRegister)]
-    if not writes or any(o.meta is not None and o.meta.possibly_lost for o in ops):
+def _registers_white_box(key: str, ops: list[Op], value: object) -> list[Violation]:
+    """The final value is that of the surviving base write (one no executed
+    delete or later write observed) with the largest HLC timestamp; absent
+    only if none survives.  On a key written with a TTL, an expiry (a local
+    reset the history does not hold) may have removed any of them: the value
+    is then one of the surviving writes, or nothing."""
+    if uncertain(ops):
         return []
-    top = max(writes, key=lambda o: _reg(o).ts)
-    d = _reg(top)
-    if state is None:
-        if d.tombstone or d.expires_ms is not None:
+    cell, minted = surviving(ops, key)
+    bases = [e for e in cell if isinstance(e, Write)]
+    if not bases:
+        if value is None:
             return []
         return [
             Violation(
                 "registers",
-                "vanished",
-                f"registers/{key} is gone, but its latest write {top.describe()} "
-                f"(ts {tuple(d.ts)}) is neither a delete nor expiring",
-                [top.idx],
+                "phantom",
+                f"registers/{key} reads {value!r}, but every executed write was removed",
             )
         ]
-    if state.ts != d.ts:
+    top = max(bases, key=lambda e: (e.ts, e.dot))
+    op = minted[top.dot]
+    if any("ttl_ms" in o.args for o in ops if o.meta is not None):
+        # An expiry empties the key at one replica: a local reset the history does not
+        # hold, so the winner is some surviving write, or nothing.
+        if value is None or any(jkey(e.value) == jkey(value) for e in bases):
+            return []
+    if value is None:
+        return [
+            Violation(
+                "registers",
+                "vanished",
+                f"registers/{key} is absent, but {op.describe()} (ts {tuple(top.ts)}) "
+                f"survives: no executed delete observed it",
+                [op.idx],
+            )
+        ]
+    if jkey(value) != jkey(top.value):
         return [
             Violation(
                 "registers",
                 "not-latest",
-                f"registers/{key} converged to the write at ts {tuple(state.ts)} "
-                f"(value {state.val!r}); the largest timestamp is {tuple(d.ts)}, "
-                f"{top.describe()}",
-                [top.idx],
+                f"registers/{key} reads {value!r}; the surviving write with the largest "
+                f"timestamp is {op.describe()} (ts {tuple(top.ts)})",
+                [op.idx],
             )
         ]
     return []
-
-
-def _reg(op: Op) -> LWWRegister:
-    assert op.meta is not None and isinstance(op.meta.delta, LWWRegister)
-    return op.meta.delta
 
 
 def _execution_order(o: Op) -> tuple[int, int, int]:
@@ -130,34 +165,36 @@ def _execution_order(o: Op) -> tuple[int, int, int]:
 
 
 def _registers_never_go_back(key: str, ops: list[Op]) -> list[Violation]:
-    """At one replica (one incarnation), the timestamp of the register a read
-    sees never decreases: a value replaced (or deleted) does not come back."""
+    """At one replica (one incarnation) the register only moves up its lattice:
+    a read's state includes what earlier acknowledged reads there saw and the
+    deltas of the acknowledged writes made there, so a replaced or deleted
+    value does not come back without a later write."""
     out: list[Violation] = []
-    high: dict[tuple[str, str], tuple[Timestamp, Op]] = {}
+    high: dict[tuple[str, str], tuple[CRDT, Op]] = {}
     executed = sorted((o for o in ops if o.meta is not None), key=_execution_order)
     for o in executed:
         m = o.meta
         assert m is not None
         where = (o.replica, m.incarnation)
-        seen: Timestamp | None = None
-        if o.kind == "registers.get" and isinstance(m.state, LWWRegister):
-            seen = m.state.ts
-            prev = high.get(where)
-            if prev is not None and seen < prev[0]:
+        prev = high.get(where)
+        if o.kind == "registers.get" and isinstance(m.state, NumericRegister):
+            if prev is not None and not _dominates(m.state, prev[0]):
                 out.append(
                     Violation(
                         "registers",
                         "went-back",
-                        f"registers/{key} at {o.replica}: {o.describe()} saw ts {tuple(seen)} "
-                        f"(value {m.state.val!r}) after {prev[1].describe()} had seen or "
-                        f"written ts {tuple(prev[0])}",
+                        f"registers/{key} at {o.replica}: {o.describe()} saw {m.state!r}, "
+                        f"which lacks what {prev[1].describe()} had seen or written there",
                         [prev[1].idx, o.idx],
                     )
                 )
-            if not m.acked:
-                seen = None  # never answered: a crash may have taken back what it saw
-        elif isinstance(m.delta, LWWRegister) and not m.possibly_lost:
-            seen = m.delta.ts
-        if seen is not None and (where not in high or seen > high[where][0]):
-            high[where] = (seen, o)
+            seen: CRDT | None = m.state if m.acked else None  # unanswered: a crash may undo it
+        else:
+            seen = m.delta if m.acked and not m.possibly_lost else None
+        if seen is not None:
+            high[where] = (seen.copy() if prev is None else prev[0].joined(seen), o)
     return out[:DETAILS_MAX]
+
+
+def _dominates(state: CRDT, before: CRDT) -> bool:
+    return isinstance(before, type(state)) and state.joined(before) == state

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from crdtkv.crdts.base import CRDT
-from crdtkv.crdts.lww_register import LWWRegister
 from simulations.checkers.common import (
     DETAILS_MAX,
     Violation,
@@ -12,9 +11,9 @@ from simulations.checkers.common import (
     live_ops,
     strictly_before,
 )
-from simulations.checkers.registers import register_writes
+from simulations.checkers.registers import may_be_removed, register_writes
 from simulations.checkers.sets import adds_member, removes_member, set_members
-from simulations.history import Final, History, Op
+from simulations.history import Final, History, Op, state_key
 
 __all__ = ["check_sessions"]
 
@@ -42,10 +41,10 @@ def _sessions_white_box(cid: int, ops: list[Op], history: History) -> list[Viola
         m = o.meta
         if o.status != "ok" or m is None:
             continue
-        key = (o.namespace, o.key)
+        key = state_key(o.namespace, o.key)  # both views of a string key: one state
         before = seen.get(key)
         if o.is_read and before is not None:
-            problem = _not_dominating(m.state, before, key, history)
+            problem = _not_dominating(m.state, before)
             if problem:
                 out.append(
                     Violation(
@@ -64,12 +63,9 @@ def _sessions_white_box(cid: int, ops: list[Op], history: History) -> list[Viola
     return out
 
 
-def _not_dominating(
-    state: CRDT | None, before: CRDT, key: tuple[str, str], history: History
-) -> str | None:
+def _not_dominating(state: CRDT | None, before: CRDT) -> str | None:
+    # Nothing is ever collected: a deleted or expired key keeps its (empty) state.
     if state is None:
-        if isinstance(before, LWWRegister) and _register_may_be_collected(before, key, history):
-            return None
         return f"the replica has no state for the key; the session had seen {before!r}"
     joined = state.joined(before)
     if joined == state:
@@ -77,32 +73,29 @@ def _not_dominating(
     return f"read {state!r}; joined with what the session had seen: {joined!r}"
 
 
-def _register_may_be_collected(before: LWWRegister, key: tuple[str, str], history: History) -> bool:
-    """A register is dropped once a delete or expiry of it is stable."""
-    for o in history.on_key(*key):
-        m = o.meta
-        if m is not None and isinstance(m.delta, LWWRegister) and m.delta.ts >= before.ts:
-            if m.delta.tombstone or m.delta.expires_ms is not None:
-                return True
-    return before.tombstone or before.expires_ms is not None
-
-
 def _sessions_black_box(
     cid: int, ops: list[Op], history: History, writers: dict[tuple[str, str], Op]
 ) -> list[Violation]:
     out: list[Violation] = []
-    slack = history.skew_slack_ms
     reg_last: dict[str, Op] = {}  # key -> the write the session last wrote or read
+    reg_seen: dict[str, set[int]] = {}  # key -> writes the session read or made
+    reg_gone: dict[str, set[int]] = {}  # key -> writes the session saw, then deleted
     mono: dict[str, int] = {}  # mono counter -> largest value the session saw
     evidence: dict[tuple[str, str], tuple[bool, Op]] = {}  # (set, member) -> (present?, op)
+    # Only the names used through one view: a register read of a key that counters
+    # incremented (or another type took over) names no write.
+    registers = set(history.keys.get("registers", []))
+    sets = set(history.keys.get("sets", []))
     for o in ops:
         if o.status != "ok":
             continue
-        if o.namespace == "registers":
-            v = _session_register(o, reg_last, writers, history, slack)
+        if o.namespace == "registers" and o.key in registers:
+            seen = reg_seen.setdefault(o.key, set())
+            gone = reg_gone.setdefault(o.key, set())
+            v = _session_register(o, reg_last, seen, gone, writers, history)
         elif o.namespace == "counters" and o.key.startswith("mono"):
             v = _session_counter(o, mono)
-        elif o.namespace == "sets":
+        elif o.namespace == "sets" and o.key in sets:
             v = _session_set(o, evidence, history)
         else:
             v = None
@@ -116,22 +109,34 @@ def _sessions_black_box(
 def _session_register(
     o: Op,
     last: dict[str, Op],
+    seen: set[int],
+    gone: set[int],
     writers: dict[tuple[str, str], Op],
     history: History,
-    slack: int,
 ) -> tuple[str, str] | None:
+    """Read-your-writes and monotonic reads of one register key.  ``seen``: the
+    writes the session read or made; ``gone``: those it saw before a delete of
+    its own, which observed them (its replica had the session's token), so
+    they never show again."""
+    slack = history.skew_slack_ms
     if o.is_write:
+        if o.kind == "registers.delete":
+            gone |= seen
+        else:
+            seen.add(o.idx)
         last[o.key] = o
         return None
     prev = last.get(o.key)
+    writes = live_ops(register_writes(history.on_key("registers", o.key)))
     if o.result is None or o.result.get("not_found"):
         if prev is None or prev.kind == "registers.delete" or "ttl_ms" in prev.args:
             return None
         others = [
             w
-            for w in live_ops(register_writes(history.on_key("registers", o.key)))
-            if (w.kind == "registers.delete" or "ttl_ms" in w.args)
-            and not strictly_before(w, prev, slack)
+            for w in writes
+            # a TTL that the session's write did not observe expires it too
+            if "ttl_ms" in w.args
+            or (w.kind == "registers.delete" and not strictly_before(w, prev, slack))
         ]
         if others:
             return None
@@ -139,7 +144,16 @@ def _session_register(
     w = writers.get((o.key, jkey(o.result.get("value"))))
     if w is None:
         return "phantom-read", f"{o.describe()} read a value nobody wrote"
-    if prev is not None and w is not prev and strictly_before(w, prev, slack):
+    if w.idx in gone:
+        return "read-your-writes", f"{o.describe()} read {w.describe()}, which the session deleted"
+    seen.add(w.idx)
+    if (
+        prev is not None
+        and prev.kind == "registers.set"
+        and w is not prev
+        and strictly_before(w, prev, slack)
+        and not may_be_removed(prev, writes)
+    ):
         return (
             "monotonic-reads",
             f"{o.describe()} read {w.describe()}, older than {prev.describe()}",

@@ -17,7 +17,7 @@ from simulations.checkers.common import (
     live_ops,
     strictly_before,
 )
-from simulations.history import Final, History, Op
+from simulations.history import Final, History, Op, state_key
 
 __all__ = ["adds_member", "check_sets", "removes_member", "set_members", "set_stats"]
 
@@ -48,7 +48,7 @@ def check_sets(history: History, final: Final) -> list[Violation]:
 def _set_at(key: str, ops: list[Op], reads: Reads, states: States | None) -> list[Violation]:
     found = _sets_black_box(key, ops, set_members(reads.get(("sets", key))))
     if states is not None:
-        state = states.get(("sets", key))
+        state = states.get(state_key("sets", key))
         found += _sets_white_box(key, ops, state if isinstance(state, ORSet) else None)
     return found
 
