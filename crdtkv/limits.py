@@ -21,6 +21,8 @@ __all__ = [
     "BATCH_OPS_MAX",
     "BODY_BYTES_MAX",
     "DIGEST_BUCKETS_MAX",
+    "HASH_FIELDS_MAX",
+    "HASH_VALUE_BYTES_MAX",
     "HLL_SOURCES_MAX",
     "INT64_MAX",
     "INT64_MIN",
@@ -48,6 +50,8 @@ KEY_BYTES_MAX = 1024  # a key is 1..1024 UTF-8 bytes (docs/api.md, Conventions)
 MEMBER_BYTES_MAX = 4096  # set members and HLL items; bigger values belong in registers
 MEMBERS_PER_OP_MAX = 10_000  # one add/remove call; bounds the work of one request
 SET_MEMBERS_MAX = 10_000_000  # a set this large no longer fits the "held in memory" design
+HASH_FIELDS_MAX = 10_000_000  # fields of one hash: the same bound as a set's members
+HASH_VALUE_BYTES_MAX = 512 * 1024  # one hash field's string value; bigger belongs in a register
 HLL_SOURCES_MAX = 64  # keys named in one merge or union count
 BATCH_OPS_MAX = 1_000  # ops in one /v1/batch request
 JSON_DEPTH_MAX = 64  # deeper JSON is refused: keeps recursive checks far from the recursion limit

@@ -10,7 +10,7 @@ import aiohttp
 
 from crdtkv.client._base import ClientBase, idempotent
 from crdtkv.client.model import Call, batch_call, result_of
-from crdtkv.client.namespaces import Counters, Hlls, Registers, Sets
+from crdtkv.client.namespaces import Counters, Hashes, Hlls, Registers, Sets
 from crdtkv.errors import ClusterUnavailable, SessionUnavailable
 
 __all__ = ["AsyncClient"]
@@ -26,6 +26,7 @@ class AsyncClient(ClientBase):
         self.counters = Counters(self)
         self.sets = Sets(self)
         self.hlls = Hlls(self)
+        self.hashes = Hashes(self)
 
     async def __aenter__(self) -> Self:
         return self

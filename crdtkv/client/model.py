@@ -64,6 +64,12 @@ def _members(members: Iterable[str]) -> list[str]:
     return out
 
 
+def _field_map(fields: object) -> dict[str, Any]:
+    if not isinstance(fields, Mapping):
+        raise BadRequest("pass hash fields as a dict of field -> value")
+    return dict(fields)
+
+
 def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
     """The call of client method ``method`` of op ``spec``; ``given``: its bound parameters."""
     fields: dict[str, Any] = {}
@@ -73,8 +79,10 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
         value = given[arg.client_name]
         if arg.kind in (Kind.STRINGS, Kind.KEYS):
             value = _members(value)
-        elif arg.kind in (Kind.KEY, Kind.STRING):
+        elif arg.kind in (Kind.KEY, Kind.STRING, Kind.FIELD):
             value = _path_value(value)
+        elif arg.kind is Kind.FIELDS:
+            value = _field_map(value)
         if arg.name == method.negate:
             value = -value
         fields[arg.name] = value
@@ -85,7 +93,14 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
         absent = MISSING
     else:
         absent = copy.copy(method.absent)  # a fresh [] for every call
-    decode = _none if method.returns is None else operator.itemgetter(method.returns)
+    returns = method.returns
+    decode: Callable[[Any], Any]
+    if returns is None:
+        decode = _none
+    elif isinstance(returns, tuple):
+        decode = operator.itemgetter(*returns)  # a tuple of the fields
+    else:
+        decode = operator.itemgetter(returns)
     return Call(verb, path, body, decode, absent, spec.retry_safe)
 
 

@@ -19,7 +19,7 @@ from crdtkv.client.model import MISSING, Call, op_call
 from crdtkv.ops.spec import CALLER, NO_DEFAULT, Kind, Method, OpSpec
 from crdtkv.ops.table import TABLE
 
-__all__ = ["Counters", "Hlls", "Namespace", "Registers", "Sets", "signature"]
+__all__ = ["Counters", "Hashes", "Hlls", "Namespace", "Registers", "Sets", "signature"]
 
 
 class Caller(Protocol):
@@ -47,6 +47,9 @@ _ANNOTATION = {
     Kind.KEYS: "str",
     Kind.INT: "int",
     Kind.JSON: "Any",
+    Kind.FIELD: "str",
+    Kind.FIELDS: "Mapping[str, Any]",
+    Kind.FLOAT: "float",
 }
 
 
@@ -114,3 +117,4 @@ Registers = _namespace("registers")
 Counters = _namespace("counters")
 Sets = _namespace("sets")
 Hlls = _namespace("hlls")
+Hashes = _namespace("hashes")

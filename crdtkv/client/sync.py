@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from crdtkv.client._base import ClientBase, idempotent
 from crdtkv.client.model import Call, batch_call, result_of
-from crdtkv.client.namespaces import Counters, Hlls, Registers, Sets
+from crdtkv.client.namespaces import Counters, Hashes, Hlls, Registers, Sets
 from crdtkv.errors import ClusterUnavailable, SessionUnavailable
 
 __all__ = ["Client"]
@@ -32,6 +32,7 @@ class Client(ClientBase):
         self.counters = Counters(self)
         self.sets = Sets(self)
         self.hlls = Hlls(self)
+        self.hashes = Hashes(self)
 
     def __enter__(self) -> Self:
         return self

@@ -44,6 +44,8 @@ __all__ = [
     "Route",
     "Shape",
     "Verb",
+    "check_field",
+    "check_field_value",
     "check_json_value",
     "validate_key",
 ]
@@ -83,6 +85,10 @@ class Kind(Enum):
     STRINGS = "strings"  # a list of at most hi strings, each at most MEMBER_BYTES_MAX bytes
     KEYS = "keys"  # a non-empty list of at most hi keys
     STRING = "string"  # a string
+    # -- hashes --
+    FIELD = "field"  # a hash field name: 1 to MEMBER_BYTES_MAX bytes of UTF-8
+    FIELDS = "fields"  # an object of 1 to hi fields (FIELD) -> scalar (a string, int64 or float)
+    FLOAT = "float"  # a finite number, as a float
 
 
 class In(Enum):
@@ -102,6 +108,11 @@ class Out(Enum):
     COUNT = "count"  # a non-negative integer
     BOOL = "bool"
     SORTED_STRINGS = "sorted_strings"  # distinct strings, sorted by code point
+    # -- hashes --
+    HASH = "hash"  # an object: field -> scalar, in field order
+    VALUES = "values"  # a list of scalars (null: absent)
+    NUMBER = "number"  # an int64 or a double
+    STRING = "string"  # a string
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +216,8 @@ class Method:
 
     name: str
     doc: str  # the generated method's docstring
-    returns: str | None = None  # the result field it returns; None: it returns None
+    # The result field it returns; a tuple: a tuple of those fields; None: it returns None.
+    returns: str | tuple[str, ...] | None = None
     absent: Any = RAISES  # what it returns for an absent key (404): a value, RAISES or CALLER
     omit: tuple[str, ...] = ()  # the op's arguments it does not take
     negate: str | None = None  # an INT argument it sends negated (decr sent as an incr)
@@ -380,6 +392,74 @@ def _string(arg: Arg, op: Op) -> str:
     return v
 
 
+# -- hashes ------------------------------------------------------------------------------------
+def _utf8_bytes(s: str, what: str) -> int:
+    if s.isascii():
+        return len(s)
+    try:
+        return len(s.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise BadRequest(f"{what} is not valid UTF-8") from e
+
+
+def check_field(v: object, what: str) -> str:
+    """A hash field name: a non-empty string of at most ``MEMBER_BYTES_MAX`` bytes."""
+    if not isinstance(v, str):
+        raise BadRequest(f"{what} must be a string")
+    n = _utf8_bytes(v, what)
+    if n == 0:
+        raise BadRequest(f"{what} must not be empty")
+    if n > limits.MEMBER_BYTES_MAX:
+        raise BadRequest(f"{what} is over {limits.MEMBER_BYTES_MAX} bytes")
+    return v
+
+
+def check_field_value(v: object, what: str) -> str | int | float:
+    """A hash field's value: a string (at most ``HASH_VALUE_BYTES_MAX`` bytes), an
+    integer within 64 bits or a finite float; never null, a bool, a list or an object."""
+    if isinstance(v, str):
+        if _utf8_bytes(v, what) > limits.HASH_VALUE_BYTES_MAX:
+            raise BadRequest(f"{what} is over {limits.HASH_VALUE_BYTES_MAX} bytes")
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise BadRequest(f"{what} must be a string or a number")
+    if isinstance(v, int) and not limits.INT64_MIN <= v <= limits.INT64_MAX:
+        raise BadRequest(f"{what} must fit in 64 bits")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise BadRequest(f"{what} must be finite")
+    return v
+
+
+def _field(arg: Arg, op: Op) -> str:
+    return check_field(op.get(arg.name), f"field {arg.name!r}")
+
+
+def _fields(arg: Arg, op: Op) -> dict[str, str | int | float]:
+    name = arg.name
+    v = op.get(name)
+    if not isinstance(v, dict) or not v:
+        raise BadRequest(f"field {name!r} must be a non-empty object of field -> value")
+    if len(v) > arg.hi:
+        raise BadRequest(f"field {name!r} has {len(v)} entries; the limit is {arg.hi}")
+    for k, x in v.items():
+        check_field(k, f"a field name in {name!r}")
+        check_field_value(x, f"a value in {name!r}")
+    return v
+
+
+def _float(arg: Arg, op: Op) -> float:
+    v = op.get(arg.name)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise BadRequest(f"field {arg.name!r} must be a number")
+    try:
+        out = float(v)
+    except OverflowError as e:
+        raise BadRequest(f"field {arg.name!r} is outside the range of a double") from e
+    if not math.isfinite(out):
+        raise BadRequest(f"field {arg.name!r} must be finite")
+    return out
+
+
 _PARSERS: dict[Kind, Callable[[Arg, Op], Any]] = {
     Kind.KEY: _key,
     Kind.INT: _int,
@@ -387,4 +467,7 @@ _PARSERS: dict[Kind, Callable[[Arg, Op], Any]] = {
     Kind.STRINGS: _strings,
     Kind.KEYS: _keys,
     Kind.STRING: _string,
+    Kind.FIELD: _field,
+    Kind.FIELDS: _fields,
+    Kind.FLOAT: _float,
 }

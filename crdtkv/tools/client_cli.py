@@ -1,4 +1,4 @@
-"""The command-line client: ``crdtkv get|set|incr|sadd|srem|smembers|pfadd|pfcount|del``.
+"""The command-line client: ``crdtkv get|set|incr|sadd|...|hset|hget|hgetall|hdel|...|del``.
 
 The verbs are the op table's (``Method.cli`` in ``crdtkv.ops.table``), and so
 are their arguments and output: a verb calls one client method, takes that
@@ -129,6 +129,10 @@ _SHOW: dict[Out, Callable[[Any], str | None]] = {
     Out.COUNT: str,
     Out.BOOL: lambda r: "1" if r else "0",
     Out.SORTED_STRINGS: _lines,
+    Out.HASH: _json,
+    Out.VALUES: _json,
+    Out.NUMBER: _json,
+    Out.STRING: str,
 }
 
 
@@ -167,6 +171,11 @@ def _add_args(p: ArgParser, verb: _Verb) -> None:
             p.add_argument(name, nargs="?", type=int, default=arg.default, help=arg.help)
         elif arg.kind is Kind.INT:
             p.add_argument(name, type=int, help=arg.help)
+        elif arg.kind is Kind.FLOAT:
+            p.add_argument(name, type=float, help=arg.help)
+        elif arg.kind is Kind.FIELDS:
+            p.add_argument(name, nargs="+", metavar="FIELD VALUE", help="field and value pairs")
+            p.add_argument("--json", action="store_true", help="parse each VALUE as JSON")
         else:
             p.add_argument(name)
             if arg.kind is Kind.JSON:
@@ -194,6 +203,8 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
                 except json.JSONDecodeError as e:
                     message = f"{arg.client_name.upper()} is not JSON: {e.msg}"
                     raise SystemExit(_usage_error(verb.verb.name, message)) from e
+            if arg.kind is Kind.FIELDS:
+                value = _pairs(verb.verb.name, value, a.json)
             if arg.kind in (Kind.STRINGS, Kind.KEYS):
                 words.extend(value)
             else:
@@ -203,10 +214,28 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
     return act
 
 
+def _pairs(name: str, words: list[str], as_json: bool) -> dict[str, Any]:
+    """``FIELD VALUE [FIELD VALUE ...]`` as a dict (values parsed as JSON with ``--json``)."""
+    if len(words) % 2:
+        raise SystemExit(_usage_error(name, "fields and values come in pairs"))
+    out: dict[str, Any] = {}
+    for field, raw in zip(words[::2], words[1::2], strict=True):
+        value: Any = raw
+        if as_json:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise SystemExit(_usage_error(name, f"VALUE is not JSON: {e.msg}")) from e
+        out[field] = value
+    return out
+
+
 def _show(verb: _Verb) -> Callable[[Any], str | None]:
     spec, method = verb.uses[0]
     if method.returns is None:
         return _SHOW[Out.OK]
+    if isinstance(method.returns, tuple):
+        return _json
     return _SHOW[spec.result.field(method.returns).kind]
 
 
