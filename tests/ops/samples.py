@@ -17,6 +17,9 @@ def sample(arg: Arg) -> Any:
         Kind.STRINGS: ["a", "b"],
         Kind.KEYS: ["other"],
         Kind.STRING: "a",
+        Kind.FIELD: "f",
+        Kind.FIELDS: {"a": 1, "f": 2},
+        Kind.FLOAT: 1.5,
     }[arg.kind]
 
 
@@ -44,4 +47,23 @@ def bad_values(arg: Arg) -> list[Any]:
         return ["a", [1], too_long, ["\ud800"], ["a"] * (arg.hi + 1), {"a": 1}]
     if arg.kind is Kind.KEYS:
         return ["a", [], [5], [""], ["a"] * (arg.hi + 1)]
+    if arg.kind is Kind.FIELD:
+        return [5, "", ["a"], "x" * (limits.MEMBER_BYTES_MAX + 1), "\ud800"]
+    if arg.kind is Kind.FIELDS:
+        big = "x" * (limits.HASH_VALUE_BYTES_MAX + 1)
+        return [
+            {},
+            ["a"],
+            {"": 1},
+            {"a": None},
+            {"a": True},
+            {"a": [1]},
+            {"a": 2**63},
+            {"a": float("inf")},
+            {"a": big},
+            {"\ud800": 1},
+            {str(i): 1 for i in range(arg.hi + 1)},
+        ]
+    if arg.kind is Kind.FLOAT:
+        return ["1", True, None, [1.0], float("nan"), float("inf"), 10**400]
     return [5, ["a"], {"a": 1}]

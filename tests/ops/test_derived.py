@@ -18,7 +18,7 @@ import pytest
 
 from crdtkv.api import make_app
 from crdtkv.client.model import MISSING, Call
-from crdtkv.client.namespaces import Counters, Hlls, Registers, Sets, signature
+from crdtkv.client.namespaces import Counters, Hashes, Hlls, Registers, Sets, signature
 from crdtkv.ops.routing import http_request
 from crdtkv.ops.spec import CALLER, RAISES, In, Kind, Method, OpSpec
 from crdtkv.ops.table import TABLE
@@ -29,7 +29,13 @@ from .samples import sample, sample_op
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTED = [s for s in TABLE if s.route is not None]
-NAMESPACE_CLASSES = {"registers": Registers, "counters": Counters, "sets": Sets, "hlls": Hlls}
+NAMESPACE_CLASSES = {
+    "registers": Registers,
+    "counters": Counters,
+    "sets": Sets,
+    "hlls": Hlls,
+    "hashes": Hashes,
+}
 
 
 def creator(namespace: str) -> OpSpec:
@@ -158,7 +164,10 @@ def test_each_client_method_sends_its_row(spec: OpSpec, method: Method) -> None:
     call = fn(*words)
     assert (call.method, call.path, call.body) == http_request(spec, fields)
     assert call.idempotent == spec.retry_safe
-    if method.returns is not None:
+    if isinstance(method.returns, tuple):  # a tuple of the fields, in order
+        body = {name: f"it{i}" for i, name in enumerate(method.returns)}
+        assert call.decode(body) == tuple(body.values())
+    elif method.returns is not None:
         assert call.decode({method.returns: "it"}) == "it"
     if method.absent is RAISES:
         assert call.absent is MISSING
