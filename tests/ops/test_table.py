@@ -113,7 +113,9 @@ def test_client_methods_return_a_field_of_the_result(spec: OpSpec) -> None:
     for method in spec.client or ():
         assert method.doc
         returns = method.returns
-        for name in returns if isinstance(returns, tuple) else () if returns is None else (returns,):
+        for name in (
+            returns if isinstance(returns, tuple) else () if returns is None else (returns,)
+        ):
             assert spec.result.field(name)
         assert set(method.omit) <= {a.name for a in spec.args if not a.required}
         if method.negate is not None:
