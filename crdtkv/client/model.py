@@ -77,7 +77,9 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
         if arg.name in method.omit:
             continue
         value = given[arg.client_name]
-        if arg.kind in (Kind.STRINGS, Kind.KEYS):
+        if value is None and not arg.required:
+            pass  # an absent optional argument (the scan's cursor, match)
+        elif arg.kind in (Kind.STRINGS, Kind.KEYS):
             value = _members(value)
         elif arg.kind in (Kind.KEY, Kind.STRING, Kind.FIELD):
             value = _path_value(value)
