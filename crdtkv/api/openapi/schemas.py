@@ -58,6 +58,8 @@ def arg_schema(arg: Arg) -> Json:
             "items": schema("Key"),
             "description": f"{arg.doc}: 1 to {arg.hi}.",
         }
+    if not arg.required:  # absent or null: not given
+        return {"type": ["string", "null"], "description": arg.doc}
     return {"type": "string"}
 
 
