@@ -21,6 +21,8 @@ __all__ = [
     "BATCH_OPS_MAX",
     "BODY_BYTES_MAX",
     "DIGEST_BUCKETS_MAX",
+    "HASH_FIELDS_MAX",
+    "HASH_VALUE_BYTES_MAX",
     "HLL_SOURCES_MAX",
     "INT64_MAX",
     "INT64_MIN",
@@ -52,6 +54,8 @@ MEMBERS_PER_OP_MAX = 10_000  # one add/remove call; bounds the work of one reque
 SET_MEMBERS_MAX = 10_000_000  # a set this large no longer fits the "held in memory" design
 ZSET_MEMBERS_MAX = 10_000_000  # as SET_MEMBERS_MAX: a sorted set is held in memory too
 RANGE_MAX = 100_000  # entries one range or pop answers; bounds a response (page with LIMIT)
+HASH_FIELDS_MAX = 10_000_000  # fields of one hash: the same bound as a set's members
+HASH_VALUE_BYTES_MAX = 512 * 1024  # one hash field's string value; bigger belongs in a register
 HLL_SOURCES_MAX = 64  # keys named in one merge or union count
 BATCH_OPS_MAX = 1_000  # ops in one /v1/batch request
 JSON_DEPTH_MAX = 64  # deeper JSON is refused: keeps recursive checks far from the recursion limit

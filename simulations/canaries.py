@@ -123,7 +123,7 @@ def _numeric_join_ignores_context() -> contextlib.AbstractContextManager[None]:
 def _negative_counter_read_raises() -> contextlib.AbstractContextManager[None]:
     original = NumericRegister.value
 
-    def value(self: NumericRegister) -> numeric.Scalar | None:
+    def value(self: NumericRegister) -> numeric.Base:
         v = original(self)
         if isinstance(v, int) and v < 0:
             raise ValueError(f"negative counter value {v}")  # an unhandled edge case

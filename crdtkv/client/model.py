@@ -78,6 +78,12 @@ def _scores(scores: object) -> dict[str, object]:
     return {m: _score(s) for m, s in scores.items()}
 
 
+def _field_map(fields: object) -> dict[str, Any]:
+    if not isinstance(fields, Mapping):
+        raise BadRequest("pass hash fields as a dict of field -> value")
+    return dict(fields)
+
+
 def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
     """The call of client method ``method`` of op ``spec``; ``given``: its bound parameters."""
     fields: dict[str, Any] = {}
@@ -90,12 +96,14 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
             continue
         if arg.kind in (Kind.STRINGS, Kind.KEYS):
             value = _members(value)
-        elif arg.kind in (Kind.KEY, Kind.STRING) and arg.required:
+        elif arg.kind in (Kind.KEY, Kind.STRING, Kind.FIELD) and arg.required:
             value = _path_value(value)
         elif arg.kind is Kind.SCORES:
             value = _scores(value)
         elif arg.kind is Kind.SCORE_BOUND:
             value = _score(value)
+        elif arg.kind is Kind.FIELDS:
+            value = _field_map(value)
         if arg.name == method.negate:
             value = -value
         fields[arg.name] = value

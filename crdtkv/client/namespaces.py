@@ -22,6 +22,7 @@ from crdtkv.ops.table import TABLE
 __all__ = [
     "AsyncKeys",
     "Counters",
+    "Hashes",
     "Hlls",
     "Keys",
     "Namespace",
@@ -62,6 +63,8 @@ _ANNOTATION = {
     Kind.SCORES: "dict[str, float | str]",
     Kind.SCORE_BOUND: "float | str",
     Kind.LEX_BOUND: "str",
+    Kind.FIELD: "str",
+    Kind.FIELDS: "Mapping[str, Any]",
 }
 
 
@@ -171,3 +174,4 @@ Hlls = _namespace("hlls")
 Keys = _namespace("keys", _ScanIter)
 AsyncKeys = _namespace("keys", _AsyncScanIter)
 Zsets = _namespace("zsets")
+Hashes = _namespace("hashes")

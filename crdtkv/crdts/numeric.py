@@ -63,7 +63,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, decode_dot
@@ -74,6 +74,7 @@ from crdtkv.errors import CodecError, CounterOverflow, NotNumeric
 
 __all__ = [
     "NUMBER_TEXT_MAX",
+    "Base",
     "Cell",
     "Entry",
     "Incr",
@@ -81,6 +82,7 @@ __all__ = [
     "NumericRegister",
     "Scalar",
     "Write",
+    "cell_scalar",
     "cell_value",
     "check_scalar",
     "check_value",
@@ -94,6 +96,8 @@ __all__ = [
 ]
 
 Scalar = int | float | str | bytes
+Base = Scalar | bool | list[Any] | dict[str, Any] | None
+"""What a base may hold: a scalar, or (a string key written as JSON) any JSON value."""
 """A base value: an int within 64 bits, a float (not NaN), a str or bytes."""
 Number = int | float
 
@@ -114,7 +118,7 @@ class Write:
 
     dot: Dot
     ts: Timestamp
-    value: Scalar
+    value: Base
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +140,7 @@ def _by_dot(e: Entry) -> Dot:
 
 
 # -- values ---------------------------------------------------------------------------------
-def parse_number(v: Scalar) -> Number | None:
+def parse_number(v: Base) -> Number | None:
     """``v`` as a number, or None if it is not one (see the module docstring)."""
     if isinstance(v, bool):
         return None
@@ -184,7 +188,7 @@ def check_scalar(value: object) -> Scalar:
     return value
 
 
-def check_value(value: object) -> object:
+def check_value(value: object) -> Base:
     """``value`` if it can be a string key's base: a scalar (``check_scalar``) or any
     other JSON value (null, a bool, a list, an object), which is never a number."""
     if value is None or isinstance(value, bool | list | dict):
@@ -220,7 +224,7 @@ def _add(n: Number, incs: Sequence[Incr]) -> Number:
     return acc
 
 
-def cell_value(cell: Cell) -> Scalar | None:
+def cell_value(cell: Cell) -> Base:
     """What a read returns: None for an empty cell; the base as written when no
     increment counts (none present, or a base that is not a number); else the sum."""
     base, incs = _split(cell)
@@ -230,6 +234,15 @@ def cell_value(cell: Cell) -> Scalar | None:
         return base.value
     n = parse_number(base.value)
     return base.value if n is None else _add(n, incs)
+
+
+def cell_scalar(cell: Cell) -> Scalar | None:
+    """``cell_value`` of a cell whose bases are scalars (a hash field, a score): their
+    writes and their decoding check it, so anything else is a bug."""
+    v = cell_value(cell)
+    if isinstance(v, bool | list | dict):
+        raise TypeError(f"a scalar cell holds {v!r}")
+    return v
 
 
 def cell_number(cell: Cell) -> Number | None:
@@ -243,7 +256,7 @@ def cell_number(cell: Cell) -> Number | None:
 
 
 # -- mutations of one cell (pure: they return the new cell, the caller commits it) -----------
-def write(cell: Cell, dot: Dot, ts: Timestamp, value: Scalar) -> tuple[Cell, list[Dot]]:
+def write(cell: Cell, dot: Dot, ts: Timestamp, value: Base) -> tuple[Cell, list[Dot]]:
     """A base write under ``dot``: the new cell (also the delta's) and the delta's dots,
     which are every dot it observed (the observed reset) and its own."""
     w = Write(dot, ts, value)
@@ -379,7 +392,7 @@ class NumericRegister(CRDT):
         self.ctx = ctx if ctx is not None else CausalContext()
 
     # -- reads ------------------------------------------------------------------
-    def value(self) -> Scalar | None:
+    def value(self) -> Base:
         """None when absent (never written, or deleted); see ``cell_value``."""
         return cell_value(self.cell)
 
@@ -395,9 +408,9 @@ class NumericRegister(CRDT):
 
         A string key's base is any JSON value (the HTTP register view writes
         objects and lists); only ints, floats and numeric text count as numbers."""
-        check_value(value)
+        base = check_value(value)
         dot = self.ctx.next_dot(actor)
-        self.cell, dots = write(self.cell, dot, ts, value)
+        self.cell, dots = write(self.cell, dot, ts, base)
         self.ctx.add(dot)
         return NumericRegister(self.cell, CausalContext(cloud=dots))
 

@@ -17,16 +17,25 @@ Every mutator's delta lists only the fields it touched: HSET of one field
 of a 1,000,000-field hash costs, in delta bytes and in the time to make and
 to join it, what it costs on a small one.  Field existence checks (HSETNX)
 are the caller's, local.
+
+The field index, a ``SortedList`` of the live fields, is kept in step with
+the state by every mutation and every merge (``_changed``), as the sorted
+set's is, so HSCAN pages cost O(log n + count) and HKEYS/HGETALL need no
+sort.  It is derived: not encoded, rebuilt by ``decode``; a narrow delta
+builds its own only if it is read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sortedcontainers import SortedList
+
+from crdtkv.crdts.causal import CausalContext
 from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.codec import register_type
 from crdtkv.crdts.hlc import Timestamp
-from crdtkv.crdts.numeric import Number, Scalar, cell_value, check_scalar, float_step
+from crdtkv.crdts.numeric import Cell, Number, Scalar, cell_scalar, check_scalar, float_step
 
 __all__ = ["ORMap"]
 
@@ -37,25 +46,73 @@ class ORMap(CausalMap):
     FORMAT_VERSION = 1
     KIND = "hash"
 
-    __slots__ = ()
+    __slots__ = ("_index",)
+
+    def __init__(
+        self,
+        entries: dict[str, Cell] | None = None,
+        ctx: CausalContext | None = None,
+        narrow: bool = False,
+    ) -> None:
+        super().__init__(entries, ctx, narrow)
+        # A full state builds its index now; a narrow delta only when first read.
+        self._index: SortedList[str] | None = None
+        if not narrow:
+            self._rebuilt()
+
+    # -- the field index ----------------------------------------------------------------
+    @property
+    def index(self) -> SortedList[str]:
+        """The live fields in code-point order; read-only for callers."""
+        if self._index is None:
+            self._rebuilt()
+            assert self._index is not None
+        return self._index
+
+    def _changed(self, key: str, old: Cell, new: Cell) -> None:
+        idx = self._index
+        if idx is None or bool(old) == bool(new):
+            return  # no index yet, or a value change of a field that stays
+        if new:
+            idx.add(key)
+        else:
+            idx.remove(key)
+
+    def _rebuilt(self) -> None:
+        self._index = SortedList(k for k, c in self.entries.items() if c)
+
+    def copy(self) -> ORMap:
+        out = ORMap(dict(self.entries), self.ctx.copy(), narrow=True)  # no index built
+        out.narrow = self.narrow
+        out._index = None if self._index is None else self._index.copy()
+        return out
 
     # -- reads ------------------------------------------------------------------
     def get(self, field: str) -> Scalar | None:
         """HGET: the field's value, or None when absent."""
-        return cell_value(self.entries.get(field, ()))
+        return cell_scalar(self.entries.get(field, ()))
 
     def fields(self) -> list[str]:
         """HKEYS, sorted (the same order on every replica)."""
-        return sorted(k for k, cell in self.entries.items() if cell)
+        return list(self.index)
 
     def value(self) -> dict[str, Scalar]:
         """HGETALL, sorted by field."""
         out: dict[str, Scalar] = {}
-        for field in self.fields():
-            v = cell_value(self.entries[field])
+        entries = self.entries
+        for field in self.index:
+            v = cell_scalar(entries[field])
             if v is not None:
                 out[field] = v
         return out
+
+    def page(self, after: str, count: int) -> tuple[list[str], bool]:
+        """Up to ``count`` live fields after ``after`` ("" from the start) in order,
+        and whether fields remain after them: HSCAN's walk, O(log n + count)."""
+        idx = self.index
+        start = idx.bisect_right(after) if after else 0
+        stop = min(len(idx), start + count)
+        return list(idx.islice(start, stop)), stop < len(idx)
 
     # -- delta-mutators -----------------------------------------------------------
     def set(

@@ -24,7 +24,7 @@ __all__ = ["decr", "delete", "get", "incr"]
 
 
 def _int_value(name: str, reg: NumericRegister) -> int:
-    n = parse_number(reg.value())  # type: ignore[arg-type]
+    n = parse_number(reg.value())
     if not isinstance(n, int):
         raise WrongType(f"key {name!r} holds a string that is not an integer")
     return n

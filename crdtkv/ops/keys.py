@@ -27,6 +27,8 @@ __all__ = [
     "COUNT_DOC",
     "CURSOR_BYTES_MAX",
     "CURSOR_DOC",
+    "MATCH_BYTES_MAX",
+    "MATCH_DOC",
     "NONE",
     "SCAN_COUNT_DEFAULT",
     "SCAN_COUNT_MAX",
@@ -48,9 +50,13 @@ CURSOR_BYTES_MAX = limits.MEMBER_BYTES_MAX + 1  # a scan's cursor: ">" and a mem
 CURSOR_DOC = (
     "Where to continue: the `cursor` of the previous page; absent or empty: from the start."
 )
+MATCH_BYTES_MAX = limits.MEMBER_BYTES_MAX  # a glob never needs to be longer than a name
+MATCH_DOC = (
+    "Only names (keys, or a hash's fields) matching this glob (`*`, `?`, `[abc]`; case-sensitive)."
+)
 COUNT_DOC = (
     "How many: members to pop (default 1); or names (members) a scan examines (default "
-    "100 for keys, 10 for a sorted set), so a page may hold fewer, even none, before the "
+    "100 for keys, 10 for a sorted set or a hash), so a page may hold fewer, even none, before the "
     "scan is done."
 )
 

@@ -45,6 +45,8 @@ __all__ = [
     "Route",
     "Shape",
     "Verb",
+    "check_field",
+    "check_field_value",
     "check_json_value",
     "validate_key",
 ]
@@ -89,6 +91,9 @@ class Kind(Enum):
     SCORES = "scores"  # an object member -> score, at most hi entries (zset_args)
     SCORE_BOUND = "score_bound"  # a score range end: 1.5, "(1.5", "-inf", "+inf"
     LEX_BOUND = "lex_bound"  # a member range end: "[a", "(a", "-", "+"
+    # -- hashes --
+    FIELD = "field"  # a hash field name: 1 to MEMBER_BYTES_MAX bytes of UTF-8
+    FIELDS = "fields"  # an object of 1 to hi fields (FIELD) -> scalar (a string, int64 or float)
 
 
 class In(Enum):
@@ -113,6 +118,10 @@ class Out(Enum):
     SCORES = "scores"  # a list of SCOREs
     RANK = "rank"  # a non-negative integer or null
     ZITEMS = "zitems"  # sorted set members, or [member, score] pairs
+    # -- hashes --
+    HASH = "hash"  # an object: field -> scalar, in field order
+    VALUES = "values"  # a list of scalars (null: absent)
+    NUMBER = "number"  # an int64 or a double
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +425,61 @@ def _bool(arg: Arg, op: Op) -> bool:
     return v
 
 
+# -- hashes ------------------------------------------------------------------------------------
+def _utf8_bytes(s: str, what: str) -> int:
+    if s.isascii():
+        return len(s)
+    try:
+        return len(s.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise BadRequest(f"{what} is not valid UTF-8") from e
+
+
+def check_field(v: object, what: str) -> str:
+    """A hash field name: a non-empty string of at most ``MEMBER_BYTES_MAX`` bytes."""
+    if not isinstance(v, str):
+        raise BadRequest(f"{what} must be a string")
+    n = _utf8_bytes(v, what)
+    if n == 0:
+        raise BadRequest(f"{what} must not be empty")
+    if n > limits.MEMBER_BYTES_MAX:
+        raise BadRequest(f"{what} is over {limits.MEMBER_BYTES_MAX} bytes")
+    return v
+
+
+def check_field_value(v: object, what: str) -> str | int | float:
+    """A hash field's value: a string (at most ``HASH_VALUE_BYTES_MAX`` bytes), an
+    integer within 64 bits or a finite float; never null, a bool, a list or an object."""
+    if isinstance(v, str):
+        if _utf8_bytes(v, what) > limits.HASH_VALUE_BYTES_MAX:
+            raise BadRequest(f"{what} is over {limits.HASH_VALUE_BYTES_MAX} bytes")
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise BadRequest(f"{what} must be a string or a number")
+    if isinstance(v, int) and not limits.INT64_MIN <= v <= limits.INT64_MAX:
+        raise BadRequest(f"{what} must fit in 64 bits")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise BadRequest(f"{what} must be finite")
+    return v
+
+
+def _field(arg: Arg, op: Op) -> str:
+    return check_field(op.get(arg.name), f"field {arg.name!r}")
+
+
+def _fields(arg: Arg, op: Op) -> dict[str, str | int | float]:
+    name = arg.name
+    v = op.get(name)
+    if not isinstance(v, dict) or not v:
+        raise BadRequest(f"field {name!r} must be a non-empty object of field -> value")
+    if len(v) > arg.hi:
+        raise BadRequest(f"field {name!r} has {len(v)} entries; the limit is {arg.hi}")
+    for k, x in v.items():
+        check_field(k, f"a field name in {name!r}")
+        check_field_value(x, f"a value in {name!r}")
+    return v
+
+
 def _float(arg: Arg, op: Op) -> float:
     v = op.get(arg.name)
     if isinstance(v, bool) or not isinstance(v, int | float):
@@ -447,4 +511,6 @@ _PARSERS: dict[Kind, Callable[[Arg, Op], Any]] = {
     Kind.SCORES: _zset_kind(Kind.SCORES),
     Kind.SCORE_BOUND: _zset_kind(Kind.SCORE_BOUND),
     Kind.LEX_BOUND: _zset_kind(Kind.LEX_BOUND),
+    Kind.FIELD: _field,
+    Kind.FIELDS: _fields,
 }

@@ -18,6 +18,7 @@ from typing import Any
 from crdtkv import limits
 from crdtkv.errors import BadRequest
 from crdtkv.ops import counters, hlls, keys, registers, sets
+from crdtkv.ops.hash_rows import HASHES
 from crdtkv.ops.spec import (
     CALLER,
     Arg,
@@ -112,8 +113,8 @@ SET_MEMBERS = Body("SetMembers", {"members": ["a", "b"]})
 DELETED = "Deleted (also when it did not exist)."
 DEL = Verb(
     "del",
-    "delete a key of any type (prints 1 if it existed); --type registers|counters|sets|hlls|zsets "
-    "deletes only a key of that type",
+    "delete a key of any type (prints 1 if it existed); --type "
+    "registers|counters|sets|hlls|zsets|hashes deletes only a key of that type",
 )
 
 
@@ -442,10 +443,10 @@ SCAN_MATCH = Arg(
     "match",
     Kind.STRING,
     required=False,
-    hi=limits.KEY_BYTES_MAX,
+    hi=keys.MATCH_BYTES_MAX,
     http=In.QUERY,
     query="match",
-    doc="Only keys matching this glob (`*`, `?`, `[abc]`; case-sensitive).",
+    doc=keys.MATCH_DOC,
     http_doc="Only keys matching this glob (`*`, `?`, `[abc]`; case-sensitive).",
     help="only keys matching this glob",
 )
@@ -680,6 +681,7 @@ TABLE: tuple[OpSpec, ...] = (
     *HLLS,
     *KEYS,
     *ZSETS,  # the sorted set's rows: crdtkv.ops.zset_rows
+    *HASHES,  # the hash's rows: crdtkv.ops.hash_rows
 )
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in TABLE}
 NAMESPACES: tuple[str, ...] = tuple(dict.fromkeys(spec.namespace for spec in TABLE))
@@ -691,6 +693,7 @@ VIEW_TYPES: dict[str, str] = {
     "sets": "set",
     "hlls": "hll",
     "zsets": "zset",
+    "hashes": "hash",
 }
 """The keyspace type (``crdtkv.replica.TYPES``) each view reads and writes."""
 

@@ -1,4 +1,4 @@
-"""The command-line client: ``crdtkv get|set|incr|sadd|...|del|type|ttl|expire|scan``.
+"""The command-line client: ``crdtkv get|set|incr|sadd|hset|zadd|...|del|type|ttl|scan``.
 
 The verbs are the op table's (``Method.cli`` in ``crdtkv.ops.table``), and so
 are their arguments and output: a verb calls one client method, takes that
@@ -151,6 +151,9 @@ _SHOW: dict[Out, Callable[[Any], str | None]] = {
     Out.SCORES: lambda v: "\n".join("" if x is None else _score(x) for x in v) or None,
     Out.RANK: _optional(str),
     Out.ZITEMS: _zitems,
+    Out.HASH: _json,
+    Out.VALUES: _json,
+    Out.NUMBER: _json,
 }
 
 
@@ -200,6 +203,9 @@ def _add_args(p: ArgParser, verb: _Verb) -> None:
         elif not arg.required:
             choices = list(arg.choices) or None
             p.add_argument(f"--{name.replace('_', '-')}", choices=choices, help=arg.help)
+        elif arg.kind is Kind.FIELDS:
+            p.add_argument(name, nargs="+", metavar="FIELD VALUE", help="field and value pairs")
+            p.add_argument("--json", action="store_true", help="parse each VALUE as JSON")
         else:
             p.add_argument(name)
             if arg.kind is Kind.JSON:
@@ -229,6 +235,8 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
                 except json.JSONDecodeError as e:
                     message = f"{arg.client_name.upper()} is not JSON: {e.msg}"
                     raise SystemExit(_usage_error(verb.verb.name, message)) from e
+            if arg.kind is Kind.FIELDS:
+                value = _pairs(verb.verb.name, value, a.json)
             if arg.kind is Kind.SCORES:
                 if len(value) % 2:
                     message = "scores come as SCORE MEMBER pairs"
@@ -263,6 +271,22 @@ def _show(spec: OpSpec, method: Method) -> Callable[[Any], str | None]:
 def _shown(pair: tuple[Callable[[Any], str | None], Any]) -> str | None:
     show, result = pair
     return show(result)
+
+
+def _pairs(name: str, words: list[str], as_json: bool) -> dict[str, Any]:
+    """``FIELD VALUE [FIELD VALUE ...]`` as a dict (values parsed as JSON with ``--json``)."""
+    if len(words) % 2:
+        raise SystemExit(_usage_error(name, "fields and values come in pairs"))
+    out: dict[str, Any] = {}
+    for field, raw in zip(words[::2], words[1::2], strict=True):
+        value: Any = raw
+        if as_json:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise SystemExit(_usage_error(name, f"VALUE is not JSON: {e.msg}")) from e
+        out[field] = value
+    return out
 
 
 def _command(verb: _Verb) -> Callable[[list[str], Mapping[str, str]], int]:

@@ -64,7 +64,7 @@ async def test_scan_over_http(served: Served) -> None:
         ("count=x", "count"),
         ("count=10001", "count"),
         ("type=list", "type"),
-        ("match=" + "x" * 1025, "match"),
+        ("match=" + "x" * 4097, "match"),
     ):
         refused = await served.request("GET", f"/v1/keys?{query}")
         assert refused.status == 400 and f"'{field}'" in refused.body["error"]["message"], query

@@ -22,6 +22,8 @@ def sample(arg: Arg) -> Any:
         Kind.SCORES: {"a": 1.5},
         Kind.SCORE_BOUND: "-inf",
         Kind.LEX_BOUND: "-",
+        Kind.FIELD: "f",
+        Kind.FIELDS: {"a": 1, "f": 2},
     }[arg.kind]
 
 
@@ -62,6 +64,23 @@ def bad_values(arg: Arg) -> list[Any]:
         return ["x", "(", "[1", "nan", "(nan", True, [], {"a": 1}]
     if arg.kind is Kind.LEX_BOUND:
         return ["a", "", 5, [], "[" + "x" * (limits.MEMBER_BYTES_MAX + 1)]
+    if arg.kind is Kind.FIELD:
+        return [5, "", ["a"], "x" * (limits.MEMBER_BYTES_MAX + 1), "\ud800"]
+    if arg.kind is Kind.FIELDS:
+        big = "x" * (limits.HASH_VALUE_BYTES_MAX + 1)
+        return [
+            {},
+            ["a"],
+            {"": 1},
+            {"a": None},
+            {"a": True},
+            {"a": [1]},
+            {"a": 2**63},
+            {"a": float("inf")},
+            {"a": big},
+            {"\ud800": 1},
+            {str(i): 1 for i in range(arg.hi + 1)},
+        ]
     out: list[Any] = [5, ["a"], {"a": 1}]
     if arg.hi:
         out.append("x" * (arg.hi + 1))

@@ -290,7 +290,7 @@ def test_scan_refuses_bad_arguments() -> None:
         ({"count": "5"}, "'count' must be an integer"),
         ({"type": "list"}, "'type' must be one of string, hash, zset, set, hll"),
         ({"match": 5}, "'match' must be a string"),
-        ({"match": "*" * 1025}, "'match' is over 1024 characters"),
+        ({"match": "*" * 4097}, "'match' is over 4096 characters"),
         ({"cursor": ["a"]}, "'cursor' must be a string"),
     ]
     for fields, message in cases:

@@ -17,8 +17,8 @@ __all__ = ["DESCRIPTION", "build", "render"]
 
 DESCRIPTION = f"""\
 The public HTTP API of one crdtkv replica (contract v1). Every value is a CRDT:
-registers (last writer wins, optional TTL), counters, sets (add wins) and
-HyperLogLogs. Every replica accepts every write; replicas exchange changes in
+registers (last writer wins, optional TTL), counters, sets (add wins),
+HyperLogLogs and hashes. Every replica accepts every write; replicas exchange changes in
 the background.
 
 - JSON in and out (`Content-Type: application/json`; a body without a
@@ -55,6 +55,10 @@ def build() -> Json:
             {"name": "counters", "description": "64-bit signed counters (PN-counters)"},
             {"name": "sets", "description": "Sets of strings (add-wins observed-remove sets)"},
             {"name": "hlls", "description": "HyperLogLog distinct counters"},
+            {
+                "name": "hashes",
+                "description": "Hashes: field -> string or number (HSET, HGET, ...)",
+            },
             {"name": "batch", "description": "Several ops in one request"},
             {"name": "operations", "description": "Health, status, metrics, this document"},
         ],

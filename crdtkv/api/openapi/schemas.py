@@ -37,6 +37,19 @@ def arg_schema(arg: Arg) -> Json:
         return schema("Int64" if is_int64(arg) else camel(arg.name))
     if arg.kind is Kind.STRINGS:
         return schema(camel(arg.name))
+    if arg.kind is Kind.FIELD:
+        return schema("Field")
+    if arg.kind is Kind.FIELDS:
+        return {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": arg.hi,
+            "propertyNames": schema("Field"),
+            "additionalProperties": schema("FieldValue"),
+            "description": f"{arg.doc}: 1 to {arg.hi} fields.",
+        }
+    if arg.kind is Kind.FLOAT:
+        return {"type": "number", "description": arg.doc}
     if arg.kind is Kind.KEYS:
         return {
             "type": "array",
@@ -113,6 +126,7 @@ def arg_components() -> Json:
         "description": 'A sorted set score: a number, or its text as Redis writes it ("1.5", '
         '"-inf", "+inf"); not NaN.',
     }
+    out.update(hash_components())
     out["Int64"] = {**INT64, "description": "A 64-bit signed integer."}
     for arg in (a for a in ARGS if a.kind is Kind.INT and not is_int64(a)):
         out[camel(arg.name)] = {
@@ -126,6 +140,28 @@ def arg_components() -> Json:
         "(the whole body counts), its integers within 64 bits.",
     }
     return out
+
+
+def hash_components() -> Json:
+    """A hash field's name and value."""
+    return {
+        "Field": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": limits.MEMBER_BYTES_MAX,
+            "description": f"A hash field: 1 to {limits.MEMBER_BYTES_MAX} bytes of UTF-8.",
+        },
+        "FieldValue": {
+            "anyOf": [
+                {"type": "string", "maxLength": limits.HASH_VALUE_BYTES_MAX},
+                INT64,
+                {"type": "number"},
+            ],
+            "description": "A hash field's value: a string (at most "
+            f"{limits.HASH_VALUE_BYTES_MAX} bytes of UTF-8), a 64-bit integer or a finite "
+            "number; read back as written.",
+        },
+    }
 
 
 def request_bodies() -> Json:
@@ -233,6 +269,13 @@ def result_field(f: Field) -> Json:
             "maxItems": 2,
         }
         return {"type": "array", "items": {"anyOf": [{"type": "string"}, pair]}, **described}
+    if f.kind is Out.HASH:
+        return {"type": "object", "additionalProperties": schema("FieldValue"), **described}
+    if f.kind is Out.VALUES:
+        items = {"anyOf": [schema("FieldValue"), {"type": "null"}]}
+        return {"type": "array", "items": items, **described}
+    if f.kind is Out.NUMBER:
+        return {"type": "number", **described}
     return {"type": "array", "items": {"type": "string"}, "uniqueItems": True, **described}
 
 
