@@ -15,6 +15,7 @@ from crdtkv.errors import (
     NotFound,
     SessionUnavailable,
     Unauthorized,
+    WrongType,
 )
 
 __version__ = "0.1.0"
@@ -29,6 +30,7 @@ __all__ = [
     "NotFound",
     "SessionUnavailable",
     "Unauthorized",
+    "WrongType",
 ]
 
 

@@ -50,6 +50,12 @@ _Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
 _NODE_FAMILIES: list[tuple[str, _Family, str]] = [
     ("crdtkv_keys", GaugeMetricFamily, "Live keys at this replica"),
     (
+        "crdtkv_type_conflict_keys",
+        GaugeMetricFamily,
+        "Keys that replicas created with different types concurrently (every type's state"
+        " is kept; the highest-HLC write's type is the visible one)",
+    ),
+    (
         "crdtkv_delta_log_entries",
         GaugeMetricFamily,
         "Delta log entries not yet folded into a checkpoint",
@@ -78,6 +84,7 @@ class _NodeCollector:
         node, replica = self._node, self._node.replica
         values = (
             replica.live_keys(node.now_ms()),
+            len(replica.conflicts),
             replica.log_pos - replica.checkpoint_pos,
             node.batches_written,
             node.entries_written,

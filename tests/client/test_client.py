@@ -20,6 +20,7 @@ from crdtkv import (
     KeyNotFound,
     SessionUnavailable,
     Unauthorized,
+    WrongType,
 )
 from crdtkv.sessions import SESSION_HEADER
 from tests.procs import Server, clean_env, free_port, server_group
@@ -65,24 +66,30 @@ def test_absent_keys_read_as_the_contract_says(server: Server) -> None:
 
 
 def test_every_operation_and_batch(server: Server) -> None:
+    # One keyspace of typed keys: each type under its own key.
     with Client([server.url], auth_token=TOKEN) as db:
-        assert db.counters.incr("ops", 5) == 5 and db.counters.decr("ops", 2) == 3
-        assert db.sets.add("ops", "a", "b", "c") == 3 and db.sets.remove("ops", "b") == 1
-        assert db.sets.contains("ops", "a") and db.sets.size("ops") == 2
-        assert db.hlls.add("ops", "x", "y") is True and db.hlls.add("ops", "x") is False
-        db.hlls.add("ops2", "z")
-        assert db.hlls.merge("ops", "ops2") == 3
-        db.registers.set("ops", [1, 2])
-        db.registers.delete("ops")
-        db.counters.delete("ops")
-        db.sets.delete("ops")
-        db.hlls.delete("ops")
-        assert db.registers.get("ops", default=None) is None and db.counters.get("ops") == 0
+        assert db.counters.incr("ops:c", 5) == 5 and db.counters.decr("ops:c", 2) == 3
+        assert db.sets.add("ops:s", "a", "b", "c") == 3 and db.sets.remove("ops:s", "b") == 1
+        assert db.sets.contains("ops:s", "a") and db.sets.size("ops:s") == 2
+        assert db.hlls.add("ops:h", "x", "y") is True and db.hlls.add("ops:h", "x") is False
+        db.hlls.add("ops:h2", "z")
+        assert db.hlls.merge("ops:h", "ops:h2") == 3
+        with pytest.raises(WrongType):
+            db.sets.add("ops:c", "a")  # a string key refuses a set write
+        db.registers.set("ops:r", [1, 2])
+        with pytest.raises(WrongType):
+            db.counters.incr("ops:r", 1)  # a non-numeric base refuses an increment
+        db.registers.delete("ops:r")
+        db.counters.delete("ops:c")
+        db.sets.delete("ops:s")
+        db.hlls.delete("ops:h")
+        assert db.registers.get("ops:r", default=None) is None and db.counters.get("ops:c") == 0
+        assert db.sets.size("ops:s") == 0 and db.hlls.count("ops:h") == 0
         results = db.batch(
             [
                 {"op": "counters.incr", "key": "b", "delta": 2},
                 {"op": "registers.get", "key": "nope"},
-                {"op": "sets.add", "key": "b", "members": ["m"]},
+                {"op": "sets.add", "key": "b:set", "members": ["m"]},
             ]
         )
     assert results[0] == {"value": 2} and results[2] == {"added": 1}
@@ -129,13 +136,15 @@ def test_bad_client_arguments() -> None:
 
 async def test_async_client_has_the_same_methods(server: Server) -> None:
     async with AsyncClient([dead_url(), server.url], auth_token=TOKEN) as db:
-        await db.registers.set("async", {"v": 1})
-        assert await db.registers.get("async") == {"v": 1}
+        await db.registers.set("async:r", {"v": 1})
+        assert await db.registers.get("async:r") == {"v": 1}
         assert await db.counters.incr("async", 4) == 4
-        assert await db.sets.add("async", "a") == 1
-        assert await db.sets.members("async") == ["a"]
-        assert await db.hlls.add("async", "i") is True
-        assert await db.hlls.count("async") == 1
+        assert await db.sets.add("async:s", "a") == 1
+        assert await db.sets.members("async:s") == ["a"]
+        assert await db.hlls.add("async:h", "i") is True
+        assert await db.hlls.count("async:h") == 1
+        with pytest.raises(WrongType):
+            await db.sets.add("async", "b")
         assert await db.counters.get("nothing") == 0
         with pytest.raises(KeyNotFound):
             await db.registers.get("nothing")

@@ -12,12 +12,11 @@ import zlib
 import msgpack
 
 from crdtkv import Client
-from crdtkv.crdts import PNCounter
 from crdtkv.replica import records as rec
-from crdtkv.replica.keyspace import DeltaGroup
 from replication import messages
 from replication.http import REPLICATE_PATH, verify
 from replication.messages import Header, Push, Reply
+from tests.deltas import group_of
 from tests.procs import Server, http
 from tests.replication.real_cluster import (
     SECRET,
@@ -38,8 +37,8 @@ def _push_from_r2(servers: list[Server], key: str, amount: int, actor: str) -> t
     # r2 as r1 knows it (its real incarnation and applied vector), so that
     # even an accepted push disturbs nothing but the counter.
     head = Header("r2", r2_actor.split("~", 1)[1], r2_applied)
-    delta = PNCounter().incr(actor, amount)
-    group_blob = rec.pack(rec.encode_group(DeltaGroup((actor, 1), {("counters", key): delta})))
+    group = group_of(actor, {"op": "counters.incr", "key": key, "delta": amount})
+    group_blob = rec.pack(rec.encode_group(group))
     (r1_actor,) = actor_of(r1.status()["applied"], "r1")
     r1_incarnation = r1_actor.split("~", 1)[1]
     return messages.encode(Push(head, 0, 1, ((1, group_blob),), r1_incarnation)), r1_incarnation

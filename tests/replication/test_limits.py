@@ -9,13 +9,11 @@ import json
 import pytest
 
 from crdtkv import limits
-from crdtkv.crdts import PNCounter
-from crdtkv.crdts.base import CRDT
 from crdtkv.errors import CodecError, ProtocolError, SyncTooLarge
 from crdtkv.limits import LimitError, ReplicationSettings, check_body_bytes
 from crdtkv.replica import apply_op
 from crdtkv.replica import records as rec
-from crdtkv.replica.keyspace import Key, Replica
+from crdtkv.replica.keyspace import Replica
 from replication import messages
 from replication.digest import BUCKETS
 from replication.messages import Header, Push, SyncDigest, SyncDone, SyncStates
@@ -87,13 +85,18 @@ def test_a_push_over_push_entries_max_bound_is_what_a_receiver_refuses() -> None
 
 
 def test_a_sender_at_the_largest_push_settings_sends_pushes_receivers_accept() -> None:
-    settings = ReplicationSettings(push_entries_max=limits.PUSH_ENTRIES_MAX)
+    # Bytes large enough that the entry bound is the one that binds (a counter
+    # increment's group, string and key meta, is about 135 bytes).
+    settings = ReplicationSettings(
+        push_entries_max=limits.PUSH_ENTRIES_MAX, push_bytes_max=4 * 1024 * 1024
+    )
     c = SimCluster(2, 1, settings=settings)
     r0 = c.nodes["r0"]
     c.run_for(50)  # a first exchange: r0 learns r1's incarnation, a push's target
     assert r0.rep.peers["r1"].incarnation and not r0.rep.peers["r1"].inflight
     for i in range(limits.PUSH_ENTRIES_MAX + 500):
-        r0.replica.commit_local(_incr(r0.replica, i))
+        op = {"op": "counters.incr", "key": f"k{i % 7}", "delta": 1}
+        apply_op(r0.replica, op, c.now_ms)
     r0.commit_now()
     out = r0.rep.next_message("r1", c.now_ms)
     assert out is not None
@@ -102,13 +105,6 @@ def test_a_sender_at_the_largest_push_settings_sends_pushes_receivers_accept() -
     blob = messages.encode(push)
     assert len(blob) <= limits.MESSAGE_BYTES_MAX
     assert c.nodes["r1"].rep.receive("r0", messages.decode(blob), c.now_ms).acked == push.upto
-
-
-def _incr(replica: Replica, i: int) -> dict[Key, CRDT]:
-    """The delta of a counter increment (without the op layer: fast)."""
-    delta = PNCounter()
-    delta.entries[replica.actor] = [i + 1, 0, 0, 0]
-    return {("counters", f"k{i % 7}"): delta}
 
 
 # -- the client body limit against a push ---------------------------------------------------------
@@ -152,14 +148,14 @@ def test_a_state_sync_past_the_receivers_buffer_is_dropped_with_a_typed_error() 
     r0, r1 = c.nodes["r0"], c.nodes["r1"]
     value = "x" * (2 * 1024 * 1024)
     r0.apply({"op": "registers.set", "key": "big", "value": value}, c.now_ms)
-    blob = rec.encode_state(r0.replica.states[("registers", "big")])
+    blob = rec.encode_state(r0.replica.states[("string", "big")])
     head = r0.rep.header()
     before = r1.encoded_state()
     r1.rep.receive("r0", SyncDigest(head, 7, (0,) * BUCKETS), c.now_ms)
     shipped = 0
     with pytest.raises(SyncTooLarge) as err:
         for i in range(20):
-            msg = SyncStates(head, 7, (("registers", f"k{i}", blob),))
+            msg = SyncStates(head, 7, (("string", f"k{i}", blob),))
             r1.rep.receive("r0", msg, c.now_ms)
             shipped += 1
             assert r1.rep.incoming["r0"].bytes <= limits.MESSAGE_BYTES_MAX

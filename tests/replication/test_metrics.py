@@ -27,13 +27,13 @@ REPLICATION_FAMILIES = {
     "crdtkv_replication_sync_bytes_shipped": "counter",
     "crdtkv_replication_log_entries": "gauge",
     "crdtkv_replication_log_bytes": "gauge",
-    "crdtkv_tombstones_collected": "counter",
 }
 API_FAMILIES = {
     "crdtkv_http_requests": "counter",
     "crdtkv_http_errors": "counter",
     "crdtkv_http_request_duration_seconds": "histogram",
     "crdtkv_keys": "gauge",
+    "crdtkv_type_conflict_keys": "gauge",
     "crdtkv_delta_log_entries": "gauge",
     "crdtkv_group_commit_batches": "counter",
     "crdtkv_group_commit_entries": "counter",

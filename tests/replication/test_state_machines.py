@@ -61,8 +61,9 @@ def test_a_sync_run_walks_digest_keys_states_done_and_completes() -> None:
             break
     assert stages[0] is Stage.DIGEST and kinds[0] == "SyncDigest"
     assert stages[-1] is Stage.DONE and kinds[-1] == "SyncDone"
-    # sync_keys_max=1 and sync_bytes_max=1: one bucket and one state per message.
-    assert kinds.count("SyncStates") == KEYS
+    # sync_keys_max=1 and sync_bytes_max=1: one bucket and one state per message;
+    # each key is two states (the string's and its KeyMeta).
+    assert kinds.count("SyncStates") == 2 * KEYS
     assert Stage.KEYS in stages and Stage.STATES in stages
     # Each stage's requests are the ones the table names.
     expected = {

@@ -36,6 +36,16 @@ __all__ = ["Runner", "Workload"]
 PREFILL_BATCH = 1_000  # registers per prefill request
 PREFILL_CONNECTIONS_MAX = 16
 PROGRESS_INTERVAL_S = 0.25
+# One keyspace of typed keys: each workload writes its own type, under its own
+# prefix, so that a run of several workloads never hits a WRONGTYPE.  Registers
+# (set and get) share the prefill's keys.
+KEY_PREFIX = {
+    "register_set": "r",
+    "register_get": "r",
+    "counter_incr": "c",
+    "set_add": "s",
+    "hll_add": "hll",
+}
 
 
 class Workload:
@@ -61,7 +71,7 @@ class Workload:
             self.next_key = (i + 1) % self.cfg.keyspace
         else:
             i = self.rng.randrange(self.cfg.keyspace)
-        return f"key:{i:012d}"
+        return f"{KEY_PREFIX.get(self.type, self.type)}:{i:012d}"
 
     def op(self) -> dict[str, Any]:
         t, key = self.type, self.key()
@@ -261,7 +271,7 @@ class Runner:
             while next_key < cfg.keyspace:
                 lo, next_key = next_key, min(cfg.keyspace, next_key + PREFILL_BATCH)
                 ops = [
-                    {"op": "registers.set", "key": f"key:{k:012d}", "value": value}
+                    {"op": "registers.set", "key": f"r:{k:012d}", "value": value}
                     for k in range(lo, next_key)
                 ]
                 req = Request("POST", "/v1/batch", orjson.dumps({"ops": ops}), len(ops), JSON_TYPE)
