@@ -52,6 +52,7 @@ ERROR_CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    409: "wrong_type",
     413: "payload_too_large",
     415: "unsupported_media_type",
     503: "session_unavailable",
