@@ -388,9 +388,10 @@ def replay_sizes(run: Run, reps: list[Replica]) -> dict[str, Any]:
             (entry,) = origin.take_pending()
             group = entry.group
             delta_bytes += len(rec.pack(rec.encode_group(group)))
-            (key,) = group.deltas
-            state = origin.states[key]
-            full_bytes += len(rec.pack([list(group.dot), [[key[0], key[1], codec.encode(state)]]]))
+            # A group is the key's type state and its KeyMeta: the full-state
+            # alternative ships both whole.
+            full = [[k[0], k[1], codec.encode(origin.states[k])] for k in group.deltas]
+            full_bytes += len(rec.pack([list(group.dot), full]))
             n += 1
             for j, other in enumerate(core):
                 if j != idx:
@@ -401,7 +402,7 @@ def replay_sizes(run: Run, reps: list[Replica]) -> dict[str, Any]:
         "ops": n,
         "delta_group_bytes_mean": round(delta_bytes / n, 1) if n else None,
         "full_state_group_bytes_mean": round(full_bytes / n, 1) if n else None,
-        "keys": len(core[0].states),
+        "keys": len({name for _, name in core[0].states}),
         "whole_keyspace_state_bytes": total_state,
     }
 

@@ -171,15 +171,21 @@ def test_command_line_client(server: Server, tmp_path: Path) -> None:
     assert session.read_text().strip()
     done = crdtkv("get", "cli", *url, session=session)
     assert done.returncode == 0 and done.stdout.strip() == '{"a": 1}'
-    assert crdtkv("incr", "cli", "5", *url).stdout.strip() == "5"
-    assert crdtkv("incr", "cli", "-2", *url).stdout.strip() == "3"
-    assert crdtkv("sadd", "cli", "x", "y", *url).stdout.strip() == "2"
-    assert crdtkv("srem", "cli", "y", *url).stdout.strip() == "1"
-    assert crdtkv("smembers", "cli", *url).stdout.split() == ["x"]
-    assert crdtkv("pfadd", "cli", "i1", "i2", *url).stdout.strip() == "1"
-    assert crdtkv("pfcount", "cli", *url).stdout.strip() == "2"
-    assert crdtkv("del", "cli", "--type", "sets", *url).returncode == 0
-    assert crdtkv("smembers", "cli", *url).stdout == ""
+    wrong = crdtkv("incr", "cli", "5", *url)  # a JSON object is not an integer
+    assert wrong.returncode == 1 and "wrong_type" in wrong.stderr
+    assert crdtkv("incr", "cli:n", "5", *url).stdout.strip() == "5"
+    assert crdtkv("incr", "cli:n", "-2", *url).stdout.strip() == "3"
+    assert crdtkv("sadd", "cli:s", "x", "y", *url).stdout.strip() == "2"
+    assert crdtkv("srem", "cli:s", "y", *url).stdout.strip() == "1"
+    assert crdtkv("smembers", "cli:s", *url).stdout.split() == ["x"]
+    assert crdtkv("pfadd", "cli:h", "i1", "i2", *url).stdout.strip() == "1"
+    assert crdtkv("pfcount", "cli:h", *url).stdout.strip() == "2"
+    assert crdtkv("type", "cli:s", *url).stdout.strip() == "set"
+    typed = crdtkv("del", "cli:s", "--type", "hlls", *url)  # not an hll: refused
+    assert typed.returncode == 1 and "wrong_type" in typed.stderr
+    assert crdtkv("smembers", "cli:s", *url).stdout.split() == ["x"]
+    assert crdtkv("del", "cli:s", "--type", "sets", *url).returncode == 0
+    assert crdtkv("smembers", "cli:s", *url).stdout == ""
     missing = crdtkv("get", "absent", *url)
     assert missing.returncode == 1 and "not_found" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
