@@ -7,8 +7,8 @@ appended to the replica's log of pending records: the shell persists them
 context of every replica-level dot this replica has applied; its gap-free
 part (``applied.vv``) is what session tokens are compared against.  A remote
 group whose dot is already applied is recognised by that dot and ignored,
-which is also what keeps a garbage-collected tombstone from being undone by a
-late delta.
+which is also what keeps a late copy of a deleted write from coming back
+(a DEL is observed-remove and leaves the key's causal context behind).
 
 The actor id is ``<replica_id>~<incarnation>``: a replica whose data
 directory was lost starts under a new incarnation and so can never reissue a
