@@ -489,12 +489,12 @@ ZSETS: tuple[OpSpec, ...] = (
         doc=Doc(
             "Walk a sorted set's members (Redis ZSCAN)",
             "The next cursor and [member, score] pairs.",
-            {"cursor": "0", "items": [["a", 1.5]]},
+            {"cursor": "", "items": [["a", 1.5]]},
             "Members in code-point order after the cursor; one present for the whole scan "
             "comes exactly once.",
         ),
         route=_route("POST", "{key}/scan"),
-        body=Body("ZsetScan", {"cursor": "0", "count": 10}),
+        body=Body("ZsetScan", {"cursor": "", "count": 10}),
         client=None,  # two results (cursor and items): use the batch or the endpoint
     ),
     OpSpec(
