@@ -78,14 +78,23 @@ What is not exact, precisely:
   becomes the key's TTL, so the hidden states expire with it.
 - Replicas that held different format-1 views of a key when they were
   upgraded (writes not yet replicated everywhere) are joined by format 2's
-  rules after the upgrade, and these differ from format 1's: a register
-  deleted on one replica and not yet on another comes back (format 2 has no
-  tombstone to carry the delete); of two register writes the later one wins
-  but a TTL of the earlier one can survive; a counter reset that one replica
-  had not seen when that replica's actor view is newer keeps the reset
-  increments (format 2's rule for an increment concurrent with a reset, see
-  ``crdtkv.crdts.numeric``).  An upgrade of a converged cluster (every
-  replica stopped after replication caught up) loses none of this.
+  rules after the upgrade, and these differ from format 1's:
+
+  - a register deleted on one replica and not yet on another comes back
+    (format 2 has no tombstone to carry the delete);
+  - of two register writes the later one's value wins, but the earlier
+    one's TTL survives if the later one had none or a shorter one (format
+    2's rule for concurrent TTLs);
+  - when one replica had seen a reset of actor X's increments and another
+    had not but held later increments of X, the join counts X's increments
+    as the second replica held them (the reset is lost for X) plus X's
+    increments after the reset that the first replica held (so these count
+    twice): 5 increments, a reset seen by A, 3 more seen by B only: 8
+    (8 + 0), not 3; had A also seen 2 of the 3: 10 (8 + 2).
+
+  One replica merely behind another (same resets seen, fewer writes) joins
+  exactly.  An upgrade of a converged cluster (every replica stopped after
+  replication caught up) loses none of this.
 - A counter actor with ``P + N >= 2**63`` (increments totalling 2**63 in
   magnitude) gets an entry named after all four components instead: exact
   on its own, but two replicas with different views of that actor both
@@ -389,7 +398,7 @@ def _convert_name(name: str, olds: dict[str, OldState], now_ms: int, out: Conver
                 ttl = (entry,)
                 meta_ctx.add(entry.dot)
     ctr = olds.get("counters")
-    if isinstance(ctr, OldCounter) and ctr.entries:
+    if isinstance(ctr, OldCounter) and any(sum(e) for e in ctr.entries.values()):
         string = string if string is not None else _StringParts()
         _counter_parts(name, ctr, string)
         out.carried["counters"] += 1

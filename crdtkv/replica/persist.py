@@ -55,8 +55,10 @@ class DataDirMismatch(StorageError):
     this build neither reads nor migrates."""
 
 
-def _refuse_format(found: str) -> DataDirMismatch:
-    if found.startswith("format ") and found[7:].isdigit() and int(found[7:]) > rec.FORMAT:
+def _refuse_format(found: str, *, newer: bool = False) -> DataDirMismatch:
+    """The refusal of a format this build neither reads nor migrates: what was
+    ``found``, what this build reads, and what to do."""
+    if newer:
         todo = (
             "it was written by a newer crdtkv: run that release (or a later one) on it, "
             "or start this replica on an empty data directory and let its peers catch it up"
@@ -142,7 +144,7 @@ def load_replica(
     if fmt == migrate.FROM_FORMAT:
         migrate_format_1(storage, now_ms)
     elif fmt != rec.FORMAT:
-        raise _refuse_format(f"format {fmt}")
+        raise _refuse_format(f"format {fmt}", newer=fmt > rec.FORMAT)
     raw_inc = storage.get("meta", rec.META_INCARNATION)
     incarnation = rec.unpack(raw_inc, "meta incarnation") if raw_inc is not None else None
     if not isinstance(incarnation, str) or not incarnation:

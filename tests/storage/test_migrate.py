@@ -520,6 +520,19 @@ def test_counter_views_one_replica_is_behind_on_join_to_the_newer(
         assert joined == b.joined(a)
 
 
+@pytest.mark.parametrize(
+    ("seen_by_a", "joined"), [((5, 0, 5, 0), 8), ((7, 0, 5, 0), 10)], ids=["none", "two"]
+)
+def test_counter_views_with_a_reset_one_did_not_see_join_as_documented(
+    seen_by_a: tuple[int, int, int, int], joined: int
+) -> None:
+    """The loss ``migrate``'s docstring states: 5 increments, a reset seen by A, 3 more
+    seen by B only (and ``seen_by_a``): format 1 would read 3."""
+    a = _string({("counters", "k"): _ctr({A: seen_by_a})})
+    b = _string({("counters", "k"): _ctr({A: (8, 0, 0, 0)})})
+    assert a.joined(b).value() == b.joined(a).value() == joined
+
+
 def test_register_views_join_to_the_later_write() -> None:
     older = mig.OldRegister(Timestamp(NOW_MS - 1_000, 1, A), "old", NOW_MS + 1_000, False)
     newer = mig.OldRegister(Timestamp(NOW_MS - 1_000, 2, B), "new", None, False)
