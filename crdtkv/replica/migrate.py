@@ -117,10 +117,10 @@ from crdtkv.crdts.hlc import ZERO, Timestamp
 from crdtkv.crdts.key_meta import EXPIRES_MAX_MS, TtlEntry
 from crdtkv.crdts.numeric import Entry, Incr, Write, check_value
 from crdtkv.errors import CodecError, CounterOverflow, NotNumeric
-from crdtkv.replica.keyspace import META, Key
+from crdtkv.replica.keyspace import META, Key, is_live
 
 __all__ = [
-    "NEW_TYPE",
+    "FROM_FORMAT",
     "OLD_NAMESPACES",
     "Migration",
     "OldCounter",
@@ -132,8 +132,7 @@ __all__ = [
     "migrate",
 ]
 
-FROM_FORMAT = 1
-TO_FORMAT = 2
+FROM_FORMAT = 1  # the format migrated (to ``records.FORMAT``, 2)
 
 OLD_NAMESPACES: dict[str, str] = {
     "registers": "lww",
@@ -142,13 +141,6 @@ OLD_NAMESPACES: dict[str, str] = {
     "hlls": "hll",
 }
 """Format 1's namespaces and the type tag of their states."""
-NEW_TYPE: dict[str, str] = {
-    "registers": "string",
-    "counters": "string",
-    "sets": "set",
-    "hlls": "hll",
-}
-"""The format-2 type each format-1 namespace becomes."""
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SEQ_LIMIT = 2**63  # a dot's sequence number is below it (causal.decode_seq)
@@ -373,7 +365,8 @@ class Converted:
     carried: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OLD_NAMESPACES, 0))
     tombstones: int = 0  # deleted registers, not carried
     expired: int = 0  # registers whose TTL had passed, not carried
-    several: list[str] = field(default_factory=list)  # names held in more than one namespace
+    several: list[str] = field(default_factory=list)  # names now live as several types
+    merged: list[str] = field(default_factory=list)  # live register + counter: one string
     hlc_wall_ms: int = 0  # the largest wall time of a timestamp carried over
 
 
@@ -399,6 +392,8 @@ def _convert_name(name: str, olds: dict[str, OldState], now_ms: int, out: Conver
                 meta_ctx.add(entry.dot)
     ctr = olds.get("counters")
     if isinstance(ctr, OldCounter) and any(sum(e) for e in ctr.entries.values()):
+        if string is not None and any(e[:2] != e[2:] for e in ctr.entries.values()):
+            out.merged.append(name)
         string = string if string is not None else _StringParts()
         _counter_parts(name, ctr, string)
         out.carried["counters"] += 1
@@ -415,7 +410,7 @@ def _convert_name(name: str, olds: dict[str, OldState], now_ms: int, out: Conver
                 out.hlc_wall_ms = max(out.hlc_wall_ms, state.epoch.wall_ms)
     if stamps:
         out.states[(META, name)] = KeyMeta(stamps, ttl, meta_ctx)
-    if len(stamps) > 1:
+    if sum(is_live(out.states[(t, name)]) for t in stamps) > 1:
         out.several.append(name)
 
 
@@ -443,7 +438,8 @@ class Migration:
     carried: dict[str, int]  # format-1 states converted, per format-1 namespace
     tombstones: int  # deleted registers left out
     expired: int  # registers whose TTL had passed, left out
-    several: list[str]  # names that were held in more than one namespace
+    several: list[str]  # names now live as several types (one visible, the others hidden)
+    merged: list[str]  # names that held a live register and a live counter: one string now
     replayed: int  # log entries after the checkpoint joined in
 
     def counts(self) -> dict[str, int]:
@@ -513,5 +509,6 @@ def migrate(
         tombstones=out.tombstones,
         expired=out.expired,
         several=out.several,
+        merged=out.merged,
         replayed=replayed,
     )

@@ -239,16 +239,19 @@ def _log_migration(m: migrate.Migration, peers: int) -> None:
         counts.get("meta", 0),
         peers,
     )
-    if m.several:
-        shown = ", ".join(repr(n[:64]) for n in m.several[:10])
-        more = f" and {len(m.several) - 10} more" if len(m.several) > 10 else ""
-        log.warning(
-            "storage format 2 has one type per key: %d names held in several format-1 "
-            "namespaces now read as one type (the others are kept but hidden): %s%s",
-            len(m.several),
-            shown,
-            more,
-        )
+    several = "live as several types now and read as one (the others are kept, hidden)"
+    merged = "held a register and a counter: one string now, the value plus the increments"
+    for names, what in ((m.several, several), (m.merged, merged)):
+        if names:
+            shown = ", ".join(repr(n[:64]) for n in names[:10])
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            log.warning(
+                "storage format 2 has one type per key: %d names %s: %s%s",
+                len(names),
+                what,
+                shown,
+                more,
+            )
 
 
 def mark_clean(storage: Storage) -> None:

@@ -201,7 +201,8 @@ def test_the_directory_is_format_2_afterwards(tmp_path: Path) -> None:
             assert storage.get("meta", k) == before["meta"][k]
         assert storage.get("meta", rec.META_SYNCED) == before["meta"][rec.META_SYNCED]
         assert m.carried == {"registers": 5, "counters": 6, "sets": 3, "hlls": 2}
-        assert (m.tombstones, m.expired, m.replayed, m.several) == (1, 1, 3, ["both", "dup"])
+        assert (m.tombstones, m.expired, m.replayed) == (1, 1, 3)
+        assert (m.several, m.merged) == (["both", "dup"], ["both"])
 
 
 def test_reopening_reads_format_2_without_migrating_again(
@@ -237,8 +238,11 @@ def test_the_migration_logs_counts_per_type(
     assert "left out 1 deleted and 1 expired registers; 3 log entries replayed" in line
     assert "wrote 10 string, 3 set, 2 hll and 13 meta states" in line
     assert "1 peers marked to resync by state sync" in line
-    several = next(m for m in caplog.messages if "several" in m)
-    assert "2 names" in several and "'both', 'dup'" in several
+    several = next(m for m in caplog.messages if "several types" in m)
+    assert "2 names live as several types now" in several and "'both', 'dup'" in several
+    merged = next(m for m in caplog.messages if "a register and a counter" in m)
+    assert "1 names held a register and a counter: one string now" in merged
+    assert merged.endswith(": 'both'")
 
 
 def test_an_unclean_wal_directory_migrates_under_a_new_incarnation(tmp_path: Path) -> None:
