@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -116,8 +117,9 @@ def run_serve(config: ServeConfig) -> int:
             incarnation,
             config.max_offset_ms,
             wal=config.durability == "wal",
+            now_ms=time.time_ns() // 1_000_000,  # a format-1 migration drops expired registers
         )
-    except Exception as e:  # wrong replica id, newer format, corrupt records
+    except Exception as e:  # wrong replica id, unknown format, corrupt records
         gc.enable()
         storage.close()
         _fail(SERVE_PROG, f"{config.resolved_data_dir}: {e}")

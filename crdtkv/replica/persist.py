@@ -10,14 +10,22 @@ atomic batch, with the applied context and the log position they reflect.
 
 Load path: meta, then every checkpointed state, then the log entries after
 the checkpoint position, joined in.  Replaying an entry twice is harmless.
+
+Storage formats: this build reads format ``records.FORMAT`` (2).  A format-1
+directory is migrated when it is opened (``crdtkv.replica.migrate``), in one
+synced write batch: a crash before it leaves format 1 as it was, after it
+format 2 is complete.  Any other format is refused (``DataDirMismatch``)
+before anything is written.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 from crdtkv.crdts.causal import CausalContext, decode_vv
 from crdtkv.errors import CodecError, StorageError
+from crdtkv.replica import migrate
 from crdtkv.replica import records as rec
 from crdtkv.replica.keyspace import LogEntry, Replica
 from crdtkv.storage.base import Storage, WriteBatch
@@ -29,6 +37,7 @@ __all__ = [
     "build_batch",
     "load_replica",
     "mark_clean",
+    "migrate_format_1",
 ]
 
 
@@ -38,8 +47,49 @@ __all__ = [
 WAL_SYNC_MS = 1_000
 
 
+log = logging.getLogger(__name__)
+
+
 class DataDirMismatch(StorageError):
-    """The data directory belongs to another replica id or a newer format."""
+    """The data directory belongs to another replica id, or has a storage format
+    this build neither reads nor migrates."""
+
+
+def _refuse_format(found: str, *, newer: bool = False) -> DataDirMismatch:
+    """The refusal of a format this build neither reads nor migrates: what was
+    ``found``, what this build reads, and what to do."""
+    if newer:
+        todo = (
+            "it was written by a newer crdtkv: run that release (or a later one) on it, "
+            "or start this replica on an empty data directory and let its peers catch it up"
+        )
+    else:
+        todo = (
+            "check that --data-dir names this replica's directory; if it does, move the "
+            "directory aside and start on an empty one (peers catch the replica up by state sync)"
+        )
+    return DataDirMismatch(
+        f"data directory has storage {found}; this build reads storage format {rec.FORMAT} "
+        f"and migrates format {migrate.FROM_FORMAT} to it: {todo}"
+    )
+
+
+def _read_format(storage: Storage) -> int:
+    """The directory's storage format; ``DataDirMismatch`` unless it is a number."""
+    raw = storage.get("meta", rec.META_FORMAT)
+    if raw is None:
+        raise _refuse_format("format 0 (no format record, but data)")
+    try:
+        fmt = rec.unpack(raw, "meta format")
+    except CodecError:
+        fmt = None
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 0:
+        raise _refuse_format(f"format record {raw[:32]!r}, which is not a format number")
+    return fmt
+
+
+def _has_records(storage: Storage) -> bool:
+    return any(next(storage.items(cf), None) is not None for cf in ("states", "log", "meta"))
 
 
 def _meta_int(storage: Storage, key: bytes, default: int) -> int:
@@ -59,6 +109,7 @@ def load_replica(
     max_offset_ms: int = 500,
     *,
     wal: bool = False,
+    now_ms: int = 0,
 ) -> Replica:
     """Open (or initialise) a replica's state from ``storage``.
 
@@ -70,9 +121,13 @@ def load_replica(
     split the cluster for ever (B8).  Under the new incarnation the data kept
     is served as is, and peers catch the replica up by a state sync.
     ``wal`` says how this process will run (recorded for the next start).
+    ``now_ms``: physical time, used only by a migration from format 1 (a
+    format-1 register whose TTL has passed is left out).
     """
     raw_id = storage.get("meta", rec.META_REPLICA_ID)
     if raw_id is None:
+        if _has_records(storage):  # not ours to initialise over
+            raise _refuse_format("format 0 (no replica id or format record, but data)")
         batch = WriteBatch()
         batch.put("meta", rec.META_FORMAT, rec.pack(rec.FORMAT))
         batch.put("meta", rec.META_REPLICA_ID, rec.pack(replica_id))
@@ -85,11 +140,11 @@ def load_replica(
         raise DataDirMismatch(
             f"data directory belongs to replica {stored_id!r}, not {replica_id!r}"
         )
-    fmt = _meta_int(storage, rec.META_FORMAT, 0)
-    if fmt != rec.FORMAT:
-        raise DataDirMismatch(
-            f"data directory has storage format {fmt}; this build reads {rec.FORMAT}"
-        )
+    fmt = _read_format(storage)
+    if fmt == migrate.FROM_FORMAT:
+        migrate_format_1(storage, now_ms)
+    elif fmt != rec.FORMAT:
+        raise _refuse_format(f"format {fmt}", newer=fmt > rec.FORMAT)
     raw_inc = storage.get("meta", rec.META_INCARNATION)
     incarnation = rec.unpack(raw_inc, "meta incarnation") if raw_inc is not None else None
     if not isinstance(incarnation, str) or not incarnation:
@@ -122,6 +177,81 @@ def load_replica(
         decode_vv(rec.unpack(raw_synced, "meta synced_vv")) if raw_synced is not None else {},
     )
     return replica
+
+
+def migrate_format_1(storage: Storage, now_ms: int) -> migrate.Migration:
+    """Rewrite a format-1 directory as format 2 in one synced batch (module docstring
+    of ``crdtkv.replica.migrate``): its states converted, its log replayed into them
+    and cleared, and every peer marked for a state sync (our log is gone, and peers
+    converted their own states: only whole states reconcile the two).  Meta records
+    not listed here (replica id, incarnation, wal, clean, synced) are kept."""
+    raw_applied = storage.get("meta", rec.META_APPLIED)
+    raw_peers = storage.get("meta", rec.META_PEERS)
+    m = migrate.migrate(
+        storage.items("states"),
+        ((rec.log_pos_of(k), v) for k, v in storage.items("log")),
+        rec.decode_applied(raw_applied) if raw_applied is not None else CausalContext(),
+        _meta_int(storage, rec.META_CHECKPOINT_POS, 0),
+        _meta_int(storage, rec.META_HLC, 0),
+        now_ms,
+    )
+    peers = rec.decode_peers(raw_peers) if raw_peers is not None else {}
+    batch = WriteBatch()
+    # State keys and log keys of any length sort below b"\xff" * 9 (UTF-8 never
+    # holds 0xff; log keys are 8 bytes).
+    batch.delete_range("states", b"", _ABOVE_ALL)
+    for key, state in m.states.items():
+        batch.put("states", rec.encode_state_key(key), rec.encode_state(state))
+    batch.delete_range("log", b"", _ABOVE_ALL)
+    batch.put("meta", rec.META_APPLIED, rec.encode_applied(m.applied))
+    batch.put("meta", rec.META_CHECKPOINT_POS, rec.pack(m.checkpoint_pos))
+    batch.put("meta", rec.META_HLC, rec.pack(m.hlc_wall_ms))
+    resync = {p: replace(r, resync=True) for p, r in peers.items()}
+    batch.put("meta", rec.META_PEERS, rec.encode_peers(resync))
+    batch.put("meta", rec.META_FORMAT, rec.pack(rec.FORMAT))
+    storage.write(batch, sync=True)
+    _log_migration(m, len(peers))
+    return m
+
+
+_ABOVE_ALL = b"\xff" * 9
+
+
+def _log_migration(m: migrate.Migration, peers: int) -> None:
+    counts = m.counts()
+    log.info(
+        "data directory migrated from storage format %d to %d: converted %d registers, "
+        "%d counters, %d sets and %d hlls (left out %d deleted and %d expired registers; "
+        "%d log entries replayed first); wrote %d string, %d set, %d hll and %d meta states; "
+        "%d peers marked to resync by state sync",
+        migrate.FROM_FORMAT,
+        rec.FORMAT,
+        m.carried["registers"],
+        m.carried["counters"],
+        m.carried["sets"],
+        m.carried["hlls"],
+        m.tombstones,
+        m.expired,
+        m.replayed,
+        counts.get("string", 0),
+        counts.get("set", 0),
+        counts.get("hll", 0),
+        counts.get("meta", 0),
+        peers,
+    )
+    several = "live as several types now and read as one (the others are kept, hidden)"
+    merged = "held a register and a counter: one string now, the value plus the increments"
+    for names, what in ((m.several, several), (m.merged, merged)):
+        if names:
+            shown = ", ".join(repr(n[:64]) for n in names[:10])
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            log.warning(
+                "storage format 2 has one type per key: %d names %s: %s%s",
+                len(names),
+                what,
+                shown,
+                more,
+            )
 
 
 def mark_clean(storage: Storage) -> None:

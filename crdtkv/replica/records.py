@@ -50,7 +50,7 @@ __all__ = [
     "unpack",
 ]
 
-FORMAT = 1
+FORMAT = 2  # 1: four namespaces (registers, counters, sets, hlls); see replica.migrate
 META_FORMAT = b"format"  # storage format version of this data directory
 META_REPLICA_ID = b"replica_id"  # the replica id the directory was created for
 META_INCARNATION = b"incarnation"  # random id minted when the directory was created
