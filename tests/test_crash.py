@@ -41,12 +41,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crdtkv.crdts.hlc import ZERO
-from crdtkv.crdts.lww_register import LWWRegister
 from crdtkv.errors import CrdtkvError, StorageError
 from crdtkv.node import Node
 from crdtkv.ops import apply_op
 from crdtkv.replica import Replica
 from crdtkv.replica import records as rec
+from crdtkv.replica.keyspace import timestamps_of
 from crdtkv.replica.persist import Checkpointer, build_batch, load_replica
 from crdtkv.storage import MemoryStorage, Storage, WriteBatch
 from tests.procs import STARTUP_S, Server, server_group, wait_until
@@ -440,11 +440,8 @@ def snapshot(replica: Replica, now_ms: int) -> dict[str, Any]:
 
 
 def _max_timestamp(replica: Replica) -> Any:
-    best = ZERO
-    for s in replica.states.values():
-        if isinstance(s, LWWRegister) and s.ts > best:
-            best = s.ts
-    return best
+    """The largest HLC timestamp any state holds (string bases, type stamps, epochs)."""
+    return max((ts for s in replica.states.values() for ts in timestamps_of(s)), default=ZERO)
 
 
 def run_groups(storage: MemoryStorage, groups: list[Group], *, sync: bool) -> Replica:
