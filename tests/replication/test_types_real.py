@@ -20,7 +20,7 @@ the other with a pause between (``after_a_pause``): the replicas share this
 machine's clock, so the later write has the higher HLC and must win.
 
 One cluster serves the module (distinct keys per test); the file takes about
-twenty seconds.
+ten seconds.
 """
 
 from __future__ import annotations
@@ -441,6 +441,7 @@ def test_a_hash_and_a_zset_under_one_name_show_the_later_type_and_del_clears_bot
         # The hidden type is kept, not readable.
         assert status_and_error(s, "/v1/hashes/t-zset-later") == (409, "wrong_type")
         assert status_and_error(s, "/v1/zsets/t-hash-later") == (409, "wrong_type")
+        # Two names hold a hash and a zset each (one per direction of the race).
         assert metric(s, "crdtkv_type_conflict_keys") == 2.0, (s.replica_id, conflict)
 
     # A DEL removes every type it has seen: both are gone everywhere.
