@@ -15,7 +15,7 @@ cut-off r3, checks that the partition held (neither side saw the other's
 writes), heals, waits until the three agree (bounded, ``CONVERGE_S``), and
 asserts the exact result, which ``converge`` has read at every replica.
 The cases are those of docs/concepts.md "One keyspace of typed keys" and
-/work/shared/design/types.md.  The LWW cases write the two sides one after
+docs/architecture.md ("Data model").  The LWW cases write the two sides one after
 the other with a pause between (``after_a_pause``): the replicas share this
 machine's clock, so the later write has the higher HLC and must win.
 
