@@ -19,7 +19,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crdtkv.crdts import HLL, LWWRegister, NumericRegister, ORMap, ORSet, PNCounter, ZSet, codec
+from crdtkv.crdts import (
+    HLL,
+    KeyMeta,
+    LWWRegister,
+    NumericRegister,
+    ORMap,
+    ORSet,
+    PNCounter,
+    ZSet,
+    codec,
+)
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.hlc import HLC
 from crdtkv.errors import CodecError, CounterOverflow, NotNumeric
@@ -144,6 +154,18 @@ def _zset_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
     return _refusable(state, lambda: state.incr(actor, member, by))
 
 
+def _meta_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
+    kind = draw(st.sampled_from(["stamp", "stamp", "expire", "persist", "clear"]))
+    if kind == "stamp":
+        type_ = draw(st.sampled_from(["string", "hash", "zset", "set", "hll"]))
+        return state.stamp(type_, clock.now(now))  # type: ignore[no-any-return]
+    if kind == "expire":
+        return state.set_ttl(actor, draw(st.integers(1, 10_000)))  # type: ignore[no-any-return]
+    if kind == "persist":
+        return state.set_ttl(actor, None)  # type: ignore[no-any-return]
+    return state.clear_ttl()  # type: ignore[no-any-return]
+
+
 TYPES: dict[str, tuple[Callable[[], CRDT], Callable[..., CRDT]]] = {
     "counter": (PNCounter, _counter_op),
     "register": (LWWRegister, _register_op),
@@ -152,6 +174,7 @@ TYPES: dict[str, tuple[Callable[[], CRDT], Callable[..., CRDT]]] = {
     "numeric": (NumericRegister, _numeric_op),
     "hash": (ORMap, _hash_op),
     "zset": (ZSet, _zset_op),
+    "meta": (KeyMeta, _meta_op),
 }
 
 
