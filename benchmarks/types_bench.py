@@ -936,11 +936,13 @@ def write_chart(doc: dict[str, Any], path: Path) -> None:
     left.set_xticks(list(xs))
     left.set_xticklabels(labels, fontsize=7)
     left.legend(fontsize=8)
-    w = 0.35
-    right.bar([x - w / 2 for x in xs], [r["ratio"] for r in rows], w, label="crdtkv")
+    bars = [("crdtkv, wall", [r["ratio"] for r in rows])]
+    bars.append(("crdtkv, CPU", [r["cpu_ratio"] for r in rows]))
     if doc["redis"] is not None:
-        rr = [r["redis_server_ratio"] or 0.0 for r in rows]
-        right.bar([x + w / 2 for x in xs], rr, w, label="redis (server)")
+        bars.append(("redis (server)", [r["redis_server_ratio"] or 0.0 for r in rows]))
+    w = 0.8 / len(bars)
+    for i, (name, vals) in enumerate(bars):
+        right.bar([x + (i - (len(bars) - 1) / 2) * w for x in xs], vals, w, label=name)
     for x, r in zip(xs, rows, strict=True):
         if r["aim"] is not None:
             right.hlines(r["aim"], x - 0.45, x + 0.45, colors="black", linestyles="dashed")
