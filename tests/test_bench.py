@@ -8,8 +8,10 @@ spawned server is stopped afterwards, also when the benchmark is interrupted.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ import pytest
 
 from crdtkv.tools import bench
 from tests.procs import (
+    ROOT,
+    clean_env,
     crdtkv_cmd,
     exited,
     free_port,
@@ -181,3 +185,109 @@ def test_percentile_is_nearest_rank() -> None:
     assert bench.percentile(xs, 99) == 99.0
     assert bench.percentile(xs, 100) == 100.0
     assert bench.percentile([3.0], 99) == 3.0
+
+
+# -- benchmarks/types_bench.py --quick -----------------------------------------------------------
+
+TYPES_BENCH = ROOT / "benchmarks" / "types_bench.py"
+TYPES_OPS = (
+    "HSET new field",
+    "HINCRBY",
+    "HGET",
+    "ZADD new member",
+    "ZINCRBY",
+    "ZRANGE 0 99",
+    "ZRANGE at a random rank",
+    "ZRANGEBYSCORE LIMIT 100",
+)
+TYPES_WRITES = {"HSET new field", "HINCRBY", "ZADD new member", "ZINCRBY"}
+NO_REDIS = "redis-server is not on PATH: the Redis side is skipped"
+
+
+def _types_bench(out: Path, env: dict[str, str] | None = None) -> tuple[str, str, dict[str, Any]]:
+    cmd = [sys.executable, str(TYPES_BENCH), "--quick", "--no-progress", "--out-dir", str(out)]
+    proc = run(cmd, cwd=ROOT, env=env, timeout_s=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    png = (out / "types_bench.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    return proc.stdout, proc.stderr, json.loads((out / "types_bench.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def types_quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, dict[str, Any]]:
+    """One quick run, shared by the checks below."""
+    return _types_bench(tmp_path_factory.mktemp("types"))
+
+
+def _check_types_crdtkv(stdout: str, doc: dict[str, Any]) -> None:
+    for name in TYPES_OPS:
+        assert name in stdout, name
+    assert "Checkpoint of the value" in stdout and "The issue's bounds" in stdout
+    p = doc["params"]
+    small, large = p["sizes"]
+    assert (small, large) == (1_000, 20_000) and p["rounds"] >= 2
+    assert [r["op"] for r in doc["rows"]] == list(TYPES_OPS)
+    for r in doc["rows"]:
+        a, b = r["crdtkv_us"]
+        assert 0 < a < 1e6 and 0 < b < 1e6, r  # microseconds per op: under a second
+        assert r["ratio"] == pytest.approx(b / a)
+        ca, cb = r["crdtkv_cpu_us"]
+        assert 0 < ca < 1e6 and 0 < cb < 1e6, r
+        assert r["cpu_ratio"] == pytest.approx(cb / ca)
+        if r["aim"] is None:
+            assert r["status"] == "no aim"
+        else:  # by CPU time, the op's own cost (wall time holds waits for a core)
+            assert r["status"] == ("pass" if r["cpu_ratio"] <= r["aim"] else "FAIL"), r
+        if r["op"] in TYPES_WRITES:
+            # O(delta): one entry's delta, never the value (which is over 1 MB at 20,000).
+            for delta, batch in zip(r["delta_group_bytes"], r["batch_bytes"], strict=True):
+                assert 50 < delta < 1_000, r
+                assert delta < batch < delta + 200, r  # the log entry holds the group
+        else:
+            assert r["delta_group_bytes"] is None and r["batch_bytes"] is None
+    runs = doc["crdtkv"]
+    assert {(x["op"], x["entries"]) for x in runs} == {
+        (o, n) for o in TYPES_OPS for n in (small, large)
+    }
+    assert all(len(x["rounds_us"]) == p["rounds"] for x in runs)
+    cps = {(c["kind"], c["entries"]): c for c in doc["checkpoints"]}
+    assert set(cps) == {(k, n) for k in ("hash", "zset") for n in (small, large)}
+    for kind in ("hash", "zset"):
+        lo, hi = cps[kind, small], cps[kind, large]
+        # A checkpoint rewrites the whole value: at least a few bytes per entry.
+        assert lo["state_bytes"] > 20 * small and hi["state_bytes"] > 20 * large
+        assert lo["state_bytes"] <= lo["batch_bytes"] and hi["state_bytes"] <= hi["batch_bytes"]
+        assert hi["encode_s"] > 0 and hi["write_s"] > 0
+
+
+def test_types_bench_quick_crdtkv(types_quick: tuple[str, str, dict[str, Any]]) -> None:
+    stdout, _, doc = types_quick
+    _check_types_crdtkv(stdout, doc)
+    assert doc["machine"]["nproc"] >= 1 and doc["tool"] == "benchmarks/types_bench.py"
+
+
+def test_types_bench_quick_redis(types_quick: tuple[str, str, dict[str, Any]]) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH: the Redis side of types_bench.py is not checked")
+    stdout, _, doc = types_quick
+    assert "Redis client side" in stdout
+    assert doc["redis_skipped"] is None and doc["redis_version"]
+    assert {(x["op"], x["entries"]) for x in doc["redis"]} == {
+        (o, n) for o in TYPES_OPS for n in doc["params"]["sizes"]
+    }
+    for x in doc["redis"]:
+        assert 0 < x["server_us"] < 1e5 and 0 < x["client_us"] < 1e5, x
+    for r in doc["rows"]:
+        assert r["redis_server_ratio"] == pytest.approx(
+            r["redis_server_us"][1] / r["redis_server_us"][0]
+        )
+
+
+def test_types_bench_without_redis(tmp_path: Path) -> None:
+    """No redis-server on PATH: the crdtkv side runs, the Redis side is skipped, and said so."""
+    env = {**clean_env(), "PATH": str(Path(sys.executable).parent)}
+    stdout, stderr, doc = _types_bench(tmp_path, env)
+    assert NO_REDIS in stderr
+    assert doc["redis"] is None and doc["redis_skipped"] == "redis-server not on PATH"
+    assert all(r["redis_server_us"] is None for r in doc["rows"])
+    _check_types_crdtkv(stdout, doc)

@@ -59,6 +59,9 @@ RULES: dict[str, Rule] = {
     ),
     "python -m simulations cluster": Rule(short={"--duration": "1"}),
     "benchmarks/crdt_bench.py": Rule(add={"--quick": None}),
+    # --quick: 1,000 and 20,000 entries, a few seconds; without redis-server it skips Redis.
+    # The results go to the test's directory (an absolute path is moved there).
+    "benchmarks/types_bench.py": Rule(add={"--quick": None, "--out-dir": "/types_bench"}),
     "benchmarks/compare.py": Rule(
         how="parse",
         why="needs redis-server, redis-benchmark, webdis and wrk, which the project does not "
