@@ -112,7 +112,7 @@ def test_a_campaign_of_hash_and_zset_seeds_finds_no_violation() -> None:
     # Only hashes and sorted sets, with every fault kind: the new checkers see
     # many racing writes, increments and removals of few fields and members.
     failures, checked = [], 0
-    for seed in range(900, 920):
+    for seed in range(900, 912):
         cfg = config_for(CampaignOptions(faults=list(FAULT_KINDS), duration_ms=2_000), seed)
         cfg.key_classes = ["hashes", "zsets"]
         sim = Simulation(cfg)
@@ -122,7 +122,7 @@ def test_a_campaign_of_hash_and_zset_seeds_finds_no_violation() -> None:
             lines = "\n    ".join(v.line()[:300] for v in result.violations[:5])
             failures.append(f"seed {seed} (key_classes hashes, zsets):\n    {lines}")
     assert not failures, "\n".join(failures)
-    assert checked > 300  # the campaign wrote something to check (585 writes)
+    assert checked > 200  # the campaign wrote something to check
 
 
 # -- canaries ------------------------------------------------------------------------------------
