@@ -23,7 +23,9 @@ from crdtkv.crdts import numeric
 from crdtkv.crdts.hlc import ZERO
 from crdtkv.crdts.hll import HLL, REGISTER_MAX
 from crdtkv.crdts.numeric import Incr, NumericRegister, Write
+from crdtkv.crdts.or_map import ORMap
 from crdtkv.crdts.or_set import ORSet
+from crdtkv.crdts.zset import ZSet
 from crdtkv.node.core import NodeCore
 from crdtkv.replica.keyspace import Replica
 from crdtkv.sessions import SessionToken
@@ -38,12 +40,16 @@ __all__ = ["CANARIES", "Canary"]
 
 @contextlib.contextmanager
 def _patched(target: Any, name: str, value: Any) -> Iterator[None]:
+    own = isinstance(target, type) and name in vars(target)  # else inherited: delete after
     old = getattr(target, name)
     setattr(target, name, value)
     try:
         yield
     finally:
-        setattr(target, name, old)
+        if own or not isinstance(target, type):
+            setattr(target, name, old)
+        else:
+            delattr(target, name)
 
 
 # -- the broken variants --------------------------------------------------------------------
@@ -118,6 +124,81 @@ def _numeric_join_ignores_context() -> contextlib.AbstractContextManager[None]:
         self.ctx.merge(other.ctx)
 
     return _patched(NumericRegister, "merge", merge)
+
+
+def _ormap_join_ignores_context() -> contextlib.AbstractContextManager[None]:
+    original = ORMap.merge
+
+    def merge(self: ORMap, other: ORMap) -> None:
+        # Keeps every entry this side held, whatever the other side's context says it
+        # removed: an HDEL'd field comes back, an overwritten base lingers beside its
+        # successor.
+        before = {f: cell for f, cell in self.entries.items() if cell}
+        original(self, other)
+        for f, cell in before.items():
+            now = self.entries.get(f)
+            lost = [e for e in cell if e not in (now or ())]
+            if lost:
+                self._put(f, now, tuple(sorted((*(now or ()), *lost), key=_dot)), False)
+
+    return _patched(ORMap, "merge", merge)
+
+
+def _dot(e: numeric.Entry) -> Any:
+    return e.dot
+
+
+def _zset_join_drops_unobserved_increments() -> contextlib.AbstractContextManager[None]:
+    original = ZSet.merge
+
+    def merge(self: ZSet, other: ZSet) -> None:
+        # Takes a score base for having observed every increment of the member it
+        # meets: increments that arrive where the member has a base are dropped.
+        seen = self.ctx.copy()
+        original(self, other)
+        for m in other.entries:
+            cell = self.entries.get(m)
+            if not cell or not any(isinstance(e, Write) for e in cell):
+                continue
+            keep = tuple(e for e in cell if not (isinstance(e, Incr) and e.dot not in seen))
+            if keep != cell:
+                self._put(m, cell, keep, False)
+
+    return _patched(ZSet, "merge", merge)
+
+
+def _zset_ties_by_insertion() -> contextlib.AbstractContextManager[None]:
+    original = ZSet.range_by_rank
+
+    def range_by_rank(
+        self: ZSet, start: int, stop: int, reverse: bool = False
+    ) -> list[tuple[str, float]]:
+        # Orders members of one score by when this replica inserted them (the entries
+        # dict's order), not by member: replicas that learnt them in different orders
+        # rank them differently.
+        arrival = {m: i for i, m in enumerate(self.entries)}
+        ranked = sorted(original(self, 0, -1), key=lambda ms: (ms[1], arrival[ms[0]]))
+        n = len(ranked)
+        lo = max(start + n, 0) if start < 0 else start
+        hi = min(stop + n if stop < 0 else stop, n - 1)
+        if lo > hi:
+            return []
+        if reverse:
+            return ranked[::-1][lo : hi + 1]
+        return ranked[lo : hi + 1]
+
+    def value(self: ZSet) -> list[tuple[str, float]]:
+        return range_by_rank(self, 0, -1)
+
+    return _patched_all(ZSet, range_by_rank=range_by_rank, value=value)
+
+
+@contextlib.contextmanager
+def _patched_all(target: Any, **values: Any) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for name, value in values.items():
+            stack.enter_context(_patched(target, name, value))
+        yield
 
 
 def _negative_counter_read_raises() -> contextlib.AbstractContextManager[None]:
@@ -216,7 +297,16 @@ CANARIES: dict[str, Canary] = {
             _lww_tiebreak_by_replica,
             ("geo", "partition"),
             # No TTLs: an expiry (a reset the history does not hold) weakens the check.
-            {"keys": 1, "clients": 8, "think_ms_max": 5, "switch_prob": 0.0, "ttl_prob": 0.0},
+            # The key classes it was tuned on (hash and sorted-set writes dilute the
+            # concurrent string writes that show it).
+            {
+                "keys": 1,
+                "clients": 8,
+                "think_ms_max": 5,
+                "switch_prob": 0.0,
+                "ttl_prob": 0.0,
+                "key_classes": ["registers", "counters", "sets", "hlls", "numbers", "conflicts"],
+            },
         ),
         Canary(
             "serve-undominated-token",
@@ -242,6 +332,7 @@ CANARIES: dict[str, Canary] = {
             "a crash then loses acknowledged writes",
             _answers_before_durable,
             ("crash", "geo"),
+            {"key_classes": ["registers", "counters", "sets"]},
         ),
         Canary(
             "refusal-token-adopted",
@@ -250,7 +341,8 @@ CANARIES: dict[str, Canary] = {
             "client adopts it (the failover bug): no other replica can serve the session",
             _refusal_token_adopted,
             ("geo", "partition"),
-            {"switch_prob": 0.5, "clients": 8},
+            # A short session wait: refusals, and so refusal tokens, are common.
+            {"switch_prob": 0.5, "clients": 8, "wait_ms": 20},
         ),
         Canary(
             "fsync-lies",
@@ -265,6 +357,7 @@ CANARIES: dict[str, Canary] = {
             "HLL merge(dest, sources) sums registers instead of taking the maximum",
             _hll_merge_sum,
             (),
+            {"clients": 6, "think_ms_max": 10},
         ),
         Canary(
             "negative-counter-read-raises",
@@ -282,12 +375,39 @@ CANARIES: dict[str, Canary] = {
             (),
         ),
         Canary(
+            "ormap-join-ignores-context",
+            "hash-converge",
+            "the hash's join keeps every field entry it held, whatever the other side "
+            "observed and removed: HDEL'd fields come back, overwritten values linger",
+            _ormap_join_ignores_context,
+            ("geo",),
+            {"keys": 1, "clients": 6, "think_ms_max": 5, "key_classes": ["hashes"]},
+        ),
+        Canary(
+            "zset-join-drops-increments",
+            "zset-score",
+            "the sorted set's join drops the increments it receives for a member that has a "
+            "score base, as if the base had observed them",
+            _zset_join_drops_unobserved_increments,
+            ("geo",),
+            {"keys": 1, "clients": 6, "think_ms_max": 5, "key_classes": ["zsets"]},
+        ),
+        Canary(
+            "zset-ties-by-insertion",
+            "zset-rank",
+            "the sorted set ranks members of one score by when the replica inserted them, "
+            "not by member",
+            _zset_ties_by_insertion,
+            ("geo", "partition"),
+            {"keys": 1, "clients": 6, "think_ms_max": 5, "key_classes": ["zsets"]},
+        ),
+        Canary(
             "visible-type-lowest-stamp",
             "types",
             "of several live types of a key, the one written first is visible",
             _visible_type_lowest_stamp,
             ("geo", "partition"),
-            {"clients": 8, "think_ms_max": 5, "switch_prob": 0.0},
+            {"clients": 8, "think_ms_max": 5, "switch_prob": 0.0, "key_classes": ["conflicts"]},
         ),
     ]
 }

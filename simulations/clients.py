@@ -93,7 +93,9 @@ class Clients:
             rng = stream(sim.cfg.seed, f"client{cid}")
             client = SimClient(
                 cid,
-                Workload(cid, rng, sim.keys, ttl_prob=sim.cfg.ttl_prob),
+                Workload(
+                    cid, rng, sim.keys, ttl_prob=sim.cfg.ttl_prob, classes=sim.cfg.key_classes
+                ),
                 sim.ids[cid % len(sim.ids)],
             )
             self.all.append(client)

@@ -105,6 +105,9 @@ class SimConfig:
     topology: str = "mesh"  # mesh | chain | star | ring | random
     peers: dict[str, list[str]] | None = None  # each replica's peers; None: a full mesh
     ttl_prob: float = 0.2  # chance a register write carries a TTL (0: no expiry anywhere)
+    # The key classes (``workload.TYPE_WEIGHTS`` entries) clients draw, at their
+    # weights; None: every one.  Canaries narrow it to the types their bug touches.
+    key_classes: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

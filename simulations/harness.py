@@ -39,8 +39,8 @@ __all__ = ["LinkFaults", "SimCluster", "SimNode"]
 SYNC_WRITE_MS = (1, 4)
 WRITE_MS = (0, 1)
 ACK_WAIT_MS_MAX = 1_000  # SimNode.apply's bound on waiting for its write
-# Log truncation and tombstone GC: more often than in production (1 s), so
-# that short runs exercise collection, and restarts right after it.
+# Log truncation (keys are never collected): more often than in production (1 s), so
+# that short runs exercise truncation, and restarts right after it.
 SIM_COLLECT_INTERVAL_MS = 100
 
 

@@ -14,7 +14,13 @@ one shape of use, because some checks only make sense there:
   of it (``SET k 5; INCR k`` gives 6), reads through both views, deletes;
 - ``tc*`` (the ``conflicts`` keys) are written as different types (a
   register, a set, an HLL), so replicas that are apart create one name
-  with several types: the visible type is the one written last.
+  with several types: the visible type is the one written last;
+- ``hash*`` (the ``hashes`` keys) get HSETs of integers (sometimes text),
+  HINCRBYs, HDELs and DELs over a few fields (``FIELDS``), so that writes,
+  increments and removals of one field race;
+- ``zs*`` (the ``zsets`` keys) get ZADDs of a few small scores (ties are
+  common, so the order of ties is exercised), ZINCRBYs, ZREMs, ZPOPMINs
+  and DELs over ``MEMBERS``, read back by rank (ZRANGE).
 
 Registers, counters, sets and HLLs otherwise use different names, so a
 counter never meets a register holding JSON (that answers 409
@@ -34,6 +40,7 @@ from typing import Any
 from crdtkv.ops import table
 
 __all__ = [
+    "FIELDS",
     "MEMBERS",
     "MIXED",
     "MIXES",
@@ -46,6 +53,9 @@ __all__ = [
 ]
 
 MEMBERS = [f"m{i}" for i in range(8)]
+FIELDS = [f"f{i}" for i in range(6)]
+SCORES = [-1.0, 0.0, 1.0, 1.0, 2.0, 2.5, 3.0]  # few, small: ties of score are common
+SCORE_STEPS = [-1.0, 0.5, 1.0, 1.0, 2.0]  # sums of halves are exact in a double
 
 TYPE_WEIGHTS: dict[str, int] = {
     "registers": 3,
@@ -54,6 +64,8 @@ TYPE_WEIGHTS: dict[str, int] = {
     "hlls": 2,
     "numbers": 1,
     "conflicts": 1,
+    "hashes": 2,
+    "zsets": 2,
 }
 MIXED: dict[str, tuple[str, ...]] = {
     "numbers": ("registers", "counters"),
@@ -109,6 +121,24 @@ MIXES: dict[str, Mix] = {
         ("sets.get", 0.9, {}),
         ("hlls.count", 1.0, {}),
     ),
+    "hashes": (
+        ("hashes.set", 0.35, {}),
+        ("hashes.incr", 0.5, {}),
+        ("hashes.remove", 0.6, {}),
+        ("hashes.delete", 0.65, {}),
+        ("hashes.getall", 0.88, {}),
+        ("hashes.get", 1.0, {}),
+    ),
+    "zsets": (
+        ("zsets.add", 0.3, {}),
+        ("zsets.incr", 0.5, {}),
+        ("zsets.remove", 0.58, {}),
+        ("zsets.popmin", 0.61, {}),
+        ("zsets.delete", 0.65, {}),
+        ("zsets.range", 0.85, {"start": 0, "stop": -1, "withscores": True}),
+        ("zsets.range", 0.93, {"start": 0, "stop": 2, "rev": True, "withscores": True}),
+        ("zsets.range", 1.0, {"start": 1, "stop": -2}),
+    ),
 }
 _UNKNOWN = {name for mix in MIXES.values() for name, _, _ in mix} - set(table.OPS)
 if _UNKNOWN:  # a renamed or removed op fails here, not mid-run
@@ -124,6 +154,8 @@ def keyspace(keys: int) -> dict[str, list[str]]:
         "hlls": ["hll0", "hll1", "hllm", "hlld"],
         "numbers": ["num0"],
         "conflicts": ["tc0", "tc1"],
+        "hashes": [f"hash{i}" for i in range(max(1, (keys + 1) // 2))],
+        "zsets": [f"zs{i}" for i in range(max(1, (keys + 1) // 2))],
     }
 
 
@@ -157,6 +189,7 @@ class Workload:
     keys: dict[str, list[str]]
     writes: int = 0
     ttl_prob: float = 0.2  # chance a register write carries a TTL
+    classes: list[str] | None = None  # the TYPE_WEIGHTS entries drawn (None: all)
 
     def next_op(self) -> tuple[str, str, dict[str, Any]]:
         """(kind, key, args) of the next operation.
@@ -165,7 +198,8 @@ class Workload:
         shared draws, then the arguments): a seed replays the same workload.
         """
         rng = self.rng
-        namespace = rng.choices(list(TYPE_WEIGHTS), list(TYPE_WEIGHTS.values()))[0]
+        names = list(TYPE_WEIGHTS) if self.classes is None else self.classes
+        namespace = rng.choices(names, [TYPE_WEIGHTS[n] for n in names])[0]
         key = rng.choice(self.keys[namespace])
         r = rng.random()
         cls = key_class(namespace, key)
@@ -188,8 +222,9 @@ class Workload:
         return kind, key, args
 
     def _shared(self, namespace: str) -> Any:
-        # Drawn before the op is chosen, whichever it is: sets a member count, HLLs the items.
-        if namespace == "sets":
+        # Drawn before the op is chosen, whichever it is: sets, hashes and sorted sets a
+        # member (field) count, HLLs the items.
+        if namespace in ("sets", "hashes", "zsets"):
             return self.rng.randint(1, 3)
         if namespace in ("hlls", "conflicts"):
             return [f"i{self.rng.randint(0, 3_000)}" for _ in range(self.rng.randint(1, 6))]
@@ -221,6 +256,26 @@ class Workload:
     def _member(self, cls: str, shared: Any) -> str:
         return self.rng.choice(MEMBERS)
 
+    def _fields(self, cls: str, shared: Any) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for f in self.rng.sample(FIELDS, shared):
+            self.writes += 1  # text values are unique per write: a read names the write
+            text = self.rng.random() < 0.2
+            out[f] = f"{self.client}:{self.writes}" if text else self.rng.randint(-20, 20)
+        return out
+
+    def _names(self, cls: str, shared: Any) -> list[str]:
+        return self.rng.sample(FIELDS, shared)
+
+    def _field(self, cls: str, shared: Any) -> str:
+        return self.rng.choice(FIELDS)
+
+    def _scores(self, cls: str, shared: Any) -> dict[str, float]:
+        return {m: self.rng.choice(SCORES) for m in self.rng.sample(MEMBERS, shared)}
+
+    def _increment(self, cls: str, shared: Any) -> float:
+        return self.rng.choice(SCORE_STEPS)
+
     def _items(self, cls: str, shared: Any) -> list[str]:
         return list(shared)
 
@@ -233,4 +288,9 @@ _ARGS: dict[str, Callable[[Workload, str, Any], Any]] = {
     "members": Workload._members,
     "member": Workload._member,
     "items": Workload._items,
+    "fields": Workload._fields,
+    "names": Workload._names,
+    "field": Workload._field,
+    "scores": Workload._scores,
+    "increment": Workload._increment,
 }

@@ -21,6 +21,12 @@ saw).  ``docs/simulation.md`` states every rule precisely; in short (one module 
   those of the items added in the surviving epoch.
 - ``types``: one name reads as one type everywhere, the one written last;
   hidden types are kept, a DEL clears them all.
+- ``hashes_zsets``: *hash-converge*: after healing every replica holds the
+  same fields and values of each hash, exactly the entries no executed
+  HSET, HDEL or DEL removed, and no acknowledged HSET's field is lost unless
+  a removal could have observed it; *zset-score*: each member's score is
+  its surviving base plus the increments nothing observed; *zset-rank*:
+  ranges answer in (score, member) order, the same order everywhere.
 - ``sessions``: read-your-writes, monotonic reads, monotonic writes and
   writes-follow-reads for every session.
 - ``durability`` (fsync only): a crash never loses what was acknowledged.
@@ -43,6 +49,7 @@ from simulations.checkers.convergence import (
 )
 from simulations.checkers.counters import check_counters
 from simulations.checkers.durability import check_final_durability, check_restart
+from simulations.checkers.hashes_zsets import check_hashes, check_zsets
 from simulations.checkers.hlls import check_hlls
 from simulations.checkers.numbers import check_numbers
 from simulations.checkers.registers import check_registers
@@ -61,6 +68,7 @@ __all__ = [
     "check_counters",
     "check_final_durability",
     "check_final_reads_agree",
+    "check_hashes",
     "check_hlls",
     "check_numbers",
     "check_registers",
@@ -68,6 +76,7 @@ __all__ = [
     "check_sessions",
     "check_sets",
     "check_types",
+    "check_zsets",
     "no_convergence",
     "set_stats",
     "strictly_before",
@@ -84,6 +93,8 @@ def check_all(history: History, final: Final) -> list[Violation]:
     out += check_registers(history, final)
     out += check_hlls(history, final)
     out += check_types(history, final)
+    out += check_hashes(history, final)
+    out += check_zsets(history, final)
     out += check_sessions(history, final)
     if history.durability == "fsync":
         out += check_final_durability(history, final)

@@ -21,8 +21,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from crdtkv.crdts.causal import Dot
+from crdtkv.crdts.causal import CausalContext, Dot
+from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.numeric import Cell, Entry, NumericRegister, cell_value, parse_number
+from crdtkv.replica.keyspace import Key
 from simulations.checkers.common import (
     DETAILS_MAX,
     Reads,
@@ -33,7 +35,7 @@ from simulations.checkers.common import (
 )
 from simulations.history import Final, History, Op
 
-__all__ = ["check_numbers", "read_value", "surviving", "uncertain"]
+__all__ = ["check_numbers", "read_value", "surviving", "surviving_cells", "uncertain"]
 
 STRING = "string"
 
@@ -44,27 +46,48 @@ def uncertain(ops: list[Op]) -> bool:
     return any(o.meta is not None and o.meta.possibly_lost for o in ops)
 
 
-def surviving(ops: list[Op], name: str) -> tuple[Cell, dict[Dot, Op]]:
-    """The cell of string key ``name`` that the executed operations leave (every
-    entry no other executed delta covers, in dot order) and who minted each
-    entry (by its dot)."""
-    key = (STRING, name)
-    minted: dict[Dot, tuple[Entry, Op]] = {}
-    deltas: list[NumericRegister] = []
+def surviving_cells(ops: list[Op], key: Key) -> tuple[dict[str, Cell], dict[Dot, Op]]:
+    """The cells of ``key`` that the executed operations leave, and who minted
+    each entry (by its dot).
+
+    Works for every holder of numeric-register cells: a string key (one cell,
+    under ``""``), a hash (a cell per field), a sorted set (a cell per member).
+    An entry survives unless another executed delta covers it: its causal
+    context holds the entry's dot and its cells do not hold the entry.  Cells
+    list their entries in dot order; fields with no surviving entry are left out.
+    """
+    minted: dict[Dot, tuple[str, Entry, Op]] = {}
+    deltas: list[tuple[CausalContext, list[Entry]]] = []
     for o in ops:
         if o.meta is None:
             continue
         for g in o.meta.groups:
             d = g.deltas.get(key)
+            cells: dict[str, Cell]
             if isinstance(d, NumericRegister):
-                deltas.append(d)
-                for e in d.cell:
-                    minted[e.dot] = (e, o)
-    alive = [
-        e for e, _ in minted.values() if not any(e.dot in d.ctx and e not in d.cell for d in deltas)
-    ]
-    alive.sort(key=lambda e: e.dot)
-    return tuple(alive), {dot: o for dot, (_, o) in minted.items()}
+                cells = {"": d.cell}
+            elif isinstance(d, CausalMap):
+                cells = d.entries
+            else:
+                continue
+            deltas.append((d.ctx, [e for cell in cells.values() for e in cell]))
+            for field, cell in cells.items():
+                for e in cell:
+                    minted[e.dot] = (field, e, o)
+    alive: dict[str, list[Entry]] = {}
+    for dot, (field, e, _) in minted.items():
+        if not any(dot in ctx and e not in held for ctx, held in deltas):
+            alive.setdefault(field, []).append(e)
+    out = {f: tuple(sorted(es, key=lambda e: e.dot)) for f, es in sorted(alive.items())}
+    return out, {dot: o for dot, (_, _, o) in minted.items()}
+
+
+def surviving(ops: list[Op], name: str) -> tuple[Cell, dict[Dot, Op]]:
+    """The cell of string key ``name`` that the executed operations leave (every
+    entry no other executed delta covers, in dot order) and who minted each
+    entry (by its dot)."""
+    cells, minted = surviving_cells(ops, (STRING, name))
+    return cells.get("", ()), minted
 
 
 def read_value(result: dict[str, Any] | None) -> object:
