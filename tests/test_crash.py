@@ -357,11 +357,13 @@ def test_only_an_unclean_stop_in_wal_mode_changes_the_incarnation(
 START_MS = 1_700_000_000_000
 ACK_WAIT_S = 20.0  # bound on the first group commit of a node campaign (a thread does it)
 KEYS = ["a", "b", "c"]
+MAP_KEYS = ["h", "z"]  # hashes and sorted sets: a header record and a record per field
 MEMBERS = ["m0", "m1", "m2", "m3"]
 
 
 def _op_strategy() -> st.SearchStrategy[dict[str, Any]]:
     key = st.sampled_from(KEYS)
+    map_key = st.sampled_from(MAP_KEYS)
     members = st.lists(st.sampled_from(MEMBERS), min_size=1, max_size=3)
     return st.one_of(
         st.builds(
@@ -391,6 +393,36 @@ def _op_strategy() -> st.SearchStrategy[dict[str, Any]]:
             st.lists(key, min_size=1, max_size=2),
         ),
         st.builds(lambda k: {"op": "hlls.delete", "key": k}, key),
+        st.builds(
+            lambda k, fs: {"op": "hashes.set", "key": k, "fields": fs},
+            map_key,
+            st.dictionaries(st.sampled_from(MEMBERS), st.integers(-5, 100), min_size=1),
+        ),
+        st.builds(
+            lambda k, f, d: {"op": "hashes.incr", "key": k, "field": f, "delta": d},
+            map_key,
+            st.sampled_from(MEMBERS),
+            st.integers(-9, 9),
+        ),
+        st.builds(lambda k, fs: {"op": "hashes.remove", "key": k, "names": fs}, map_key, members),
+        st.builds(
+            lambda k, ss: {"op": "zsets.add", "key": k, "scores": ss},
+            map_key,
+            st.dictionaries(st.sampled_from(MEMBERS), st.integers(-5, 5).map(float), min_size=1),
+        ),
+        st.builds(
+            lambda k, m, by: {"op": "zsets.incr", "key": k, "member": m, "increment": by},
+            map_key,
+            st.sampled_from(MEMBERS),
+            st.sampled_from([0.5, 1.0, -2.0]),
+        ),
+        st.builds(lambda k, ms: {"op": "zsets.remove", "key": k, "members": ms}, map_key, members),
+        st.builds(lambda k: {"op": "keys.delete", "key": k}, map_key),
+        st.builds(
+            lambda k, ttl: {"op": "keys.expire", "key": k, "ttl_ms": ttl},
+            map_key,
+            st.sampled_from([5, 50]),
+        ),
     )
 
 
@@ -423,6 +455,8 @@ def snapshot(replica: Replica, now_ms: int) -> dict[str, Any]:
             "string": "registers.get",
             "set": "sets.get",
             "hll": "hlls.count",
+            "hash": "hashes.getall",
+            "zset": "zsets.get",
             "meta": "registers.get",  # the key's visible value, whatever its type; or 409
         }[ns]
         try:

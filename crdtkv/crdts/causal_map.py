@@ -60,7 +60,7 @@ class CausalMap(CRDT):
     SCORES_ONLY: ClassVar[bool] = False
     KIND: ClassVar[str] = "map"  # names the type in decode errors
 
-    __slots__ = ("ctx", "entries", "narrow")
+    __slots__ = ("ctx", "entries", "narrow", "touched")
 
     def __init__(
         self,
@@ -73,6 +73,13 @@ class CausalMap(CRDT):
         # True only for deltas whose context covers dots of listed keys only;
         # such a delta may list a key with an empty cell (a removal).
         self.narrow = narrow
+        # Persistence bookkeeping, not state (ignored by ``==`` and the codec): the
+        # keys whose cells changed since the storage layer last wrote this map's
+        # per-key records, or None for "any may have" (a new, decoded, copied or
+        # cleared map).  Only the storage loader and checkpoint writer set it to a
+        # set (``crdtkv.replica.records``), so a checkpoint of one changed field
+        # of a large hash writes that field, not the hash.
+        self.touched: set[str] | None = None
 
     # -- hooks for subclasses ---------------------------------------------------------
     def _changed(self, key: str, old: Cell, new: Cell) -> None:
@@ -101,6 +108,8 @@ class CausalMap(CRDT):
 
     # -- delta-mutators (subclasses name them after their commands) ---------------------
     def _put(self, key: str, old: Cell | None, new: Cell, keep_empty: bool) -> None:
+        if self.touched is not None:
+            self.touched.add(key)
         if new or keep_empty:
             self.entries[key] = new
         elif old is not None:
@@ -159,6 +168,7 @@ class CausalMap(CRDT):
     def clear(self) -> Self:
         """Remove every observed key (DEL); a concurrent write survives.  Returns the delta."""
         self.entries = {}
+        self.touched = None
         self._rebuilt()
         return type(self)({}, self.ctx.copy(), narrow=False)
 

@@ -89,7 +89,9 @@ def _read_format(storage: Storage) -> int:
 
 
 def _has_records(storage: Storage) -> bool:
-    return any(next(storage.items(cf), None) is not None for cf in ("states", "log", "meta"))
+    return any(
+        next(storage.items(cf), None) is not None for cf in ("states", "fields", "log", "meta")
+    )
 
 
 def _meta_int(storage: Storage, key: bytes, default: int) -> int:
@@ -163,10 +165,7 @@ def load_replica(
     raw_applied = storage.get("meta", rec.META_APPLIED)
     applied = rec.decode_applied(raw_applied) if raw_applied is not None else CausalContext()
     checkpoint_pos = _meta_int(storage, rec.META_CHECKPOINT_POS, 0)
-    states = (
-        (key, rec.decode_state(key, blob))
-        for key, blob in ((rec.decode_state_key(k), v) for k, v in storage.items("states"))
-    )
+    states = rec.load_states(storage.items("states"), storage.items("fields"))
     log = (rec.decode_log_entry(rec.log_pos_of(k), v) for k, v in storage.items("log"))
     replica.restore(_meta_int(storage, rec.META_HLC, 0), applied, checkpoint_pos, states, log)
     replica.checkpointed(checkpoint_pos)
@@ -200,8 +199,9 @@ def migrate_format_1(storage: Storage, now_ms: int) -> migrate.Migration:
     # State keys and log keys of any length sort below b"\xff" * 9 (UTF-8 never
     # holds 0xff; log keys are 8 bytes).
     batch.delete_range("states", b"", _ABOVE_ALL)
+    batch.delete_range("fields", b"", _ABOVE_ALL)  # format 1 had none: for completeness
     for key, state in m.states.items():
-        batch.put("states", rec.encode_state_key(key), rec.encode_state(state))
+        rec.write_state(batch, key, state)
     batch.delete_range("log", b"", _ABOVE_ALL)
     batch.put("meta", rec.META_APPLIED, rec.encode_applied(m.applied))
     batch.put("meta", rec.META_CHECKPOINT_POS, rec.pack(m.checkpoint_pos))
@@ -274,11 +274,11 @@ def build_batch(
         batch.put("log", rec.log_key(entry.pos), rec.encode_log_entry(entry))
     batch.put("meta", rec.META_HLC, rec.pack(replica.hlc.wall_ms))
     for key in replica.take_gc_deleted():
-        batch.delete("states", rec.encode_state_key(key))
+        rec.delete_state(batch, key)
     checkpoint = replica.take_checkpoint_request() or checkpoint
     if checkpoint:
         for key, state in replica.take_dirty().items():
-            batch.put("states", rec.encode_state_key(key), rec.encode_state(state))
+            rec.write_state(batch, key, state)
         batch.put("meta", rec.META_APPLIED, rec.encode_applied(replica.applied))
         batch.put("meta", rec.META_CHECKPOINT_POS, rec.pack(replica.log_pos))
         batch.put("meta", rec.META_SYNCED, rec.pack(replica.peer_book.synced_vv))

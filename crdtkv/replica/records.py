@@ -6,7 +6,13 @@ does not decode raises ``CodecError`` naming the column family and key.
 
 Column families (see ``crdtkv.storage``):
 
-- ``states``: ``b"<namespace>/<key>"`` -> ``codec`` encoding of the key's state
+- ``states``: ``b"<namespace>/<key>"`` -> ``codec`` encoding of the key's state;
+  for a hash or a sorted set (``SPLIT_TYPES``) only its header: the map with
+  its causal context and no entries
+- ``fields``: ``field_key(type, key, field)`` -> the ``numeric`` cell of one
+  field of a hash or member of a sorted set.  One record per field, so a
+  checkpoint of a large hash or sorted set writes the fields that changed
+  (``write_state``), not the whole value
 - ``log``:    8-byte big-endian log position -> ``[origin, dot, [[ns, key, delta], ...]]``
 - ``meta``:   a few named records, below
 """
@@ -14,16 +20,20 @@ Column families (see ``crdtkv.storage``):
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgpack
 
 from crdtkv.crdts import codec
 from crdtkv.crdts.base import CRDT
-from crdtkv.crdts.causal import CausalContext, decode_dot
+from crdtkv.crdts.causal import CausalContext, Dot, decode_dot
+from crdtkv.crdts.causal_map import CausalMap
+from crdtkv.crdts.numeric import Cell, decode_cell, encode_cell
 from crdtkv.errors import CodecError
 from crdtkv.replica.keyspace import STATE_TYPES, DeltaGroup, Key, LogEntry
 from crdtkv.replica.peers import PeerRecord
+from crdtkv.storage.base import WriteBatch
 
 __all__ = [
     "META_APPLIED",
@@ -36,18 +46,25 @@ __all__ = [
     "META_REPLICA_ID",
     "META_SYNCED",
     "META_WAL",
+    "SPLIT_TYPES",
+    "decode_field_key",
     "decode_group",
     "decode_log_entry",
     "decode_peers",
     "decode_state_key",
+    "delete_state",
     "encode_group",
     "encode_log_entry",
     "encode_peers",
     "encode_state_key",
+    "field_key",
+    "field_prefix",
+    "load_states",
     "log_key",
     "log_pos_of",
     "pack",
     "unpack",
+    "write_state",
 ]
 
 FORMAT = 2  # 1: four namespaces (registers, counters, sets, hlls); see replica.migrate
@@ -149,6 +166,127 @@ def decode_state(key: Key, blob: bytes) -> CRDT:
         return codec.unpack(blob, STATE_TYPES[key[0]])
     except CodecError as e:
         raise CodecError(f"state {key[0]}/{key[1][:64]}: {e.message}") from e
+
+
+# -- hashes and sorted sets: a header record and one record per field ------------------------
+SPLIT_TYPES = frozenset({"hash", "zset"})
+
+
+def field_prefix(type_: str, name: str) -> bytes:
+    """The prefix of every field record of ``(type_, name)``: the name's length (2
+    bytes), the name, the type and a NUL.  The length makes the name unambiguous,
+    the NUL ends the type, so no key's prefix is a prefix of another's."""
+    nb = name.encode("utf-8")
+    return struct.pack(">H", len(nb)) + nb + type_.encode() + b"\x00"
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key above every key that starts with ``prefix`` (which ends in NUL)."""
+    return prefix[:-1] + b"\x01"
+
+
+def field_key(type_: str, name: str, field: str) -> bytes:
+    return field_prefix(type_, name) + field.encode("utf-8")
+
+
+def decode_field_key(raw: bytes) -> tuple[Key, str]:
+    """``((type, name), field)`` of a field record's key."""
+    try:
+        if len(raw) < 2:
+            raise ValueError
+        (n,) = struct.unpack(">H", raw[:2])
+        name = raw[2 : 2 + n].decode("utf-8")
+        type_b, sep, field_b = raw[2 + n :].partition(b"\x00")
+        type_ = type_b.decode("ascii")
+        field = field_b.decode("utf-8")
+    except (ValueError, UnicodeDecodeError, struct.error) as e:
+        raise CodecError(f"field record key {raw[:64]!r} is malformed") from e
+    if len(name.encode("utf-8")) != n or not name or not sep or type_ not in SPLIT_TYPES:
+        raise CodecError(f"field record key {raw[:64]!r} is malformed")
+    return (type_, name), field
+
+
+def write_state(batch: WriteBatch, key: Key, state: CRDT) -> None:
+    """Put ``key``'s state into a checkpoint ``batch``.
+
+    A hash or a sorted set is written as a header (its causal context) in
+    ``states`` and a record per field in ``fields``: every field when the map
+    may have changed anywhere (``touched`` is None: new, replaced or cleared),
+    else only the fields changed since the last write, a deleted one removed.
+    """
+    skey = encode_state_key(key)
+    if key[0] not in SPLIT_TYPES or not isinstance(state, CausalMap):
+        batch.put("states", skey, encode_state(state))
+        return
+    batch.put("states", skey, encode_state(type(state)({}, state.ctx)))
+    prefix = field_prefix(key[0], key[1])
+    entries = state.entries
+    touched = state.touched
+    if touched is None:
+        batch.delete_range("fields", prefix, prefix_end(prefix))
+        for field, cell in entries.items():
+            if cell:
+                batch.put("fields", prefix + field.encode("utf-8"), pack(encode_cell(cell)))
+    else:
+        for field in touched:
+            now = entries.get(field)
+            fkey = prefix + field.encode("utf-8")
+            if now:
+                batch.put("fields", fkey, pack(encode_cell(now)))
+            else:
+                batch.delete("fields", fkey)
+    state.touched = set()
+
+
+def delete_state(batch: WriteBatch, key: Key) -> None:
+    """Remove every record of ``key``'s state from storage."""
+    batch.delete("states", encode_state_key(key))
+    if key[0] in SPLIT_TYPES:
+        prefix = field_prefix(key[0], key[1])
+        batch.delete_range("fields", prefix, prefix_end(prefix))
+
+
+def load_states(
+    states: Iterable[tuple[bytes, bytes]], fields: Iterable[tuple[bytes, bytes]]
+) -> Iterator[tuple[Key, CRDT]]:
+    """Every stored state, each hash and sorted set with its field records joined in.
+
+    Raises ``CodecError`` for a malformed record, a field whose dots lie outside
+    its map's context or are held by another field, and a field record whose
+    map has no header.
+    """
+    raw_fields: dict[Key, list[tuple[str, bytes]]] = {}
+    for k, v in fields:
+        key, field = decode_field_key(k)
+        raw_fields.setdefault(key, []).append((field, v))
+    for k, blob in states:
+        key = decode_state_key(k)
+        state = decode_state(key, blob)
+        if key[0] in SPLIT_TYPES and isinstance(state, CausalMap):
+            if state.entries:
+                raise CodecError(f"state {key[0]}/{key[1][:64]}: a header holds no entries")
+            entries: dict[str, Cell] = {}
+            seen: set[Dot] = set()
+            for field, v in raw_fields.pop(key, ()):
+                where = f"field {key[0]}/{key[1][:64]}/{field[:64]}"
+                try:
+                    cell = decode_cell(unpack(v, where), state.ctx, state.SCORES_ONLY)
+                except CodecError as e:
+                    raise CodecError(f"{where}: {e.message}") from e
+                if not cell:
+                    raise CodecError(f"{where}: an empty cell")
+                for entry in cell:
+                    if entry.dot in seen:
+                        raise CodecError(f"{where}: a dot held by two fields")
+                    seen.add(entry.dot)
+                entries[field] = cell
+            state.entries = entries
+            state._rebuilt()
+            state.touched = set()  # what storage holds, exactly
+        yield key, state
+    if raw_fields:
+        t, name = next(iter(raw_fields))
+        raise CodecError(f"field records of {t}/{name[:64]} whose state record is missing")
 
 
 def encode_applied(ctx: CausalContext) -> bytes:

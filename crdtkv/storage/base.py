@@ -1,9 +1,10 @@
 """The storage interface: a bytes-level, column-family key-value store.
 
 The layer above encodes records; this layer only moves bytes.  A store has
-three column families (``COLUMN_FAMILIES``):
+four column families (``COLUMN_FAMILIES``):
 
 - ``states``: key states,
+- ``fields``: the per-field records of hashes and sorted sets,
 - ``log``: the delta log (sequence number -> delta group),
 - ``meta``: metadata (replica id and incarnation, counters, HLC bound, acks).
 
@@ -40,7 +41,7 @@ __all__ = [
     "check_cf",
 ]
 
-COLUMN_FAMILIES: tuple[str, ...] = ("states", "log", "meta")
+COLUMN_FAMILIES: tuple[str, ...] = ("states", "fields", "log", "meta")
 
 
 class StorageLockedError(StorageError):

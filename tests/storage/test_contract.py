@@ -88,12 +88,14 @@ def test_round_trip_per_column_family(store: Storage) -> None:
         batch_of(
             ("del", "states", "a"),
             ("range", "log", "a", "c"),
+            ("range", "fields", "b", "z"),
             ("del", "meta", "zzz"),  # absent: a no-op
         ),
         sync=True,
     )
     assert dump(store) == {
         "states": {b"b": b"2", b"c": b"3"},
+        "fields": {b"a": b"fields"},
         "log": {b"c": b"3"},
         "meta": {b"a": b"meta", b"b": b"2", b"c": b"3"},
     }

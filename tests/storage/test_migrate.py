@@ -371,7 +371,7 @@ def test_the_migration_is_one_synced_batch_and_a_failed_one_changes_nothing(
     assert puts[("meta", rec.META_PEERS)] == rec.pack({"r2": [-1, "inc2"]})
     assert sum(cf == "states" for cf, _ in puts) == 28
     cleared = {o.cf for o in batch.ops if isinstance(o, DeleteRange)}
-    assert cleared == {"states", "log"}
+    assert cleared == {"states", "fields", "log"}
     with RocksStorage(path) as storage:  # the next start migrates
         r = load_replica(storage, "r1", "new-inc", now_ms=NOW_MS)
         assert op(r, "counters.get", key="hits") == {"value": 5}
