@@ -1,0 +1,155 @@
+"""Hashes and sorted sets on disk: a header record and one record per field.
+
+On real RocksDB: a checkpoint after a change to one field of a large hash or
+sorted set writes that field's record and the header, not the value; a
+removed field's record is deleted; a DEL or a whole new state rewrites every
+record; and a restart reads back exactly the value (reads, ranks, encoding).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crdtkv.crdts import ORMap, ZSet
+from crdtkv.errors import CodecError, CrdtkvError
+from crdtkv.ops import apply_op
+from crdtkv.replica import Replica
+from crdtkv.replica import records as rec
+from crdtkv.replica.persist import build_batch, load_replica
+from crdtkv.storage import Delete, DeleteRange, Put, WriteBatch
+from crdtkv.storage.rocks import RocksStorage
+
+NOW = 1_700_000_000_000
+N = 5_000
+
+
+def _checkpoint(storage: RocksStorage, replica: Replica) -> WriteBatch:
+    batch = build_batch(replica, replica.take_pending(), checkpoint=True)
+    storage.write(batch, sync=True)
+    return batch
+
+
+def _fields_ops(batch: WriteBatch) -> list[Any]:
+    return [o for o in batch.ops if o.cf == "fields"]
+
+
+def _read(replica: Replica, op: dict[str, Any]) -> Any:
+    try:
+        return apply_op(replica, op, NOW)
+    except CrdtkvError as e:
+        return e.code
+
+
+def _reads(replica: Replica) -> dict[str, Any]:
+    return {
+        "hash": _read(replica, {"op": "hashes.getall", "key": "h"}),
+        "zset": _read(replica, {"op": "zsets.get", "key": "z"}),
+        "rank": _read(replica, {"op": "zsets.member", "key": "z", "member": "m42"}),
+        "states": {k: rec.encode_state(s) for k, s in sorted(replica.states.items())},
+    }
+
+
+def _filled(storage: RocksStorage) -> Replica:
+    replica = load_replica(storage, "r1", "inc1")
+    for lo in range(0, N, 1_000):
+        fields = {f"f{i}": i for i in range(lo, lo + 1_000)}
+        apply_op(replica, {"op": "hashes.set", "key": "h", "fields": fields}, NOW)
+        scores = {f"m{i}": float(i % 97) for i in range(lo, lo + 1_000)}
+        apply_op(replica, {"op": "zsets.add", "key": "z", "scores": scores}, NOW)
+    batch = _checkpoint(storage, replica)
+    puts = [o for o in _fields_ops(batch) if isinstance(o, Put)]
+    assert len(puts) == 2 * N  # a new value: every field written
+    return replica
+
+
+def test_a_checkpoint_writes_only_the_fields_that_changed(tmp_path: Path) -> None:
+    with RocksStorage(tmp_path / "d") as storage:
+        replica = _filled(storage)
+        apply_op(replica, {"op": "hashes.incr", "key": "h", "field": "f7", "delta": 5}, NOW)
+        apply_op(replica, {"op": "hashes.remove", "key": "h", "names": ["f8"]}, NOW)
+        apply_op(replica, {"op": "zsets.incr", "key": "z", "member": "m9", "increment": 2.5}, NOW)
+        apply_op(replica, {"op": "zsets.add", "key": "z", "scores": {"new": 1.0}}, NOW)
+        batch = _checkpoint(storage, replica)
+        ops = _fields_ops(batch)
+        put_keys = sorted(o.key for o in ops if isinstance(o, Put))
+        deleted = [o.key for o in ops if isinstance(o, Delete)]
+        assert put_keys == sorted(
+            [rec.field_key("hash", "h", "f7"), rec.field_key("zset", "z", "m9"),
+             rec.field_key("zset", "z", "new")]
+        )  # fmt: skip
+        assert deleted == [rec.field_key("hash", "h", "f8")]
+        assert not any(isinstance(o, DeleteRange) for o in ops)
+        # The headers are small: the context, no entries.
+        headers = [o for o in batch.ops if o.cf == "states" and isinstance(o, Put)]
+        assert {o.key for o in headers} >= {b"hash/h", b"zset/z"}
+        assert all(len(o.value) < 200 for o in headers), [len(o.value) for o in headers]
+        # A checkpoint with nothing changed writes no field.
+        apply_op(replica, {"op": "registers.set", "key": "other", "value": 1}, NOW)
+        assert _fields_ops(_checkpoint(storage, replica)) == []
+        expected = _reads(replica)
+    with RocksStorage(tmp_path / "d") as storage:
+        again = load_replica(storage, "r1", "inc1")
+        assert _reads(again) == expected
+        assert expected["hash"]["fields"]["f7"] == 12 and "f8" not in expected["hash"]["fields"]
+        state = again.states[("zset", "z")]
+        assert isinstance(state, ZSet) and state.touched == set()
+        # After a restart, a change is again one field's record.
+        apply_op(again, {"op": "hashes.set", "key": "h", "fields": {"f1": "x"}}, NOW)
+        ops = _fields_ops(_checkpoint(storage, again))
+        assert [o.key for o in ops] == [rec.field_key("hash", "h", "f1")]
+
+
+def test_a_del_or_a_replaced_state_rewrites_every_record(tmp_path: Path) -> None:
+    with RocksStorage(tmp_path / "d") as storage:
+        replica = _filled(storage)
+        apply_op(replica, {"op": "keys.delete", "key": "h"}, NOW)
+        ops = _fields_ops(_checkpoint(storage, replica))
+        assert [type(o) for o in ops] == [DeleteRange]  # the hash is empty
+        assert not list(storage.items("fields", start=rec.field_prefix("hash", "h"),
+                                      end=rec.field_prefix("hash", "h")[:-1] + b"\x01"))  # fmt: skip
+        # A state replaced as a whole (as a state sync may do) is written whole.
+        fresh = ZSet()
+        fresh.add("r9~x", replica.hlc.now(NOW), [("only", 1.0)])
+        replica.states[("zset", "z")] = fresh
+        replica.dirty.add(("zset", "z"))
+        ops = _fields_ops(_checkpoint(storage, replica))
+        assert [type(o) for o in ops] == [DeleteRange, Put]
+        expected = _reads(replica)
+    with RocksStorage(tmp_path / "d") as storage:
+        again = load_replica(storage, "r1", "inc1")
+        assert _reads(again) == expected
+        assert again.states[("zset", "z")].value() == [("only", 1.0)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("what", "records"),
+    [
+        ("a field without its header", {("fields", rec.field_key("hash", "h", "f")): b"\x90"}),
+        ("a malformed field key", {("states", b"hash/h"): None, ("fields", b"\x00"): b"\x90"}),
+        ("a field whose dot is outside the context", {("states", b"hash/h"): None,
+                                                      ("fields", rec.field_key("hash", "h", "f")):
+                                                      rec.pack([[0, "r1~inc1", 99, [1, 0, "r1~inc1"], 1]])}),  # noqa: E501
+    ],
+)  # fmt: skip
+def test_corrupt_field_records_are_refused(
+    tmp_path: Path, what: str, records: dict[tuple[str, bytes], bytes | None]
+) -> None:
+    with RocksStorage(tmp_path / "d") as storage:
+        load_replica(storage, "r1", "inc1")  # initialise the directory
+        batch = WriteBatch()
+        for (cf, key), value in records.items():
+            batch.put(cf, key, rec.encode_state(ORMap()) if value is None else value)
+        storage.write(batch, sync=True)
+        with pytest.raises(CodecError):
+            load_replica(storage, "r1", "inc1")
+
+
+def test_field_keys_round_trip_and_never_share_a_prefix() -> None:
+    for t, name, field in [("hash", "h", "f"), ("zset", "a\x00b", ""), ("hash", "é" * 300, "x/y")]:
+        assert rec.decode_field_key(rec.field_key(t, name, field)) == ((t, name), field)
+    # "ab" + field "c" and "a" + field "bc" differ (the name's length comes first).
+    assert not rec.field_key("hash", "ab", "c").startswith(rec.field_prefix("hash", "a"))
+    assert not rec.field_key("zset", "a", "x").startswith(rec.field_prefix("hash", "a"))
