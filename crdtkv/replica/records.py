@@ -60,6 +60,7 @@ __all__ = [
     "field_key",
     "field_prefix",
     "load_states",
+    "prefix_end",
     "log_key",
     "log_pos_of",
     "pack",
