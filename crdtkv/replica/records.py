@@ -60,10 +60,10 @@ __all__ = [
     "field_key",
     "field_prefix",
     "load_states",
-    "prefix_end",
     "log_key",
     "log_pos_of",
     "pack",
+    "prefix_end",
     "unpack",
     "write_state",
 ]
