@@ -43,7 +43,7 @@ class ORSet(CRDT):
     TYPE_TAG = "orset"
     FORMAT_VERSION = 1
 
-    __slots__ = ("ctx", "entries", "narrow")
+    __slots__ = ("ctx", "entries", "narrow", "touched")
 
     def __init__(
         self,
@@ -55,6 +55,10 @@ class ORSet(CRDT):
         self.ctx = ctx if ctx is not None else CausalContext()
         # True only for deltas whose context covers dots of listed members only.
         self.narrow = narrow
+        # Persistence bookkeeping, not state, as ``CausalMap.touched``: the members
+        # whose dots changed since storage last wrote their records (a superset is
+        # harmless), or None for "any may have" (new, decoded, copied, cleared).
+        self.touched: set[str] | None = None
 
     # -- reads ------------------------------------------------------------------
     def members(self) -> list[str]:
@@ -93,6 +97,8 @@ class ORSet(CRDT):
                 added += 1
             self.entries[m] = (dot,)
             self.ctx.add(dot)
+            if self.touched is not None:
+                self.touched.add(m)
             d_entries[m] = (dot,)
             d_dots.append(dot)
         return ORSet(d_entries, CausalContext(cloud=d_dots), narrow=True), added
@@ -104,6 +110,8 @@ class ORSet(CRDT):
         for m in members:
             old = self.entries.pop(m, None)
             if old:
+                if self.touched is not None:
+                    self.touched.add(m)
                 d_entries[m] = ()
                 d_dots.extend(old)
         return ORSet(d_entries, CausalContext(cloud=d_dots), narrow=True), len(d_entries)
@@ -111,6 +119,7 @@ class ORSet(CRDT):
     def clear(self) -> ORSet:
         """Remove every observed member; a concurrent add survives.  Returns the delta."""
         self.entries = {}
+        self.touched = None
         return ORSet({}, self.ctx.copy(), narrow=False)
 
     # -- join ---------------------------------------------------------------------
@@ -118,6 +127,9 @@ class ORSet(CRDT):
         mine, sctx, octx = self.entries, self.ctx, other.ctx
         was_narrow = self.narrow
         keep_empty = was_narrow and other.narrow
+        touched = self.touched
+        if touched is not None:
+            touched.update(other.entries)  # a superset of the members this join changes
         for m, odots in other.entries.items():
             sdots = mine.get(m)
             keep: tuple[Dot, ...]
@@ -139,6 +151,8 @@ class ORSet(CRDT):
         if not other.narrow and not octx.is_empty():
             for m in [m for m in mine if m not in other.entries]:
                 keep = tuple(d for d in mine[m] if not octx.contains(d))
+                if touched is not None and len(keep) != len(mine[m]):
+                    touched.add(m)
                 if keep:
                     mine[m] = keep
                 elif keep_empty:

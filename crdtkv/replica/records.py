@@ -7,12 +7,12 @@ does not decode raises ``CodecError`` naming the column family and key.
 Column families (see ``crdtkv.storage``):
 
 - ``states``: ``b"<namespace>/<key>"`` -> ``codec`` encoding of the key's state;
-  for a hash or a sorted set (``SPLIT_TYPES``) only its header: the map with
-  its causal context and no entries
+  for a hash, a sorted set or a set (``SPLIT_TYPES``) only its header: the
+  value with its causal context and no entries
 - ``fields``: ``field_key(type, key, field)`` -> the ``numeric`` cell of one
-  field of a hash or member of a sorted set.  One record per field, so a
-  checkpoint of a large hash or sorted set writes the fields that changed
-  (``write_state``), not the whole value
+  field of a hash or member of a sorted set, or the dots of a set member.
+  One record per field, so a checkpoint of a large value writes the fields
+  that changed (``write_state``), not the whole value
 - ``log``:    8-byte big-endian log position -> ``[origin, dot, [[ns, key, delta], ...]]``
 - ``meta``:   a few named records, below
 """
@@ -29,7 +29,8 @@ from crdtkv.crdts import codec
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, decode_dot
 from crdtkv.crdts.causal_map import CausalMap
-from crdtkv.crdts.numeric import Cell, decode_cell, encode_cell
+from crdtkv.crdts.numeric import decode_cell, encode_cell
+from crdtkv.crdts.or_set import ORSet
 from crdtkv.errors import CodecError
 from crdtkv.replica.keyspace import STATE_TYPES, DeltaGroup, Key, LogEntry
 from crdtkv.replica.peers import PeerRecord
@@ -170,7 +171,33 @@ def decode_state(key: Key, blob: bytes) -> CRDT:
 
 
 # -- hashes and sorted sets: a header record and one record per field ------------------------
-SPLIT_TYPES = frozenset({"hash", "zset"})
+SPLIT_TYPES = frozenset({"hash", "zset", "set"})
+
+
+def _field_value(state: CausalMap | ORSet, field: str) -> object | None:
+    """What a field record holds (a numeric cell, or a set member's dots); None when
+    the field is absent."""
+    if isinstance(state, ORSet):
+        dots = state.entries.get(field)
+        return [list(d) for d in dots] if dots else None
+    cell = state.entries.get(field)
+    return encode_cell(cell) if cell else None
+
+
+def _decode_field(state: CausalMap | ORSet, raw: object, where: str) -> tuple[Any, ...]:
+    """A field record's value for ``state``: a cell, or a member's dots (each within
+    the context); raises ``CodecError``."""
+    if isinstance(state, ORSet):
+        if not isinstance(raw, list | tuple):
+            raise CodecError(f"{where}: dots must be a list")
+        dots = tuple(sorted({decode_dot(d) for d in raw}))
+        if len(dots) != len(raw):
+            raise CodecError(f"{where}: duplicate dot")
+        for d in dots:
+            if not state.ctx.contains(d):
+                raise CodecError(f"{where}: a dot is outside the context")
+        return dots
+    return decode_cell(raw, state.ctx, state.SCORES_ONLY)
 
 
 def field_prefix(type_: str, name: str) -> bytes:
@@ -210,32 +237,30 @@ def decode_field_key(raw: bytes) -> tuple[Key, str]:
 def write_state(batch: WriteBatch, key: Key, state: CRDT) -> None:
     """Put ``key``'s state into a checkpoint ``batch``.
 
-    A hash or a sorted set is written as a header (its causal context) in
-    ``states`` and a record per field in ``fields``: every field when the map
+    A hash, a sorted set or a set is written as a header (its causal context)
+    in ``states`` and a record per field (member) in ``fields``: every field when the map
     may have changed anywhere (``touched`` is None: new, replaced or cleared),
     else only the fields changed since the last write, a deleted one removed.
     """
     skey = encode_state_key(key)
-    if key[0] not in SPLIT_TYPES or not isinstance(state, CausalMap):
+    if key[0] not in SPLIT_TYPES or not isinstance(state, CausalMap | ORSet):
         batch.put("states", skey, encode_state(state))
         return
     batch.put("states", skey, encode_state(type(state)({}, state.ctx)))
     prefix = field_prefix(key[0], key[1])
-    entries = state.entries
     touched = state.touched
     if touched is None:
         batch.delete_range("fields", prefix, prefix_end(prefix))
-        for field, cell in entries.items():
-            if cell:
-                batch.put("fields", prefix + field.encode("utf-8"), pack(encode_cell(cell)))
+        fields: Iterable[str] = state.entries
     else:
-        for field in touched:
-            now = entries.get(field)
-            fkey = prefix + field.encode("utf-8")
-            if now:
-                batch.put("fields", fkey, pack(encode_cell(now)))
-            else:
-                batch.delete("fields", fkey)
+        fields = touched
+    for field in fields:
+        value = _field_value(state, field)
+        fkey = prefix + field.encode("utf-8")
+        if value is not None:
+            batch.put("fields", fkey, pack(value))
+        elif touched is not None:
+            batch.delete("fields", fkey)
     state.touched = set()
 
 
@@ -263,26 +288,28 @@ def load_states(
     for k, blob in states:
         key = decode_state_key(k)
         state = decode_state(key, blob)
-        if key[0] in SPLIT_TYPES and isinstance(state, CausalMap):
+        if key[0] in SPLIT_TYPES and isinstance(state, CausalMap | ORSet):
             if state.entries:
                 raise CodecError(f"state {key[0]}/{key[1][:64]}: a header holds no entries")
-            entries: dict[str, Cell] = {}
+            entries: dict[str, Any] = {}
             seen: set[Dot] = set()
             for field, v in raw_fields.pop(key, ()):
                 where = f"field {key[0]}/{key[1][:64]}/{field[:64]}"
                 try:
-                    cell = decode_cell(unpack(v, where), state.ctx, state.SCORES_ONLY)
+                    value = _decode_field(state, unpack(v, where), where)
                 except CodecError as e:
                     raise CodecError(f"{where}: {e.message}") from e
-                if not cell:
-                    raise CodecError(f"{where}: an empty cell")
-                for entry in cell:
-                    if entry.dot in seen:
+                if not value:
+                    raise CodecError(f"{where}: an empty record")
+                for entry in value:
+                    dot: Dot = entry if isinstance(state, ORSet) else entry.dot
+                    if dot in seen:
                         raise CodecError(f"{where}: a dot held by two fields")
-                    seen.add(entry.dot)
-                entries[field] = cell
+                    seen.add(dot)
+                entries[field] = value
             state.entries = entries
-            state._rebuilt()
+            if isinstance(state, CausalMap):
+                state._rebuilt()
             state.touched = set()  # what storage holds, exactly
         yield key, state
     if raw_fields:

@@ -4,7 +4,7 @@ The layer above encodes records; this layer only moves bytes.  A store has
 four column families (``COLUMN_FAMILIES``):
 
 - ``states``: key states,
-- ``fields``: the per-field records of hashes and sorted sets,
+- ``fields``: the per-field records of hashes, sorted sets and sets,
 - ``log``: the delta log (sequence number -> delta group),
 - ``meta``: metadata (replica id and incarnation, counters, HLC bound, acks).
 

@@ -153,3 +153,26 @@ def test_field_keys_round_trip_and_never_share_a_prefix() -> None:
     # "ab" + field "c" and "a" + field "bc" differ (the name's length comes first).
     assert not rec.field_key("hash", "ab", "c").startswith(rec.field_prefix("hash", "a"))
     assert not rec.field_key("zset", "a", "x").startswith(rec.field_prefix("hash", "a"))
+
+
+def test_a_large_set_is_stored_by_member_too(tmp_path: Path) -> None:
+    with RocksStorage(tmp_path / "d") as storage:
+        replica = load_replica(storage, "r1", "inc1")
+        members = [f"m{i}" for i in range(N)]
+        apply_op(replica, {"op": "sets.add", "key": "s", "members": members}, NOW)
+        first = _fields_ops(_checkpoint(storage, replica))
+        assert sum(isinstance(o, Put) for o in first) == N
+        apply_op(replica, {"op": "sets.add", "key": "s", "members": ["new"]}, NOW)
+        apply_op(replica, {"op": "sets.remove", "key": "s", "members": ["m3"]}, NOW)
+        ops = _fields_ops(_checkpoint(storage, replica))
+        assert [(type(o), o.key) for o in sorted(ops, key=lambda o: o.key)] == sorted(
+            [(Put, rec.field_key("set", "s", "new")), (Delete, rec.field_key("set", "s", "m3"))],
+            key=lambda t: t[1],
+        )
+        expected = apply_op(replica, {"op": "sets.get", "key": "s"}, NOW)
+        states = {k: rec.encode_state(s) for k, s in replica.states.items()}
+    with RocksStorage(tmp_path / "d") as storage:
+        again = load_replica(storage, "r1", "inc1")
+        assert apply_op(again, {"op": "sets.get", "key": "s"}, NOW) == expected
+        assert {k: rec.encode_state(s) for k, s in again.states.items()} == states
+        assert expected["size"] == N and "m3" not in expected["members"]
