@@ -108,8 +108,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from crdtkv.crdts import HLL, KeyMeta, NumericRegister, ORSet, codec
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, decode_actor, decode_dot
@@ -118,6 +116,7 @@ from crdtkv.crdts.key_meta import EXPIRES_MAX_MS, TtlEntry
 from crdtkv.crdts.numeric import Entry, Incr, Write, check_value
 from crdtkv.errors import CodecError, CounterOverflow, NotNumeric
 from crdtkv.replica.keyspace import META, Key, is_live
+from crdtkv.replica.records import pack, unpack
 
 __all__ = [
     "FROM_FORMAT",
@@ -222,13 +221,6 @@ def decode_old_state(ns: str, data: object) -> OldState:
     return codec.decode(data, ORSet if ns == "sets" else HLL)  # type: ignore[return-value]
 
 
-def _unpack(blob: bytes, what: str) -> Any:
-    try:
-        return msgpack.unpackb(blob, raw=False, strict_map_key=False)
-    except Exception as e:  # msgpack raises several unrelated exception types on garbage
-        raise CodecError(f"{what}: not valid MessagePack ({e.__class__.__name__})") from e
-
-
 def decode_old_state_key(raw: bytes) -> OldKey:
     try:
         ns, _, name = raw.decode("utf-8").partition("/")
@@ -242,7 +234,7 @@ def decode_old_state_key(raw: bytes) -> OldKey:
 def decode_old_log_entry(pos: int, blob: bytes) -> tuple[Dot, list[tuple[OldKey, OldState]]]:
     """A format-1 log entry ``[origin, dot, [[ns, key, delta], ...]]``: its dot and deltas."""
     what = f"format-1 log entry {pos}"
-    data = _unpack(blob, what)
+    data = unpack(blob, what)
     if not isinstance(data, list) or len(data) != 3 or not isinstance(data[0], str):
         raise CodecError(f"{what}: expected [origin, dot, deltas]")
     try:
@@ -265,7 +257,7 @@ def decode_old_log_entry(pos: int, blob: bytes) -> tuple[Dot, list[tuple[OldKey,
 # -- format 1's joins ------------------------------------------------------------------------------
 def _lww_tiebreak(r: OldRegister) -> bytes:
     """Format 1's total order on writes with equal timestamps (only reachable by misuse)."""
-    return msgpack.packb([r.tombstone, r.expires_ms or 0, r.value], use_bin_type=True)
+    return pack([r.tombstone, r.expires_ms or 0, r.value])
 
 
 def join_old(mine: OldState, other: OldState) -> OldState:
@@ -456,7 +448,7 @@ def _load(states: Iterable[tuple[bytes, bytes]]) -> dict[OldKey, OldState]:
         key = decode_old_state_key(raw_key)
         what = f"format-1 state {key[0]}/{key[1][:64]}"
         try:
-            out[key] = decode_old_state(key[0], _unpack(blob, what))
+            out[key] = decode_old_state(key[0], unpack(blob, what))
         except CodecError as e:
             raise CodecError(f"{what}: {e.message}") from e
     return out
