@@ -60,6 +60,7 @@ from crdtkv.crdts import HLC, HLL, LWWRegister, ORMap, ORSet, PNCounter, ZSet, p
 from crdtkv.crdts.base import CRDT
 from crdtkv.ops import apply_op
 from crdtkv.replica.keyspace import Replica
+from crdtkv.tools.bench.report import text_table as table
 
 # Realistic actor ids: "<replica_id>~<incarnation>" as the replica mints them.
 REPLICA_A = "eu-west-1"
@@ -696,19 +697,6 @@ def machine() -> dict[str, str]:
         "platform": platform.platform(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table: first column left-aligned, the rest right-aligned."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        out = [cells[0].ljust(widths[0])]
-        out += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join(out).rstrip()
-
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
 def fmt_rate(x: float) -> str:

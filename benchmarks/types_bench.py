@@ -73,6 +73,7 @@ from crdtkv.replica.persist import Checkpointer, load_replica
 from crdtkv.storage.base import Delete, DeleteRange, Put, WriteBatch
 from crdtkv.storage.rocks import RocksStorage
 from crdtkv.tools.bench.machine import machine_info
+from crdtkv.tools.bench.report import text_table as table
 from crdtkv.tools.procs import free_port, stop_processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -736,18 +737,6 @@ def run_redis(p: Params, progress: Progress, work: Path) -> tuple[list[RedisResu
 
 
 # -- report ----------------------------------------------------------------------------------------
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table: first column left-aligned, the rest right-aligned."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        out = [cells[0].ljust(widths[0])]
-        out += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join(out).rstrip()
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
 def _f(v: float | None, spec: str = ".2f", suffix: str = "") -> str:

@@ -21,6 +21,7 @@ __all__ = [
     "percentile",
     "render_table",
     "summarize",
+    "text_table",
     "write_json",
 ]
 
@@ -94,6 +95,19 @@ def summarize(op_type: str, tally: Tally, seconds: float, cpu: Mapping[str, Any]
 
 
 # -- output -------------------------------------------------------------------------------------
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: first column left-aligned, the rest right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [cells[0].ljust(widths[0])]
+        out += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(out).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
 def _fmt(v: float | None, spec: str) -> str:
