@@ -165,14 +165,23 @@ def removefield(r: Replica, a: Args, now_ms: int) -> Result:
     return {"removed": _remove(r, a["key"], [a["field"]], now_ms)}
 
 
+def _integral(value: Scalar) -> bool:
+    """Whether HINCRBY may add to ``value``, as Redis decides from the value's text: a
+    string must spell an integer ("5.0" does not), and a number left by HINCRBYFLOAT
+    counts when it is whole (Redis stores 3.5 + 5.5 as "9")."""
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(parse_number(value), int)
+
+
 def incr(r: Replica, a: Args, now_ms: int) -> Result:
     """HINCRBY: 64-bit checked; refused (400) on a value that is not an integer."""
     name: str = a["key"]
     field: str = a["field"]
     h = _for_write(r, name, now_ms)
     current = h.get(field)
-    if current is not None and not isinstance(parse_number(current), int):
-        raise BadRequest(NOT_INTEGER)  # a float such as 5.0 included, as in Redis
+    if current is not None and not _integral(current):
+        raise BadRequest(NOT_INTEGER)
     _check_room(h, [field])
     try:
         delta, value = h.incr(r.actor, field, a["delta"])  # raises before any change

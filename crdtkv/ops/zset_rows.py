@@ -81,10 +81,10 @@ LIMIT = Arg(
     "limit",
     Kind.INT,
     required=False,
-    lo=0,
+    lo=limits.INT64_MIN,
     hi=limits.RANGE_MAX,
-    doc=f"At most this many members (Redis LIMIT count); absent: all, and an answer of more "
-    f"than {limits.RANGE_MAX} is refused.",
+    doc=f"At most this many members (Redis LIMIT count); absent or negative: all, as in "
+    f"Redis, and an answer of more than {limits.RANGE_MAX} is refused.",
     help="at most this many",
 )
 COUNT = Arg(

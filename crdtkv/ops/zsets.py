@@ -238,6 +238,12 @@ def lexcount(r: Replica, a: Args, now_ms: int) -> Result:
     return {"count": 0 if span is None else z.count_by_lex(*span)}
 
 
+def _limit(a: Args) -> int | None:
+    """LIMIT's count: None (all) when absent or negative, as Redis reads a negative one."""
+    limit: int | None = a["limit"]
+    return None if limit is None or limit < 0 else limit
+
+
 def _check_size(found: int, offset: int, limit: int | None) -> None:
     """Refuse a range answer of more than RANGE_MAX entries (before building it)."""
     size = max(0, found - offset)
@@ -268,8 +274,9 @@ def rangebyscore(r: Replica, a: Args, now_ms: int) -> Result:
     lo: ScoreBound = a["min"]
     hi: ScoreBound = a["max"]
     offset: int = a["offset"] or 0
-    _check_size(z.count_by_score(lo, hi), offset, a["limit"])
-    found = z.range_by_score(lo, hi, bool(a["rev"]), offset, a["limit"])
+    limit = _limit(a)
+    _check_size(z.count_by_score(lo, hi), offset, limit)
+    found = z.range_by_score(lo, hi, bool(a["rev"]), offset, limit)
     return {"items": _items(found, bool(a["withscores"]))}
 
 
@@ -282,14 +289,15 @@ def rangebylex(r: Replica, a: Args, now_ms: int) -> Result:
         return {"items": []}
     lo, hi = span
     offset: int = a["offset"] or 0
-    _check_size(z.count_by_lex(lo, hi), offset, a["limit"])
-    return {"items": _items(z.range_by_lex(lo, hi, bool(a["rev"]), offset, a["limit"]), False)}
+    limit = _limit(a)
+    _check_size(z.count_by_lex(lo, hi), offset, limit)
+    return {"items": _items(z.range_by_lex(lo, hi, bool(a["rev"]), offset, limit), False)}
 
 
 def scan(r: Replica, a: Args, now_ms: int) -> Result:
     """ZSCAN: members in code-point order after the cursor, ``count`` of them (default
-    10).  A member present for the whole scan is returned exactly once; the cursor
-    "0" starts a scan and marks its end.  O(n log count) per call: the index orders
+    10).  A member present for the whole scan is returned exactly once; the empty
+    cursor starts a scan and marks its end.  O(n log count) per call: the index orders
     by score, which moves, so the scan walks the members themselves."""
     z = _live(r, a["key"], now_ms)
     cursor: str = a["cursor"] or _CURSOR_START

@@ -161,7 +161,7 @@ class ApiMachine(RuleBasedStateMachine):
         value = current + delta
         if not INT64_MIN <= value <= INT64_MAX:
             return 400, "bad_request"
-        if delta != 0:
+        if delta != 0 or entry is None:  # INCRBY k 0 creates k holding 0, as in Redis
             expires = None if entry is None else entry.expires_ms
             self.keys[key] = Entry("string", value, expires)
         return 200, {"value": value}
