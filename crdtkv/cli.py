@@ -190,11 +190,42 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
         await runner.cleanup()
         await node.close()
         return 1
+    resp = None
+    if config.resp_port:
+        from crdtkv.resp.server import RespLimits, RespServer
+
+        resp = RespServer(
+            node,
+            replica_id=config.replica_id,
+            cluster_secret=config.cluster_secret,
+            password=config.requirepass or config.auth_token,
+            durability=config.durability,
+            peers_status=replication.status if replication else None,
+            resp_limits=RespLimits(
+                clients_max=config.resp_clients_max, value_bytes_max=config.body_bytes_max
+            ),
+            flushall=config.enable_flushall,
+        )
+        try:
+            await resp.start(config.host, config.resp_port)
+        except OSError as e:
+            _fail(
+                SERVE_PROG,
+                f"--resp-port: cannot listen on {config.host}:{config.resp_port}: {e.strerror}",
+            )
+            await runner.cleanup()
+            await node.close()
+            return 1
     if replication is not None:
         await replication.start()
-    print(f"crdtkv replica {config.replica_id} serving on {_url(config)}", flush=True)
+    where = _url(config)
+    if resp is not None:
+        where += f" and redis://{_host(config)}:{config.resp_port}"
+    print(f"crdtkv replica {config.replica_id} serving on {where}", flush=True)
     await _wait_for_stop(node)
     log.info("shutting down: finishing in-flight requests")
+    if resp is not None:
+        await resp.stop()
     if replication is not None:
         await replication.stop()
     await runner.cleanup()  # stop accepting, let in-flight requests finish
@@ -219,9 +250,12 @@ async def _wait_for_stop(node: Node) -> None:
         task.cancel()
 
 
+def _host(config: ServeConfig) -> str:
+    return f"[{config.host}]" if ":" in config.host else config.host
+
+
 def _url(config: ServeConfig) -> str:
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    return f"http://{host}:{config.port}"
+    return f"http://{_host(config)}:{config.port}"
 
 
 # -- the command table ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from crdtkv.limits import LimitError, ReplicationSettings
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "DEFAULT_RESP_PORT",
     "DURABILITY_MODES",
     "ServeCommand",
     "ServeConfig",
@@ -49,6 +50,8 @@ __all__ = [
 PROG = "crdtkv serve"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7001
+DEFAULT_RESP_PORT = 6379  # Redis's: redis-cli with no options reaches the replica
+RESP_CLIENTS_MAX = 10_000
 DURABILITY_MODES = ("fsync", "wal")
 MAX_OFFSET_MS_MAX = 3_600_000  # an hour of tolerated clock skew is already a broken clock
 _REPLICA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -69,6 +72,10 @@ class ServeConfig:
     durability: str = "fsync"  # "fsync" survives power loss, "wal" a process crash only
     max_offset_ms: int = 500  # remote HLC timestamps further ahead than this are refused
     body_bytes_max: int = limits.BODY_BYTES_MAX  # client request bodies over this get 413
+    resp_port: int = 0  # the Redis protocol's port; 0: off (the command line's default is 6379)
+    requirepass: str | None = None  # RESP's password (AUTH); None: the auth token, if any
+    resp_clients_max: int = RESP_CLIENTS_MAX  # RESP connections at once
+    enable_flushall: bool = False  # FLUSHALL / FLUSHDB over RESP (off: they are refused)
     # The replication core's settings (validated when built: crdtkv.limits).
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
 
@@ -90,6 +97,10 @@ class ServeConfig:
             "durability": self.durability,
             "max_offset_ms": self.max_offset_ms,
             "body_bytes_max": self.body_bytes_max,
+            "resp_port": self.resp_port,
+            "requirepass": _redact(self.requirepass),
+            "resp_clients_max": self.resp_clients_max,
+            "enable_flushall": self.enable_flushall,
             **_replication_json(self.replication),
         }
 
@@ -162,6 +173,30 @@ def build_serve_parser() -> argparse.ArgumentParser:
         "--body-bytes-max",
         metavar="N",
         help=f"client request body limit (default {limits.BODY_BYTES_MAX}) [CRDTKV_BODY_BYTES_MAX]",
+    )
+    add(
+        "--resp-port",
+        metavar="P",
+        help=f"Redis protocol (RESP2/RESP3) port; 0 turns it off (default {DEFAULT_RESP_PORT}) "
+        "[CRDTKV_RESP_PORT]",
+    )
+    add(
+        "--requirepass",
+        metavar="PW",
+        help="password RESP clients send with AUTH (default: the auth token, if set) "
+        "[CRDTKV_REQUIREPASS]",
+    )
+    add(
+        "--resp-clients-max",
+        metavar="N",
+        help=f"RESP connections at once (default {RESP_CLIENTS_MAX}) [CRDTKV_RESP_CLIENTS_MAX]",
+    )
+    add(
+        "--enable-flushall",
+        action="store_true",
+        default=None,
+        help="allow FLUSHALL/FLUSHDB over RESP (deletes every key at every replica) "
+        "[CRDTKV_ENABLE_FLUSHALL=1]",
     )
     add(
         "--replication-setting",
@@ -351,7 +386,26 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
             replicated=bool(peers),
         ),
         replication=_replication(*_replication_specs(ns.replication_setting, environ)),
+        resp_port=_int_in(
+            _pick(ns.resp_port, "--resp-port", environ, "CRDTKV_RESP_PORT"),
+            DEFAULT_RESP_PORT,
+            0,
+            65535,
+        ),
+        requirepass=_text(
+            _pick(ns.requirepass, "--requirepass", environ, "CRDTKV_REQUIREPASS"), None
+        ),
+        resp_clients_max=_int_in(
+            _pick(ns.resp_clients_max, "--resp-clients-max", environ, "CRDTKV_RESP_CLIENTS_MAX"),
+            RESP_CLIENTS_MAX,
+            1,
+            1_000_000,
+        ),
+        enable_flushall=bool(ns.enable_flushall)
+        or environ.get("CRDTKV_ENABLE_FLUSHALL", "") in ("1", "true", "yes"),
     )
+    if config.resp_port and config.resp_port == config.port:
+        raise UsageError("--resp-port", "must differ from --port")
     log_level = _choice(
         _pick(ns.log_level, "--log-level", environ, "CRDTKV_LOG_LEVEL"),
         "INFO",

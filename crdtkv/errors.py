@@ -38,6 +38,7 @@ __all__ = [
     "CrdtkvError",
     "KeyNotFound",
     "MethodNotAllowed",
+    "NotAnInteger",
     "NotFound",
     "NotNumeric",
     "PayloadTooLarge",
@@ -122,6 +123,11 @@ class WrongType(CrdtkvError):
 
     status = 409
     code = "wrong_type"
+
+
+class NotAnInteger(WrongType):
+    """A string increment or counter read of a value that is not an integer (409 over
+    HTTP; Redis's ``ERR value is not an integer or out of range`` over RESP)."""
 
 
 class MethodNotAllowed(CrdtkvError):

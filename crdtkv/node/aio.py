@@ -174,6 +174,45 @@ class Node:
             raise answer.error
         return answer.token
 
+    def admit_now(self, token: SessionToken, wait_ms: int, *, writes: bool) -> bool:
+        """``enter`` without waiting: True when the session may be served now (a write
+        absorbs the token's clock); False when ``enter`` would wait.  Raises the refusal."""
+        ticket = next(self._tickets)
+        if self.core.admit(ticket, token, wait_ms, writes=writes, now_ms=self.clock()):
+            return True
+        self.core.cancel(ticket)  # the caller waits with ``enter``
+        return False
+
+    def finish_nowait(
+        self, token: SessionToken | None
+    ) -> SessionToken | asyncio.Future[SessionToken]:
+        """``finish`` without a coroutine (the RESP server calls it once per read batch):
+        the token now, or a future of it that fails with the storage error."""
+        ticket = next(self._tickets)
+        out = self.core.finish(ticket, token)
+        if out is not None:
+            return out
+        loop = asyncio.get_running_loop()
+        inner = self._future(ticket)
+        result: asyncio.Future[SessionToken] = loop.create_future()
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._futures.pop(ticket, None)
+            if result.done():
+                return
+            if f.cancelled():
+                result.cancel()
+                return
+            answer: Answer = f.result()
+            if answer.error is not None:
+                result.set_exception(answer.error)
+            else:
+                result.set_result(answer.token)
+
+        inner.add_done_callback(done)
+        self._after_event()
+        return result
+
     def token_now(self, token: SessionToken | None) -> SessionToken:
         return self.core.token_now(token)
 

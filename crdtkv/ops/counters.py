@@ -15,18 +15,18 @@ from typing import cast
 
 from crdtkv.crdts import NumericRegister
 from crdtkv.crdts.numeric import parse_number
-from crdtkv.errors import NotFound, NotNumeric, WrongType
+from crdtkv.errors import NotAnInteger, NotFound, NotNumeric
 from crdtkv.ops.registers import STRING, delete_typed
 from crdtkv.ops.spec import Args, Result
 from crdtkv.replica.keyspace import Replica
 
-__all__ = ["decr", "delete", "get", "incr"]
+__all__ = ["decr", "delete", "get", "incr", "incrbyfloat"]
 
 
 def _int_value(name: str, reg: NumericRegister) -> int:
     n = parse_number(reg.value())
     if not isinstance(n, int):
-        raise WrongType(f"key {name!r} holds a string that is not an integer")
+        raise NotAnInteger(f"key {name!r} holds a string that is not an integer")
     return n
 
 
@@ -38,7 +38,7 @@ def _add(r: Replica, name: str, by: int, now_ms: int) -> Result:
     try:
         delta = reg.incr(r.actor, by)  # raises before any change
     except NotNumeric as e:
-        raise WrongType(f"key {name!r} holds a string that is not an integer") from e
+        raise NotAnInteger(f"key {name!r} holds a string that is not an integer") from e
     r.commit_write(name, STRING, reg, delta, now_ms)
     return {"value": _int_value(name, reg) if reg.cell else 0}
 
@@ -49,6 +49,21 @@ def incr(r: Replica, a: Args, now_ms: int) -> Result:
 
 def decr(r: Replica, a: Args, now_ms: int) -> Result:
     return _add(r, a["key"], -a["delta"], now_ms)
+
+
+def incrbyfloat(r: Replica, a: Args, now_ms: int) -> Result:
+    """INCRBYFLOAT: a float increment, which counts alongside concurrent ones as an
+    integer one does.  Refused (400) on a value that is not a number, or when the
+    result would not be finite; nothing changes then."""
+    name: str = a["key"]
+    existing = r.prepare_write(name, STRING, now_ms)
+    reg = cast(NumericRegister, existing) if existing is not None else NumericRegister()
+    if reg.cell and parse_number(reg.value()) is None:
+        raise NotNumeric("value is not a valid float")
+    delta = reg.incr_float(r.actor, a["increment"])  # raises before any change
+    r.commit_write(name, STRING, reg, delta, now_ms)
+    value = parse_number(reg.value()) if reg.cell else 0
+    return {"value": value}
 
 
 def get(r: Replica, a: Args, now_ms: int) -> Result:

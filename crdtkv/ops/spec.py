@@ -236,10 +236,22 @@ class Method:
 
 @dataclass(frozen=True, slots=True)
 class Resp:
-    """The op's RESP command and reply shape (filled in by the RESP front end)."""
+    """A Redis command built on the op: one more column of its row.
 
-    command: str
-    reply: str
+    ``args`` turns the command's arguments (after its name) into the op's
+    fields, raising ``crdtkv.resp.values.RespError`` with Redis's text for
+    bad ones; the op then validates them as it does for HTTP.  ``reply``
+    turns the op's result into the reply value (``crdtkv.resp.values``).
+    """
+
+    command: str  # its name, upper case
+    arity: int  # Redis's arity: the argument count with the name; negative: at least -arity
+    args: Callable[[list[bytes]], dict[str, Any]]  # the arguments -> the op's fields
+    reply: Callable[[Result], Any]  # the op's result -> the reply
+    absent: Any = None  # the reply of a read whose key is absent (404); RAISES: an error
+    flags: tuple[str, ...] = ()  # COMMAND's flags besides write / readonly (fast, ...)
+    keys: tuple[int, int, int] = (1, 1, 1)  # first key, last key (-1: the last), step
+    summary: str = ""  # COMMAND DOCS' summary (default: the op's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +269,7 @@ class OpSpec:
     retry_safe: bool = True  # sending it twice (a retry after a lost reply) is harmless
     body: Body | None = None  # routes with body arguments: the request body's name and example
     snapshot: bool = False  # the read that returns a key's whole value (final reads compare it)
-    resp: Resp | None = None
+    resp: tuple[Resp, ...] = ()  # the Redis commands built on it (crdtkv.resp)
     # A read that answers for an absent key (EXISTS, TYPE, TTL, SCAN) instead of 404.
     answers_absent: bool = False
     _parsers: tuple[tuple[str, Callable[[Op], Any]], ...] = field(

@@ -30,6 +30,7 @@ from crdtkv.ops.spec import (
     Method,
     OpSpec,
     Out,
+    Resp,
     Result,
     Route,
     Shape,
@@ -37,6 +38,8 @@ from crdtkv.ops.spec import (
 )
 from crdtkv.ops.zset_rows import ZSETS
 from crdtkv.replica.keyspace import TYPES, Replica
+from crdtkv.resp import args as resp_args
+from crdtkv.resp.values import json_bulk
 
 __all__ = [
     "KEYS_NAMESPACE",
@@ -118,6 +121,10 @@ DEL = Verb(
 )
 
 
+def _value(result: Result) -> Any:
+    return result["value"]
+
+
 def _route(method: str, path: str) -> Route:
     return Route(method, "/v1/" + path)
 
@@ -153,6 +160,16 @@ REGISTERS: tuple[OpSpec, ...] = (
         doc=Doc("Read a register", "The value.", {"value": {"name": "ada"}}),
         route=_route("GET", "registers/{key}"),
         snapshot=True,
+        resp=(
+            Resp(
+                "GET",
+                2,
+                resp_args.key_only,
+                lambda r: json_bulk(r["value"]),
+                flags=("fast",),
+                summary="Returns the string value of a key.",
+            ),
+        ),
         client=(
             Method(
                 "get",
@@ -208,6 +225,24 @@ COUNTERS: tuple[OpSpec, ...] = (
                 negate="delta",
             ),
         ),
+        resp=(
+            Resp(
+                "INCR",
+                2,
+                resp_args.key_int("delta", 1),
+                _value,
+                flags=("fast",),
+                summary="Increments the integer value of a key by one.",
+            ),
+            Resp(
+                "INCRBY",
+                3,
+                resp_args.key_int("delta"),
+                _value,
+                flags=("fast",),
+                summary="Increments the integer value of a key by a number.",
+            ),
+        ),
     ),
     OpSpec(
         "counters.decr",
@@ -219,6 +254,52 @@ COUNTERS: tuple[OpSpec, ...] = (
         doc=Doc("counters.incr with the delta negated (batch only)"),
         route=None,
         client=None,  # the clients' decr is counters.incr with the delta negated
+        resp=(
+            Resp(
+                "DECR",
+                2,
+                resp_args.key_int("delta", 1),
+                _value,
+                flags=("fast",),
+                summary="Decrements the integer value of a key by one.",
+            ),
+            Resp(
+                "DECRBY",
+                3,
+                resp_args.key_int("delta"),
+                _value,
+                flags=("fast",),
+                summary="Decrements a number from the integer value of a key.",
+            ),
+        ),
+    ),
+    OpSpec(
+        "counters.incrbyfloat",
+        (KEY, Arg("increment", Kind.FLOAT, doc="The amount to add (a finite number)")),
+        counters.incrbyfloat,
+        writes=True,
+        retry_safe=False,
+        result=Shape("CounterFloat", (Field("value", Out.NUMBER),)),
+        doc=Doc(
+            "Add a float to a string key's number (INCRBYFLOAT; batch only)",
+            "The value at this replica after the change.",
+            {"value": 10.5},
+        ),
+        route=None,
+        client=None,
+        resp=(
+            Resp(
+                "INCRBYFLOAT",
+                3,
+                lambda argv: {
+                    "key": resp_args.text(argv[0]),
+                    "increment": resp_args.floating(argv[1]),
+                },
+                lambda r: float(r["value"]),
+                flags=("fast",),
+                summary="Increment the floating point value of a key by a number.",
+            ),
+        ),
     ),
     OpSpec(
         "counters.get",

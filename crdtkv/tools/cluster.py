@@ -35,6 +35,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p = ArgParser(prog=PROG, description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--replicas", type=int, default=3, help="number of replicas (default 3)")
     p.add_argument("--base-port", type=int, default=7001, help="first port (default 7001)")
+    p.add_argument(
+        "--resp-base-port",
+        type=int,
+        default=6379,
+        help="first Redis protocol port (default 6379); 0 turns RESP off",
+    )
     p.add_argument("--data-dir", default="./data", help="parent data directory (default ./data)")
     p.add_argument("--durability", choices=["fsync", "wal"], default="fsync")
     args = p.parse_args(argv)
@@ -42,6 +48,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         raise UsageError("--replicas", f"must be between 1 and {REPLICAS_MAX}")
     if not 1 <= args.base_port <= 65535 - args.replicas + 1:
         raise UsageError("--base-port", "the ports P..P+N-1 must lie between 1 and 65535")
+    if args.resp_base_port and not 1 <= args.resp_base_port <= 65535 - args.replicas + 1:
+        raise UsageError("--resp-base-port", "the ports R..R+N-1 must lie between 1 and 65535")
+    http = set(range(args.base_port, args.base_port + args.replicas))
+    if args.resp_base_port and http & set(
+        range(args.resp_base_port, args.resp_base_port + args.replicas)
+    ):
+        raise UsageError("--resp-base-port", "the RESP ports overlap the HTTP ports")
     return args
 
 
@@ -85,7 +98,12 @@ def main(argv: list[str], environ: Mapping[str, str]) -> int:
         for i, rid in enumerate(ids):
             peers = {peer: urls[peer] for peer in ids if peer != rid}
             cmd = serve_command(
-                rid, args.base_port + i, str(data_dir / rid), args.durability, peers=peers
+                rid,
+                args.base_port + i,
+                str(data_dir / rid),
+                args.durability,
+                peers=peers,
+                resp_port=args.resp_base_port + i if args.resp_base_port else 0,
             )
             # A new session: Ctrl-C reaches only us, and we stop the children in order.
             procs[rid] = subprocess.Popen(
@@ -97,8 +115,9 @@ def main(argv: list[str], environ: Mapping[str, str]) -> int:
             except NotServing:
                 print_error(PROG, f"replica {rid} did not start")
                 return 1
-        for rid in ids:
-            print(f"{rid} {urls[rid]}", flush=True)
+        for i, rid in enumerate(ids):
+            resp = f"  redis://127.0.0.1:{args.resp_base_port + i}" if args.resp_base_port else ""
+            print(f"{rid} {urls[rid]}{resp}", flush=True)
         print(f"cluster of {len(ids)} replicas up; data in {data_dir}; Ctrl-C stops it", flush=True)
         while not stopping:
             dead = [rid for rid, p in procs.items() if p.poll() is not None]

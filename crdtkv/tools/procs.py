@@ -70,6 +70,7 @@ def serve_command(
     peers: Mapping[str, str] | None = None,
     log_level: str | None = None,
     launcher: Sequence[str] = ("-m", "crdtkv.cli"),
+    resp_port: int = 0,
 ) -> list[str]:
     """The argv of a ``crdtkv serve`` on 127.0.0.1 run by this interpreter.
 
@@ -77,7 +78,7 @@ def serve_command(
     (a script taking crdtkv's arguments, to run another source tree).
     """
     cmd = [sys.executable, *launcher, "serve", "--replica-id", replica_id, "--port", str(port)]
-    cmd += ["--data-dir", data_dir, "--durability", durability]
+    cmd += ["--data-dir", data_dir, "--durability", durability, "--resp-port", str(resp_port)]
     if log_level is not None:
         cmd += ["--log-level", log_level]
     for peer, url in (peers or {}).items():

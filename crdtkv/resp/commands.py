@@ -1,0 +1,224 @@
+"""The RESP command table: every Redis command a replica answers.
+
+Three kinds of command, one table (``COMMANDS``, name -> ``Command``):
+
+- **op commands**, built from the op table's RESP column (``OpSpec.resp``):
+  the command's arguments become the op's fields, the op runs as it does for
+  HTTP (``Context.apply``: same validation, same CRDT, same durability and
+  replication) and its result becomes the reply.  Most commands are these.
+- **composite commands** (``crdtkv.resp.strings``, ``crdtkv.resp.keyspace``,
+  ...): a few ops in a row on one replica, such as ``SET k v NX GET`` (a read,
+  then a write).  They are atomic on the replica that runs them (one event
+  loop turn), not across replicas, as everything in a CRDT store.
+- **connection and server commands** (this module and ``crdtkv.resp.server``):
+  HELLO, AUTH, CLIENT, SELECT, PING, ECHO, QUIT, COMMAND, CONFIG GET, INFO,
+  DBSIZE, TIME, CRDTKV.SESSION.
+
+A command function gets the connection (``Context``) and the arguments
+after the command's name, and returns a reply value (``crdtkv.resp.values``)
+or raises ``RespError`` / ``CrdtkvError`` (the server turns the latter into
+Redis's error texts with ``error_reply``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from crdtkv.errors import (
+    BadRequest,
+    CounterOverflow,
+    CrdtkvError,
+    NotAnInteger,
+    NotFound,
+    NotNumeric,
+    SessionUnavailable,
+    WrongType,
+)
+from crdtkv.ops.spec import RAISES, OpSpec, Resp, Result
+from crdtkv.resp.values import RespError
+
+__all__ = [
+    "COMMANDS",
+    "WRONGTYPE",
+    "Command",
+    "Context",
+    "Run",
+    "command",
+    "ensure_loaded",
+    "error_reply",
+    "lookup",
+    "op_command",
+    "register",
+]
+
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+
+
+class Context:
+    """What a command sees of its connection (``crdtkv.resp.server.Connection``)."""
+
+    proto: int  # 2 or 3
+    id: int  # CLIENT ID
+    name: str | None  # CLIENT SETNAME
+
+    def apply(self, op: dict[str, Any]) -> Result:
+        """Run one op of the op table at this replica (raises ``CrdtkvError``)."""
+        raise NotImplementedError
+
+    def now_ms(self) -> int:
+        raise NotImplementedError
+
+
+Run = Callable[[Context, list[bytes]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One RESP command."""
+
+    name: str  # upper case
+    arity: int  # Redis's: the argument count with the name; negative: at least -arity
+    run: Run  # (connection, arguments after the name) -> reply
+    writes: bool = False  # it may change the keyspace (a session write: absorbs the HLC)
+    data: bool = True  # it reads or writes the keyspace (sessions wait; replies wait for disk)
+    flags: tuple[str, ...] = ()  # COMMAND's other flags
+    keys: tuple[int, int, int] = (1, 1, 1)  # first key, last key (-1: last), step; (0,0,0): none
+    summary: str = ""  # COMMAND DOCS
+    group: str = "generic"  # COMMAND DOCS' group
+    noauth: bool = False  # allowed before AUTH (AUTH, HELLO, QUIT)
+
+    def arity_ok(self, argc: int) -> bool:
+        """``argc``: the argument count with the name."""
+        a = self.arity
+        return argc == a if a >= 0 else argc >= -a
+
+    def command_flags(self) -> list[str]:
+        base = ["write"] if self.writes else (["readonly"] if self.data else [])
+        return base + list(self.flags)
+
+
+COMMANDS: dict[str, Command] = {}
+_LOOKUP: dict[bytes, Command] = {}
+
+
+def register(cmd: Command) -> Command:
+    if cmd.name in COMMANDS:
+        raise ValueError(f"RESP command {cmd.name} is defined twice")
+    COMMANDS[cmd.name] = cmd
+    _LOOKUP[cmd.name.encode()] = cmd
+    _LOOKUP[cmd.name.lower().encode()] = cmd
+    return cmd
+
+
+def command(
+    name: str,
+    arity: int,
+    *,
+    writes: bool = False,
+    data: bool = True,
+    flags: tuple[str, ...] = (),
+    keys: tuple[int, int, int] = (1, 1, 1),
+    summary: str = "",
+    group: str = "generic",
+    noauth: bool = False,
+) -> Callable[[Run], Run]:
+    """Decorator: register a composite or server command."""
+
+    def deco(run: Run) -> Run:
+        register(Command(name, arity, run, writes, data, flags, keys, summary, group, noauth))
+        return run
+
+    return deco
+
+
+def lookup(name: bytes) -> Command | None:
+    cmd = _LOOKUP.get(name)
+    if cmd is None:
+        cmd = _LOOKUP.get(name.upper())
+    return cmd
+
+
+# -- op commands -----------------------------------------------------------------------------
+def op_command(spec: OpSpec, resp: Resp) -> Command:
+    """The command of one RESP column of the op table."""
+    name = spec.name
+    parse, reply, absent = resp.args, resp.reply, resp.absent
+
+    def run(ctx: Context, argv: list[bytes]) -> Any:
+        op = parse(argv)
+        op["op"] = name
+        try:
+            result = ctx.apply(op)
+        except NotFound:
+            if absent is RAISES:
+                raise
+            return absent
+        return reply(result)
+
+    group = {"registers": "string", "counters": "string", "hlls": "hyperloglog"}.get(
+        spec.namespace, spec.namespace.rstrip("s") if spec.namespace != "keys" else "generic"
+    )
+    return Command(
+        resp.command,
+        resp.arity,
+        run,
+        writes=spec.writes,
+        flags=resp.flags,
+        keys=resp.keys,
+        summary=resp.summary or spec.doc.summary,
+        group=group,
+    )
+
+
+def register_op_table() -> None:
+    from crdtkv.ops.table import TABLE
+
+    for spec in TABLE:
+        for resp in spec.resp:
+            register(op_command(spec, resp))
+
+
+# -- errors ----------------------------------------------------------------------------------
+def error_reply(e: CrdtkvError) -> RespError:
+    """A crdtkv error as the error a Redis client expects."""
+    if isinstance(e, NotAnInteger):
+        return RespError("ERR value is not an integer or out of range")
+    if isinstance(e, NotNumeric):
+        return RespError(f"ERR {e.message}")
+    if isinstance(e, CounterOverflow):
+        if "NaN" in e.message:
+            return RespError(f"ERR {e.message}")
+        return RespError("ERR increment or decrement would overflow")
+    if isinstance(e, WrongType):
+        if e.message.startswith("ERR "):
+            return RespError(e.message)
+        return RespError(WRONGTYPE)
+    if isinstance(e, SessionUnavailable):
+        return RespError(f"SESSIONUNAVAILABLE {e.message}")
+    if isinstance(e, BadRequest):
+        return RespError(f"ERR {e.message}")
+    return RespError(f"ERR {e.message}")
+
+
+# -- loading ---------------------------------------------------------------------------------
+# The modules whose commands register on import (besides the op table's column).
+MODULES = (
+    "crdtkv.resp.admin",
+    "crdtkv.resp.strings",
+)
+_loaded = False
+
+
+def ensure_loaded() -> None:
+    """Fill ``COMMANDS`` (once): the op table's RESP column, then ``MODULES``."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+
+    register_op_table()
+    for module in MODULES:
+        importlib.import_module(module)

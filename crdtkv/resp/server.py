@@ -1,0 +1,535 @@
+"""The RESP server of a replica: asyncio, hiredis, pipelining, group commit.
+
+One ``Connection`` per client.  ``data_received`` feeds the bytes to a
+``hiredis.Reader`` (inline commands, which do not start with ``*``, are split
+by ``split_inline``), takes every complete command, runs them in order, and
+writes their replies with one ``transport.write`` per read batch.  A batch's
+replies leave only once everything it saw is durable (``Node.finish_nowait``,
+the same rule and the same group commit as HTTP: every connection's commands
+of one event-loop turn share one storage write).  Replies keep their order:
+a batch waiting for the disk holds back the batches after it.
+
+Bounds (``RespLimits``): the unparsed input of one connection (a bulk string
+is at most the value limit, an inline line at most 64 KiB), the commands
+parsed but not yet run, the replies not yet taken by the client (a client
+that does not read is paused, then disconnected), and the number of
+connections.  Garbage gets ``-ERR Protocol error`` and closes that
+connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import hiredis
+
+from crdtkv import limits
+from crdtkv.errors import CrdtkvError, StorageError
+from crdtkv.resp import commands
+from crdtkv.resp.commands import Command, Context, error_reply, lookup
+from crdtkv.resp.values import RespError, encode
+from crdtkv.sessions import SessionToken, TokenSigner
+
+if TYPE_CHECKING:
+    from crdtkv.api.metrics import PeersStatus
+    from crdtkv.node import Node
+
+__all__ = ["Connection", "RespLimits", "RespServer", "split_inline"]
+
+log = logging.getLogger("crdtkv.resp")
+
+INLINE_BYTES_MAX = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RespLimits:
+    """The bounds of the RESP server (``crdtkv serve`` options set some)."""
+
+    clients_max: int = 10_000  # connections at once; more get an error and are closed
+    value_bytes_max: int = limits.BODY_BYTES_MAX  # one request's unparsed bytes (a bulk string)
+    queued_max: int = 100_000  # commands parsed but not run before reading pauses
+    output_high: int = 4 * 1024 * 1024  # unsent reply bytes at which reading pauses
+    output_max: int = 64 * 1024 * 1024  # unsent reply bytes at which the client is dropped
+    stalled_s: float = 60.0  # a client that takes no reply for this long is dropped
+
+
+class _Stats:
+    __slots__ = ("commands", "connections", "errors", "protocol_errors", "rejected", "started")
+
+    def __init__(self) -> None:
+        self.commands = 0
+        self.connections = 0
+        self.rejected = 0
+        self.errors = 0
+        self.protocol_errors = 0
+        self.started = time.time()
+
+
+class RespServer:
+    """The RESP listener of one replica."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        replica_id: str,
+        cluster_secret: str | None = None,
+        password: str | None = None,
+        durability: str = "fsync",
+        peers_status: PeersStatus | None = None,
+        resp_limits: RespLimits | None = None,
+        flushall: bool = False,
+    ) -> None:
+        commands.ensure_loaded()
+        self.node = node
+        self.replica_id = replica_id
+        self.signer = TokenSigner(cluster_secret)
+        self.password = password
+        self.durability = durability
+        self.peers_status = peers_status
+        self.limits = resp_limits or RespLimits()
+        self.flushall = flushall
+        self.clients: dict[int, Connection] = {}
+        self.stats = _Stats()
+        self.ids = itertools.count(1)
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Connection(self), host, port, reuse_address=True, backlog=1024
+        )
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.clients.values()):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+class Connection(asyncio.Protocol, Context):
+    """One client connection."""
+
+    def __init__(self, server: RespServer) -> None:
+        self.server = server
+        self.node = server.node
+        self.id = next(server.ids)
+        self.proto = 2
+        self.name: str | None = None
+        self.lib: dict[str, str] = {}
+        self.authed = server.password is None
+        self.token: SessionToken | None = None  # CRDTKV.SESSION: the session it serves
+        self.wait_ms = limits.WAIT_MS_DEFAULT
+        self.created = time.time()
+        self.addr = "?"
+        self.transport: asyncio.Transport | None = None
+        self._reader = hiredis.Reader()
+        self._inline = b""  # an inline command's bytes so far
+        self._queue: collections.deque[list[bytes]] = collections.deque()
+        self._out: collections.deque[list[Any]] = collections.deque()  # [bytes, ready, n]
+        self._busy = False  # a command waits for its session: the rest waits behind it
+        self._closing = False
+        self._read_paused = False
+        self._write_paused = False
+        self._stall: asyncio.TimerHandle | None = None
+        self._saw = False  # a command of this batch read or wrote the keyspace
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        transport = self.transport
+        server = self.server
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.addr = f"{peer[0]}:{peer[1]}"
+        if len(server.clients) >= server.limits.clients_max:
+            server.stats.rejected += 1
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self._closing = True
+            return
+        server.clients[self.id] = self
+        server.stats.connections += 1
+        transport.set_write_buffer_limits(high=server.limits.output_high)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self.server.clients.pop(self.id, None)
+        if self._stall is not None:
+            self._stall.cancel()
+        self._queue.clear()
+        self._out.clear()
+
+    def pause_writing(self) -> None:
+        # The client does not take its replies: stop reading its commands, and
+        # drop it if it stays this way (its replies would otherwise pile up).
+        self._write_paused = True
+        self._pause_reading()
+        if self._stall is None:
+            loop = asyncio.get_running_loop()
+            self._stall = loop.call_later(self.server.limits.stalled_s, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        self._maybe_resume_reading()
+        if not self._busy and self._queue:
+            self._process()
+
+    def _stalled(self) -> None:
+        log.warning(
+            "client %s took no reply for %.0f s; disconnecting",
+            self.addr,
+            self.server.limits.stalled_s,
+        )
+        self.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            if self._inline or (data[:1] != b"*" and not self._reader.len()):
+                data = self._take_inline(data)
+            if data:
+                self._take_frames(data)
+        except RespError as e:
+            self.server.stats.protocol_errors += 1
+            self._fail(e.text)
+            return
+        if not self._busy and self._queue:
+            self._process()
+
+    # -- parsing ------------------------------------------------------------------------------
+    def _take_frames(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        queue = self._queue
+        while True:
+            try:
+                frame = reader.gets()
+            except hiredis.ProtocolError as e:
+                raise RespError(f"ERR Protocol error: {e}") from None
+            if frame is False:
+                break
+            if type(frame) is not list:
+                raise RespError("ERR Protocol error: expected '*', a command is an array")
+            if not frame:
+                continue  # Redis ignores an empty array
+            for part in frame:
+                if type(part) is not bytes:
+                    raise RespError("ERR Protocol error: expected '$', arguments are bulk strings")
+            queue.append(frame)
+        if reader.len() > self.server.limits.value_bytes_max + 4096:
+            raise RespError(
+                f"ERR Protocol error: a request over {self.server.limits.value_bytes_max} bytes"
+            )
+        if len(queue) > self.server.limits.queued_max:
+            self._pause_reading()
+
+    def _take_inline(self, data: bytes) -> bytes:
+        """Inline commands from ``data``; what follows them when it is RESP (``*``)."""
+        buf = self._inline + data
+        while buf and buf[:1] != b"*":
+            end = buf.find(b"\n")
+            if end < 0:
+                if len(buf) > INLINE_BYTES_MAX:
+                    raise RespError("ERR Protocol error: too big inline request")
+                self._inline = buf
+                return b""
+            if end > INLINE_BYTES_MAX:
+                raise RespError("ERR Protocol error: too big inline request")
+            line, buf = buf[:end].rstrip(b"\r"), buf[end + 1 :]
+            argv = split_inline(line)
+            if argv:
+                self._queue.append(argv)
+        self._inline = b""
+        return buf
+
+    # -- running --------------------------------------------------------------------------------
+    def _process(self) -> None:
+        """Run every queued command that can run now; one write for their replies."""
+        out: list[bytes] = []
+        n = 0
+        queue = self._queue
+        proto = self.proto
+        self._saw = False
+        while queue and not self._closing:
+            argv = queue.popleft()
+            cmd = lookup(argv[0])
+            if cmd is not None and cmd.data and self.token is not None:
+                try:
+                    ready = self.node.admit_now(self.token, self.wait_ms, writes=cmd.writes)
+                except CrdtkvError as e:
+                    encode(error_reply(e), proto, out)
+                    n += 1
+                    continue
+                if not ready:  # wait for the session, then go on in order
+                    self._emit(out, n)
+                    self._busy = True
+                    asyncio.get_running_loop().create_task(self._wait_then_run(cmd, argv))
+                    return
+            encode(self._execute(cmd, argv), proto, out)
+            n += 1
+            proto = self.proto  # HELLO may change it
+            if self._write_paused:
+                break
+        self._emit(out, n)
+
+    async def _wait_then_run(self, cmd: Command, argv: list[bytes]) -> None:
+        out: list[bytes] = []
+        try:
+            assert self.token is not None
+            await self.node.enter(self.token, self.wait_ms, writes=cmd.writes)
+        except CrdtkvError as e:
+            encode(error_reply(e), self.proto, out)
+        else:
+            self._saw = False
+            encode(self._execute(cmd, argv), self.proto, out)
+        self._busy = False
+        if self._closing:
+            return
+        self._emit(out, 1)
+        self._maybe_resume_reading()
+        if self._queue:
+            self._process()
+
+    def _execute(self, cmd: Command | None, argv: list[bytes]) -> Any:
+        """One command's reply (never raises)."""
+        self.server.stats.commands += 1
+        if cmd is None:
+            return _unknown(argv)
+        if not cmd.arity_ok(len(argv)):
+            return RespError(f"ERR wrong number of arguments for '{cmd.name.lower()}' command")
+        if not self.authed and not cmd.noauth:
+            return RespError("NOAUTH Authentication required.")
+        try:
+            return cmd.run(self, argv[1:])
+        except RespError as e:
+            self.server.stats.errors += 1
+            return e
+        except StorageError as e:
+            self.server.stats.errors += 1
+            return RespError(f"ERR {e.message}")
+        except CrdtkvError as e:
+            self.server.stats.errors += 1
+            return error_reply(e)
+        except Exception:
+            log.exception("unexpected error running %s", cmd.name)
+            self.server.stats.errors += 1
+            return RespError("ERR internal error; see the replica's log")
+
+    # -- Context --------------------------------------------------------------------------------
+    def apply(self, op: dict[str, Any]) -> dict[str, Any]:
+        self._saw = True
+        return self.node.apply(op)
+
+    def now_ms(self) -> int:
+        return self.node.now_ms()
+
+    # -- replies --------------------------------------------------------------------------------
+    def _emit(self, out: list[bytes], n: int) -> None:
+        """Queue a batch's replies; they leave once what the batch saw is durable."""
+        if not out or self._closing:
+            return
+        data = b"".join(out)
+        if not self._saw:
+            entry: list[Any] = [data, True, n]
+            self._out.append(entry)
+            self._drain()
+            return
+        self._saw = False
+        try:
+            done = self.node.finish_nowait(self.token)
+        except StorageError as e:
+            self._out.append([_failed(e, n, self.proto), True, n])
+            self._drain()
+            return
+        if isinstance(done, SessionToken):
+            if self.token is not None:
+                self.token = done
+            self._out.append([data, True, n])
+            self._drain()
+            return
+        entry = [data, False, n]
+        self._out.append(entry)
+        done.add_done_callback(lambda f: self._durable(entry, f))
+
+    def _durable(self, entry: list[Any], f: asyncio.Future[SessionToken]) -> None:
+        if f.cancelled():
+            entry[0] = _failed(StorageError("the replica is stopping"), entry[2], self.proto)
+        elif f.exception() is not None:
+            err = f.exception()
+            assert isinstance(err, Exception)
+            e = err if isinstance(err, StorageError) else StorageError(str(err))
+            entry[0] = _failed(e, entry[2], self.proto)
+        elif self.token is not None:
+            self.token = f.result()
+        entry[1] = True
+        self._drain()
+
+    def _drain(self) -> None:
+        out = self._out
+        if not out or not out[0][1] or self.transport is None:
+            return
+        chunks = []
+        while out and out[0][1]:
+            chunks.append(out.popleft()[0])
+        if self._closing:
+            return
+        self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if self.transport.get_write_buffer_size() > self.server.limits.output_max:
+            log.warning(
+                "client %s has over %d reply bytes unread; disconnecting",
+                self.addr,
+                self.server.limits.output_max,
+            )
+            self.abort()
+            return
+        if self._quit_after and not out:
+            self.close()
+
+    _quit_after = False
+
+    def quit(self) -> None:
+        """QUIT: close once the replies so far (its +OK included) are written."""
+        self._quit_after = True
+        self._queue.clear()
+
+    # -- flow control and closing -------------------------------------------------------------
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None and not self._closing:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if (
+            self._read_paused
+            and not self._write_paused
+            and len(self._queue) <= self.server.limits.queued_max // 2
+            and self.transport is not None
+            and not self._closing
+        ):
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _fail(self, text: str) -> None:
+        """A protocol error: answer it after the replies before it, then close."""
+        self._queue.clear()
+        out: list[bytes] = []
+        encode(RespError(text), self.proto, out)
+        self._out.append([out[0], True, 1])
+        self._quit_after = True
+        self._drain()
+
+    def close(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self._closing = True
+            self.transport.abort()
+
+
+def _failed(e: StorageError, n: int, proto: int) -> bytes:
+    out: list[bytes] = []
+    err = RespError(f"ERR {e.message}")
+    for _ in range(n):
+        encode(err, proto, out)
+    return b"".join(out)
+
+
+def _unknown(argv: list[bytes]) -> RespError:
+    name = argv[0].decode("utf-8", "replace")[:128]
+    args = " ".join(f"'{a.decode('utf-8', 'replace')[:128]}'" for a in argv[1:4])
+    return RespError(f"ERR unknown command '{name}', with args beginning with: {args}")
+
+
+# -- inline commands -------------------------------------------------------------------------------
+_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """An inline command's arguments, as Redis's ``sdssplitargs``: spaces separate,
+    ``"..."`` takes escapes (``\\n``, ``\\xHH``, ...), ``'...'`` takes ``\\'``."""
+    if b'"' not in line and b"'" not in line:
+        return line.split()
+    args: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in b" \t\r\n\v\f":
+            i += 1
+        if i >= n:
+            return args
+        cur = bytearray()
+        inq = insq = False
+        while True:
+            if inq:
+                if i >= n:
+                    raise RespError("ERR Protocol error: unbalanced quotes in request")
+                c = line[i]
+                if (
+                    c == ord("\\")
+                    and i + 3 < n
+                    and line[i + 1] == ord("x")
+                    and _ishex(line[i + 2])
+                    and _ishex(line[i + 3])
+                ):
+                    cur.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == ord("\\") and i + 1 < n:
+                    i += 1
+                    cur += _ESCAPES.get(line[i], bytes([line[i]]))
+                elif c == ord('"'):
+                    if i + 1 < n and line[i + 1] not in b" \t\r\n\v\f":
+                        raise RespError("ERR Protocol error: unbalanced quotes in request")
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            elif insq:
+                if i >= n:
+                    raise RespError("ERR Protocol error: unbalanced quotes in request")
+                c = line[i]
+                if c == ord("\\") and i + 1 < n and line[i + 1] == ord("'"):
+                    i += 1
+                    cur.append(ord("'"))
+                elif c == ord("'"):
+                    if i + 1 < n and line[i + 1] not in b" \t\r\n\v\f":
+                        raise RespError("ERR Protocol error: unbalanced quotes in request")
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            else:
+                if i >= n:
+                    break
+                c = line[i]
+                if c in b" \t\r\n\v\f":
+                    break
+                if c == ord('"'):
+                    inq = True
+                elif c == ord("'"):
+                    insq = True
+                else:
+                    cur.append(c)
+            i += 1
+        args.append(bytes(cur))
+
+
+def _ishex(c: int) -> bool:
+    return c in b"0123456789abcdefABCDEF"
