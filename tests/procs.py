@@ -462,8 +462,10 @@ class Server:
         secret: str | None = None,
         durability: str = "fsync",
         extra: list[str] | None = None,
+        resp_port: int | None = None,
     ) -> None:
         self.replica_id = replica_id
+        self.resp_port = resp_port  # serve RESP on this port (None: off)
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.peers = dict(peers or {})
@@ -485,6 +487,8 @@ class Server:
             args += ["--peer", f"{pid}={url}"]
         if self.secret:
             args += ["--cluster-secret", self.secret]
+        if self.resp_port:
+            args += ["--resp-port", str(self.resp_port)]
         return args + self.extra
 
     def spawn(self) -> None:
@@ -507,7 +511,8 @@ class Server:
             what=self.replica_id,
             log=self.log_path,
         )
-        assert line.endswith(self.url), line
+        end = self.url + (f" and redis://127.0.0.1:{self.resp_port}" if self.resp_port else "")
+        assert line.endswith(end), line
 
     def start(self, timeout_s: float = STARTUP_S) -> Server:
         self.spawn()

@@ -281,9 +281,10 @@ class Connection(asyncio.Protocol, Context):
                     self._busy = True
                     asyncio.get_running_loop().create_task(self._wait_then_run(cmd, argv))
                     return
-            encode(self._execute(cmd, argv), proto, out)
+            reply = self._execute(cmd, argv)
+            proto = self.proto  # HELLO may change it, and answers in the new one
+            encode(reply, proto, out)
             n += 1
-            proto = self.proto  # HELLO may change it
             if self._write_paused:
                 break
         self._emit(out, n)
