@@ -31,6 +31,7 @@ from typing import Any
 from crdtkv.errors import StorageError
 from crdtkv.metrics import MetricsRegistry
 from crdtkv.node.core import Action, Admit, Answer, Durable, NodeCore, Ready, Reply, Write
+from crdtkv.ops.spec import OpSpec
 from crdtkv.replica import Replica
 from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import Checkpointer, mark_clean
@@ -174,6 +175,13 @@ class Node:
             raise answer.error
         return answer.token
 
+    def run(self, spec: OpSpec, op: dict[str, Any]) -> dict[str, Any]:
+        """``apply`` of an op whose spec the caller already knows (the RESP server)."""
+        result = self.core.run(spec, op, self.clock())
+        if spec.writes:
+            self._after_event()
+        return result
+
     def admit_now(self, token: SessionToken, wait_ms: int, *, writes: bool) -> bool:
         """``enter`` without waiting: True when the session may be served now (a write
         absorbs the token's clock); False when ``enter`` would wait.  Raises the refusal."""
@@ -188,6 +196,9 @@ class Node:
     ) -> SessionToken | asyncio.Future[SessionToken]:
         """``finish`` without a coroutine (the RESP server calls it once per read batch):
         the token now, or a future of it that fails with the storage error."""
+        core = self.core
+        if token is None and core.failed is None and core.settled():
+            return _NO_SESSION  # the caller keeps no session: no token to compute
         ticket = next(self._tickets)
         out = self.core.finish(ticket, token)
         if out is not None:
@@ -339,6 +350,9 @@ class Node:
             log.exception("node tick failed")
         self._run(self.core.take_actions())
         self._arm_timer()
+
+
+_NO_SESSION = SessionToken()
 
 
 def _write(storage: Storage, batch: WriteBatch, sync: bool) -> None:

@@ -48,6 +48,7 @@ from crdtkv.crdts.causal import VersionVector, vv_dominates
 from crdtkv.crdts.hlc import Timestamp
 from crdtkv.errors import CrdtkvError, SessionUnavailable, StorageError
 from crdtkv.ops import apply_op
+from crdtkv.ops.spec import OpSpec
 from crdtkv.replica import Replica
 from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch
@@ -253,6 +254,19 @@ class NodeCore:
         if self._parked and self.replica.pending:
             self._recheck(now_ms)
         return result
+
+    def run(self, spec: OpSpec, op: dict[str, Any], now_ms: int) -> dict[str, Any]:
+        """``apply`` of an op whose spec the caller already knows (the RESP server)."""
+        self.check_up()
+        result = spec.apply(self.replica, spec.parse(op), now_ms)
+        if self._parked and self.replica.pending:
+            self._recheck(now_ms)
+        return result
+
+    def settled(self) -> bool:
+        """Whether everything applied so far is durable: a request without a session
+        may be answered now (``finish`` would answer at once)."""
+        return self.replica.log_pos <= self.durable_pos
 
     def finish(self, ticket: int, token: SessionToken | None) -> SessionToken | None:
         """The request is done: the token to answer with, if what it saw is

@@ -252,6 +252,9 @@ class Resp:
     flags: tuple[str, ...] = ()  # COMMAND's flags besides write / readonly (fast, ...)
     keys: tuple[int, int, int] = (1, 1, 1)  # first key, last key (-1: the last), step
     summary: str = ""  # COMMAND DOCS' summary (default: the op's)
+    # A hot read's direct form, (connection, arguments) -> reply: the same read the
+    # op's function makes, without building and validating the op's dict.
+    run: Callable[[Any, list[bytes]], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

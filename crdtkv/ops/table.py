@@ -39,6 +39,7 @@ from crdtkv.ops.spec import (
 from crdtkv.ops.zset_rows import ZSETS
 from crdtkv.replica.keyspace import TYPES, Replica
 from crdtkv.resp import args as resp_args
+from crdtkv.resp import fast as resp_fast
 from crdtkv.resp.values import json_bulk
 
 __all__ = [
@@ -168,6 +169,7 @@ REGISTERS: tuple[OpSpec, ...] = (
                 lambda r: json_bulk(r["value"]),
                 flags=("fast",),
                 summary="Returns the string value of a key.",
+                run=resp_fast.get,
             ),
         ),
         client=(

@@ -267,6 +267,15 @@ class Replica:
     def read(self, name: str, type_: str, now_ms: int) -> CRDT | None:
         """The state of ``name`` for a read as ``type_``: None when absent;
         ``WrongType`` when the key is visible as another type."""
+        states = self.states
+        state = states.get((type_, name))
+        if state is not None and name not in self.conflicts and is_live(state):
+            # The usual case: the key holds this type only (``conflicts`` lists the
+            # names with several live types); only its expiry remains to check.
+            meta = states.get((META, name))
+            if meta is not None and meta.ttl and meta.expired(now_ms):  # type: ignore[attr-defined]
+                return None
+            return state
         visible = self.visible_type(name, now_ms)
         if visible is None:
             return None

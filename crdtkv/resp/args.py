@@ -19,6 +19,7 @@ __all__ = [
     "NOT_INTEGER",
     "floating",
     "integer",
+    "key",
     "key_int",
     "key_member",
     "key_members",
@@ -45,6 +46,16 @@ def text(b: bytes) -> str:
         raise RespError(
             "ERR crdtkv keys, members and values are UTF-8 text; an argument is not valid UTF-8"
         ) from None
+
+
+def key(b: bytes) -> str:
+    """A key: 1 to ``KEY_BYTES_MAX`` bytes of UTF-8 (``spec.validate_key``'s rule)."""
+    n = len(b)
+    if n == 0:
+        raise RespError("ERR key must not be empty")
+    if n > limits.KEY_BYTES_MAX:
+        raise RespError(f"ERR key is {n} bytes; the limit is {limits.KEY_BYTES_MAX}")
+    return text(b)
 
 
 def texts(bs: list[bytes]) -> list[str]:

@@ -67,6 +67,15 @@ class Context:
         """Run one op of the op table at this replica (raises ``CrdtkvError``)."""
         raise NotImplementedError
 
+    def run_op(self, spec: OpSpec, op: dict[str, Any]) -> Result:
+        """``apply`` of an op whose spec is known (``op`` needs no ``"op"`` field)."""
+        raise NotImplementedError
+
+    def read(self, name: str, type_: str) -> Any:
+        """``Replica.read`` now: the key's state of ``type_``, None when absent
+        (``WrongType`` for another type).  For a hot read's direct form (``Resp.run``)."""
+        raise NotImplementedError
+
     def now_ms(self) -> int:
         raise NotImplementedError
 
@@ -143,20 +152,18 @@ def lookup(name: bytes) -> Command | None:
 # -- op commands -----------------------------------------------------------------------------
 def op_command(spec: OpSpec, resp: Resp) -> Command:
     """The command of one RESP column of the op table."""
-    name = spec.name
     parse, reply, absent = resp.args, resp.reply, resp.absent
 
-    def run(ctx: Context, argv: list[bytes]) -> Any:
-        op = parse(argv)
-        op["op"] = name
+    def run_generic(ctx: Context, argv: list[bytes]) -> Any:
         try:
-            result = ctx.apply(op)
+            result = ctx.run_op(spec, parse(argv))
         except NotFound:
             if absent is RAISES:
                 raise
             return absent
         return reply(result)
 
+    run: Run = resp.run if resp.run is not None else run_generic
     group = {"registers": "string", "counters": "string", "hlls": "hyperloglog"}.get(
         spec.namespace, spec.namespace.rstrip("s") if spec.namespace != "keys" else "generic"
     )

@@ -39,6 +39,7 @@ from crdtkv.sessions import SessionToken, TokenSigner
 if TYPE_CHECKING:
     from crdtkv.api.metrics import PeersStatus
     from crdtkv.node import Node
+    from crdtkv.ops.spec import OpSpec
 
 __all__ = ["Connection", "RespLimits", "RespServer", "split_inline"]
 
@@ -144,6 +145,7 @@ class Connection(asyncio.Protocol, Context):
         self._write_paused = False
         self._stall: asyncio.TimerHandle | None = None
         self._saw = False  # a command of this batch read or wrote the keyspace
+        self._now = 0  # the clock at the start of the batch (reads use it)
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -266,8 +268,12 @@ class Connection(asyncio.Protocol, Context):
         queue = self._queue
         proto = self.proto
         self._saw = False
+        clock = self.node.clock
+        self._now = clock()
         while queue and not self._closing:
             argv = queue.popleft()
+            if n & 255 == 255:
+                self._now = clock()  # a long pipeline: reads see the time move
             cmd = lookup(argv[0])
             if cmd is not None and cmd.data and self.token is not None:
                 try:
@@ -287,6 +293,7 @@ class Connection(asyncio.Protocol, Context):
             n += 1
             if self._write_paused:
                 break
+        self.server.stats.commands += n
         self._emit(out, n)
 
     async def _wait_then_run(self, cmd: Command, argv: list[bytes]) -> None:
@@ -298,6 +305,8 @@ class Connection(asyncio.Protocol, Context):
             encode(error_reply(e), self.proto, out)
         else:
             self._saw = False
+            self._now = self.node.clock()
+            self.server.stats.commands += 1
             encode(self._execute(cmd, argv), self.proto, out)
         self._busy = False
         if self._closing:
@@ -309,7 +318,6 @@ class Connection(asyncio.Protocol, Context):
 
     def _execute(self, cmd: Command | None, argv: list[bytes]) -> Any:
         """One command's reply (never raises)."""
-        self.server.stats.commands += 1
         if cmd is None:
             return _unknown(argv)
         if not cmd.arity_ok(len(argv)):
@@ -336,6 +344,17 @@ class Connection(asyncio.Protocol, Context):
     def apply(self, op: dict[str, Any]) -> dict[str, Any]:
         self._saw = True
         return self.node.apply(op)
+
+    def run_op(self, spec: OpSpec, op: dict[str, Any]) -> dict[str, Any]:
+        self._saw = True
+        return self.node.run(spec, op)
+
+    def read(self, name: str, type_: str) -> Any:
+        self._saw = True
+        node = self.node
+        if node.core.failed is not None:
+            raise StorageError("replica stopped after a storage failure")
+        return node.replica.read(name, type_, self._now)
 
     def now_ms(self) -> int:
         return self.node.now_ms()

@@ -16,11 +16,14 @@ from typing import Any
 
 from crdtkv import limits
 from crdtkv.errors import NotFound, WrongType
+from crdtkv.ops.table import OPS
 from crdtkv.resp import args as A
 from crdtkv.resp.commands import Context, command
 from crdtkv.resp.values import OK, RespError, json_bulk, syntax_error
 
 __all__: list[str] = []
+
+_SET = OPS["registers.set"]
 
 _GROUP = "string"
 
@@ -33,10 +36,6 @@ def _get(ctx: Context, key: str) -> str | None:
         return None
 
 
-def _type(ctx: Context, key: str) -> str:
-    return str(ctx.apply({"op": "keys.type", "key": key})["type"])
-
-
 def _ttl_ms(ctx: Context, key: str) -> int:
     """PTTL: -2 absent, -1 no TTL."""
     return int(ctx.apply({"op": "keys.ttl", "key": key})["ttl_ms"])
@@ -44,13 +43,15 @@ def _ttl_ms(ctx: Context, key: str) -> int:
 
 def _set(ctx: Context, key: str, value: str, ttl_ms: int | None) -> None:
     """Redis's SET: it replaces a key of any type (a delete, then the write)."""
-    t = _type(ctx, key)
-    if t not in ("none", "string"):
-        ctx.apply({"op": "keys.delete", "key": key})
     if ttl_ms is not None and ttl_ms <= 0:  # an expiry time already past: the key goes
         ctx.apply({"op": "keys.delete", "key": key})
         return
-    ctx.apply({"op": "registers.set", "key": key, "value": value, "ttl_ms": ttl_ms})
+    op = {"key": key, "value": value, "ttl_ms": ttl_ms}
+    try:
+        ctx.run_op(_SET, op)
+    except WrongType:  # refused before anything changed
+        ctx.apply({"op": "keys.delete", "key": key})
+        ctx.run_op(_SET, op)
 
 
 def _expire_ms(ctx: Context, unit: str, b: bytes, cmd: str) -> int:
