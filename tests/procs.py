@@ -114,6 +114,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRDTKV_")}
     # A replica serves RESP on 6379 unless told otherwise: tests ask for it by option.
     env["CRDTKV_RESP_PORT"] = "0"
+    env["CRDTKV_RESP_BASE_PORT"] = "0"  # and crdtkv cluster's replicas
     # The package from this checkout, whatever the working directory.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra)

@@ -195,6 +195,12 @@ BAD_OPTIONS: list[tuple[list[str], dict[str, str], str]] = [
     (["--max-offset-ms", "-5"], {}, "--max-offset-ms"),
     (["--body-bytes-max", "10"], {}, "--body-bytes-max"),
     (["--log-level", "LOUD"], {}, "--log-level"),
+    (["--resp-port", "65536"], {}, "--resp-port"),
+    (["--resp-port", "-1"], {}, "--resp-port"),
+    (["--port", "7001", "--resp-port", "7001"], {}, "--resp-port"),
+    ([], {"CRDTKV_RESP_PORT": "x"}, "CRDTKV_RESP_PORT"),
+    (["--resp-clients-max", "0"], {}, "--resp-clients-max"),
+    (["--requirepass", ""], {}, "--requirepass"),
     (["--bogus"], {}, "--bogus"),
     (["--rep", "r1"], {}, "--rep"),  # no abbreviations
     (["extra"], {}, "extra"),
@@ -234,6 +240,8 @@ def test_check_config_prints_the_resolved_config(
     monkeypatch.setenv("CRDTKV_PORT", "7100")
     monkeypatch.setenv("CRDTKV_PEERS", "p1=http://10.0.0.1:7001/")
     monkeypatch.setenv("CRDTKV_AUTH_TOKEN", "")  # empty means unset
+    monkeypatch.setenv("CRDTKV_RESP_PORT", "6390")
+    monkeypatch.setenv("CRDTKV_REQUIREPASS", "pw")
     argv = ["serve", "--check-config", "--port", "7200", "--cluster-secret", "shh"]
     assert cli.main(argv) == 0
     out, err = capsys.readouterr()
@@ -250,6 +258,10 @@ def test_check_config_prints_the_resolved_config(
         "durability": "fsync",
         "max_offset_ms": 500,
         "body_bytes_max": 1048576,
+        "resp_port": 6390,
+        "requirepass": "<redacted>",
+        "resp_clients_max": 10000,
+        "enable_flushall": False,
     }
     assert not (tmp_path / "data").exists()  # validated, nothing started or created
 
@@ -269,6 +281,7 @@ def test_parse_serve_args_resolves_everything() -> None:
             "wal",
             "--auth-token",
             "t",
+            "--enable-flushall",
         ],
         environ,
     )
@@ -281,6 +294,8 @@ def test_parse_serve_args_resolves_everything() -> None:
         cluster_secret=None,
         auth_token="t",
         durability="wal",
+        resp_port=6379,  # the command line's default (ServeConfig's own is 0: off)
+        enable_flushall=True,
     )
     with pytest.raises(UsageError, match="--port"):
         parse_serve_args(["--replica-id", "a", "--port", "x"], {})

@@ -110,9 +110,11 @@ def test_serve_command_and_child_env() -> None:
     cmd = serve_command("r1", 7001, "/d", "wal", peers={"r2": "http://h:2"}, log_level="WARNING")
     assert cmd == [
         sys.executable, "-m", "crdtkv.cli", "serve", "--replica-id", "r1", "--port", "7001",
-        "--data-dir", "/d", "--durability", "wal", "--log-level", "WARNING",
-        "--peer", "r2=http://h:2",
+        "--data-dir", "/d", "--durability", "wal", "--resp-port", "0",
+        "--log-level", "WARNING", "--peer", "r2=http://h:2",
     ]  # fmt: skip
+    with_resp = serve_command("r1", 7001, "/d", "wal", resp_port=6390)
+    assert with_resp[with_resp.index("--resp-port") + 1] == "6390"
     other = serve_command("r1", 1, "/d", "fsync", launcher=("launch.py",))
     assert other[:3] == [sys.executable, "launch.py", "serve"]
     env = child_env({"PATH": "/bin", "CRDTKV_PORT": "1", "CRDTKV_AUTH_TOKEN": "t"})

@@ -31,19 +31,25 @@ STOP_TIMEOUT_S = 20.0
 POLL_S = 0.2  # how often the children are checked while the cluster runs
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
+def _parse(argv: list[str], environ: Mapping[str, str]) -> argparse.Namespace:
     p = ArgParser(prog=PROG, description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--replicas", type=int, default=3, help="number of replicas (default 3)")
     p.add_argument("--base-port", type=int, default=7001, help="first port (default 7001)")
     p.add_argument(
         "--resp-base-port",
         type=int,
-        default=6379,
-        help="first Redis protocol port (default 6379); 0 turns RESP off",
+        default=None,
+        help="first Redis protocol port (default 6379, or CRDTKV_RESP_BASE_PORT); 0 turns RESP off",
     )
     p.add_argument("--data-dir", default="./data", help="parent data directory (default ./data)")
     p.add_argument("--durability", choices=["fsync", "wal"], default="fsync")
     args = p.parse_args(argv)
+    if args.resp_base_port is None:
+        env = environ.get("CRDTKV_RESP_BASE_PORT", "").strip()
+        try:
+            args.resp_base_port = int(env) if env else 6379
+        except ValueError:
+            raise UsageError("CRDTKV_RESP_BASE_PORT", "must be an integer") from None
     if not 1 <= args.replicas <= REPLICAS_MAX:
         raise UsageError("--replicas", f"must be between 1 and {REPLICAS_MAX}")
     if not 1 <= args.base_port <= 65535 - args.replicas + 1:
@@ -71,7 +77,7 @@ def _secret(data_dir: Path) -> str:
 
 def main(argv: list[str], environ: Mapping[str, str]) -> int:
     try:
-        args = _parse(argv)
+        args = _parse(argv, environ)
     except UsageError as e:
         print_error(PROG, str(e))
         return 2

@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+import redis
+
 from crdtkv import Client
 from replication.http import REPLICATE_PATH
 from tests.procs import (
@@ -30,12 +32,17 @@ from tests.replication.real_cluster import CONVERGE_S, read
 
 def test_crdtkv_cluster_command(tmp_path: Path) -> None:
     base = consecutive_free_ports(3)
+    resp_base = consecutive_free_ports(3)
     data = tmp_path / "cluster"
     script = Path(sys.executable).parent / "crdtkv"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "crdtkv.cli"]
     log = tmp_path / "cluster.log"
     proc = spawn(
-        [*cmd, "cluster", "--replicas", "3", "--base-port", str(base), "--data-dir", str(data)],
+        [
+            *cmd,
+            *("cluster", "--replicas", "3", "--base-port", str(base), "--data-dir", str(data)),
+            *("--resp-base-port", str(resp_base)),
+        ],
         cwd=tmp_path,
         stderr=log,
     )
@@ -44,14 +51,21 @@ def test_crdtkv_cluster_command(tmp_path: Path) -> None:
         up = "cluster of 3 replicas up"
         lines = read_lines_until(proc, up, 3 * STARTUP_S, what="crdtkv cluster", log=log)
         urls = [f"http://127.0.0.1:{base + i}" for i in range(3)]
-        assert lines[:3] == [f"r{i + 1} {u}" for i, u in enumerate(urls)], lines
+        assert lines[:3] == [
+            f"r{i + 1} {u}  redis://127.0.0.1:{resp_base + i}" for i, u in enumerate(urls)
+        ], lines
         children = children_of(proc.pid)
         assert len(children) == 3, children
         assert (data / "cluster.secret").stat().st_mode & 0o777 == 0o600
 
         with Client([urls[0]]) as db:
             db.registers.set("greeting", {"hello": "world"})
-            db.counters.incr("n", 3)
+        # A Redis client at r2: its counter write reaches r3 as the HTTP write does.
+        rds = redis.Redis(port=resp_base + 1, decode_responses=True)
+        try:
+            assert rds.incrby("n", 3) == 3
+        finally:
+            rds.close()
         r3 = Server("r3", data / "r3", port=base + 2)  # only to read; not started by us
         wait_until(
             lambda: (
