@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,10 +13,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,fast]'
 	touch $(STAMP)
 
+# redis-server, redis-cli and redis-benchmark: the RESP tests and benchmarks run them beside
+# crdtkv.  Installed with apt-get when missing (as root); without them those tests are skipped.
+sysdeps:
+	@if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    redis-server redis-tools >/dev/null) || echo "note: apt-get could not install redis"; \
+	else echo "note: apt-get install redis-server redis-tools to run the tests that compare with Redis"; fi
+
 run: $(STAMP)
 	$(BIN)/crdtkv cluster --replicas 3
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

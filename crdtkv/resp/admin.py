@@ -143,6 +143,7 @@ def reset(ctx: Context, argv: list[bytes]) -> Any:
     conn.token = None
     conn.wait_ms = limits.WAIT_MS_DEFAULT
     conn.authed = conn.server.password is None
+    conn.multi, conn.multi_failed = None, False
     return Status("RESET")
 
 
@@ -196,6 +197,84 @@ def _client_line(c: Connection) -> str:
         f"id={c.id} addr={c.addr} name={c.name or ''} age={age} db=0 resp={c.proto} "
         f"lib-name={c.lib.get('lib-name', '')} lib-ver={c.lib.get('lib-ver', '')}"
     )
+
+
+# -- transactions -------------------------------------------------------------------------------
+@_server_cmd(
+    "MULTI",
+    1,
+    group="transactions",
+    flags=("fast",),
+    summary="Starts a transaction: the commands up to EXEC run together at this replica.",
+)
+def multi(ctx: Context, argv: list[bytes]) -> Any:
+    conn = _conn(ctx)
+    if conn.multi is not None:
+        raise RespError("ERR MULTI calls can not be nested")
+    conn.multi = []
+    conn.multi_failed = False
+    return OK
+
+
+@_server_cmd(
+    "EXEC",
+    1,
+    data=True,
+    writes=True,
+    group="transactions",
+    summary="Runs the commands queued since MULTI, with nothing in between (at this "
+    "replica; other replicas apply them as they arrive).",
+)
+def exec_(ctx: Context, argv: list[bytes]) -> Any:
+    conn = _conn(ctx)
+    if conn.multi is None:
+        raise RespError("ERR EXEC without MULTI")
+    if conn.multi_failed:
+        conn.multi, conn.multi_failed = None, False
+        raise RespError("EXECABORT Transaction discarded because of previous errors.")
+    return conn.run_multi()
+
+
+@_server_cmd(
+    "DISCARD",
+    1,
+    group="transactions",
+    flags=("fast",),
+    summary="Discards the commands queued since MULTI.",
+)
+def discard(ctx: Context, argv: list[bytes]) -> Any:
+    conn = _conn(ctx)
+    if conn.multi is None:
+        raise RespError("ERR DISCARD without MULTI")
+    conn.multi, conn.multi_failed = None, False
+    return OK
+
+
+@_server_cmd(
+    "WATCH",
+    -2,
+    group="transactions",
+    flags=("fast",),
+    summary="Not supported: a CRDT store has no check-and-set across replicas.",
+)
+def watch(ctx: Context, argv: list[bytes]) -> Any:
+    if _conn(ctx).multi is not None:
+        raise RespError("ERR WATCH inside MULTI is not allowed")
+    raise RespError(
+        "ERR WATCH is not supported: every replica accepts writes, so there is no "
+        "check-and-set across replicas (MULTI/EXEC without WATCH works)"
+    )
+
+
+@_server_cmd(
+    "UNWATCH",
+    1,
+    group="transactions",
+    flags=("fast",),
+    summary="Forgets every watched key (crdtkv watches none).",
+)
+def unwatch(ctx: Context, argv: list[bytes]) -> Any:
+    return OK
 
 
 # -- sessions -----------------------------------------------------------------------------------

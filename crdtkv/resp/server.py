@@ -33,7 +33,7 @@ from crdtkv import limits
 from crdtkv.errors import CrdtkvError, StorageError
 from crdtkv.resp import commands
 from crdtkv.resp.commands import Command, Context, error_reply, lookup
-from crdtkv.resp.values import RespError, encode
+from crdtkv.resp.values import QUEUED, RespError, encode
 from crdtkv.sessions import SessionToken, TokenSigner
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ __all__ = ["Connection", "RespLimits", "RespServer", "split_inline"]
 log = logging.getLogger("crdtkv.resp")
 
 INLINE_BYTES_MAX = 64 * 1024
+# What runs at once inside MULTI instead of being queued.
+_MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "WATCH", "UNWATCH", "QUIT", "RESET"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,10 @@ class Connection(asyncio.Protocol, Context):
         self._stall: asyncio.TimerHandle | None = None
         self._saw = False  # a command of this batch read or wrote the keyspace
         self._now = 0  # the clock at the start of the batch (reads use it)
+        # MULTI: the commands queued for EXEC (None: no transaction), and whether one
+        # was refused (EXEC then aborts).
+        self.multi: list[tuple[Command, list[bytes]]] | None = None
+        self.multi_failed = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -275,6 +281,10 @@ class Connection(asyncio.Protocol, Context):
             if n & 255 == 255:
                 self._now = clock()  # a long pipeline: reads see the time move
             cmd = lookup(argv[0])
+            if self.multi is not None and (cmd is None or cmd.name not in _MULTI_CONTROL):
+                encode(self._queue_in_multi(cmd, argv), proto, out)
+                n += 1
+                continue
             if cmd is not None and cmd.data and self.token is not None:
                 try:
                     ready = self.node.admit_now(self.token, self.wait_ms, writes=cmd.writes)
@@ -315,6 +325,32 @@ class Connection(asyncio.Protocol, Context):
         self._maybe_resume_reading()
         if self._queue:
             self._process()
+
+    def _queue_in_multi(self, cmd: Command | None, argv: list[bytes]) -> Any:
+        """A command between MULTI and EXEC: checked now, run by EXEC."""
+        assert self.multi is not None
+        if cmd is None:
+            self.multi_failed = True
+            return _unknown(argv)
+        if not cmd.arity_ok(len(argv)):
+            self.multi_failed = True
+            return RespError(f"ERR wrong number of arguments for '{cmd.name.lower()}' command")
+        if not self.authed and not cmd.noauth:
+            self.multi_failed = True
+            return RespError("NOAUTH Authentication required.")
+        if len(self.multi) >= self.server.limits.queued_max:
+            self.multi_failed = True
+            return RespError(
+                f"ERR a transaction holds at most {self.server.limits.queued_max} commands"
+            )
+        self.multi.append((cmd, argv))
+        return QUEUED
+
+    def run_multi(self) -> list[Any]:
+        """EXEC: every queued command, in order, with nothing in between."""
+        queued, self.multi = self.multi or [], None
+        self.server.stats.commands += len(queued)
+        return [self._execute(cmd, argv) for cmd, argv in queued]
 
     def _execute(self, cmd: Command | None, argv: list[bytes]) -> Any:
         """One command's reply (never raises)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from tests.procs import Server
@@ -60,3 +61,40 @@ def _call(client: redis.Redis, name: str, args: tuple[object, ...]) -> object:
         return getattr(client, name)(*args)
     except redis.ResponseError as e:
         return ("error", str(e))
+
+
+def test_transactions_like_redis(ours: redis.Redis, theirs: redis.Redis) -> None:
+    """redis-py's default pipeline is MULTI/EXEC: it works, and its errors are Redis's."""
+    for client in (ours, theirs):
+        client.delete("t:a")
+    got = []
+    for client in (ours, theirs):
+        with client.pipeline() as pipe:  # transaction=True
+            pipe.set("t:a", "1").incr("t:a").get("t:a").incrbyfloat("t:a", 0.5)
+            got.append(pipe.execute())
+    assert got[0] == got[1] == [True, 2, "2", 2.5]
+    for client in (ours, theirs):
+        with pytest.raises(redis.ResponseError, match="EXEC without MULTI"):
+            client.execute_command("EXEC")
+        with pytest.raises(redis.ResponseError, match="DISCARD without MULTI"):
+            client.execute_command("DISCARD")
+    # A queued command with a wrong arity aborts the transaction; nothing runs.
+    answers = []
+    for client in (ours, theirs):
+        conn = client.connection_pool.get_connection()
+        try:
+            conn.send_command("MULTI")
+            assert conn.read_response() in (b"OK", "OK")
+            conn.send_command("SET", "t:a", "changed")
+            assert conn.read_response() in (b"QUEUED", "QUEUED")
+            conn.send_command("GET")
+            with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+                conn.read_response()
+            conn.send_command("EXEC")
+            with pytest.raises(redis.ResponseError) as e:
+                conn.read_response()
+            answers.append(str(e.value))
+        finally:
+            client.connection_pool.release(conn)
+        assert client.get("t:a") == "2.5"
+    assert answers[0] == answers[1], answers
