@@ -24,10 +24,12 @@ import collections
 import itertools
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import hiredis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from crdtkv import limits
 from crdtkv.errors import CrdtkvError, StorageError
@@ -103,6 +105,7 @@ class RespServer:
         self.ids = itertools.count(1)
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
+        node.metrics.register(_RespCollector(self), replace=True)
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -355,10 +358,13 @@ class Connection(asyncio.Protocol, Context):
     def _execute(self, cmd: Command | None, argv: list[bytes]) -> Any:
         """One command's reply (never raises)."""
         if cmd is None:
+            self.server.stats.errors += 1
             return _unknown(argv)
         if not cmd.arity_ok(len(argv)):
+            self.server.stats.errors += 1
             return RespError(f"ERR wrong number of arguments for '{cmd.name.lower()}' command")
         if not self.authed and not cmd.noauth:
+            self.server.stats.errors += 1
             return RespError("NOAUTH Authentication required.")
         try:
             return cmd.run(self, argv[1:])
@@ -499,6 +505,59 @@ class Connection(asyncio.Protocol, Context):
         if self.transport is not None:
             self._closing = True
             self.transport.abort()
+
+
+class _RespCollector:
+    """The RESP server's figures on the node's ``/metrics``."""
+
+    def __init__(self, server: RespServer) -> None:
+        self.server = server
+
+    def _families(self, with_samples: bool) -> list[Metric]:
+        st = self.server.stats
+        rows: list[tuple[type[GaugeMetricFamily] | type[CounterMetricFamily], str, str, float]] = [
+            (
+                GaugeMetricFamily,
+                "crdtkv_resp_connections",
+                "RESP connections open",
+                len(self.server.clients),
+            ),
+            (
+                CounterMetricFamily,
+                "crdtkv_resp_connections",
+                "RESP connections accepted",
+                st.connections,
+            ),
+            (
+                CounterMetricFamily,
+                "crdtkv_resp_rejected_connections",
+                "RESP connections refused (over --resp-clients-max)",
+                st.rejected,
+            ),
+            (CounterMetricFamily, "crdtkv_resp_commands", "RESP commands run", st.commands),
+            (CounterMetricFamily, "crdtkv_resp_error_replies", "RESP error replies", st.errors),
+            (
+                CounterMetricFamily,
+                "crdtkv_resp_protocol_errors",
+                "RESP connections closed for a protocol error",
+                st.protocol_errors,
+            ),
+        ]
+        out: list[Metric] = []
+        for family, name, doc, value in rows:
+            if family is GaugeMetricFamily:
+                name += "_open"
+            if with_samples:
+                out.append(family(name, doc, value=value))
+            else:
+                out.append(family(name, doc))
+        return out
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(True)
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(False)
 
 
 def _failed(e: StorageError, n: int, proto: int) -> bytes:

@@ -98,3 +98,28 @@ def test_transactions_like_redis(ours: redis.Redis, theirs: redis.Redis) -> None
             client.connection_pool.release(conn)
         assert client.get("t:a") == "2.5"
     assert answers[0] == answers[1], answers
+
+
+def test_metrics_count_resp_connections_and_commands(
+    crdtkv_server: Server, ours: redis.Redis
+) -> None:
+    import urllib.request
+
+    def scrape() -> dict[str, float]:
+        with urllib.request.urlopen(crdtkv_server.url + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        return {
+            line.split()[0]: float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith("crdtkv_resp_")
+        }
+
+    before = scrape()
+    for i in range(20):
+        ours.set(f"m:{i}", i)
+    with pytest.raises(redis.ResponseError):
+        ours.execute_command("NOSUCHCOMMAND")
+    after = scrape()
+    assert after["crdtkv_resp_commands_total"] >= before["crdtkv_resp_commands_total"] + 21
+    assert after["crdtkv_resp_error_replies_total"] > before["crdtkv_resp_error_replies_total"]
+    assert after["crdtkv_resp_connections_open"] >= 1
