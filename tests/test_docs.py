@@ -5,7 +5,8 @@ Convention for doc authors (docs/index.md says the same, in short):
 - a fenced block tagged ``sh`` or ``python`` is executed verbatim, in
   document order, against one local three-replica cluster started by
   ``crdtkv cluster`` (the samples' ports 7001-7003 are rewritten to the
-  cluster's); it must exit 0.  This module runs them;
+  cluster's, and its Redis protocol ports 6379-6381, in ``-p 6379`` or
+  ``port=6379``, to the cluster's); it must exit 0.  This module runs them;
 - a block tagged ``console`` holds commands too long, slow or remote to run
   verbatim (benchmarks, simulation campaigns, ``make run``, ``crdtkv serve``
   with remote peers).  tests/docs_commands/ runs each in a short form
@@ -69,13 +70,22 @@ def samples() -> list[tuple[str, int, str, str]]:
     return out
 
 
+RESP_BASE: list[int] = []  # the docs cluster's first RESP port, once it runs
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     root = tmp_path_factory.mktemp("docs")
     base = consecutive_free_ports(3)
+    resp_base = consecutive_free_ports(3)
+    RESP_BASE[:] = [resp_base]
     data = str(root / "data")
     proc = spawn(
-        crdtkv_cmd("cluster", "--base-port", str(base), "--data-dir", data),
+        crdtkv_cmd(
+            "cluster",
+            *("--base-port", str(base), "--data-dir", data),
+            *("--resp-base-port", str(resp_base)),
+        ),
         cwd=root,
         stdout="devnull",
         stderr="devnull",
@@ -89,7 +99,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 def _rewrite(code: str, base: int) -> str:
-    return re.sub(r"127\.0\.0\.1:700([1-3])", lambda m: f"127.0.0.1:{base + int(m[1]) - 1}", code)
+    code = re.sub(r"127\.0\.0\.1:700([1-3])", lambda m: f"127.0.0.1:{base + int(m[1]) - 1}", code)
+    resp = {"6379": 0, "6380": 1, "6381": 2}
+    return re.sub(
+        r"(-p |port=)(6379|6380|6381)\b",
+        lambda m: f"{m[1]}{RESP_BASE[0] + resp[m[2]]}",
+        code,
+    )
 
 
 def test_the_docs_have_runnable_samples() -> None:

@@ -17,6 +17,10 @@ PURE = [
     *sorted((ROOT / "crdtkv" / "replica").glob("*.py")),
     *sorted((ROOT / "crdtkv" / "ops").glob("*.py")),
     ROOT / "crdtkv" / "sessions.py",
+    # RESP's pieces the op table uses (its RESP column).
+    ROOT / "crdtkv" / "resp" / "values.py",
+    ROOT / "crdtkv" / "resp" / "args.py",
+    ROOT / "crdtkv" / "resp" / "fast.py",
     ROOT / "crdtkv" / "errors.py",
     ROOT / "crdtkv" / "limits.py",
     # Every replication module but the aiohttp shell.

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import crdtkv.resp.args as resp_args
+import crdtkv.resp.fast as resp_fast
 from crdtkv import limits
 from crdtkv.errors import BadRequest
 from crdtkv.ops import counters, hlls, keys, registers, sets
@@ -38,8 +40,6 @@ from crdtkv.ops.spec import (
 )
 from crdtkv.ops.zset_rows import ZSETS
 from crdtkv.replica.keyspace import TYPES, Replica
-from crdtkv.resp import args as resp_args
-from crdtkv.resp import fast as resp_fast
 from crdtkv.resp.values import json_bulk
 
 __all__ = [

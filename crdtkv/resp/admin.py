@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import fnmatch
 import hmac
+import importlib.metadata
 import os
 import platform
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from crdtkv import __version__, limits
+from crdtkv import limits
 from crdtkv.errors import BadRequest
 from crdtkv.resp import args as A
 from crdtkv.resp.commands import COMMANDS, Command, Context, Run, command
@@ -27,6 +28,16 @@ if TYPE_CHECKING:
 __all__ = ["REDIS_VERSION"]
 
 REDIS_VERSION = "7.2.0"  # the Redis whose commands crdtkv answers (HELLO, INFO)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("crdtkv")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree
+        return "unknown"
+
+
+__version__ = _version()
 _NO_KEYS = (0, 0, 0)
 
 
