@@ -13,14 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,fast]'
 	touch $(STAMP)
 
-# redis-server, redis-cli and redis-benchmark: the RESP tests and benchmarks run them beside
-# crdtkv.  Installed with apt-get when missing (as root); without them those tests are skipped.
+# redis-server, redis-cli and redis-benchmark for the tests that compare with Redis.
 sysdeps:
-	@if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then :; \
-	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    redis-server redis-tools >/dev/null) || echo "note: apt-get could not install redis"; \
-	else echo "note: apt-get install redis-server redis-tools to run the tests that compare with Redis"; fi
+	/bin/sh scripts/sysdeps.sh
 
 run: $(STAMP)
 	$(BIN)/crdtkv cluster --replicas 3
