@@ -1,8 +1,10 @@
 """The RESP server of a replica: asyncio, hiredis, pipelining, group commit.
 
 One ``Connection`` per client.  ``data_received`` feeds the bytes to a
-``hiredis.Reader`` (inline commands, which do not start with ``*``, are split
-by ``split_inline``), takes every complete command, runs them in order, and
+``hiredis.Reader`` (inline commands, lines that do not start with ``*``, are
+split by ``split_inline``; once a client has sent an array, every later byte
+is RESP, since a read may begin in the middle of an array, so inline commands
+after arrays on one connection get a protocol error), takes every complete command, runs them in order, and
 writes their replies with one ``transport.write`` per read batch.  A batch's
 replies leave only once everything it saw is durable (``Node.finish_nowait``,
 the same rule and the same group commit as HTTP: every connection's commands
@@ -142,6 +144,11 @@ class Connection(asyncio.Protocol, Context):
         self.transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
         self._inline = b""  # an inline command's bytes so far
+        self._partial = 0  # at least the bytes of the unfinished request fed to the reader
+        # Whether the client has sent RESP arrays: from then on every byte goes to the
+        # reader (a chunk may start in the middle of an array); before, lines that do not
+        # start with "*" are inline commands (telnet, PING_INLINE).
+        self._resp = False
         self._queue: collections.deque[list[bytes]] = collections.deque()
         self._out: collections.deque[list[Any]] = collections.deque()  # [bytes, ready, n]
         self._busy = False  # a command waits for its session: the rest waits behind it
@@ -212,7 +219,7 @@ class Connection(asyncio.Protocol, Context):
         if self._closing:
             return
         try:
-            if self._inline or (data[:1] != b"*" and not self._reader.len()):
+            if not self._resp and (self._inline or data[:1] != b"*"):
                 data = self._take_inline(data)
             if data:
                 self._take_frames(data)
@@ -227,7 +234,9 @@ class Connection(asyncio.Protocol, Context):
     def _take_frames(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
+        self._resp = True
         queue = self._queue
+        completed = False
         while True:
             try:
                 frame = reader.gets()
@@ -243,7 +252,13 @@ class Connection(asyncio.Protocol, Context):
                 if type(part) is not bytes:
                     raise RespError("ERR Protocol error: expected '$', arguments are bulk strings")
             queue.append(frame)
-        if reader.len() > self.server.limits.value_bytes_max + 4096:
+            completed = True
+        # The unfinished request's size, bounded from above: hiredis keeps the parts of
+        # an unfinished array as objects, not bytes (so ``reader.len()`` alone would let
+        # ``*2147483647`` and many small parts grow memory without bound).
+        self._partial = len(data) if completed else self._partial + len(data)
+        limit = self.server.limits.value_bytes_max + 4096
+        if reader.len() > limit or self._partial > limit:
             raise RespError(
                 f"ERR Protocol error: a request over {self.server.limits.value_bytes_max} bytes"
             )
