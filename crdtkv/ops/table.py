@@ -20,7 +20,7 @@ import crdtkv.resp.fast as resp_fast
 from crdtkv import limits
 from crdtkv.errors import BadRequest
 from crdtkv.ops import counters, hlls, keys, registers, sets
-from crdtkv.ops.hash_rows import HASHES
+from crdtkv.ops.hash_rows import HASHES, INCREMENT
 from crdtkv.ops.spec import (
     CALLER,
     Arg,
@@ -277,7 +277,7 @@ COUNTERS: tuple[OpSpec, ...] = (
     ),
     OpSpec(
         "counters.incrbyfloat",
-        (KEY, Arg("increment", Kind.FLOAT, doc="The amount to add (a finite number)")),
+        (KEY, INCREMENT),
         counters.incrbyfloat,
         writes=True,
         retry_safe=False,
