@@ -135,6 +135,7 @@ class Replica:
             "--data-dir", str(data_dir),
             "--cluster-secret", opts.secret,
             "--durability", "fsync",
+            "--resp-port", "0",
             "--log-level", "WARNING",
             *[a for p, url in sorted(peers.items()) for a in ("--peer", f"{p}={url}")],
         ]  # fmt: skip

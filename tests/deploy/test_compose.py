@@ -157,9 +157,12 @@ def check_compose_config(
     assert config["peers"] == expected, f"{who}: peers {config['peers']}, want {expected}"
     ports = [parse_port(p) for p in service.get("ports", [])]
     assert ports, f"{who}: no published port"
+    served = {config["port"], config["resp_port"]} - {0}  # HTTP, and RESP unless off
     for host_ip, _, container_port in ports:
         assert host_ip == "127.0.0.1", f"{who}: port published on {host_ip or 'every address'}"
-        assert container_port == config["port"], f"{who}: publishes {container_port}"
+        assert container_port in served, f"{who}: publishes {container_port}"
+    published = {container_port for _, _, container_port in ports}
+    assert published == served, f"{who}: publishes {sorted(published)}, serves {sorted(served)}"
 
 
 def check_compose(
@@ -206,7 +209,8 @@ def test_compose_services_resolve_to_one_meshed_cluster(
         assert config["durability"] == "fsync", name
         assert config["data_dir"] == DATA_DIR, name
     published = {parse_port(p)[1] for s in compose["services"].values() for p in s["ports"]}
-    assert published == {7001, 7002, 7003}
+    assert published == {7001, 7002, 7003, 6379, 6380, 6381}
+    assert {c["resp_port"] for c in configs.values()} == {6379, 6380, 6381}
 
 
 def test_env_example_holds_a_placeholder_and_the_real_file_is_ignored(
