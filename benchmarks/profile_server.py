@@ -4,8 +4,11 @@
     .venv/bin/python benchmarks/profile_server.py --durability wal --raw-out prof.txt \\
         -- -t counter_incr --batch 100 --msgpack -n 2000 -c 8 --client raw
     .venv/bin/python benchmarks/profile_server.py --wrk incr --duration 8
+    .venv/bin/python benchmarks/profile_server.py --redis-benchmark "-t set -P 16 -c 50 -n 300000"
 
-With ``--wrk OP`` the load comes from ``wrk`` and ``benchmarks/lua/crdtkv.lua``
+With ``--redis-benchmark ARGS`` the server also serves RESP and the load is
+``redis-benchmark -p <its RESP port> ARGS`` (``-r 10000`` random keys unless
+ARGS has ``-r``).  With ``--wrk OP`` the load comes from ``wrk`` and ``benchmarks/lua/crdtkv.lua``
 instead of ``crdtkv bench``: the generator ``benchmarks/compare.py`` uses
 (OP is one of set, get, incr, sadd, pfadd, batch; 50 connections, 2 threads,
 10,000 keys, prefilled for ``get``).
@@ -45,14 +48,20 @@ from crdtkv.tools.bench.machine import SpawnedServer, proc_cpu_s
 # (layer, substrings of "function (file)" frames); the first match from the leaf up wins.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("garbage collector (--native only)", ("gc_collect", "gc_collect_main")),
+    ("RESP reply write (transport.write)", ("Connection._drain",)),
+    ("RESP reply encoding", ("crdtkv/resp/values.py",)),
     ("session tokens (sign, merge)", ("crdtkv/sessions.py", "hmac.py", "base64.py")),
     ("metrics (prometheus_client)", ("prometheus_client/", "api/metrics.py")),
-    ("group commit (crdtkv/node.py)", ("crdtkv/node.py", "replica/persist.py")),
+    (
+        "group commit and persistence records",
+        ("crdtkv/node/", "replica/persist.py", "replica/records.py"),
+    ),
     ("storage (RocksDB)", ("storage/rocks.py", "rocksdict")),
     ("CRDT core (ops, keyspace, crdts)", ("crdtkv/ops/", "crdtkv/replica/", "crdtkv/crdts/")),
     ("body codec (orjson/msgpack, depth)", ("api/codec.py", "api/limits.py")),
     ("routes + middlewares (crdtkv/api)", ("crdtkv/api/",)),
     ("replication", ("replication/",)),
+    ("RESP commands (crdtkv/resp: arguments, composites)", ("crdtkv/resp/",)),
     ("aiohttp web (parser, response, router)", ("aiohttp/",)),
     ("asyncio / uvloop", ("asyncio/", "uvloop", "<frozen", "selectors.py")),
 ]
@@ -133,6 +142,27 @@ def _run_wrk(server: SpawnedServer, args: argparse.Namespace) -> subprocess.Comp
     return out
 
 
+def _run_redis_benchmark(
+    server: SpawnedServer, args: argparse.Namespace
+) -> subprocess.CompletedProcess[str]:
+    """redis-benchmark against the server's RESP port, plus the server's CPU per request."""
+    extra = args.redis_benchmark.split()
+    if "-r" not in extra:
+        extra += ["-r", "10000"]
+    cmd = ["redis-benchmark", "-p", str(server.resp_port), "-q", *extra]
+    cpu0, t0 = _cpu_s(server.pid), time.monotonic()
+    out = subprocess.run(cmd, text=True, capture_output=True)
+    cpu, wall = _cpu_s(server.pid) - cpu0, time.monotonic() - t0
+    lines = [ln.rsplit("\r", 1)[-1] for ln in out.stdout.splitlines()]
+    out.stdout = "\n".join(ln for ln in lines if "requests per second" in ln) + "\n"
+    n = next((int(extra[i + 1]) for i, a in enumerate(extra) if a == "-n"), 100_000)
+    out.stdout += (
+        f"server CPU {100 * cpu / wall:.0f}% of a core, {1e6 * cpu / max(n, 1):.1f} us per "
+        "request\n"
+    )
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--durability", choices=["fsync", "wal"], default="fsync")
@@ -158,6 +188,12 @@ def main() -> int:
         help="load with wrk and benchmarks/lua/crdtkv.lua (OP: set, get, incr, sadd, pfadd, "
         "batch) instead of crdtkv bench",
     )
+    p.add_argument(
+        "--redis-benchmark",
+        metavar="ARGS",
+        default=None,
+        help='load the RESP port with redis-benchmark ARGS (e.g. "-t get -P 16 -c 50 -n 300000")',
+    )
     p.add_argument("--duration", type=float, default=8.0, help="seconds of wrk load (--wrk)")
     p.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (--wrk)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then crdtkv bench options")
@@ -169,7 +205,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="crdtkv-prof-"))
     raw = Path(args.raw_out) if args.raw_out else tmp / "stacks.txt"
-    server = SpawnedServer(args.durability, os.environ)
+    server = SpawnedServer(args.durability, os.environ, resp=args.redis_benchmark is not None)
     spy: subprocess.Popen[bytes] | None = None
     try:
         server.start()
@@ -179,7 +215,9 @@ def main() -> int:
              *(["--native"] if args.native else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
-        if args.wrk is not None:
+        if args.redis_benchmark is not None:
+            bench = _run_redis_benchmark(server, args)
+        elif args.wrk is not None:
             bench = _run_wrk(server, args)
         else:
             cmd = [sys.executable, "-m", "crdtkv.cli", "bench", "--url", server.url]

@@ -276,6 +276,8 @@ class Replica:
             if meta is not None and meta.ttl and meta.expired(now_ms):  # type: ignore[attr-defined]
                 return None
             return state
+        if state is None and name not in self.names:
+            return None  # no state of any type under this name
         visible = self.visible_type(name, now_ms)
         if visible is None:
             return None

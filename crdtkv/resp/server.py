@@ -4,12 +4,13 @@ One ``Connection`` per client.  ``data_received`` feeds the bytes to a
 ``hiredis.Reader`` (inline commands, lines that do not start with ``*``, are
 split by ``split_inline``; once a client has sent an array, every later byte
 is RESP, since a read may begin in the middle of an array, so inline commands
-after arrays on one connection get a protocol error), takes every complete command, runs them in order, and
-writes their replies with one ``transport.write`` per read batch.  A batch's
-replies leave only once everything it saw is durable (``Node.finish_nowait``,
-the same rule and the same group commit as HTTP: every connection's commands
-of one event-loop turn share one storage write).  Replies keep their order:
-a batch waiting for the disk holds back the batches after it.
+after arrays on one connection get a protocol error), takes every complete
+command, runs them in order, and writes their replies with one
+``transport.write`` per read batch.  A batch's replies leave only once
+everything it saw is durable (``Node.finish_nowait``, the same rule and the
+same group commit as HTTP: every connection's commands of one event-loop
+turn share one storage write).  Replies keep their order: a batch waiting
+for the disk holds back the batches after it.
 
 Bounds (``RespLimits``): the unparsed input of one connection (a bulk string
 is at most the value limit, an inline line at most 64 KiB), the commands

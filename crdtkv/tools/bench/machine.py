@@ -186,11 +186,13 @@ def cpu_shares(a: CpuSample, b: CpuSample) -> dict[str, float | None]:
 class SpawnedServer:
     """``crdtkv serve`` in a temporary directory; ``stop`` is safe to call whatever happened."""
 
-    def __init__(self, durability: str, environ: Mapping[str, str]) -> None:
+    def __init__(self, durability: str, environ: Mapping[str, str], *, resp: bool = False) -> None:
         self.durability = durability
         self.environ = child_env(environ)
         self.tmp = Path(tempfile.mkdtemp(prefix="crdtkv-bench-"))
         self.port = 0
+        self.resp = resp  # also serve RESP (on ``resp_port`` once started)
+        self.resp_port = 0
         self.proc: subprocess.Popen[str] | None = None
 
     @property
@@ -204,8 +206,16 @@ class SpawnedServer:
 
     def start(self) -> None:
         self.port = free_port()
+        self.resp_port = free_port() if self.resp else 0
         data_dir = str(self.tmp / "data")
-        cmd = serve_command("bench", self.port, data_dir, self.durability, log_level="WARNING")
+        cmd = serve_command(
+            "bench",
+            self.port,
+            data_dir,
+            self.durability,
+            log_level="WARNING",
+            resp_port=self.resp_port,
+        )
         log = open(self.tmp / "server.log", "w")  # noqa: SIM115 - the child owns it
         try:
             # A session of its own: a Ctrl-C at the terminal reaches us, and we stop it.
