@@ -207,6 +207,7 @@ def error_reply(e: CrdtkvError) -> RespError:
 MODULES = (
     "crdtkv.resp.admin",
     "crdtkv.resp.strings",
+    "crdtkv.resp.hashes_zsets",
 )
 _loaded = False
 
