@@ -136,6 +136,9 @@ class Connection(asyncio.Protocol, Context):
         self.transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
         self._inline = b""  # an inline command's bytes so far
+        # Whether the reader holds part of a command.  Not ``reader.len()``: hiredis drops
+        # the bytes it has parsed once past 1 KiB, so mid-command its buffer can be empty.
+        self._partial = False
         self._queue: collections.deque[list[bytes]] = collections.deque()
         self._out: collections.deque[list[Any]] = collections.deque()  # [bytes, ready, n]
         self._busy = False  # a command waits for its session: the rest waits behind it
@@ -201,7 +204,7 @@ class Connection(asyncio.Protocol, Context):
         if self._closing:
             return
         try:
-            if self._inline or (data[:1] != b"*" and not self._reader.len()):
+            if self._inline or (data[:1] != b"*" and not self._partial):
                 data = self._take_inline(data)
             if data:
                 self._take_frames(data)
@@ -216,6 +219,7 @@ class Connection(asyncio.Protocol, Context):
     def _take_frames(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
+        self._partial = True
         queue = self._queue
         while True:
             try:
@@ -224,6 +228,7 @@ class Connection(asyncio.Protocol, Context):
                 raise RespError(f"ERR Protocol error: {e}") from None
             if frame is False:
                 break
+            self._partial = reader.len() > 0
             if type(frame) is not list:
                 raise RespError("ERR Protocol error: expected '*', a command is an array")
             if not frame:
