@@ -157,9 +157,13 @@ def op_command(spec: OpSpec, resp: Resp) -> Command:
             return absent
         return reply(result)
 
-    group = {"registers": "string", "counters": "string", "hlls": "hyperloglog"}.get(
-        spec.namespace, spec.namespace.rstrip("s") if spec.namespace != "keys" else "generic"
-    )
+    group = {
+        "registers": "string",
+        "counters": "string",
+        "hlls": "hyperloglog",
+        "hashes": "hash",
+        "zsets": "sorted_set",
+    }.get(spec.namespace, spec.namespace.rstrip("s") if spec.namespace != "keys" else "generic")
     return Command(
         resp.command,
         resp.arity,
