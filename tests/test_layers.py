@@ -39,6 +39,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
             "crdtkv.resp.values",
             "crdtkv.resp.args",
             "crdtkv.resp.fast",
+            "crdtkv.resp.hash_zset_args",
         ),
     ),
     (2, ("crdtkv.node.core",)),

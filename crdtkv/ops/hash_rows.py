@@ -8,9 +8,27 @@ checks it).
 
 from __future__ import annotations
 
+import crdtkv.resp.args as resp_args
+import crdtkv.resp.hash_zset_args as HZ
 from crdtkv import limits
 from crdtkv.ops import hashes, keys
-from crdtkv.ops.spec import Arg, Body, Doc, Field, In, Kind, Method, OpSpec, Out, Route, Shape, Verb
+from crdtkv.ops.spec import (
+    Arg,
+    Body,
+    Doc,
+    Field,
+    In,
+    Kind,
+    Method,
+    OpSpec,
+    Out,
+    Resp,
+    Route,
+    Shape,
+    Verb,
+)
+from crdtkv.resp.values import OK as OK_REPLY
+from crdtkv.resp.values import RMap
 
 __all__ = ["HASHES"]
 
@@ -116,6 +134,24 @@ HASHES: tuple[OpSpec, ...] = (
         writes=True,
         result=HASH_ADDED,
         doc=Doc("Set fields of a hash (HSET)", "How many fields were new.", {"added": 2}),
+        resp=(
+            Resp(
+                "HSET",
+                -4,
+                lambda argv: HZ.hash_pairs("hset", argv),
+                lambda r: r["added"],
+                flags=("fast",),
+                summary="Creates or modifies the value of a field in a hash.",
+            ),
+            Resp(
+                "HMSET",
+                -4,
+                lambda argv: HZ.hash_pairs("hmset", argv),
+                lambda r: OK_REPLY,
+                flags=("fast",),
+                summary="Sets the values of multiple fields.",
+            ),
+        ),
         route=_route("PUT", "hashes/{key}"),
         body=HASH_SET_BODY,
         client=(
@@ -138,6 +174,19 @@ HASHES: tuple[OpSpec, ...] = (
             "How many were set.",
             {"added": 1},
             "The check is local: a concurrent write of the field elsewhere may still win.",
+        ),
+        resp=(
+            Resp(
+                "HSETNX",
+                4,
+                lambda argv: {
+                    "key": resp_args.text(argv[0]),
+                    "fields": {resp_args.text(argv[1]): resp_args.text(argv[2])},
+                },
+                lambda r: r["added"],
+                flags=("fast",),
+                summary="Sets the value of a field in a hash only when the field doesn't exist.",
+            ),
         ),
         route=_route("POST", "hashes/{key}/setnx"),
         body=HASH_SET_BODY,
@@ -162,6 +211,16 @@ HASHES: tuple[OpSpec, ...] = (
             {"fields": {"name": "ada", "visits": 3}, "size": 2},
             HASH_404,
         ),
+        resp=(
+            Resp(
+                "HGETALL",
+                2,
+                resp_args.key_only,
+                lambda r: RMap((f, HZ.hash_text(v)) for f, v in r["fields"].items()),
+                absent=RMap(),
+                summary="Returns all fields and values in a hash.",
+            ),
+        ),
         route=_route("GET", "hashes/{key}"),
         snapshot=True,
         client=(
@@ -181,6 +240,25 @@ HASHES: tuple[OpSpec, ...] = (
         writes=False,
         result=HASH_VALUE,
         doc=Doc("Read a field of a hash (HGET)", "The value.", {"value": "ada"}, HASH_404),
+        resp=(
+            Resp(
+                "HGET",
+                3,
+                resp_args.key_member("field"),
+                lambda r: None if r["value"] is None else HZ.hash_text(r["value"]),
+                flags=("fast",),
+                summary="Returns the value of a field in a hash.",
+            ),
+            Resp(
+                "HSTRLEN",
+                3,
+                resp_args.key_member("field"),
+                lambda r: 0 if r["value"] is None else len(HZ.hash_text(r["value"]).encode()),
+                absent=0,
+                flags=("fast",),
+                summary="Returns the length of the value of a field.",
+            ),
+        ),
         route=_route("GET", "hashes/{key}/fields/{field}"),
         client=(
             Method(
@@ -217,6 +295,17 @@ HASHES: tuple[OpSpec, ...] = (
         writes=False,
         result=HASH_SIZE,
         doc=Doc("Count the fields of a hash (HLEN)", "The count.", {"size": 2}, HASH_404),
+        resp=(
+            Resp(
+                "HLEN",
+                2,
+                resp_args.key_only,
+                lambda r: r["size"],
+                absent=0,
+                flags=("fast",),
+                summary="Returns the number of fields in a hash.",
+            ),
+        ),
         route=_route("GET", "hashes/{key}/len"),
         client=(
             Method(
@@ -235,6 +324,17 @@ HASHES: tuple[OpSpec, ...] = (
         writes=False,
         result=HASH_PRESENT,
         doc=Doc("Does a hash have a field? (HEXISTS)", "Whether.", {"present": True}, HASH_404),
+        resp=(
+            Resp(
+                "HEXISTS",
+                3,
+                resp_args.key_member("field"),
+                lambda r: int(r["present"]),
+                absent=0,
+                flags=("fast",),
+                summary="Determines whether a field exists in a hash.",
+            ),
+        ),
         route=_route("GET", "hashes/{key}/fields/{field}/exists"),
         client=(
             Method(
@@ -253,6 +353,16 @@ HASHES: tuple[OpSpec, ...] = (
         writes=False,
         result=HASH_KEYS,
         doc=Doc("List a hash's fields (HKEYS)", "Fields.", {"fields": ["name"]}, HASH_404),
+        resp=(
+            Resp(
+                "HKEYS",
+                2,
+                resp_args.key_only,
+                lambda r: r["fields"],
+                absent=[],
+                summary="Returns all fields in a hash.",
+            ),
+        ),
         route=_route("GET", "hashes/{key}/keys"),
         client=(
             Method(
@@ -271,6 +381,16 @@ HASHES: tuple[OpSpec, ...] = (
         writes=False,
         result=HASH_VALUES,
         doc=Doc("List a hash's values (HVALS)", "Values, by field.", {"values": ["ada"]}, HASH_404),
+        resp=(
+            Resp(
+                "HVALS",
+                2,
+                resp_args.key_only,
+                lambda r: [HZ.hash_text(v) for v in r["values"]],
+                absent=[],
+                summary="Returns all values in a hash.",
+            ),
+        ),
         route=_route("GET", "hashes/{key}/vals"),
         client=(
             Method(
@@ -317,6 +437,17 @@ HASHES: tuple[OpSpec, ...] = (
             {"removed": 1},
             "Removing the last field deletes the hash.",
         ),
+        resp=(
+            Resp(
+                "HDEL",
+                -3,
+                resp_args.key_members("names"),
+                lambda r: r["removed"],
+                flags=("fast",),
+                summary="Deletes one or more fields and their values from a hash. "
+                "Deletes the hash if no fields remain.",
+            ),
+        ),
         route=_route("POST", "hashes/{key}/remove"),
         body=HASH_NAMES_BODY,
         client=(
@@ -352,6 +483,21 @@ HASHES: tuple[OpSpec, ...] = (
             "An absent field counts as 0. A value that is not an integer, or a result outside "
             "64 bits, is refused (400) and changes nothing.",
         ),
+        resp=(
+            Resp(
+                "HINCRBY",
+                4,
+                lambda argv: {
+                    "key": resp_args.text(argv[0]),
+                    "field": resp_args.text(argv[1]),
+                    "delta": resp_args.integer(argv[2]),
+                },
+                lambda r: int(r["value"]),
+                flags=("fast",),
+                summary="Increments the integer value of a field in a hash by a number. "
+                "Uses 0 as initial value if the field doesn't exist.",
+            ),
+        ),
         route=_route("POST", "hashes/{key}/incr"),
         body=Body("HashIncr", {"field": "visits", "delta": 1}),
         client=(
@@ -376,6 +522,21 @@ HASHES: tuple[OpSpec, ...] = (
             {"value": 3.5},
             "An absent field counts as 0. A value that is not a number, or a result that is "
             "not finite, is refused (400) and changes nothing.",
+        ),
+        resp=(
+            Resp(
+                "HINCRBYFLOAT",
+                4,
+                lambda argv: {
+                    "key": resp_args.text(argv[0]),
+                    "field": resp_args.text(argv[1]),
+                    "increment": HZ.hash_increment(argv[2]),
+                },
+                lambda r: HZ.hash_text(float(r["value"])),
+                flags=("fast",),
+                summary="Increments the floating point value of a field by a number. "
+                "Uses 0 as initial value if the field doesn't exist.",
+            ),
         ),
         route=_route("POST", "hashes/{key}/incrfloat"),
         body=Body("HashIncrFloat", {"field": "score", "increment": 0.5}),

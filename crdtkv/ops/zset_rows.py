@@ -9,9 +9,25 @@ body (single-key routes carry scalars in bodies; query parameters are lists).
 
 from __future__ import annotations
 
+import crdtkv.resp.args as resp_args
+import crdtkv.resp.hash_zset_args as HZ
 from crdtkv import limits
 from crdtkv.ops import keys, zsets
-from crdtkv.ops.spec import Arg, Body, Doc, Field, In, Kind, Method, OpSpec, Out, Route, Shape, Verb
+from crdtkv.ops.spec import (
+    Arg,
+    Body,
+    Doc,
+    Field,
+    In,
+    Kind,
+    Method,
+    OpSpec,
+    Out,
+    Resp,
+    Route,
+    Shape,
+    Verb,
+)
 
 __all__ = ["ZSETS"]
 
@@ -209,6 +225,17 @@ ZSETS: tuple[OpSpec, ...] = (
         writes=True,
         result=ZSET_REMOVED,
         doc=Doc("Remove members (Redis ZREM)", "How many were present.", {"removed": 1}),
+        resp=(
+            Resp(
+                "ZREM",
+                -3,
+                resp_args.key_members("members"),
+                lambda r: r["removed"],
+                flags=("fast",),
+                summary="Removes one or more members from a sorted set. "
+                "Deletes the sorted set if all members were removed.",
+            ),
+        ),
         route=_route("POST", "{key}/remove"),
         body=MEMBERS_BODY,
         client=(
@@ -297,6 +324,17 @@ ZSETS: tuple[OpSpec, ...] = (
         writes=False,
         result=ZSET_SIZE,
         doc=Doc("Count a sorted set's members (Redis ZCARD)", "The count.", {"size": 2}),
+        resp=(
+            Resp(
+                "ZCARD",
+                2,
+                resp_args.key_only,
+                lambda r: r["size"],
+                absent=0,
+                flags=("fast",),
+                summary="Returns the number of members in a sorted set.",
+            ),
+        ),
         route=_route("GET", "{key}/card"),
         client=(
             Method(
@@ -319,6 +357,34 @@ ZSETS: tuple[OpSpec, ...] = (
             "Score and ranks, null when the member is absent.",
             {"score": 1.5, "rank": 0, "rev_rank": 1},
             "404 when the sorted set itself does not exist. O(log n).",
+        ),
+        resp=(
+            Resp(
+                "ZSCORE",
+                3,
+                resp_args.key_member("member"),
+                lambda r: None if r["score"] is None else HZ.score_reply(r["score"]),
+                flags=("fast",),
+                summary="Returns the score of a member in a sorted set.",
+            ),
+            Resp(
+                "ZRANK",
+                3,
+                resp_args.key_member("member"),
+                lambda r: r["rank"],
+                flags=("fast",),
+                summary="Returns the index of a member in a sorted set ordered by "
+                "ascending scores.",
+            ),
+            Resp(
+                "ZREVRANK",
+                3,
+                resp_args.key_member("member"),
+                lambda r: r["rev_rank"],
+                flags=("fast",),
+                summary="Returns the index of a member in a sorted set ordered by "
+                "descending scores.",
+            ),
         ),
         route=_route("GET", "{key}/members/{member}"),
         client=(
@@ -375,6 +441,22 @@ ZSETS: tuple[OpSpec, ...] = (
         writes=False,
         result=ZSET_COUNT,
         doc=Doc("Count members in a score range (Redis ZCOUNT)", "The count.", {"count": 1}),
+        resp=(
+            Resp(
+                "ZCOUNT",
+                4,
+                lambda argv: {
+                    "key": resp_args.text(argv[0]),
+                    "min": HZ.score_bound(argv[1]),
+                    "max": HZ.score_bound(argv[2]),
+                },
+                lambda r: r["count"],
+                absent=0,
+                flags=("fast",),
+                summary="Returns the count of members in a sorted set that have scores "
+                "within a range.",
+            ),
+        ),
         route=_route("POST", "{key}/count"),
         body=Body("ZsetScoreRange", {"min": "(1", "max": "+inf"}),
         client=(
@@ -394,6 +476,22 @@ ZSETS: tuple[OpSpec, ...] = (
         writes=False,
         result=ZSET_COUNT,
         doc=Doc("Count members in a member range (Redis ZLEXCOUNT)", "The count.", {"count": 2}),
+        resp=(
+            Resp(
+                "ZLEXCOUNT",
+                4,
+                lambda argv: {
+                    "key": resp_args.text(argv[0]),
+                    "lex_min": HZ.lex_bound(argv[1]),
+                    "lex_max": HZ.lex_bound(argv[2]),
+                },
+                lambda r: r["count"],
+                absent=0,
+                flags=("fast",),
+                summary="Returns the number of members in a sorted set within a "
+                "lexicographical range.",
+            ),
+        ),
         route=_route("POST", "{key}/lexcount"),
         body=Body("ZsetLexRange", {"lex_min": "[a", "lex_max": "+"}),
         client=(

@@ -164,9 +164,13 @@ def op_command(spec: OpSpec, resp: Resp) -> Command:
         return reply(result)
 
     run: Run = resp.run if resp.run is not None else run_generic
-    group = {"registers": "string", "counters": "string", "hlls": "hyperloglog"}.get(
-        spec.namespace, spec.namespace.rstrip("s") if spec.namespace != "keys" else "generic"
-    )
+    group = {
+        "registers": "string",
+        "counters": "string",
+        "hlls": "hyperloglog",
+        "hashes": "hash",
+        "zsets": "sorted_set",
+    }.get(spec.namespace, spec.namespace.rstrip("s") if spec.namespace != "keys" else "generic")
     return Command(
         resp.command,
         resp.arity,
@@ -214,6 +218,7 @@ def error_reply(e: CrdtkvError) -> RespError:
 MODULES = (
     "crdtkv.resp.admin",
     "crdtkv.resp.strings",
+    "crdtkv.resp.hashes_zsets",
 )
 _loaded = False
 
