@@ -123,3 +123,24 @@ def test_metrics_count_resp_connections_and_commands(
     assert after["crdtkv_resp_commands_total"] >= before["crdtkv_resp_commands_total"] + 21
     assert after["crdtkv_resp_error_replies_total"] > before["crdtkv_resp_error_replies_total"]
     assert after["crdtkv_resp_connections_open"] >= 1
+
+
+def test_incrbyfloat_answers_a_bulk_string_in_both_protocols(
+    crdtkv_server: Server, redis_port: int
+) -> None:
+    """Redis answers INCRBYFLOAT with a bulk string, never a RESP3 double."""
+    for proto in (2, 3):
+        replies = []
+        for port in (crdtkv_server.resp_port, redis_port):
+            client = redis.Redis(port=port, protocol=proto)
+            try:
+                client.set("f:x", "10.5")
+                conn = client.connection_pool.get_connection()
+                try:
+                    conn.send_command("INCRBYFLOAT", "f:x", "0.25")
+                    replies.append(conn.read_response(disable_decoding=True))
+                finally:
+                    client.connection_pool.release(conn)
+            finally:
+                client.close()
+        assert replies[0] == replies[1] == b"10.75", (proto, replies)
