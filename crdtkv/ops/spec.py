@@ -252,6 +252,10 @@ class Resp:
     flags: tuple[str, ...] = ()  # COMMAND's flags besides write / readonly (fast, ...)
     keys: tuple[int, int, int] = (1, 1, 1)  # first key, last key (-1: the last), step
     summary: str = ""  # COMMAND DOCS' summary (default: the op's)
+    # The error when the op refuses a key of another type and the first such key (the
+    # key, then the op's ``sources``) is a string: Redis's HyperLogLogs are strings, so
+    # PFADD on another string answers its own WRONGTYPE text.  None: Redis's usual one.
+    string_wrongtype: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
