@@ -52,12 +52,13 @@ CURSOR_DOC = (
 )
 MATCH_BYTES_MAX = limits.MEMBER_BYTES_MAX  # a glob never needs to be longer than a name
 MATCH_DOC = (
-    "Only names (keys, or a hash's fields) matching this glob (`*`, `?`, `[abc]`; case-sensitive)."
+    "Only names (keys, a hash's fields or a set's members) matching this glob (`*`, `?`, "
+    "`[abc]`; case-sensitive)."
 )
 COUNT_DOC = (
     "How many: members to pop (default 1); or names (members) a scan examines (default "
-    "100 for keys, 10 for a sorted set or a hash), so a page may hold fewer, even none, before the "
-    "scan is done."
+    "100 for keys, 10 for a set, a sorted set or a hash), so a page may hold fewer, even none, "
+    "before the scan is done."
 )
 
 

@@ -6,6 +6,8 @@ records the delta group of a change, and returns the op's result body.
 
 from __future__ import annotations
 
+import heapq
+from fnmatch import fnmatchcase
 from typing import cast
 
 from crdtkv import limits
@@ -15,10 +17,11 @@ from crdtkv.ops.registers import delete_typed
 from crdtkv.ops.spec import Args, Result
 from crdtkv.replica.keyspace import Replica
 
-__all__ = ["add", "contains", "delete", "get", "remove"]
+__all__ = ["SCAN_COUNT_DEFAULT", "add", "contains", "delete", "get", "remove", "scan"]
 
 
 SET = "set"
+SCAN_COUNT_DEFAULT = 10  # SSCAN's COUNT when none is given, as Redis's
 
 
 def add(r: Replica, a: Args, now_ms: int) -> Result:
@@ -60,6 +63,27 @@ def get(r: Replica, a: Args, now_ms: int) -> Result:
 def contains(r: Replica, a: Args, now_ms: int) -> Result:
     s = _live_set(r, a["key"], now_ms)
     return {"present": s.contains(a["member"])}
+
+
+def scan(r: Replica, a: Args, now_ms: int) -> Result:
+    """SSCAN: of the ``count`` members after the cursor in code-point order (default
+    10), those matching the glob ``match``; and the next cursor: ">" and the last
+    member examined, "" when done (a member may be "", so the cursor is never a bare
+    member).  A member present for the whole scan is returned exactly once.  O(n log
+    count) per call: the set keeps no order, so the scan walks its members."""
+    s = _live_set(r, a["key"], now_ms)
+    cursor: str = a["cursor"] or ""
+    after = cursor.removeprefix(">") if cursor else None
+    count: int = a["count"] if a["count"] is not None else SCAN_COUNT_DEFAULT
+    match: str | None = a["match"]
+    pending = (m for m, dots in s.entries.items() if dots and (after is None or m > after))
+    batch = heapq.nsmallest(count + 1, pending)
+    page = batch[:count]
+    if match is not None and match != "*":
+        members = [m for m in page if fnmatchcase(m, match)]
+    else:
+        members = page
+    return {"members": members, "cursor": ">" + page[-1] if len(batch) > count else ""}
 
 
 def delete(r: Replica, a: Args, now_ms: int) -> Result:

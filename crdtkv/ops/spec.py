@@ -255,6 +255,10 @@ class Resp:
     # A hot read's direct form, (connection, arguments) -> reply: the same read the
     # op's function makes, without building and validating the op's dict.
     run: Callable[[Any, list[bytes]], Any] | None = None
+    # The error when the op refuses a key of another type and the first such key (the
+    # key, then the op's ``sources``) is a string: Redis's HyperLogLogs are strings, so
+    # PFADD on another string answers its own WRONGTYPE text.  None: Redis's usual one.
+    string_wrongtype: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import crdtkv.resp.fast as resp_fast
 from crdtkv import limits
 from crdtkv.errors import BadRequest
 from crdtkv.ops import counters, hlls, keys, registers, sets
-from crdtkv.ops.hash_rows import HASHES, INCREMENT
+from crdtkv.ops.hash_rows import COUNT, CURSOR, HASHES, INCREMENT, MATCH
 from crdtkv.ops.spec import (
     CALLER,
     Arg,
@@ -40,7 +40,8 @@ from crdtkv.ops.spec import (
 )
 from crdtkv.ops.zset_rows import ZSETS
 from crdtkv.replica.keyspace import TYPES, Replica
-from crdtkv.resp.values import format_double, json_bulk
+from crdtkv.resp.values import OK as RESP_OK
+from crdtkv.resp.values import RSet, Status, format_double, json_bulk
 
 __all__ = [
     "KEYS_NAMESPACE",
@@ -108,6 +109,13 @@ SET_VIEW = Shape(
     ),
 )
 SET_PRESENT = Shape("SetPresent", (Field("present", Out.BOOL),))
+SET_PAGE = Shape(
+    "SetPage",
+    (
+        Field("members", Out.SORTED_STRINGS, "This page's members that match, sorted."),
+        Field("cursor", Out.STRING, 'The next page\'s cursor; "" when done.'),
+    ),
+)
 HLL_CHANGED = Shape("HllChanged", (Field("changed", Out.BOOL, "Whether the sketch changed."),))
 HLL_COUNT = Shape("HllCount", (Field("count", Out.COUNT, "Estimated distinct items."),))
 
@@ -124,6 +132,27 @@ DEL = Verb(
 
 def _value(result: Result) -> Any:
     return result["value"]
+
+
+def _ttl_seconds(result: Result) -> int:
+    """TTL: PTTL's milliseconds rounded to the nearest second, as Redis rounds."""
+    ms: int = result["ttl_ms"]
+    return ms if ms < 0 else (ms + 500) // 1000
+
+
+def _pf_keys(argv: list[bytes]) -> dict[str, Any]:
+    """PFCOUNT key [key ...]: the first key, the others as ``sources``."""
+    return {"key": resp_args.text(argv[0]), "sources": resp_args.texts(argv[1:]) or None}
+
+
+def _pf_merge(argv: list[bytes]) -> dict[str, Any]:
+    """PFMERGE dest [src ...]: with no source, the dest merges itself (a type check)."""
+    key = resp_args.text(argv[0])
+    return {"key": key, "sources": resp_args.texts(argv[1:]) or [key]}
+
+
+# Redis's HyperLogLogs are strings; PF* on another string answers this.
+HLL_WRONGTYPE = "WRONGTYPE Key is not a valid HyperLogLog string value."
 
 
 def _route(method: str, path: str) -> Route:
@@ -348,6 +377,16 @@ SETS: tuple[OpSpec, ...] = (
                 cli=Verb("sadd", "add members to a set (prints how many were new)"),
             ),
         ),
+        resp=(
+            Resp(
+                "SADD",
+                -3,
+                resp_args.key_members("members"),
+                lambda r: r["added"],
+                flags=("fast",),
+                summary="Adds one or more members to a set. Creates the key if it doesn't exist.",
+            ),
+        ),
     ),
     OpSpec(
         "sets.remove",
@@ -365,6 +404,17 @@ SETS: tuple[OpSpec, ...] = (
                 "present.",
                 returns="removed",
                 cli=Verb("srem", "remove members from a set (prints how many were removed)"),
+            ),
+        ),
+        resp=(
+            Resp(
+                "SREM",
+                -3,
+                resp_args.key_members("members"),
+                lambda r: r["removed"],
+                flags=("fast",),
+                summary="Removes one or more members from a set. Deletes the set if the last "
+                "member was removed.",
             ),
         ),
     ),
@@ -387,6 +437,25 @@ SETS: tuple[OpSpec, ...] = (
             ),
             Method("size", "The number of members; 0 for an absent set.", returns="size", absent=0),
         ),
+        resp=(
+            Resp(
+                "SMEMBERS",
+                2,
+                resp_args.key_only,
+                lambda r: RSet(r["members"]),
+                absent=RSet(),
+                summary="Returns all members of a set.",
+            ),
+            Resp(
+                "SCARD",
+                2,
+                resp_args.key_only,
+                lambda r: r["size"],
+                absent=0,
+                flags=("fast",),
+                summary="Returns the number of members in a set.",
+            ),
+        ),
     ),
     OpSpec(
         "sets.contains",
@@ -407,6 +476,42 @@ SETS: tuple[OpSpec, ...] = (
                 "Whether ``member`` is in the set; False for an absent set.",
                 returns="present",
                 absent=False,
+            ),
+        ),
+        resp=(
+            Resp(
+                "SISMEMBER",
+                3,
+                resp_args.key_member("member"),
+                lambda r: int(r["present"]),
+                absent=0,
+                flags=("fast",),
+                summary="Determines whether a member belongs to a set.",
+            ),
+        ),
+    ),
+    OpSpec(
+        "sets.scan",
+        (KEY, CURSOR, COUNT, MATCH),
+        sets.scan,
+        writes=False,
+        result=SET_PAGE,
+        doc=Doc(
+            "Page through a set's members (SSCAN)",
+            "One page.",
+            {"members": ["a", "b"], "cursor": ">b"},
+            "Members in code-point order after `cursor`; `count` bounds the members examined "
+            "(default 10), so a page may hold fewer, even none, before the scan is done. A "
+            "member present for the whole scan is returned exactly once. 404 when the set "
+            "does not exist.",
+        ),
+        route=_route("POST", "sets/{key}/scan"),
+        body=Body("SetScan", {"cursor": "", "count": 100, "match": "a*"}),
+        client=(
+            Method(
+                "scan",
+                'One page: (members, next cursor); the cursor is "" when done.',
+                returns=("members", "cursor"),
             ),
         ),
     ),
@@ -440,6 +545,20 @@ HLLS: tuple[OpSpec, ...] = (
                 cli=Verb("pfadd", "add items to a HyperLogLog (prints 1 if it changed)"),
             ),
         ),
+        resp=(
+            Resp(
+                "PFADD",
+                -2,
+                lambda argv: {
+                    "key": resp_args.text(argv[0]),
+                    "items": resp_args.texts(argv[1:]),
+                },
+                lambda r: int(r["changed"]),
+                flags=("fast",),
+                summary="Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.",
+                string_wrongtype=HLL_WRONGTYPE,
+            ),
+        ),
     ),
     OpSpec(
         "hlls.count",
@@ -465,6 +584,19 @@ HLLS: tuple[OpSpec, ...] = (
                 cli=Verb("pfcount", "estimated distinct items of a HyperLogLog"),
             ),
         ),
+        resp=(
+            Resp(
+                "PFCOUNT",
+                -2,
+                _pf_keys,
+                lambda r: r["count"],
+                absent=0,
+                keys=(1, -1, 1),
+                summary="Returns the approximated cardinality of the set(s) observed by the "
+                "HyperLogLog key(s).",
+                string_wrongtype=HLL_WRONGTYPE,
+            ),
+        ),
     ),
     OpSpec(
         "hlls.merge",
@@ -486,6 +618,17 @@ HLLS: tuple[OpSpec, ...] = (
                 "Make the HLL the union of itself and ``sources`` (absent ones count as "
                 "empty); returns the estimate after the merge.",
                 returns="count",
+            ),
+        ),
+        resp=(
+            Resp(
+                "PFMERGE",
+                -2,
+                _pf_merge,
+                lambda r: RESP_OK,
+                keys=(1, -1, 1),
+                summary="Merges one or more HyperLogLog values into a single key.",
+                string_wrongtype=HLL_WRONGTYPE,
             ),
         ),
     ),
@@ -657,6 +800,16 @@ KEYS: tuple[OpSpec, ...] = (
                 cli=Verb("type", "a key's type (none when absent)"),
             ),
         ),
+        resp=(
+            Resp(
+                "TYPE",
+                2,
+                resp_args.key_only,
+                lambda r: Status(r["type"]),
+                flags=("fast",),
+                summary="Determines the type of value stored at a key.",
+            ),
+        ),
     ),
     OpSpec(
         "keys.ttl",
@@ -677,6 +830,24 @@ KEYS: tuple[OpSpec, ...] = (
                 "Remaining milliseconds; -1 with no TTL, -2 for an absent key.",
                 returns="ttl_ms",
                 cli=Verb("ttl", "a key's remaining ms (-1 no TTL, -2 absent)"),
+            ),
+        ),
+        resp=(
+            Resp(
+                "TTL",
+                2,
+                resp_args.key_only,
+                _ttl_seconds,
+                flags=("fast",),
+                summary="Returns the expiration time in seconds of a key.",
+            ),
+            Resp(
+                "PTTL",
+                2,
+                resp_args.key_only,
+                lambda r: r["ttl_ms"],
+                flags=("fast",),
+                summary="Returns the expiration time in milliseconds of a key.",
             ),
         ),
     ),
@@ -723,6 +894,16 @@ KEYS: tuple[OpSpec, ...] = (
                 "Remove the key's TTL; False when absent or it had none.",
                 returns="changed",
                 cli=Verb("persist", "remove a key's TTL (prints 1, or 0)"),
+            ),
+        ),
+        resp=(
+            Resp(
+                "PERSIST",
+                2,
+                resp_args.key_only,
+                lambda r: int(r["changed"]),
+                flags=("fast",),
+                summary="Removes the expiration time of a key.",
             ),
         ),
     ),

@@ -15,9 +15,13 @@ from crdtkv import limits
 from crdtkv.resp.values import RespError, syntax_error
 
 __all__ = [
+    "INVALID_CURSOR",
     "NOT_FLOAT",
     "NOT_INTEGER",
+    "decode_cursor",
+    "encode_cursor",
     "floating",
+    "glob_matcher",
     "integer",
     "key",
     "key_int",
@@ -32,6 +36,7 @@ __all__ = [
 
 NOT_INTEGER = "ERR value is not an integer or out of range"
 NOT_FLOAT = "ERR value is not a valid float"
+INVALID_CURSOR = "ERR invalid cursor"
 _INT = re.compile(rb"-?(0|[1-9][0-9]{0,18})")
 _FLOAT = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?inf(inity)?", re.IGNORECASE)
 
@@ -124,3 +129,139 @@ def key_int(field: str, default: int | None = None) -> Callable[[list[bytes]], d
         return {"key": text(argv[0]), field: default}
 
     return parse
+
+
+# -- scan cursors --------------------------------------------------------------------------------
+# crdtkv's scans continue from a string (a key, or ">" and a member); redis-py reads a
+# cursor with int().  So a cursor travels as a decimal integer: the string's UTF-8
+# bytes after a 0x01 byte (which keeps a leading NUL), read big-endian; "0" is the
+# start and the end of a scan, as in Redis.
+_CURSOR_DIGITS_MAX = 3 * (limits.MEMBER_BYTES_MAX + 2) + 3  # any crdtkv cursor fits
+
+
+def encode_cursor(cursor: str) -> bytes | str:
+    """A scan's string cursor ("" at the start and end) as Redis's decimal cursor."""
+    if not cursor:
+        return "0"
+    return str(int.from_bytes(b"\x01" + cursor.encode("utf-8"), "big"))
+
+
+def decode_cursor(b: bytes) -> str:
+    """A decimal cursor back to the scan's string; ``ERR invalid cursor`` when it is
+    not one ``encode_cursor`` made."""
+    if b == b"0":
+        return ""
+    if not (0 < len(b) <= _CURSOR_DIGITS_MAX and b.isdigit() and b[:1] != b"0"):
+        raise RespError(INVALID_CURSOR)
+    n = int(b)
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    if raw[:1] != b"\x01" or len(raw) < 2:
+        raise RespError(INVALID_CURSOR)
+    try:
+        return raw[1:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise RespError(INVALID_CURSOR) from None
+
+
+# -- glob patterns (KEYS, SCAN MATCH) ----------------------------------------------------------
+_STAR = -1
+_ANY = -2
+# A byte, _STAR, _ANY or a class: (negated, its bytes, its (signed) ranges).
+_Token = int | tuple[bool, frozenset[int], tuple[tuple[int, int], ...]]
+
+
+def _signed(c: int) -> int:
+    return c - 256 if c > 127 else c  # Redis compares range ends as (signed) chars
+
+
+def _tokens(p: bytes) -> list[_Token]:
+    """Redis's glob (``stringmatchlen``), parsed as it parses it: ``*``, ``?``,
+    ``[...]`` (``^`` negates, ``a-z`` ranges, ``\\`` escapes, an unclosed class
+    ends with the pattern), ``\\x`` a literal x."""
+    out: list[_Token] = []
+    i, n = 0, len(p)
+    while i < n:
+        c = p[i]
+        if c == 0x2A:  # *
+            if not out or out[-1] != _STAR:
+                out.append(_STAR)
+        elif c == 0x3F:  # ?
+            out.append(_ANY)
+        elif c == 0x5B:  # [
+            i += 1
+            neg = i < n and p[i] == 0x5E
+            if neg:
+                i += 1
+            chars: set[int] = set()
+            ranges: list[tuple[int, int]] = []
+            while True:
+                if i < n and p[i] == 0x5C and n - i >= 2:
+                    i += 1
+                    chars.add(p[i])
+                elif i < n and p[i] == 0x5D:
+                    break
+                elif i >= n:
+                    i -= 1
+                    break
+                elif n - i >= 3 and p[i + 1] == 0x2D:
+                    lo, hi = _signed(p[i]), _signed(p[i + 2])
+                    ranges.append((min(lo, hi), max(lo, hi)))
+                    i += 2
+                else:
+                    chars.add(p[i])
+                i += 1
+            out.append((neg, frozenset(chars), tuple(ranges)))
+        else:
+            if c == 0x5C and n - i >= 2:  # backslash
+                i += 1
+            out.append(p[i])
+        i += 1
+    return out
+
+
+def _one(tok: _Token, c: int) -> bool:
+    if tok == _ANY:
+        return True
+    if isinstance(tok, int):
+        return tok == c
+    neg, chars, ranges = tok
+    sc = _signed(c)
+    hit = c in chars or any(lo <= sc <= hi for lo, hi in ranges)
+    return hit != neg
+
+
+def glob_matcher(pattern: bytes) -> Callable[[str], bool] | None:
+    """Redis's glob match of a name (its UTF-8 bytes, as Redis matches bytes); None
+    for ``*``, which matches everything (the empty name too, as SCAN's MATCH *)."""
+    if pattern == b"*":
+        return None
+    if not any(ch in pattern for ch in b"*?[\\"):
+        return lambda name: name.encode("utf-8") == pattern
+    toks = _tokens(pattern)
+
+    def match(name: str) -> bool:
+        s = name.encode("utf-8")
+        n = len(s)
+        if n == 0:  # Redis's loop never runs: only the empty pattern matches
+            return not pattern
+        t, si = 0, 0
+        star_t, star_s = -1, 0
+        nt = len(toks)
+        while si < n:
+            if t < nt and toks[t] == _STAR:
+                star_t, star_s = t, si
+                t += 1
+            elif t < nt and _one(toks[t], s[si]):
+                t += 1
+                si += 1
+            elif star_t >= 0:
+                star_s += 1
+                si = star_s
+                t = star_t + 1
+            else:
+                return False
+        while t < nt and toks[t] == _STAR:
+            t += 1
+        return t == nt
+
+    return match

@@ -154,13 +154,22 @@ def op_command(spec: OpSpec, resp: Resp) -> Command:
     """The command of one RESP column of the op table."""
     parse, reply, absent = resp.args, resp.reply, resp.absent
 
+    string_wrongtype = resp.string_wrongtype
+
     def run_generic(ctx: Context, argv: list[bytes]) -> Any:
+        op = parse(argv)
         try:
-            result = ctx.run_op(spec, parse(argv))
+            result = ctx.run_op(spec, op)
         except NotFound:
             if absent is RAISES:
                 raise
             return absent
+        except WrongType as e:
+            if string_wrongtype is None or isinstance(e, NotAnInteger):
+                raise
+            if _first_other_type(ctx, spec, op) == "string":
+                raise RespError(string_wrongtype) from None
+            raise
         return reply(result)
 
     run: Run = resp.run if resp.run is not None else run_generic
@@ -181,6 +190,19 @@ def op_command(spec: OpSpec, resp: Resp) -> Command:
         summary=resp.summary or spec.doc.summary,
         group=group,
     )
+
+
+def _first_other_type(ctx: Context, spec: OpSpec, op: dict[str, Any]) -> str | None:
+    """The type of the first key the op names (its key, then its ``sources``) that
+    holds a type other than the op's; None when there is none (any more)."""
+    from crdtkv.ops.table import VIEW_TYPES
+
+    own = VIEW_TYPES.get(spec.namespace)
+    for key in [op["key"], *(op.get("sources") or ())]:
+        t = ctx.apply({"op": "keys.type", "key": key})["type"]
+        if t not in ("none", own):
+            return str(t)
+    return None
 
 
 def register_op_table() -> None:
@@ -219,6 +241,8 @@ MODULES = (
     "crdtkv.resp.admin",
     "crdtkv.resp.strings",
     "crdtkv.resp.hashes_zsets",
+    "crdtkv.resp.keyspace",
+    "crdtkv.resp.sets",
 )
 _loaded = False
 
