@@ -466,8 +466,11 @@ _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", 
 
 def split_inline(line: bytes) -> list[bytes]:
     """An inline command's arguments, as Redis's ``sdssplitargs``: spaces separate,
-    ``"..."`` takes escapes (``\\n``, ``\\xHH``, ...), ``'...'`` takes ``\\'``."""
-    if b'"' not in line and b"'" not in line:
+    ``"..."`` takes escapes (``\\n``, ``\\xHH``, ...), ``'...'`` takes ``\\'``.
+
+    As there, blanks before an argument are any ``isspace`` byte, but only space,
+    tab, CR and LF end an unquoted one (``a\\vb`` is one argument)."""
+    if b'"' not in line and b"'" not in line and b"\v" not in line and b"\f" not in line:
         return line.split()
     args: list[bytes] = []
     i, n = 0, len(line)
@@ -520,7 +523,7 @@ def split_inline(line: bytes) -> list[bytes]:
                 if i >= n:
                     break
                 c = line[i]
-                if c in b" \t\r\n\v\f":
+                if c in b" \t\r\n":
                     break
                 if c == ord('"'):
                     inq = True
