@@ -23,6 +23,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -144,6 +145,9 @@ class Connection(asyncio.Protocol, Context):
         self._write_paused = False
         self._stall: asyncio.TimerHandle | None = None
         self._saw = False  # a command of this batch read or wrote the keyspace
+        self._fresh = True  # the reader is between requests (it has none begun)
+        self._partial = 0  # about the bytes of the request begun (hiredis holds them)
+        self._bad: str | None = None  # a protocol error, answered after the commands before it
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -198,25 +202,38 @@ class Connection(asyncio.Protocol, Context):
         self.abort()
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or self._bad is not None:
             return
         try:
-            if self._inline or (data[:1] != b"*" and not self._reader.len()):
+            if self._inline or (data[:1] != b"*" and self._fresh):
                 data = self._take_inline(data)
             if data:
                 self._take_frames(data)
         except RespError as e:
+            # The commands before the bad bytes run and are answered first.
             self.server.stats.protocol_errors += 1
-            self._fail(e.text)
-            return
-        if not self._busy and self._queue:
-            self._process()
+            self._bad = e.text
+            self._pause_reading()
+        if not self._busy:
+            if self._queue:
+                self._process()
+            elif self._bad is not None:
+                self._fail(self._bad)
 
     # -- parsing ------------------------------------------------------------------------------
     def _take_frames(self, data: bytes) -> None:
         reader = self._reader
+        limits = self.server.limits
+        bad = None
+        if self._fresh and _SUSPECT.search(data) is not None:
+            # Before hiredis sees a huge array count (it allocates the list at once):
+            # the requests before it run, then the error.
+            bad = check_headers(data, limits.value_bytes_max, _count_max(limits))
+            if bad is not None:
+                data = data[: bad[0]]
         reader.feed(data)
         queue = self._queue
+        fresh = None  # after the last whole request: nothing more is buffered
         while True:
             try:
                 frame = reader.gets()
@@ -224,6 +241,7 @@ class Connection(asyncio.Protocol, Context):
                 raise RespError(f"ERR Protocol error: {e}") from None
             if frame is False:
                 break
+            fresh = not reader.has_data()
             if type(frame) is not list:
                 raise RespError("ERR Protocol error: expected '*', a command is an array")
             if not frame:
@@ -232,11 +250,19 @@ class Connection(asyncio.Protocol, Context):
                 if type(part) is not bytes:
                     raise RespError("ERR Protocol error: expected '$', arguments are bulk strings")
             queue.append(frame)
-        if reader.len() > self.server.limits.value_bytes_max + 4096:
-            raise RespError(
-                f"ERR Protocol error: a request over {self.server.limits.value_bytes_max} bytes"
-            )
-        if len(queue) > self.server.limits.queued_max:
+        if bad is not None:
+            raise RespError(bad[1])
+        # The request begun: hiredis keeps only its unparsed bytes, so count them here
+        # (reader.len() also counts up to 1 KiB already parsed).
+        if fresh is None:
+            self._fresh = False
+            self._partial += len(data)
+        else:
+            self._fresh = fresh
+            self._partial = 0 if fresh else reader.len()
+        if self._partial > limits.value_bytes_max + 4096:
+            raise RespError(f"ERR Protocol error: a request over {limits.value_bytes_max} bytes")
+        if len(queue) > limits.queued_max:
             self._pause_reading()
 
     def _take_inline(self, data: bytes) -> bytes:
@@ -288,6 +314,8 @@ class Connection(asyncio.Protocol, Context):
             if self._write_paused:
                 break
         self._emit(out, n)
+        if self._bad is not None and not queue:
+            self._fail(self._bad)
 
     async def _wait_then_run(self, cmd: Command, argv: list[bytes]) -> None:
         out: list[bytes] = []
@@ -306,6 +334,8 @@ class Connection(asyncio.Protocol, Context):
         self._maybe_resume_reading()
         if self._queue:
             self._process()
+        elif self._bad is not None:
+            self._fail(self._bad)
 
     def _execute(self, cmd: Command | None, argv: list[bytes]) -> Any:
         """One command's reply (never raises)."""
@@ -428,6 +458,8 @@ class Connection(asyncio.Protocol, Context):
 
     def _fail(self, text: str) -> None:
         """A protocol error: answer it after the replies before it, then close."""
+        if self._quit_after:
+            return  # QUIT came first
         self._queue.clear()
         out: list[bytes] = []
         encode(RespError(text), self.proto, out)
@@ -444,6 +476,60 @@ class Connection(asyncio.Protocol, Context):
         if self.transport is not None:
             self._closing = True
             self.transport.abort()
+
+
+# A header with a count or length of 100,000 or more (or what looks like one in a value).
+_SUSPECT = re.compile(rb"[*$%~>|]\d{6}")
+
+
+def _count_max(limits: RespLimits) -> int:
+    """The most arguments a request within the size limit can have (each takes 4 bytes
+    or more: ``$0\r\n`` and the empty value's ``\r\n``)."""
+    return (limits.value_bytes_max + 4096) // 4
+
+
+def _number(b: bytes) -> int | None:
+    return int(b) if b.isdigit() and len(b) < 19 else None
+
+
+def check_headers(data: bytes, bulk_max: int, count_max: int) -> tuple[int, str] | None:
+    """Walk the requests in ``data`` (read between requests) for an array count or bulk
+    length over the limits, to refuse it before hiredis allocates for it or waits for its
+    bytes: (where its request starts, Redis's error), or None.  Stops where ``data`` ends
+    or a header is malformed (hiredis says what is wrong then)."""
+    pos, n = 0, len(data)
+    while pos < n:
+        if data[pos] != 0x2A:  # not '*': an inline command, one line
+            end = data.find(b"\n", pos)
+            if end < 0:
+                return None
+            pos = end + 1
+            continue
+        start = pos
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        count = _number(data[pos + 1 : end])
+        if count is None or count > count_max:
+            if count is None and not data[pos + 1 : end].isdigit():
+                return None
+            return start, "ERR Protocol error: invalid multibulk length"
+        pos = end + 2
+        for _ in range(count):
+            if pos >= n:
+                return None
+            if data[pos] != 0x24:  # '$'
+                return start, "ERR Protocol error: expected '$', arguments are bulk strings"
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                return None
+            length = _number(data[pos + 1 : end])
+            if length is None or length > bulk_max:
+                if length is None and not data[pos + 1 : end].isdigit():
+                    return None
+                return start, "ERR Protocol error: invalid bulk length"
+            pos = end + 2 + length + 2
+    return None
 
 
 def _failed(e: StorageError, n: int, proto: int) -> bytes:
