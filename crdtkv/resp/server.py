@@ -286,9 +286,15 @@ class Connection(asyncio.Protocol, Context):
 
     # -- running --------------------------------------------------------------------------------
     def _process(self) -> None:
-        """Run every queued command that can run now; one write for their replies."""
+        """Run every queued command that can run now; one write for their replies.
+
+        A batch stops once its replies pass ``output_high`` (the rest runs in a later
+        turn, or after the client has taken them): a pipeline of large reads from a
+        client that does not read must not build all its replies at once."""
         out: list[bytes] = []
         n = 0
+        size = 0
+        high = self.server.limits.output_high
         queue = self._queue
         proto = self.proto
         self._saw = False
@@ -309,13 +315,22 @@ class Connection(asyncio.Protocol, Context):
                     return
             reply = self._execute(cmd, argv)
             proto = self.proto  # HELLO may change it, and answers in the new one
+            k = len(out)
             encode(reply, proto, out)
             n += 1
-            if self._write_paused:
+            size += len(out[k]) if len(out) == k + 1 else sum(map(len, out[k:]))
+            if size > high:
                 break
         self._emit(out, n)
-        if self._bad is not None and not queue:
+        if queue:
+            if size > high:  # resume_writing goes on if the client does not take them
+                asyncio.get_running_loop().call_soon(self._continue)
+        elif self._bad is not None:
             self._fail(self._bad)
+
+    def _continue(self) -> None:
+        if self._queue and not (self._busy or self._write_paused or self._closing):
+            self._process()
 
     async def _wait_then_run(self, cmd: Command, argv: list[bytes]) -> None:
         out: list[bytes] = []
