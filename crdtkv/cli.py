@@ -202,7 +202,9 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
             durability=config.durability,
             peers_status=replication.status if replication else None,
             resp_limits=RespLimits(
-                clients_max=config.resp_clients_max, value_bytes_max=config.body_bytes_max
+                clients_max=config.resp_clients_max,
+                value_bytes_max=config.body_bytes_max,
+                stalled_s=config.resp_stalled_s,
             ),
             flushall=config.enable_flushall,
         )

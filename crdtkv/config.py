@@ -75,6 +75,7 @@ class ServeConfig:
     resp_port: int = 0  # the Redis protocol's port; 0: off (the command line's default is 6379)
     requirepass: str | None = None  # RESP's password (AUTH); None: the auth token, if any
     resp_clients_max: int = RESP_CLIENTS_MAX  # RESP connections at once
+    resp_stalled_s: float = 60.0  # a RESP client that takes no reply this long is dropped
     enable_flushall: bool = False  # FLUSHALL / FLUSHDB over RESP (off: they are refused)
     # The replication core's settings (validated when built: crdtkv.limits).
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
@@ -191,6 +192,8 @@ def build_serve_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"RESP connections at once (default {RESP_CLIENTS_MAX}) [CRDTKV_RESP_CLIENTS_MAX]",
     )
+    # Hidden: tests make it short to see a client that does not read dropped.
+    add("--resp-stalled-s", metavar="S", type=float, help=argparse.SUPPRESS)
     add(
         "--enable-flushall",
         action="store_true",
@@ -401,6 +404,7 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
             1,
             1_000_000,
         ),
+        resp_stalled_s=ns.resp_stalled_s if ns.resp_stalled_s and ns.resp_stalled_s > 0 else 60.0,
         enable_flushall=bool(ns.enable_flushall)
         or environ.get("CRDTKV_ENABLE_FLUSHALL", "") in ("1", "true", "yes"),
     )

@@ -296,15 +296,18 @@ def unwatch(ctx: Context, argv: list[bytes]) -> Any:
     "replicas).",
 )
 def session(ctx: Context, argv: list[bytes]) -> Any:
-    """``CRDTKV.SESSION``: the token covering what this connection has seen here (and
-    everything this replica has applied).  ``CRDTKV.SESSION token [WAIT ms]``: serve
+    """``CRDTKV.SESSION``: the connection's session token: the one set, grown by every
+    command that ran since (by what this replica had applied then); with none set,
+    everything this replica has applied.  ``CRDTKV.SESSION token [WAIT ms]``: serve
     that session: each later command waits (at most ``ms``, default 1000) until
     this replica has applied what the token covers, or fails with
-    ``-SESSIONUNAVAILABLE`` and leaves the token unchanged.  ``CRDTKV.SESSION
-    RESET``: stop."""
+    ``-SESSIONUNAVAILABLE`` and leaves the token unchanged (as HTTP stamps a
+    refusal with the request's own token: this replica's dots in it would make
+    the session wait for them everywhere else).  ``CRDTKV.SESSION RESET``: stop."""
     conn = _conn(ctx)
     if not argv:
-        return conn.server.signer.encode(conn.node.token_now(conn.token))
+        token = conn.token if conn.token is not None else conn.node.token_now(None)
+        return conn.server.signer.encode(token)
     if A.upper(argv[0]) == "RESET" and len(argv) == 1:
         conn.token = None
         conn.wait_ms = limits.WAIT_MS_DEFAULT

@@ -1,10 +1,10 @@
 """The RESP server of a replica: asyncio, hiredis, pipelining, group commit.
 
 One ``Connection`` per client.  ``data_received`` feeds the bytes to a
-``hiredis.Reader`` (inline commands, lines that do not start with ``*``, are
-split by ``split_inline``; once a client has sent an array, every later byte
-is RESP, since a read may begin in the middle of an array, so inline commands
-after arrays on one connection get a protocol error), takes every complete
+``hiredis.Reader`` (a read that starts between requests, ``_fresh``, with a
+byte other than ``*`` holds inline commands, split by ``split_inline``; an
+inline command in the same read after an array gets a protocol error), takes
+every complete
 command, runs them in order, and writes their replies with one
 ``transport.write`` per read batch.  A batch's replies leave only once
 everything it saw is durable (``Node.finish_nowait``, the same rule and the
@@ -26,6 +26,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -145,11 +146,6 @@ class Connection(asyncio.Protocol, Context):
         self.transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
         self._inline = b""  # an inline command's bytes so far
-        self._partial = 0  # at least the bytes of the unfinished request fed to the reader
-        # Whether the client has sent RESP arrays: from then on every byte goes to the
-        # reader (a chunk may start in the middle of an array); before, lines that do not
-        # start with "*" are inline commands (telnet, PING_INLINE).
-        self._resp = False
         self._queue: collections.deque[list[bytes]] = collections.deque()
         self._out: collections.deque[list[Any]] = collections.deque()  # [bytes, ready, n]
         self._busy = False  # a command waits for its session: the rest waits behind it
@@ -163,6 +159,9 @@ class Connection(asyncio.Protocol, Context):
         # was refused (EXEC then aborts).
         self.multi: list[tuple[Command, list[bytes]]] | None = None
         self.multi_failed = False
+        self._fresh = True  # the reader is between requests (it has none begun)
+        self._partial = 0  # about the bytes of the request begun (hiredis holds them)
+        self._bad: str | None = None  # a protocol error, answered after the commands before it
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -217,27 +216,38 @@ class Connection(asyncio.Protocol, Context):
         self.abort()
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or self._bad is not None:
             return
         try:
-            if not self._resp and (self._inline or data[:1] != b"*"):
+            if self._inline or (data[:1] != b"*" and self._fresh):
                 data = self._take_inline(data)
             if data:
                 self._take_frames(data)
         except RespError as e:
+            # The commands before the bad bytes run and are answered first.
             self.server.stats.protocol_errors += 1
-            self._fail(e.text)
-            return
-        if not self._busy and self._queue:
-            self._process()
+            self._bad = e.text
+            self._pause_reading()
+        if not self._busy:
+            if self._queue:
+                self._process()
+            elif self._bad is not None:
+                self._fail(self._bad)
 
     # -- parsing ------------------------------------------------------------------------------
     def _take_frames(self, data: bytes) -> None:
         reader = self._reader
+        limits = self.server.limits
+        bad = None
+        if self._fresh and _SUSPECT.search(data) is not None:
+            # Before hiredis sees a huge array count (it allocates the list at once):
+            # the requests before it run, then the error.
+            bad = check_headers(data, limits.value_bytes_max, _count_max(limits))
+            if bad is not None:
+                data = data[: bad[0]]
         reader.feed(data)
-        self._resp = True
         queue = self._queue
-        completed = False
+        fresh = None  # after the last whole request: nothing more is buffered
         while True:
             try:
                 frame = reader.gets()
@@ -245,6 +255,7 @@ class Connection(asyncio.Protocol, Context):
                 raise RespError(f"ERR Protocol error: {e}") from None
             if frame is False:
                 break
+            fresh = not reader.has_data()
             if type(frame) is not list:
                 raise RespError("ERR Protocol error: expected '*', a command is an array")
             if not frame:
@@ -253,17 +264,19 @@ class Connection(asyncio.Protocol, Context):
                 if type(part) is not bytes:
                     raise RespError("ERR Protocol error: expected '$', arguments are bulk strings")
             queue.append(frame)
-            completed = True
-        # The unfinished request's size, bounded from above: hiredis keeps the parts of
-        # an unfinished array as objects, not bytes (so ``reader.len()`` alone would let
-        # ``*2147483647`` and many small parts grow memory without bound).
-        self._partial = len(data) if completed else self._partial + len(data)
-        limit = self.server.limits.value_bytes_max + 4096
-        if reader.len() > limit or self._partial > limit:
-            raise RespError(
-                f"ERR Protocol error: a request over {self.server.limits.value_bytes_max} bytes"
-            )
-        if len(queue) > self.server.limits.queued_max:
+        if bad is not None:
+            raise RespError(bad[1])
+        # The request begun: hiredis keeps only its unparsed bytes, so count them here
+        # (reader.len() also counts up to 1 KiB already parsed).
+        if fresh is None:
+            self._fresh = False
+            self._partial += len(data)
+        else:
+            self._fresh = fresh
+            self._partial = 0 if fresh else reader.len()
+        if self._partial > limits.value_bytes_max + 4096:
+            raise RespError(f"ERR Protocol error: a request over {limits.value_bytes_max} bytes")
+        if len(queue) > limits.queued_max:
             self._pause_reading()
 
     def _take_inline(self, data: bytes) -> bytes:
@@ -287,9 +300,15 @@ class Connection(asyncio.Protocol, Context):
 
     # -- running --------------------------------------------------------------------------------
     def _process(self) -> None:
-        """Run every queued command that can run now; one write for their replies."""
+        """Run every queued command that can run now; one write for their replies.
+
+        A batch stops once its replies pass ``output_high`` (the rest runs in a later
+        turn, or after the client has taken them): a pipeline of large reads from a
+        client that does not read must not build all its replies at once."""
         out: list[bytes] = []
         n = 0
+        size = 0
+        high = self.server.limits.output_high
         queue = self._queue
         proto = self.proto
         self._saw = False
@@ -318,12 +337,23 @@ class Connection(asyncio.Protocol, Context):
                     return
             reply = self._execute(cmd, argv)
             proto = self.proto  # HELLO may change it, and answers in the new one
+            k = len(out)
             encode(reply, proto, out)
             n += 1
-            if self._write_paused:
+            size += len(out[k]) if len(out) == k + 1 else sum(map(len, out[k:]))
+            if size > high:
                 break
         self.server.stats.commands += n
         self._emit(out, n)
+        if queue:
+            if size > high:  # resume_writing goes on if the client does not take them
+                asyncio.get_running_loop().call_soon(self._continue)
+        elif self._bad is not None:
+            self._fail(self._bad)
+
+    def _continue(self) -> None:
+        if self._queue and not (self._busy or self._write_paused or self._closing):
+            self._process()
 
     async def _wait_then_run(self, cmd: Command, argv: list[bytes]) -> None:
         out: list[bytes] = []
@@ -344,6 +374,8 @@ class Connection(asyncio.Protocol, Context):
         self._maybe_resume_reading()
         if self._queue:
             self._process()
+        elif self._bad is not None:
+            self._fail(self._bad)
 
     def _queue_in_multi(self, cmd: Command | None, argv: list[bytes]) -> Any:
         """A command between MULTI and EXEC: checked now, run by EXEC."""
@@ -505,6 +537,8 @@ class Connection(asyncio.Protocol, Context):
 
     def _fail(self, text: str) -> None:
         """A protocol error: answer it after the replies before it, then close."""
+        if self._quit_after:
+            return  # QUIT came first
         self._queue.clear()
         out: list[bytes] = []
         encode(RespError(text), self.proto, out)
@@ -576,6 +610,60 @@ class _RespCollector:
         return self._families(False)
 
 
+# A header with a count or length of 100,000 or more (or what looks like one in a value).
+_SUSPECT = re.compile(rb"[*$%~>|]\d{6}")
+
+
+def _count_max(limits: RespLimits) -> int:
+    """The most arguments a request within the size limit can have (each takes 4 bytes
+    or more: ``$0\r\n`` and the empty value's ``\r\n``)."""
+    return (limits.value_bytes_max + 4096) // 4
+
+
+def _number(b: bytes) -> int | None:
+    return int(b) if b.isdigit() and len(b) < 19 else None
+
+
+def check_headers(data: bytes, bulk_max: int, count_max: int) -> tuple[int, str] | None:
+    """Walk the requests in ``data`` (read between requests) for an array count or bulk
+    length over the limits, to refuse it before hiredis allocates for it or waits for its
+    bytes: (where its request starts, Redis's error), or None.  Stops where ``data`` ends
+    or a header is malformed (hiredis says what is wrong then)."""
+    pos, n = 0, len(data)
+    while pos < n:
+        if data[pos] != 0x2A:  # not '*': an inline command, one line
+            end = data.find(b"\n", pos)
+            if end < 0:
+                return None
+            pos = end + 1
+            continue
+        start = pos
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        count = _number(data[pos + 1 : end])
+        if count is None or count > count_max:
+            if count is None and not data[pos + 1 : end].isdigit():
+                return None
+            return start, "ERR Protocol error: invalid multibulk length"
+        pos = end + 2
+        for _ in range(count):
+            if pos >= n:
+                return None
+            if data[pos] != 0x24:  # '$'
+                return start, "ERR Protocol error: expected '$', arguments are bulk strings"
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                return None
+            length = _number(data[pos + 1 : end])
+            if length is None or length > bulk_max:
+                if length is None and not data[pos + 1 : end].isdigit():
+                    return None
+                return start, "ERR Protocol error: invalid bulk length"
+            pos = end + 2 + length + 2
+    return None
+
+
 def _failed(e: StorageError, n: int, proto: int) -> bytes:
     out: list[bytes] = []
     err = RespError(f"ERR {e.message}")
@@ -596,8 +684,11 @@ _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", 
 
 def split_inline(line: bytes) -> list[bytes]:
     """An inline command's arguments, as Redis's ``sdssplitargs``: spaces separate,
-    ``"..."`` takes escapes (``\\n``, ``\\xHH``, ...), ``'...'`` takes ``\\'``."""
-    if b'"' not in line and b"'" not in line:
+    ``"..."`` takes escapes (``\\n``, ``\\xHH``, ...), ``'...'`` takes ``\\'``.
+
+    As there, blanks before an argument are any ``isspace`` byte, but only space,
+    tab, CR and LF end an unquoted one (``a\\vb`` is one argument)."""
+    if b'"' not in line and b"'" not in line and b"\v" not in line and b"\f" not in line:
         return line.split()
     args: list[bytes] = []
     i, n = 0, len(line)
@@ -650,7 +741,7 @@ def split_inline(line: bytes) -> list[bytes]:
                 if i >= n:
                     break
                 c = line[i]
-                if c in b" \t\r\n\v\f":
+                if c in b" \t\r\n":
                     break
                 if c == ord('"'):
                     inq = True

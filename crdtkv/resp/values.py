@@ -99,13 +99,53 @@ def json_bulk(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
+_LLONG_HALF = float(2**62)  # (double)(LLONG_MAX/2): the integers Redis writes as such
+
+
 def format_double(x: float) -> str:
-    """A double as Redis writes it: ``3``, ``1.5``, ``inf``, ``-inf``, ``1e+20``."""
+    """A double as Redis 7.2 writes it (``d2string``): ``3``, ``-0``, ``1.5``,
+    ``0.00001``, ``1.5e-7``, ``1e+20``, ``inf``, ``-inf``, ``nan``.
+
+    An integer within +-2^62 is written as one; anything else as ``fpconv_dtoa``
+    does: the shortest digits that read back as ``x`` (``repr``'s), plain when
+    the exponent is small, else scientific with an unpadded exponent."""
+    if -_LLONG_HALF <= x <= _LLONG_HALF and x == int(x):
+        if x == 0 and math.copysign(1.0, x) < 0:
+            return "-0"
+        return str(int(x))
+    if x != x:
+        return "nan"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    if x.is_integer() and abs(x) < 1e17:
-        return str(int(x))
-    return repr(x)
+    text = repr(x)
+    if "e" not in text and len(text) - text.index(".") <= 7:
+        return text  # six decimals or fewer: plain, as fpconv writes them too
+    mantissa, _, e = text.partition("e")
+    return _fpconv(mantissa, int(e or 0))
+
+
+def _fpconv(mantissa: str, e: int) -> str:
+    """fpconv's ``emit_digits`` for the digits of ``mantissa`` times 10**e."""
+    sign = "-" if mantissa[0] == "-" else ""
+    whole, _, frac = mantissa.lstrip("-").partition(".")
+    digits = (whole + frac).lstrip("0")
+    k = e - len(frac)  # the value is digits * 10**k
+    stripped = digits.rstrip("0")
+    k += len(digits) - len(stripped)
+    digits = stripped
+    nd = len(digits)
+    exp = abs(k + nd - 1)
+    if k >= 0 and exp < nd + 7:
+        return sign + digits + "0" * k
+    if k < 0 and (k > -7 or exp < 4):
+        offset = nd + k
+        if offset <= 0:
+            return f"{sign}0.{'0' * -offset}{digits}"
+        return f"{sign}{digits[:offset]}.{digits[offset:]}"
+    nd = min(nd, 18 - len(sign))
+    rest = "." + digits[1:nd] if nd > 1 else ""
+    esign = "-" if k + nd - 1 < 0 else "+"
+    return f"{sign}{digits[0]}{rest}e{esign}{exp}"
 
 
 _CRLF = b"\r\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.procs import Server
@@ -31,21 +32,32 @@ def _recv_all(sock: socket.socket) -> bytes:
         return out
 
 
-def test_a_huge_array_of_tiny_parts_is_refused(crdtkv_server: Server, ours: redis.Redis) -> None:
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        # A count the size limit allows, but whose parts add up past it.
+        (b"*250000\r\n", b"-ERR Protocol error: a request over"),
+        # A count no request within the limit can have: refused before it is parsed.
+        (b"*2147483647\r\n", b"-ERR Protocol error: invalid multibulk length"),
+    ],
+)
+def test_a_huge_array_of_tiny_parts_is_refused(
+    crdtkv_server: Server, ours: redis.Redis, header: bytes, error: bytes
+) -> None:
     assert crdtkv_server.proc is not None and crdtkv_server.resp_port is not None
     ours.set("bounds:kept", "yes")
     before = _rss_kib(crdtkv_server.proc.pid)
     sock = socket.create_connection(("127.0.0.1", crdtkv_server.resp_port))
     part = b"$1\r\na\r\n" * 10_000  # 70 KB of one-byte arguments
     try:
-        sock.sendall(b"*2147483647\r\n")
+        sock.sendall(header)
         for _ in range(60):  # 4 MB in all: four times the request limit
             sock.sendall(part)
     except (ConnectionResetError, BrokenPipeError):
         pass  # closed by the server mid-send: what we want
     reply = _recv_all(sock)
     sock.close()
-    assert reply.startswith(b"-ERR Protocol error: a request over"), reply[:200]
+    assert reply.startswith(error), reply[:200]
     grown = _rss_kib(crdtkv_server.proc.pid) - before
     assert grown < 64 * 1024, f"RSS grew by {grown} KiB"
     assert ours.get("bounds:kept") == "yes"  # others unaffected, nothing changed
