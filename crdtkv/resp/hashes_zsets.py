@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import random
 import re
-from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -65,27 +64,13 @@ _CURSOR_DIGITS_MAX = int(8 * (4 * CURSOR_BYTES_MAX + 1) * math.log10(2)) + 2
 
 
 def _encode_cursor(cursor: str) -> str:
-    """An op's cursor as a RESP cursor: "0" for "" (start / done), else the integer."""
-    if not cursor:
-        return "0"
-    n = int.from_bytes(b"\x01" + cursor.encode(), "big")
-    return str(Decimal(n))  # str(int) refuses over 4300 digits; Decimal does not
+    """An op's cursor as a RESP cursor (``args.encode_cursor``)."""
+    return str(A.encode_cursor(cursor))
 
 
 def _decode_cursor(b: bytes) -> str:
     """Inverse of ``_encode_cursor``; "ERR invalid cursor" for anything else."""
-    if not _DIGITS.fullmatch(b) or len(b) > _CURSOR_DIGITS_MAX:
-        raise RespError("ERR invalid cursor")
-    n = int(Decimal(b.decode("ascii")))
-    if n == 0:
-        return ""
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    if raw[:1] != b"\x01":
-        raise RespError("ERR invalid cursor")
-    try:
-        return raw[1:].decode("utf-8")
-    except UnicodeDecodeError:
-        raise RespError("ERR invalid cursor") from None
+    return A.decode_cursor(b)
 
 
 def _scan_options(opts: list[bytes]) -> tuple[int, str | None]:
