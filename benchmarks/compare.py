@@ -38,7 +38,7 @@ calibration run (later rounds: the rate measured), so each test lasts about
 ``--duration`` seconds.  Writes ``compare_resp.json``, ``compare_resp.md`` and
 ``compare_resp.png``::
 
-    .venv/bin/python benchmarks/compare.py --resp-only --quick --rounds 2   # ~3 minutes
+    .venv/bin/python benchmarks/compare.py --resp-only --quick --rounds 2   # about 2 minutes
 """
 
 from __future__ import annotations
