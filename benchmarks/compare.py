@@ -23,6 +23,22 @@ Writes ``benchmarks/results/compare.json``, ``compare.md`` and ``compare.png``
 (ratios crdtkv / peer), and prints the Markdown.  Installs nothing: if a tool
 is missing it says how to install it and exits with status 2.  Every server it
 starts is stopped at the end, whatever happens.
+
+The RESP section (after the HTTP one; alone with ``--resp-only``, which needs
+only redis-server and redis-benchmark) drives crdtkv's own Redis port with
+redis-benchmark, the same client as Redis: its tests ``-t
+set,get,incr,sadd,hset,zadd`` (redis-benchmark's commands and keys: SADD,
+HSET and ZADD go to one key each, ``myset``/``myhash``/``myzset``), pipelined
+(``-P 16``) and not (``-P 1``), one redis-benchmark run per test and system
+(it exits at the first error reply: a command crdtkv lacks is reported as
+such and the others still run).  crdtkv-fsync's writes are set against
+``redis-aof`` (appendfsync always), its reads (GET) against ``redis`` (no
+persistence); every test runs on all three.  ``-n`` comes from a short
+calibration run (later rounds: the rate measured), so each test lasts about
+``--duration`` seconds.  Writes ``compare_resp.json``, ``compare_resp.md`` and
+``compare_resp.png``::
+
+    .venv/bin/python benchmarks/compare.py --resp-only --quick --rounds 2   # about 2 minutes
 """
 
 from __future__ import annotations
@@ -55,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LUA_DIR = ROOT / "benchmarks" / "lua"
 RESULTS = ROOT / "benchmarks" / "results"
 TOOLS = ("redis-server", "redis-benchmark", "webdis", "wrk")
+RESP_TOOLS = ("redis-server", "redis-benchmark")
 INSTALL_HINT = "apt-get update && apt-get install -y redis-server webdis wrk"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -82,8 +99,15 @@ AIMS = {  # name: (row, numerator system, denominator system, aim)
 }
 
 
-def missing_tools() -> list[str]:
-    return [t for t in TOOLS if shutil.which(t) is None]
+# The RESP section: redis-benchmark's own tests, against crdtkv's RESP port and Redis.
+RESP_TESTS = ("set", "get", "incr", "sadd", "hset", "zadd")
+RESP_PIPELINES = (16, 1)
+RESP_SYSTEMS = ("crdtkv-fsync", "redis-aof", "redis")
+RESP_READS = ("get",)  # compared with redis (no persistence); the writes with redis-aof
+
+
+def missing_tools(tools: Sequence[str] = TOOLS) -> list[str]:
+    return [t for t in tools if shutil.which(t) is None]
 
 
 # -- servers -----------------------------------------------------------------------------------
@@ -96,6 +120,7 @@ class Server:
     port: int
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    resp_port: int | None = None  # crdtkv's Redis port
 
     def start(self) -> None:
         with open(self.log, "wb") as log:
@@ -118,7 +143,10 @@ class Server:
                     path = "/healthz" if self.name.startswith("crdtkv") else "/PING"
                     url = f"http://127.0.0.1:{self.port}{path}"
                     with urllib.request.urlopen(url, timeout=2) as resp:
-                        if resp.status == 200:
+                        if resp.status == 200 and (
+                            self.resp_port is None
+                            or redis_command(self.resp_port, ["PING"]) == b"+PONG\r\n"
+                        ):
                             return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not become ready in {START_TIMEOUT_S:.0f} s")
@@ -183,11 +211,13 @@ class Cluster:
             "webdis", ["webdis", str(conf_path)], wp, self.tmp / "webdis.log"
         )
         for durability in ("fsync", "wal"):
-            name, port = f"crdtkv-{durability}", free_port()
+            name, port, resp_port = f"crdtkv-{durability}", free_port(), free_port()
             cmd = [*crdtkv, "serve", "--replica-id", name, "--port", str(port)]
             cmd += ["--data-dir", str(self.tmp / name), "--durability", durability]
-            cmd += ["--log-level", "WARNING"]
-            self.servers[name] = Server(name, cmd, port, self.tmp / f"{name}.log")
+            cmd += ["--log-level", "WARNING", "--resp-port", str(resp_port)]
+            self.servers[name] = Server(
+                name, cmd, port, self.tmp / f"{name}.log", resp_port=resp_port
+            )
         for name in SYSTEMS:
             if name not in systems:
                 del self.servers[name]
@@ -203,6 +233,11 @@ class Cluster:
 
     def port(self, name: str) -> int:
         return self.servers[name].port
+
+    def redis_port(self, name: str) -> int:
+        """The port a Redis client talks to: Redis's, or crdtkv's RESP port."""
+        srv = self.servers[name]
+        return srv.resp_port if srv.resp_port is not None else srv.port
 
 
 def prefill(cluster: Cluster, keyspace: int) -> None:
@@ -253,24 +288,122 @@ def run_redis_benchmark(
     elapsed = time.monotonic() - started
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: exit {out.returncode}: {out.stderr.strip()[:300]}")
-    rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    if not rows or "rps" not in rows[0]:
+    rows = parse_csv(out.stdout)
+    if not rows:
         raise RuntimeError(f"unexpected redis-benchmark output: {out.stdout[:300]!r}")
     row = rows[-1]
-
-    def num(key: str) -> float | None:
-        v = row.get(key)
-        return float(v) if v not in (None, "") else None
-
-    rps = float(row["rps"])
+    rps = row["rps"]
+    assert rps is not None
     return {
         "requests_per_s": rps,
         "ops_per_s": rps,  # with -P, every pipelined command counts as one request
-        "p50_ms": num("p50_latency_ms"),
-        "p99_ms": num("p99_latency_ms"),
+        "p50_ms": row["p50_latency_ms"],
+        "p99_ms": row["p99_latency_ms"],
         "errors": 0,
         "seconds": elapsed,
     }
+
+
+def parse_csv(text: str) -> list[dict[str, Any]]:
+    """redis-benchmark ``--csv``'s rows: ``test`` (its name, e.g. ``SET`` or ``MSET (10
+    keys)``) and the numbers (``rps``, ``avg_latency_ms``, ``p50_latency_ms``, ...) as
+    floats (None when empty).  Lines that are not CSV rows (``-q``'s progress, a warning)
+    are skipped; a header without ``test`` and ``rps`` is a ValueError."""
+    lines = [ln for ln in text.replace("\r", "\n").splitlines() if ln.startswith('"')]
+    if not lines:
+        return []
+    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    if not reader.fieldnames or not {"test", "rps"} <= set(reader.fieldnames):
+        raise ValueError(f"not redis-benchmark --csv output: {text[:200]!r}")
+    rows: list[dict[str, Any]] = []
+    for raw in reader:
+        if raw["test"] == "test":
+            continue  # a second header (one per run when outputs are joined)
+        row: dict[str, Any] = {"test": raw["test"]}
+        for k, v in raw.items():
+            if k != "test" and k is not None:
+                row[k] = float(v) if v not in (None, "") else None
+        rows.append(row)
+    return rows
+
+
+def run_resp_test(
+    port: int, test: str, connections: int, requests: int, keyspace: int, pipeline: int
+) -> dict[str, Any]:
+    """One of redis-benchmark's own tests (``-t test``).  redis-benchmark exits at the first
+    error reply: that is a result too (``error``: the server's error), not an exception."""
+    cmd = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(connections)]
+    cmd += ["-n", str(requests), "-r", str(keyspace), "-P", str(pipeline), "-q", "--csv"]
+    cmd += ["-t", test]
+    started = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    elapsed = time.monotonic() - started
+    rows = parse_csv(out.stdout)
+    if out.returncode != 0 or not rows:
+        error = out.stderr.strip().splitlines()[-1:] or [f"exit {out.returncode}"]
+        if "Error from server" not in error[0]:
+            raise RuntimeError(f"{' '.join(cmd)}: exit {out.returncode}: {out.stderr[:300]}")
+        return {
+            "error": error[0].removeprefix("Error from server: "),
+            "ops_per_s": None,
+            "p50_ms": None,
+            "p99_ms": None,
+            "requests": requests,
+            "seconds": elapsed,
+        }
+    row = rows[-1]
+    return {
+        "ops_per_s": row["rps"],  # with -P, every pipelined command counts as one request
+        "p50_ms": row.get("p50_latency_ms"),
+        "p99_ms": row.get("p99_latency_ms"),
+        "requests": requests,
+        "seconds": elapsed,
+        "error": None,
+    }
+
+
+def run_resp_round(
+    cluster: Cluster, order: Sequence[str], args: argparse.Namespace
+) -> Iterator[dict[str, Any]]:
+    """Every RESP test of one round, the systems in ``order``; a test a system answered with
+    an error is not run again there in later rounds."""
+    c, dur, ks = args.connections, args.duration, args.keyspace
+    seen: dict[tuple[str, str, int], float] = args.resp_rates_seen
+    failed: dict[tuple[str, str], str] = args.resp_failed
+    for system in order:
+        port = cluster.redis_port(system)
+        for pipeline in RESP_PIPELINES:
+            for test in args.resp_tests:
+                if (system, test) in failed:  # known: the same error, not run again
+                    yield {
+                        "system": system,
+                        "test": test,
+                        "pipeline": pipeline,
+                        "error": failed[(system, test)],
+                        "ran": False,
+                        "ops_per_s": None,
+                        "p50_ms": None,
+                        "p99_ms": None,
+                        "requests": 0,
+                        "seconds": 0.0,
+                    }
+                    continue
+                key = (system, test, pipeline)
+                least = max(1000, c * pipeline * 4)
+                if key not in seen:  # calibration: a short run sizes -n
+                    guess = run_resp_test(port, test, c, least, ks, pipeline)
+                    if guess["error"] is not None:
+                        failed[(system, test)] = guess["error"]
+                        yield {"system": system, "test": test, "pipeline": pipeline, **guess}
+                        continue
+                    seen[key] = guess["ops_per_s"]
+                n = max(least, int(seen[key] * dur))
+                res = run_resp_test(port, test, c, n, ks, pipeline)
+                if res["error"] is not None:
+                    failed[(system, test)] = res["error"]
+                else:
+                    seen[key] = res["ops_per_s"]
+                yield {"system": system, "test": test, "pipeline": pipeline, **res}
 
 
 def run_wrk(
@@ -451,6 +584,121 @@ def write_chart(doc: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def resp_peer(test: str) -> str:
+    """The Redis a crdtkv-fsync RESP test is compared with."""
+    return "redis" if test in RESP_READS else "redis-aof"
+
+
+def summarize_resp(raw: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``"<test> -P <n>"`` -> system -> medians over rounds (or the error it answered)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in raw:
+        row = f"{r['test']} -P {r['pipeline']}"
+        out.setdefault(row, {}).setdefault(r["system"], {"runs": []})["runs"].append(r)
+    for systems in out.values():
+        for s in systems.values():
+            runs = [x for x in s["runs"] if x["error"] is None]
+            errors = [x["error"] for x in s["runs"] if x["error"] is not None]
+            s["ops_per_s"] = median([x["ops_per_s"] for x in runs])
+            s["p50_ms"] = median([x["p50_ms"] for x in runs])
+            s["p99_ms"] = median([x["p99_ms"] for x in runs])
+            s["ops_per_s_all_rounds"] = [round(x["ops_per_s"]) for x in runs]
+            s["error"] = errors[0] if errors else None
+            del s["runs"]
+    return out
+
+
+def resp_ratios(table: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per row: crdtkv-fsync / its peer (``peer``, ``ratio``), and / each Redis."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in table:
+        test = row.split(" ", 1)[0]
+        peer = resp_peer(test)
+        out[row] = {
+            "peer": peer,
+            "ratio": ratio(table, row, "crdtkv-fsync", peer),
+            "crdtkv-fsync / redis-aof": ratio(table, row, "crdtkv-fsync", "redis-aof"),
+            "crdtkv-fsync / redis": ratio(table, row, "crdtkv-fsync", "redis"),
+        }
+    return out
+
+
+def resp_rows(tests: Sequence[str]) -> list[str]:
+    return [f"{t} -P {p}" for p in RESP_PIPELINES for t in tests]
+
+
+def render_resp_markdown(doc: dict[str, Any]) -> str:
+    table, ratios = doc["table"], doc["ratios"]
+    lines = [
+        "RESP: redis-benchmark -t <test> -c {connections} -r {keyspace} (ops/s, medians over "
+        "{rounds} rounds); crdtkv-fsync's writes against redis-aof (appendfsync always), GET "
+        "against redis (no persistence)".format(**doc["config"]),
+        "",
+        "| test | crdtkv-fsync ops/s | redis-aof ops/s | redis ops/s | crdtkv p50 ms "
+        "| peer | crdtkv / peer |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    notes: dict[str, str] = {}
+    for row in resp_rows(doc["config"]["tests"]):
+        if row not in table:
+            continue
+        cells = []
+        for system in RESP_SYSTEMS:
+            s = table[row].get(system)
+            if s is None:
+                cells.append("-")
+            elif s["error"] is not None:
+                notes.setdefault(s["error"], f"e{len(notes) + 1}")
+                cells.append(f"error ({notes[s['error']]})")
+            else:
+                cells.append(_f(s["ops_per_s"], ",.0f"))
+        crdt = table[row].get("crdtkv-fsync", {})
+        r = ratios[row]
+        lines.append(
+            f"| {row.upper()} | " + " | ".join(cells) + f" | {_f(crdt.get('p50_ms'), '.2f')} | "
+            f"{r['peer']} | {_f(r['ratio'], '.3f')} |"
+        )
+    if notes:
+        lines.append("")
+        lines += [f"- {tag}: `{err}`" for err, tag in notes.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_resp_chart(doc: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    tests = list(doc["config"]["tests"])
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(RESP_PIPELINES)
+    for i, pipeline in enumerate(RESP_PIPELINES):
+        vals = [doc["ratios"].get(f"{t} -P {pipeline}", {}).get("ratio") for t in tests]
+        xs = [j + (i - (len(RESP_PIPELINES) - 1) / 2) * width for j in range(len(tests))]
+        bars = ax.bar(xs, [v or 0.0 for v in vals], width, label=f"-P {pipeline}")
+        for bar, v in zip(bars, vals, strict=True):
+            ax.annotate("n/a" if v is None else f"{v:.2f}",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        textcoords="offset points", xytext=(0, 2), ha="center",
+                        fontsize=7)  # fmt: skip
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(tests)))
+    ax.set_xticklabels([f"{t.upper()}\nvs {resp_peer(t)}" for t in tests])
+    ax.set_ylabel("ops/s ratio (crdtkv-fsync / Redis)")
+    ax.set_title(
+        f"redis-benchmark against crdtkv's RESP port and Redis "
+        f"({doc['machine']['nproc']} cores, shared)"
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def machine() -> dict[str, Any]:
     info = machine_info()
     info["load_avg_start"] = info.pop("load_avg")  # the name earlier result files use
@@ -461,6 +709,7 @@ def tool_versions(crdtkv: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, cmd in (
         ("redis-server", ["redis-server", "--version"]),
+        ("redis-benchmark", ["redis-benchmark", "--version"]),
         ("wrk", ["wrk", "-v"]),
     ):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -496,17 +745,40 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"comma-separated systems to start and run (default: all of {','.join(SYSTEMS)}; "
         "webdis needs redis)",
     )
+    sections = p.add_mutually_exclusive_group()
+    sections.add_argument(
+        "--resp-only",
+        action="store_true",
+        help="only the RESP section: redis-benchmark against crdtkv-fsync's RESP port, redis-aof "
+        "and redis (needs only redis-server and redis-benchmark)",
+    )
+    sections.add_argument("--no-resp", action="store_true", help="skip the RESP section")
+    p.add_argument(
+        "--resp-tests",
+        default=",".join(RESP_TESTS),
+        help=f"comma-separated redis-benchmark tests of the RESP section (default: "
+        f"{','.join(RESP_TESTS)})",
+    )
     ns = p.parse_args(list(argv))
     ns.ops = [o for o in ns.ops.split(",") if o]
     ns.systems = [s for s in ns.systems.split(",") if s]
+    ns.resp_tests = [t for t in ns.resp_tests.split(",") if t]
     rows = {*(o[0] for o in OPS), "batch"}
     bad = [o for o in ns.ops if o not in rows] + [s for s in ns.systems if s not in SYSTEMS]
+    bad += [t for t in ns.resp_tests if t not in RESP_TESTS]
     if bad:
-        p.error(f"unknown --ops or --systems value(s): {', '.join(bad)}")
-    ns.run_systems = [s for s in SYSTEMS if s in ns.systems]  # the ones measured
+        p.error(f"unknown --ops, --systems or --resp-tests value(s): {', '.join(bad)}")
+    ns.resp_systems = [] if ns.no_resp else [s for s in RESP_SYSTEMS if s in ns.systems]
+    if ns.resp_only:
+        ns.systems = list(ns.resp_systems)
+        ns.run_systems = []  # no HTTP section
+    else:
+        ns.run_systems = [s for s in SYSTEMS if s in ns.systems]  # the ones measured
     if "webdis" in ns.systems and "redis" not in ns.systems:
         ns.systems.append("redis")  # started, not measured: webdis is a front end of it
     ns.redis_rates_seen = {}
+    ns.resp_rates_seen = {}
+    ns.resp_failed = {}
     if ns.duration is None:
         ns.duration = 2.0 if ns.quick else 5.0
     return ns
@@ -514,7 +786,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    missing = missing_tools()
+    missing = missing_tools(RESP_TOOLS if args.resp_only else TOOLS)
     if missing:
         print(
             f"compare.py: missing on PATH: {', '.join(missing)}\n"
@@ -528,6 +800,7 @@ def main(argv: Sequence[str]) -> int:
     machine_start = machine()
     command = " ".join([".venv/bin/python benchmarks/compare.py", *argv])
     raw: list[dict[str, Any]] = []
+    raw_resp: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="crdtkv-compare-"))
     cluster = Cluster(tmp)
 
@@ -539,7 +812,7 @@ def main(argv: Sequence[str]) -> int:
         cluster.start(crdtkv, args.systems)
         prefill(cluster, args.keyspace)
         print(f"servers up in {tmp}; {args.rounds} rounds of {args.duration:g} s tests", flush=True)
-        for rnd in range(args.rounds):
+        for rnd in range(args.rounds if args.run_systems else 0):
             run = args.run_systems
             order = run[rnd % len(run) :] + run[: rnd % len(run)]
             print(f"round {rnd + 1}: {' -> '.join(order)}", flush=True)
@@ -552,6 +825,22 @@ def main(argv: Sequence[str]) -> int:
                     f"  errors {res['errors']}",
                     flush=True,
                 )
+        for rnd in range(args.rounds if args.resp_systems else 0):
+            run = args.resp_systems
+            order = run[rnd % len(run) :] + run[: rnd % len(run)]
+            print(f"RESP round {rnd + 1}: {' -> '.join(order)}", flush=True)
+            for res in run_resp_round(cluster, order, args):
+                res["round"] = rnd + 1
+                raw_resp.append(res)
+                what = f"  {res['system']:<13} {res['test']:<5} -P {res['pipeline']:<3}"
+                if res["error"] is not None:
+                    print(f"{what} error: {res['error']}", flush=True)
+                    continue
+                print(
+                    f"{what} {res['ops_per_s']:>11,.0f} ops/s  p50 {_f(res['p50_ms'], '.2f')} ms"
+                    f"  p99 {_f(res['p99_ms'], '.2f')} ms  (-n {res['requests']})",
+                    flush=True,
+                )
     except KeyboardInterrupt:
         print("compare.py: interrupted", file=sys.stderr)
         return 130
@@ -562,41 +851,70 @@ def main(argv: Sequence[str]) -> int:
         cluster.stop()
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(tmp, ignore_errors=True)
-    table = summarize(raw)
-    ratios = {row: {lbl: ratio(table, row, a, b) for lbl, a, b in RATIOS} for row in table}
-    aims: dict[str, dict[str, Any]] = {}
-    for name, (row, a, b, aim) in AIMS.items():
-        r = ratio(table, row, a, b)
-        aims[name] = {"row": row, "of": f"{a} / {b}", "ratio": r, "aim": aim,
-                      "met": None if r is None else r >= aim}  # fmt: skip
-    doc: dict[str, Any] = {
+    common: dict[str, Any] = {
         "tool": "benchmarks/compare.py",
         "command": command,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {**machine_start, "load_avg_end": list(os.getloadavg())},
         "tools": tool_versions(crdtkv),
-        "config": {
-            "connections": args.connections,
-            "duration_s": args.duration,
-            "rounds": args.rounds,
-            "keyspace": args.keyspace,
-            "value_bytes": len(VALUE),
-            "wrk_threads": min(2, args.connections),
-            "redis_pipeline": 16,
-            "crdtkv_batch_ops": 100,
-        },
-        "table": table,
-        "ratios": ratios,
-        "aims": aims,
-        "raw": raw,
     }
-    md = render_markdown(doc)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "compare.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (args.out_dir / "compare.md").write_text(md)
-    write_chart(doc, args.out_dir / "compare.png")
-    print(md)
+    if args.run_systems:
+        table = summarize(raw)
+        ratios = {row: {lbl: ratio(table, row, a, b) for lbl, a, b in RATIOS} for row in table}
+        aims: dict[str, dict[str, Any]] = {}
+        for name, (row, a, b, aim) in AIMS.items():
+            r = ratio(table, row, a, b)
+            aims[name] = {"row": row, "of": f"{a} / {b}", "ratio": r, "aim": aim,
+                          "met": None if r is None else r >= aim}  # fmt: skip
+        doc: dict[str, Any] = {
+            **common,
+            "config": {
+                "connections": args.connections,
+                "duration_s": args.duration,
+                "rounds": args.rounds,
+                "keyspace": args.keyspace,
+                "value_bytes": len(VALUE),
+                "wrk_threads": min(2, args.connections),
+                "redis_pipeline": 16,
+                "crdtkv_batch_ops": 100,
+            },
+            "table": table,
+            "ratios": ratios,
+            "aims": aims,
+            "raw": raw,
+        }
+        md = render_markdown(doc)
+        (args.out_dir / "compare.json").write_text(json.dumps(doc, indent=2) + "\n")
+        (args.out_dir / "compare.md").write_text(md)
+        write_chart(doc, args.out_dir / "compare.png")
+        print(md)
+    if args.resp_systems:
+        table = summarize_resp(raw_resp)
+        resp_doc: dict[str, Any] = {
+            **common,
+            "config": {
+                "connections": args.connections,
+                "duration_s": args.duration,
+                "rounds": args.rounds,
+                "keyspace": args.keyspace,
+                "value_bytes": 3,  # redis-benchmark's default -d
+                "tests": args.resp_tests,
+                "pipelines": list(RESP_PIPELINES),
+                "systems": args.resp_systems,
+                "peers": {t: resp_peer(t) for t in args.resp_tests},
+                "crdtkv_durability": "fsync",
+            },
+            "table": table,
+            "ratios": resp_ratios(table),
+            "raw": raw_resp,
+        }
+        md = render_resp_markdown(resp_doc)
+        (args.out_dir / "compare_resp.json").write_text(json.dumps(resp_doc, indent=2) + "\n")
+        (args.out_dir / "compare_resp.md").write_text(md)
+        write_resp_chart(resp_doc, args.out_dir / "compare_resp.png")
+        print(md)
     return 0
 
 

@@ -294,3 +294,48 @@ def test_types_bench_without_redis(tmp_path: Path) -> None:
     assert doc["redis"] is None and doc["redis_skipped"] == "redis-server not on PATH"
     assert all(r["redis_server_us"] is None for r in doc["rows"])
     _check_types_crdtkv(stdout, doc)
+
+
+# -- benchmarks/compare.py: redis-benchmark --csv ------------------------------------------------
+
+
+def _compare_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_bench", ROOT / "benchmarks" / "compare.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_compare_parses_redis_benchmark_csv() -> None:
+    parse_csv = _compare_module().parse_csv
+    # redis-benchmark 7.0 -q --csv -t set,mset (as it prints them), then a second run's rows
+    text = (
+        '"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",'
+        '"p99_latency_ms","max_latency_ms"\n'
+        '"SET","2178.65","4.510","0.944","3.031","9.559","12.015","19.199"\n'
+        '"MSET (10 keys)","1661.13","5.935","3.632","5.455","9.039","11.215",""\n'
+        '"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",'
+        '"p99_latency_ms","max_latency_ms"\n'
+        '"GET","68965.52","2.197","0.608","1.879","3.775","4.975","5.663"\n'
+    )
+    rows = parse_csv(text)
+    assert [r["test"] for r in rows] == ["SET", "MSET (10 keys)", "GET"]
+    assert rows[0]["rps"] == 2178.65 and rows[0]["p50_latency_ms"] == 3.031
+    assert rows[1]["max_latency_ms"] is None  # an empty field
+    assert rows[2]["p99_latency_ms"] == 4.975
+    # progress lines (\r-separated, as without -q) and a warning are not rows
+    noisy = "WARNING: Could not fetch server CONFIG\r\nSET: rps=2474.1 (overall: 4669.2)\r" + text
+    assert parse_csv(noisy) == rows
+    assert parse_csv("") == []
+    assert parse_csv("Error from server: ERR unknown command 'SADD'\n") == []
+    with pytest.raises(ValueError, match="not redis-benchmark --csv"):
+        parse_csv('"name","value"\n"x","1"\n')
