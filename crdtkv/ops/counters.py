@@ -25,6 +25,8 @@ __all__ = ["decr", "delete", "get", "incr", "incrbyfloat"]
 
 def _int_value(name: str, reg: NumericRegister) -> int:
     n = parse_number(reg.value())
+    if isinstance(n, float) and n.is_integer() and -(2**63) <= n < 2**63:
+        return int(n)  # a whole number left by INCRBYFLOAT counts (Redis stores 1.5+0.5 as "2")
     if not isinstance(n, int):
         raise NotAnInteger(f"key {name!r} holds a string that is not an integer")
     return n
@@ -34,7 +36,7 @@ def _add(r: Replica, name: str, by: int, now_ms: int) -> Result:
     existing = r.prepare_write(name, STRING, now_ms)
     reg = cast(NumericRegister, existing) if existing is not None else NumericRegister()
     if reg.cell:
-        _int_value(name, reg)  # a float (even 2.0) or a non-number: refused, nothing changes
+        _int_value(name, reg)  # a fraction or a non-number: refused, nothing changes
     try:
         delta = reg.incr(r.actor, by)  # raises before any change
     except NotNumeric as e:

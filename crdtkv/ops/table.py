@@ -41,7 +41,7 @@ from crdtkv.ops.spec import (
 from crdtkv.ops.zset_rows import ZSETS
 from crdtkv.replica.keyspace import TYPES, Replica
 from crdtkv.resp.values import OK as RESP_OK
-from crdtkv.resp.values import RSet, Status, format_double, json_bulk
+from crdtkv.resp.values import RSet, Status, human_double, json_bulk
 
 __all__ = [
     "KEYS_NAMESPACE",
@@ -326,7 +326,7 @@ COUNTERS: tuple[OpSpec, ...] = (
                     "key": resp_args.text(argv[0]),
                     "increment": resp_args.floating(argv[1]),
                 },
-                lambda r: format_double(float(r["value"])),  # a bulk string, as Redis
+                lambda r: human_double(float(r["value"])),  # a bulk string, as Redis
                 flags=("fast",),
                 summary="Increment the floating point value of a key by a number.",
             ),

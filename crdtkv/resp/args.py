@@ -12,7 +12,6 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable
-from decimal import Decimal
 
 from crdtkv import limits
 from crdtkv.resp.values import RespError, syntax_error
@@ -135,23 +134,21 @@ def key_int(field: str, default: int | None = None) -> Callable[[list[bytes]], d
 
 
 # -- scan cursors --------------------------------------------------------------------------------
-# crdtkv's scans continue from a string (a key, or ">" and a member); redis-py reads a
-# cursor with int().  So a cursor travels as a decimal integer: the string's UTF-8
-# bytes after a 0x01 byte (which keeps a leading NUL), read big-endian; "0" is the
-# start and the end of a scan, as in Redis.  Python refuses to read an integer of more
-# than 4,300 digits (sys.get_int_max_str_digits), so a cursor whose string is longer
-# than ``_INLINE_CURSOR_BYTES`` (a long member) is kept in a table instead and travels
-# as its number there, after a 0x02 byte: such a cursor is valid at this replica only,
-# for the last ``_CURSOR_TABLE_MAX`` long cursors handed out.
-_CURSOR_DIGITS_MAX = 3 * (limits.MEMBER_BYTES_MAX + 2) + 3  # any crdtkv cursor fits
-_INLINE_CURSOR_BYTES = 1024  # 2,470 digits at most: well within int()'s default limit
-_CURSOR_TABLE_MAX = 65_536
+# crdtkv's scans continue from a string (a key, or ">" and a member); Redis's cursors are
+# unsigned 64-bit numbers, and clients parse them so (redis-cli with strtoull, redis-py
+# with int()).  A string of at most 7 UTF-8 bytes travels in the number itself: a 0x01
+# byte, then the bytes, read big-endian.  A longer one is kept in a table at this
+# replica and travels as its number there, after a 0x02 byte: such a cursor resumes at
+# this replica only, while it is among the last ``_CURSOR_TABLE_MAX`` handed out.  "0"
+# is the start and the end of a scan, as in Redis.
+_INLINE_CURSOR_BYTES = 7
+_CURSOR_TABLE_MAX = 262_144
 _long_cursors: OrderedDict[int, str] = OrderedDict()
 _next_long = itertools.count(1)
 
 
 def encode_cursor(cursor: str) -> bytes | str:
-    """A scan's string cursor ("" at the start and end) as Redis's decimal cursor."""
+    """A scan's string cursor ("" at the start and end) as a Redis cursor (64 bits)."""
     if not cursor:
         return "0"
     raw = cursor.encode("utf-8")
@@ -160,23 +157,29 @@ def encode_cursor(cursor: str) -> bytes | str:
         _long_cursors[n] = cursor
         while len(_long_cursors) > _CURSOR_TABLE_MAX:
             _long_cursors.popitem(last=False)
-        return str(int.from_bytes(b"\x02" + n.to_bytes(8, "big"), "big"))
+        raw = n.to_bytes(7, "big")
+        return str(int.from_bytes(b"\x02" + raw, "big"))
     return str(int.from_bytes(b"\x01" + raw, "big"))
 
 
 def decode_cursor(b: bytes) -> str:
-    """A decimal cursor back to the scan's string; ``ERR invalid cursor`` when it is
-    not one ``encode_cursor`` made (or a long one this replica no longer holds)."""
+    """A cursor back to the scan's string; ``ERR invalid cursor`` when it is not one
+    ``encode_cursor`` made (or a long one this replica no longer holds)."""
     if b == b"0":
         return ""
-    if not (0 < len(b) <= _CURSOR_DIGITS_MAX and b.isdigit() and b[:1] != b"0"):
+    if not (0 < len(b) <= 20 and b.isdigit() and b[:1] != b"0"):
         raise RespError(INVALID_CURSOR)
-    n = int(Decimal(b.decode("ascii")))  # no digit limit: a client may send anything
+    n = int(b)
+    if n >= 2**64:
+        raise RespError(INVALID_CURSOR)
     raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    if raw[:1] == b"\x02" and len(raw) == 9:
+    if raw[:1] == b"\x02" and len(raw) == 8:
         cursor = _long_cursors.get(int.from_bytes(raw[1:], "big"))
         if cursor is None:
-            raise RespError(INVALID_CURSOR + " (a long cursor this replica no longer holds)")
+            raise RespError(
+                INVALID_CURSOR + " (it was given by another replica, or is too old: "
+                "a scan resumes at the replica that gave its cursor)"
+            )
         return cursor
     if raw[:1] != b"\x01" or len(raw) < 2:
         raise RespError(INVALID_CURSOR)

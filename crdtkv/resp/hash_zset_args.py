@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from crdtkv.resp import args as A
-from crdtkv.resp.values import RespError, format_double
+from crdtkv.resp.values import RespError, format_double, human_double
 
 __all__ = [
     "LEX_ERROR",
@@ -48,8 +47,6 @@ _DEC = r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _HEX = r"0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?\d+)?"
 _STRTOD = re.compile(rf"([+-]?)(?:({_DEC})|({_HEX})|(inf(?:inity)?)|(nan))", re.IGNORECASE)
 _C_SPACE = " \t\n\v\f\r"
-_DECIMALS = Decimal("1e-17")
-_CONTEXT = Context(prec=400, rounding=ROUND_HALF_EVEN)
 _TEXT_MAX = 5 * 1024  # Redis's MAX_LONG_DOUBLE_CHARS: a longer number is refused
 
 
@@ -135,19 +132,6 @@ def lex_bound(b: bytes) -> str:
 def score_reply(s: Any) -> float:
     """A score of an op's result (a number, or "inf" / "-inf") as the reply's double."""
     return float(s)
-
-
-def human_double(x: float) -> str:
-    """A double as Redis's ``HINCRBYFLOAT`` writes it (``ld2string`` in human mode):
-    plain decimal notation, no exponent, no trailing zeros."""
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x.is_integer():
-        return str(int(x))
-    # "%.17Lf": at most 17 decimals (of the shortest text that reads back as x).
-    d = Decimal(repr(x)).quantize(_DECIMALS, context=_CONTEXT)
-    text = format(d, "f").rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
 
 
 def hash_text(v: Any) -> str:

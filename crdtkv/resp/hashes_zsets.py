@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from fnmatch import fnmatchcase
 from typing import Any
 
 from crdtkv import limits
 from crdtkv.errors import NotFound
-from crdtkv.ops.keys import CURSOR_BYTES_MAX, SCAN_COUNT_MAX
+from crdtkv.ops.keys import SCAN_COUNT_MAX
 from crdtkv.resp import args as A
 from crdtkv.resp import hash_zset_args as HZ
 from crdtkv.resp.commands import WRONGTYPE, Context, command
@@ -55,12 +54,6 @@ def _exists(ctx: Context, key: str, type_: str) -> bool:
     if t != type_:
         raise RespError(WRONGTYPE)
     return True
-
-
-_DIGITS = re.compile(rb"[0-9]+")
-# The most decimal digits of a cursor: 0x01, then the op's cursor (at most CURSOR_BYTES_MAX
-# characters, of at most 4 bytes each).
-_CURSOR_DIGITS_MAX = int(8 * (4 * CURSOR_BYTES_MAX + 1) * math.log10(2)) + 2
 
 
 def _encode_cursor(cursor: str) -> str:

@@ -162,6 +162,8 @@ class Connection(asyncio.Protocol, Context):
         self._fresh = True  # the reader is between requests (it has none begun)
         self._partial = 0  # about the bytes of the request begun (hiredis holds them)
         self._bad: str | None = None  # a protocol error, answered after the commands before it
+        # The unfinished request's bytes (b"" between requests; None: not kept, too long).
+        self._carry: bytes | None = b""
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -248,13 +250,28 @@ class Connection(asyncio.Protocol, Context):
         reader.feed(data)
         queue = self._queue
         fresh = None  # after the last whole request: nothing more is buffered
+        prefix = b"" if self._fresh else self._carry  # the unfinished request's bytes so far
+        got: list[Any] = []  # the requests parsed from ``prefix + data``
         while True:
             try:
                 frame = reader.gets()
             except hiredis.ProtocolError as e:
-                raise RespError(f"ERR Protocol error: {e}") from None
+                rest = self._after(prefix, data, got)
+                if rest is None:
+                    raise RespError(f"ERR Protocol error: {e}") from None
+                # An inline command after arrays in the same read (redis-cli --pipe ends
+                # with an empty line, then ECHO): it starts where the arrays end.
+                self._reader = hiredis.Reader()
+                self._fresh, self._partial, self._carry = True, 0, b""
+                rest = self._take_inline(rest)
+                if rest:
+                    self._take_frames(rest)
+                if bad is not None:
+                    raise RespError(bad[1]) from None
+                return
             if frame is False:
                 break
+            got.append(frame)
             fresh = not reader.has_data()
             if type(frame) is not list:
                 raise RespError("ERR Protocol error: expected '*', a command is an array")
@@ -274,10 +291,31 @@ class Connection(asyncio.Protocol, Context):
         else:
             self._fresh = fresh
             self._partial = 0 if fresh else reader.len()
+        # Its bytes too, while they are few, to find where an inline command begins.
+        if self._fresh:
+            self._carry = b""
+        elif prefix is not None and self._partial <= _CARRY_MAX:
+            buf = prefix + data
+            self._carry = buf[_requests_bytes(got) :]
+        else:
+            self._carry = None
         if self._partial > limits.value_bytes_max + 4096:
             raise RespError(f"ERR Protocol error: a request over {limits.value_bytes_max} bytes")
         if len(queue) > limits.queued_max:
             self._pause_reading()
+
+    @staticmethod
+    def _after(prefix: bytes | None, data: bytes, got: list[Any]) -> bytes | None:
+        """What follows the requests parsed from ``prefix + data`` when it is an inline
+        command; None when it is not (or its start is not known)."""
+        if prefix is None:
+            return None
+        buf = prefix + data
+        offset = _requests_bytes(got)
+        rest = buf[offset:]
+        if offset > len(buf) or rest[:1] in (b"*", b""):
+            return None
+        return rest
 
     def _take_inline(self, data: bytes) -> bytes:
         """Inline commands from ``data``; what follows them when it is RESP (``*``)."""
@@ -612,6 +650,23 @@ class _RespCollector:
 
 # A header with a count or length of 100,000 or more (or what looks like one in a value).
 _SUSPECT = re.compile(rb"[*$%~>|]\d{6}")
+
+
+_CARRY_MAX = 64 * 1024  # an unfinished request's bytes kept to find an inline command after it
+
+
+def _requests_bytes(frames: list[Any]) -> int:
+    return sum(_request_bytes(f) if type(f) is list else 0 for f in frames)
+
+
+def _request_bytes(frame: list[Any]) -> int:
+    """The length of ``frame`` sent as a RESP array of bulk strings (as every client sends
+    it; a client writing ``$03`` would be miscounted, and then gets a protocol error)."""
+    n = 3 + len(str(len(frame)))
+    for part in frame:
+        size = len(part) if type(part) is bytes else 0
+        n += 5 + len(str(size)) + size
+    return n
 
 
 def _count_max(limits: RespLimits) -> int:

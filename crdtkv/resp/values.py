@@ -23,6 +23,7 @@ value                  RESP2                        RESP3
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Status",
     "encode",
     "format_double",
+    "human_double",
     "json_bulk",
     "syntax_error",
 ]
@@ -83,6 +85,24 @@ def syntax_error() -> RespError:
     return RespError("ERR syntax error")
 
 
+_DECIMALS = Decimal("1e-17")
+_CONTEXT = Context(prec=400, rounding=ROUND_HALF_EVEN)
+
+
+def human_double(x: float) -> str:
+    """A double as Redis's ``INCRBYFLOAT`` and ``HINCRBYFLOAT`` write it (``ld2string``
+    in human mode): plain decimal notation, no exponent, no trailing zeros.  (Redis adds
+    in long double, crdtkv in double: an inexact sum can differ in its last digits.)"""
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x.is_integer():
+        return str(int(x))
+    # "%.17Lf": at most 17 decimals (of the shortest text that reads back as x).
+    d = Decimal(repr(x)).quantize(_DECIMALS, context=_CONTEXT)
+    text = format(d, "f").rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
 def json_bulk(value: Any) -> str | None:
     """A string key's value (any JSON) as the bulk string GET answers: a string as
     itself, a number as its decimal text, anything else (an object, a list, a
@@ -93,7 +113,7 @@ def json_bulk(value: Any) -> str | None:
     if t is int:
         return str(value)
     if t is float:
-        return format_double(value)
+        return human_double(value)
     import orjson
 
     return orjson.dumps(value).decode()

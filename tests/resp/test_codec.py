@@ -475,14 +475,23 @@ def test_inline_after_multibulk_and_back() -> None:
     assert feed(requests) == (want, oks(4), False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hiredis does not say where a request ends, so an inline request after a "
-    "multibulk one in the same read is parsed as RESP (a protocol error)",
-)
 def test_inline_after_multibulk_in_one_read() -> None:
     requests = [multibulk([b"PING"]), b"PING\r\n"]
     assert feed([b"".join(requests)]) == ([[b"PING"], [b"PING"]], oks(2), False)
+    # redis-cli --pipe's ending: the last command, an empty line, then ECHO.
+    tail = [multibulk([b"SET", b"k", b"v" * 3000]), b"\r\n", multibulk([b"ECHO", b"x" * 20])]
+    assert feed([b"".join(tail)]) == (
+        [[b"SET", b"k", b"v" * 3000], [b"ECHO", b"x" * 20]],
+        oks(2),
+        False,
+    )
+    # Mixed both ways, twice, in one read.
+    mixed = [b"PING\r\n", multibulk([b"ECHO", b"a"]), b"ECHO b\r\n", multibulk([b"PING"])]
+    assert feed([b"".join(mixed)]) == (
+        [[b"PING"], [b"ECHO", b"a"], [b"ECHO", b"b"], [b"PING"]],
+        oks(4),
+        False,
+    )
 
 
 def test_empty_multibulk_and_empty_lines_are_skipped() -> None:
