@@ -23,7 +23,7 @@ Redis's error texts with ``error_reply``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crdtkv.errors import (
@@ -97,6 +97,13 @@ class Command:
     summary: str = ""  # COMMAND DOCS
     group: str = "generic"  # COMMAND DOCS' group
     noauth: bool = False  # allowed before AUTH (AUTH, HELLO, QUIT)
+
+    # Whether the server may run it in its fast path: a keyspace command, not one that
+    # changes the connection (HELLO, MULTI, QUIT...) or runs others (EXEC).
+    simple: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "simple", self.data and self.name != "EXEC")
 
     def arity_ok(self, argc: int) -> bool:
         """``argc``: the argument count with the name."""

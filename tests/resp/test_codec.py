@@ -420,6 +420,7 @@ def connection() -> tuple[Connection, FakeTransport, list[list[bytes]]]:
         return OK
 
     conn._execute = execute  # type: ignore[method-assign]
+    conn._inline_run = False  # every command through the stub
     return conn, transport, ran
 
 
