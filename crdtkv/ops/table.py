@@ -454,6 +454,7 @@ SETS: tuple[OpSpec, ...] = (
                 absent=0,
                 flags=("fast",),
                 summary="Returns the number of members in a set.",
+                run=resp_fast.scard,
             ),
         ),
     ),

@@ -162,3 +162,24 @@ def test_scans_resume_after_the_longest_members(ours: redis.Redis) -> None:
     forged = int.from_bytes(b"\x02" + (2**55).to_bytes(7, "big"), "big")  # never handed out
     with pytest.raises(redis.ResponseError, match="invalid cursor"):
         ours.sscan("long:s", forged, count=1)
+
+
+def test_scard_of_a_large_set_is_its_size(ours: redis.Redis, theirs: redis.Redis) -> None:
+    """SCARD answers from the set's size (not a sorted member list), after removes too,
+    and as Redis for an absent key and a key of another type."""
+    for client in (ours, theirs):
+        client.delete("card:s", "card:str")
+        for start in range(0, 50_000, 10_000):
+            client.sadd("card:s", *(f"m{i}" for i in range(start, start + 10_000)))
+        client.srem("card:s", *(f"m{i}" for i in range(0, 50_000, 7)))
+        client.set("card:str", "x")
+    answers = []
+    for client in (ours, theirs):
+        got: list[object] = [client.scard("card:s"), client.scard("card:absent")]
+        try:
+            client.scard("card:str")
+        except redis.ResponseError as e:
+            got.append(str(e))
+        answers.append(got)
+    assert answers[0] == answers[1] == [50_000 - len(range(0, 50_000, 7)), 0, answers[1][2]]
+    assert str(answers[0][2]).startswith("WRONGTYPE")
