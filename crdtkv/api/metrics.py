@@ -83,7 +83,7 @@ class _NodeCollector:
     def collect(self) -> Iterable[Metric]:
         node, replica = self._node, self._node.replica
         values = (
-            replica.live_keys(node.now_ms()),
+            node.live_keys(),
             len(replica.conflicts),
             replica.log_pos - replica.checkpoint_pos,
             node.batches_written,

@@ -179,7 +179,7 @@ async def status(request: web.Request) -> web.StreamResponse:
     return json_response(
         {
             "replica_id": replica.replica_id,
-            "keys": replica.live_keys(node.now_ms()),
+            "keys": node.live_keys(),
             "applied": dict(replica.applied.vv),
             "peers": peers,
         }

@@ -45,6 +45,11 @@ __all__ = ["Node", "wall_clock_ms"]
 log = logging.getLogger("crdtkv.node")
 
 
+KEYS_EXACT_MAX = 100_000  # live_keys counts at once up to this many names
+KEYS_RECOUNT_S = 5.0  # and past it, walks again when its count is older than this
+KEYS_COUNT_SLICE = 10_000  # names counted between two turns of the event loop
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -80,6 +85,10 @@ class Node:
         self._timer_at: int | None = None
         self._started = False
         self._closing = False
+        # The count of visible keys of a large keyspace, walked in the background.
+        self._key_count: int | None = None
+        self._key_count_at: float | None = None  # time.monotonic() of that walk's end
+        self._key_count_task: asyncio.Task[None] | None = None
 
     # -- what others read ---------------------------------------------------------------------
     @property
@@ -100,6 +109,42 @@ class Node:
 
     def now_ms(self) -> int:
         return self.clock()
+
+    def live_keys(self) -> int:
+        """The keys a read would find (``/v1/status``, ``/metrics``, DBSIZE, INFO).
+
+        Exact while the keyspace holds at most ``KEYS_EXACT_MAX`` names.  Past that,
+        counting takes a second per million keys, so it is the count of the last walk
+        made in the background, in slices between requests (a new walk starts when
+        the last one is over ``KEYS_RECOUNT_S`` old); until the first walk ends, the
+        number of names held, an upper bound."""
+        r = self.replica
+        if len(r.names) <= KEYS_EXACT_MAX:
+            return r.live_keys(self.clock())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop to count in the background: count now
+            return r.live_keys(self.clock())
+        at = self._key_count_at
+        if self._key_count_task is None and (at is None or time.monotonic() - at > KEYS_RECOUNT_S):
+            self._key_count_task = loop.create_task(self._count_keys(), name="count-keys")
+        return self._key_count if self._key_count is not None else len(r.names)
+
+    async def _count_keys(self) -> None:
+        r = self.replica
+        try:
+            n = i = 0
+            while True:
+                names = r.names[i : i + KEYS_COUNT_SLICE]
+                if not names:
+                    break
+                now = self.clock()
+                n += sum(1 for name in names if r.visible_type(name, now) is not None)
+                i += len(names)
+                await asyncio.sleep(0)  # let requests run between slices
+            self._key_count, self._key_count_at = n, time.monotonic()
+        finally:
+            self._key_count_task = None
 
     def attach_replication(self, replication: Replication) -> None:
         self.core.attach(replication)

@@ -337,7 +337,7 @@ def session(ctx: Context, argv: list[bytes]) -> Any:
 )
 def dbsize(ctx: Context, argv: list[bytes]) -> Any:
     conn = _conn(ctx)
-    return conn.node.replica.live_keys(conn.node.now_ms())
+    return conn.node.live_keys()
 
 
 @_server_cmd("TIME", 1, group="server", flags=("fast",), summary="Returns the server time.")
@@ -385,7 +385,6 @@ def config(ctx: Context, argv: list[bytes]) -> Any:
 def info_text(conn: Connection, sections: list[str]) -> str:
     server = conn.server
     node = conn.node
-    now = node.now_ms()
     stats = server.stats
     wanted = {s.lower() for s in sections} or {"default"}
     every = bool(wanted & {"all", "everything", "default"})
@@ -456,7 +455,7 @@ def info_text(conn: Connection, sections: list[str]) -> str:
             )
         section("Replication", fields)
     if every or "keyspace" in wanted:
-        n = node.replica.live_keys(now)
+        n = node.live_keys()
         section("Keyspace", [("db0", f"keys={n},expires=0,avg_ttl=0")] if n else [])
     return "\r\n".join(out)
 
