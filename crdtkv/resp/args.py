@@ -31,6 +31,7 @@ __all__ = [
     "key_members",
     "key_only",
     "no_more",
+    "scan_options",
     "text",
     "texts",
     "upper",
@@ -131,6 +132,34 @@ def key_int(field: str, default: int | None = None) -> Callable[[list[bytes]], d
         return {"key": text(argv[0]), field: default}
 
     return parse
+
+
+def scan_options(
+    argv: list[bytes], count: int, *, with_type: bool = False
+) -> tuple[int, bytes | None, bytes | None]:
+    """[MATCH pattern] [COUNT count] (and [TYPE type] when ``with_type``: SCAN), as
+    Redis's scanGenericCommand reads them: the count (``count`` when absent), and the
+    pattern and the type as given (None when absent)."""
+    match: bytes | None = None
+    type_: bytes | None = None
+    i = 0
+    while i < len(argv):
+        opt = upper(argv[i])
+        if len(argv) - i < 2:
+            raise syntax_error()
+        value = argv[i + 1]
+        if opt == "COUNT":
+            count = integer(value)
+            if count < 1:
+                raise syntax_error()
+        elif opt == "MATCH":
+            match = value
+        elif opt == "TYPE" and with_type:
+            type_ = value
+        else:
+            raise syntax_error()
+        i += 2
+    return count, match, type_
 
 
 # -- scan cursors --------------------------------------------------------------------------------

@@ -68,20 +68,8 @@ def _decode_cursor(b: bytes) -> str:
 
 def _scan_options(opts: list[bytes]) -> tuple[int, str | None]:
     """[MATCH pattern] [COUNT count], as Redis's scanGenericCommand reads them."""
-    count = 10
-    match: str | None = None
-    i = 0
-    while i < len(opts):
-        name = A.upper(opts[i])
-        if name == "COUNT" and len(opts) - i >= 2:
-            count = A.integer(opts[i + 1])
-            if count < 1:
-                raise syntax_error()
-        elif name == "MATCH" and len(opts) - i >= 2:
-            match = A.text(opts[i + 1])
-        else:
-            raise syntax_error()
-        i += 2
+    count, pattern, _ = A.scan_options(opts, 10)
+    match = A.text(pattern) if pattern is not None else None
     return count, None if match == "*" else match
 
 

@@ -261,27 +261,10 @@ def _every_key(ctx: Context, match: Callable[[str], bool] | None = None) -> Iter
 )
 def scan(ctx: Context, argv: list[bytes]) -> Any:
     cursor = A.decode_cursor(argv[0])
-    count = _SCAN_COUNT_DEFAULT
-    match: Callable[[str], bool] | None = None
-    type_: str | None = None
-    known = True
-    i = 1
-    while i < len(argv):
-        opt = A.upper(argv[i])
-        if len(argv) - i < 2:
-            raise syntax_error()
-        if opt == "COUNT":
-            count = A.integer(argv[i + 1])
-            if count < 1:
-                raise syntax_error()
-        elif opt == "MATCH":
-            match = A.glob_matcher(argv[i + 1])
-        elif opt == "TYPE":
-            type_ = argv[i + 1].decode("latin-1").lower()
-            known = type_ in TYPES
-        else:
-            raise syntax_error()
-        i += 2
+    count, pattern, kind = A.scan_options(argv[1:], _SCAN_COUNT_DEFAULT, with_type=True)
+    match = A.glob_matcher(pattern) if pattern is not None else None
+    type_ = kind.decode("latin-1").lower() if kind is not None else None
+    known = type_ is None or type_ in TYPES
     if not known:  # a type crdtkv does not have: no key has it
         return ["0", []]
     found, nxt = scan_keys(ctx, cursor, count, match, type_)

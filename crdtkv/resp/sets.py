@@ -87,22 +87,8 @@ def smismember(ctx: Context, argv: list[bytes]) -> Any:
 
 # -- SSCAN ------------------------------------------------------------------------------------
 def _scan_options(argv: list[bytes]) -> tuple[int, Callable[[str], bool] | None]:
-    count = set_ops.SCAN_COUNT_DEFAULT
-    match: Callable[[str], bool] | None = None
-    i = 0
-    while i < len(argv):
-        opt = A.upper(argv[i])
-        if len(argv) - i < 2:
-            raise syntax_error()
-        if opt == "COUNT":
-            count = A.integer(argv[i + 1])
-            if count < 1:
-                raise syntax_error()
-        elif opt == "MATCH":
-            match = A.glob_matcher(argv[i + 1])
-        else:
-            raise syntax_error()
-        i += 2
+    count, pattern, _ = A.scan_options(argv, set_ops.SCAN_COUNT_DEFAULT)
+    match = A.glob_matcher(pattern) if pattern is not None else None
     return min(count, key_ops.SCAN_COUNT_MAX), match
 
 
