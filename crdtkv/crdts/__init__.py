@@ -11,6 +11,7 @@ from crdtkv.crdts.numeric import NumericRegister
 from crdtkv.crdts.or_map import ORMap
 from crdtkv.crdts.or_set import ORSet
 from crdtkv.crdts.pn_counter import PNCounter
+from crdtkv.crdts.rlist import RList
 from crdtkv.crdts.zset import LexBound, ScoreBound, ZSet
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ORSet",
     "Order",
     "PNCounter",
+    "RList",
     "ScoreBound",
     "Timestamp",
     "VersionVector",

@@ -27,6 +27,7 @@ from crdtkv.crdts import (
     ORMap,
     ORSet,
     PNCounter,
+    RList,
     ZSet,
     codec,
 )
@@ -154,10 +155,29 @@ def _zset_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
     return _refusable(state, lambda: state.incr(actor, member, by))
 
 
+def _list_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
+    kind = draw(st.sampled_from(["lpush", "rpush", "insert", "set", "remove", "clear"]))
+    if kind == "clear":
+        return state.clear()  # type: ignore[no-any-return]
+    n = len(state)
+    if kind in ("lpush", "rpush"):
+        values = draw(st.lists(st.sampled_from(MEMBERS), min_size=1, max_size=3))
+        return state.push(actor, values, left=kind == "lpush")  # type: ignore[no-any-return]
+    if kind == "insert":
+        return state.insert(actor, draw(st.integers(0, n)), draw(st.sampled_from(MEMBERS)))  # type: ignore[no-any-return]
+    if n == 0:
+        return RList(narrow=True)
+    if kind == "set":
+        pos = state.order[draw(st.integers(0, n - 1))]
+        return state.assign(pos, clock.now(now), draw(st.sampled_from(MEMBERS)))  # type: ignore[no-any-return]
+    picks = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=3))
+    return state.remove([state.order[i] for i in picks])[0]  # type: ignore[no-any-return]
+
+
 def _meta_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
     kind = draw(st.sampled_from(["stamp", "stamp", "expire", "persist", "clear"]))
     if kind == "stamp":
-        type_ = draw(st.sampled_from(["string", "hash", "zset", "set", "hll"]))
+        type_ = draw(st.sampled_from(["string", "hash", "zset", "set", "hll", "list"]))
         return state.stamp(type_, clock.now(now))  # type: ignore[no-any-return]
     if kind == "expire":
         return state.set_ttl(actor, draw(st.integers(1, 10_000)))  # type: ignore[no-any-return]
@@ -174,6 +194,7 @@ TYPES: dict[str, tuple[Callable[[], CRDT], Callable[..., CRDT]]] = {
     "numeric": (NumericRegister, _numeric_op),
     "hash": (ORMap, _hash_op),
     "zset": (ZSet, _zset_op),
+    "list": (RList, _list_op),
     "meta": (KeyMeta, _meta_op),
 }
 
