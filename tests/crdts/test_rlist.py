@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -206,7 +207,7 @@ def test_between_refuses_nothing_and_always_lies_between() -> None:
         if rnd.random() < 0.2 and len(rl) > 2:
             rl.remove([rl.order[rnd.randrange(len(rl))]])
     order = list(rl.order)
-    for x, y in zip(order, order[1:], strict=False):
+    for x, y in itertools.pairwise(order):
         p = between(x, y, "r9~z", 10**6)
         assert x < p < y
 
