@@ -29,6 +29,7 @@ __all__ = [
     "ITEM_FRAMING_BYTES",
     "JSON_DEPTH_MAX",
     "KEY_BYTES_MAX",
+    "LIST_ELEMENTS_MAX",
     "MEMBERS_PER_OP_MAX",
     "MEMBER_BYTES_MAX",
     "MESSAGE_BYTES_MAX",
@@ -53,6 +54,7 @@ MEMBER_BYTES_MAX = 4096  # set members and HLL items; bigger values belong in re
 MEMBERS_PER_OP_MAX = 10_000  # one add/remove call; bounds the work of one request
 SET_MEMBERS_MAX = 10_000_000  # a set this large no longer fits the "held in memory" design
 ZSET_MEMBERS_MAX = 10_000_000  # as SET_MEMBERS_MAX: a sorted set is held in memory too
+LIST_ELEMENTS_MAX = 10_000_000  # as SET_MEMBERS_MAX: a list is held in memory too
 RANGE_MAX = 100_000  # entries one range or pop answers; bounds a response (page with LIMIT)
 HASH_FIELDS_MAX = 10_000_000  # fields of one hash: the same bound as a set's members
 HASH_VALUE_BYTES_MAX = 512 * 1024  # one hash field's string value; bigger belongs in a register

@@ -10,7 +10,16 @@ import aiohttp
 
 from crdtkv.client._base import ClientBase, idempotent
 from crdtkv.client.model import Call, batch_call, result_of
-from crdtkv.client.namespaces import AsyncKeys, Counters, Hashes, Hlls, Registers, Sets, Zsets
+from crdtkv.client.namespaces import (
+    AsyncKeys,
+    Counters,
+    Hashes,
+    Hlls,
+    Lists,
+    Registers,
+    Sets,
+    Zsets,
+)
 from crdtkv.errors import ClusterUnavailable, SessionUnavailable
 
 __all__ = ["AsyncClient"]
@@ -29,6 +38,7 @@ class AsyncClient(ClientBase):
         self.keys = AsyncKeys(self)  # key-level operations on any type
         self.zsets = Zsets(self)
         self.hashes = Hashes(self)
+        self.lists = Lists(self)
 
     async def __aenter__(self) -> Self:
         return self

@@ -25,6 +25,7 @@ __all__ = [
     "Hashes",
     "Hlls",
     "Keys",
+    "Lists",
     "Namespace",
     "Registers",
     "Sets",
@@ -70,7 +71,7 @@ _ANNOTATION = {
 
 def signature(spec: OpSpec, method: Method) -> inspect.Signature:
     """The client method's parameters (after ``self``), from the op's arguments."""
-    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    positional: inspect._ParameterKind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     params: list[inspect.Parameter] = []
     for arg in spec.args:
         if arg.name in method.omit:
@@ -79,6 +80,7 @@ def signature(spec: OpSpec, method: Method) -> inspect.Signature:
         if arg.kind in (Kind.STRINGS, Kind.KEYS):
             kind = inspect.Parameter.VAR_POSITIONAL
             params.append(inspect.Parameter(name, kind, annotation=annotation))
+            positional = inspect.Parameter.KEYWORD_ONLY  # what follows ``*values``
         elif arg.default is not NO_DEFAULT:
             params.append(
                 inspect.Parameter(name, positional, default=arg.default, annotation=annotation)
@@ -175,3 +177,4 @@ Keys = _namespace("keys", _ScanIter)
 AsyncKeys = _namespace("keys", _AsyncScanIter)
 Zsets = _namespace("zsets")
 Hashes = _namespace("hashes")
+Lists = _namespace("lists")

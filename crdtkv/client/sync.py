@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from crdtkv.client._base import ClientBase, idempotent
 from crdtkv.client.model import Call, batch_call, result_of
-from crdtkv.client.namespaces import Counters, Hashes, Hlls, Keys, Registers, Sets, Zsets
+from crdtkv.client.namespaces import Counters, Hashes, Hlls, Keys, Lists, Registers, Sets, Zsets
 from crdtkv.errors import ClusterUnavailable, SessionUnavailable
 
 __all__ = ["Client"]
@@ -35,6 +35,7 @@ class Client(ClientBase):
         self.keys = Keys(self)  # key-level operations on any type
         self.zsets = Zsets(self)
         self.hashes = Hashes(self)
+        self.lists = Lists(self)
 
     def __enter__(self) -> Self:
         return self

@@ -122,6 +122,10 @@ class Out(Enum):
     HASH = "hash"  # an object: field -> scalar, in field order
     VALUES = "values"  # a list of scalars (null: absent)
     NUMBER = "number"  # an int64 or a double
+    # -- lists --
+    STRINGS = "strings"  # strings in order (duplicates allowed)
+    OPT_STRING = "opt_string"  # a string or null
+    INDEXES = "indexes"  # non-negative integers (list indexes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from crdtkv import limits
 from crdtkv.errors import BadRequest
 from crdtkv.ops import counters, hlls, keys, registers, sets
 from crdtkv.ops.hash_rows import COUNT, CURSOR, HASHES, INCREMENT, MATCH
+from crdtkv.ops.list_rows import LISTS
 from crdtkv.ops.spec import (
     CALLER,
     Arg,
@@ -947,6 +948,7 @@ TABLE: tuple[OpSpec, ...] = (
     *KEYS,
     *ZSETS,  # the sorted set's rows: crdtkv.ops.zset_rows
     *HASHES,  # the hash's rows: crdtkv.ops.hash_rows
+    *LISTS,  # the list's rows: crdtkv.ops.list_rows
 )
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in TABLE}
 NAMESPACES: tuple[str, ...] = tuple(dict.fromkeys(spec.namespace for spec in TABLE))
@@ -959,6 +961,7 @@ VIEW_TYPES: dict[str, str] = {
     "hlls": "hll",
     "zsets": "zset",
     "hashes": "hash",
+    "lists": "list",
 }
 """The keyspace type (``crdtkv.replica.TYPES``) each view reads and writes."""
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from crdtkv.crdts import HLL, KeyMeta, NumericRegister, ORMap, ORSet, ZSet
+from crdtkv.crdts import HLL, KeyMeta, NumericRegister, ORMap, ORSet, RList, ZSet
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, VersionVector
 from crdtkv.crdts.causal_map import CausalMap
@@ -51,6 +51,7 @@ TYPES: dict[str, type[CRDT]] = {
     "zset": ZSet,
     "set": ORSet,
     "hll": HLL,
+    "list": RList,
 }
 """The types a key can have, by the name ``TYPE`` reports."""
 META = "meta"
@@ -92,6 +93,8 @@ def is_live(state: CRDT) -> bool:
         return len(state) > 0
     if isinstance(state, ORSet):
         return bool(state.entries)
+    if isinstance(state, RList):
+        return len(state) > 0
     if isinstance(state, HLL):
         return state.size() > 0
     if isinstance(state, KeyMeta):
@@ -115,6 +118,10 @@ def timestamps_of(delta: CRDT) -> Iterator[Timestamp]:
     elif isinstance(delta, CausalMap):
         for cell in delta.entries.values():
             yield from _writes(cell)
+    elif isinstance(delta, RList):
+        for e in delta.entries.values():
+            if isinstance(e, tuple):
+                yield e[1]
     elif isinstance(delta, HLL) and delta.epoch != ZERO:
         yield delta.epoch
 
@@ -123,7 +130,7 @@ def _clear(state: CRDT, ts: Timestamp) -> CRDT:
     """DEL of one type state: observed-remove for every type but the HLL (an epoch)."""
     if isinstance(state, HLL):
         return state.clear(ts)
-    if isinstance(state, NumericRegister | CausalMap | ORSet):
+    if isinstance(state, NumericRegister | CausalMap | ORSet | RList):
         return state.clear()
     raise AssertionError(f"cannot clear {type(state)!r}")
 

@@ -31,6 +31,7 @@ from crdtkv.crdts.causal import CausalContext, Dot, decode_dot
 from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.numeric import decode_cell, encode_cell
 from crdtkv.crdts.or_set import ORSet
+from crdtkv.crdts.rlist import RList, check_position, decode_elem, encode_elem
 from crdtkv.errors import CodecError
 from crdtkv.replica.keyspace import STATE_TYPES, DeltaGroup, Key, LogEntry
 from crdtkv.replica.peers import PeerRecord
@@ -171,12 +172,15 @@ def decode_state(key: Key, blob: bytes) -> CRDT:
 
 
 # -- hashes and sorted sets: a header record and one record per field ------------------------
-SPLIT_TYPES = frozenset({"hash", "zset", "set"})
+SPLIT_TYPES = frozenset({"hash", "zset", "set", "list"})
+Split = CausalMap | ORSet | RList
 
 
-def _field_value(state: CausalMap | ORSet, field: str) -> object | None:
-    """What a field record holds (a numeric cell, or a set member's dots); None when
-    the field is absent."""
+def _field_value(state: Split, field: str) -> object | None:
+    """What a field record holds (a numeric cell, a set member's dots, a list element);
+    None when the field is absent."""
+    if isinstance(state, RList):
+        return encode_elem(state.entries.get(field))
     if isinstance(state, ORSet):
         dots = state.entries.get(field)
         return [list(d) for d in dots] if dots else None
@@ -184,9 +188,11 @@ def _field_value(state: CausalMap | ORSet, field: str) -> object | None:
     return encode_cell(cell) if cell else None
 
 
-def _decode_field(state: CausalMap | ORSet, raw: object, where: str) -> tuple[Any, ...]:
-    """A field record's value for ``state``: a cell, or a member's dots (each within
-    the context); raises ``CodecError``."""
+def _decode_field(state: Split, raw: object, where: str) -> Any:
+    """A field record's value for ``state``: a cell, a member's dots (each within the
+    context) or a list element; raises ``CodecError``."""
+    if isinstance(state, RList):
+        return decode_elem(raw)
     if isinstance(state, ORSet):
         if not isinstance(raw, list | tuple):
             raise CodecError(f"{where}: dots must be a list")
@@ -198,6 +204,17 @@ def _decode_field(state: CausalMap | ORSet, raw: object, where: str) -> tuple[An
                 raise CodecError(f"{where}: a dot is outside the context")
         return dots
     return decode_cell(raw, state.ctx, state.SCORES_ONLY)
+
+
+def _list_dot(state: RList, pos: str, where: str) -> Dot:
+    """The dot of a list element record's position, which must lie in the context."""
+    try:
+        dot = check_position(pos)
+    except CodecError as e:
+        raise CodecError(f"{where}: {e.message}") from e
+    if not state.ctx.contains(dot):
+        raise CodecError(f"{where}: a dot is outside the context")
+    return dot
 
 
 def field_prefix(type_: str, name: str) -> bytes:
@@ -243,7 +260,7 @@ def write_state(batch: WriteBatch, key: Key, state: CRDT) -> None:
     else only the fields changed since the last write, a deleted one removed.
     """
     skey = encode_state_key(key)
-    if key[0] not in SPLIT_TYPES or not isinstance(state, CausalMap | ORSet):
+    if key[0] not in SPLIT_TYPES or not isinstance(state, Split):
         batch.put("states", skey, encode_state(state))
         return
     batch.put("states", skey, encode_state(type(state)({}, state.ctx)))
@@ -288,7 +305,7 @@ def load_states(
     for k, blob in states:
         key = decode_state_key(k)
         state = decode_state(key, blob)
-        if key[0] in SPLIT_TYPES and isinstance(state, CausalMap | ORSet):
+        if key[0] in SPLIT_TYPES and isinstance(state, Split):
             if state.entries:
                 raise CodecError(f"state {key[0]}/{key[1][:64]}: a header holds no entries")
             entries: dict[str, Any] = {}
@@ -299,16 +316,19 @@ def load_states(
                     value = _decode_field(state, unpack(v, where), where)
                 except CodecError as e:
                     raise CodecError(f"{where}: {e.message}") from e
-                if not value:
+                if isinstance(state, RList):
+                    dots = [_list_dot(state, field, where)]
+                elif not value:
                     raise CodecError(f"{where}: an empty record")
-                for entry in value:
-                    dot: Dot = entry if isinstance(state, ORSet) else entry.dot
+                else:
+                    dots = [e if isinstance(state, ORSet) else e.dot for e in value]
+                for dot in dots:
                     if dot in seen:
                         raise CodecError(f"{where}: a dot held by two fields")
                     seen.add(dot)
                 entries[field] = value
             state.entries = entries
-            if isinstance(state, CausalMap):
+            if isinstance(state, CausalMap | RList):
                 state._rebuilt()
             state.touched = set()  # what storage holds, exactly
         yield key, state

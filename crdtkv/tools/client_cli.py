@@ -154,6 +154,9 @@ _SHOW: dict[Out, Callable[[Any], str | None]] = {
     Out.HASH: _json,
     Out.VALUES: _json,
     Out.NUMBER: _json,
+    Out.STRINGS: _lines,
+    Out.OPT_STRING: _optional(str),
+    Out.INDEXES: lambda v: "\n".join(map(str, v)) or None,
 }
 
 

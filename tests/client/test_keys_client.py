@@ -40,7 +40,7 @@ def test_sync_client_key_ops(server: Server) -> None:
         with pytest.raises(BadRequest):
             db.keys.expire("kc:s", 0)
         with pytest.raises(BadRequest):
-            db.keys.scan(type="list")
+            db.keys.scan(type="stream")
 
 
 def test_sync_scan_and_scan_iter(server: Server) -> None:
@@ -102,7 +102,7 @@ def test_command_line_key_verbs(server: Server) -> None:
     assert page.stdout.split() == ["cli:r"]
     first = crdtkv("scan", "--match", "cli:*", "--count", "1", *url).stdout.splitlines()
     assert first[0] and first[1:] in ([], ["cli:r"])
-    bad = crdtkv("scan", "--type", "list", *url)
+    bad = crdtkv("scan", "--type", "stream", *url)
     assert bad.returncode == 2
     # del works on any type; --type keeps the typed delete (409 on another type)
     typed = crdtkv("del", "cli:s", "--type", "registers", *url)

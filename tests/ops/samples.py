@@ -10,6 +10,8 @@ from crdtkv.ops.spec import Arg, Kind, OpSpec
 
 def sample(arg: Arg) -> Any:
     """A valid value of ``arg``."""
+    if arg.name == "index":  # a list index that the creator's two elements make valid
+        return 0
     return {
         Kind.KEY: "k",
         Kind.INT: max(arg.lo, min(arg.hi, 2)),
@@ -25,6 +27,10 @@ def sample(arg: Arg) -> Any:
         Kind.FIELD: "f",
         Kind.FIELDS: {"a": 1, "f": 2},
     }[arg.kind]
+
+
+NEEDS_KEY = frozenset({"lists.set"})
+"""Writes that refuse an absent key (404, as Redis's LSET answers "no such key")."""
 
 
 def sample_op(spec: OpSpec, key: str = "k", *, optional: bool = False) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from crdtkv.client.namespaces import (
     Hashes,
     Hlls,
     Keys,
+    Lists,
     Registers,
     Sets,
     Zsets,
@@ -34,7 +35,7 @@ from crdtkv.ops.table import TABLE
 from crdtkv.tools.client_cli import COMMANDS, VERBS
 from simulations import cluster, history, workload
 
-from .samples import sample, sample_op
+from .samples import NEEDS_KEY, sample, sample_op
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTED = [s for s in TABLE if s.route is not None]
@@ -46,6 +47,7 @@ NAMESPACE_CLASSES = {
     "keys": Keys,
     "zsets": Zsets,
     "hashes": Hashes,
+    "lists": Lists,
 }
 
 
@@ -79,7 +81,7 @@ async def test_every_routed_row_answers_its_shape_over_http(make_served: Any) ->
     served = await make_served()
     for spec in ROUTED:
         key = f"http-{spec.name}"
-        if spec.reads:
+        if spec.reads or spec.name in NEEDS_KEY:
             make = creator(spec.namespace)
             await served.ok(*http_request(make, fields_of(make, key)))
         method, path, body = http_request(spec, fields_of(spec, key))
@@ -156,6 +158,10 @@ class Recorder:
         return call
 
 
+def _kinds_before(spec: OpSpec, arg: Any) -> list[Kind]:
+    return [a.kind for a in spec.args[: spec.args.index(arg)]]
+
+
 @pytest.mark.parametrize(
     ("spec", "method"),
     [(s, m) for s in TABLE for m in s.client or ()],
@@ -166,14 +172,18 @@ def test_each_client_method_sends_its_row(spec: OpSpec, method: Method) -> None:
     fn = getattr(namespace, method.name)
     assert fn.__doc__ == method.doc
     words: list[Any] = []
+    keywords: dict[str, Any] = {}  # the arguments after ``*values`` are keyword-only
     fields = {}
     for arg in spec.args:
         if arg.name in method.omit:
             continue
         value = sample(arg)
         fields[arg.name] = -value if arg.name == method.negate else value
-        words.extend(value if arg.kind in (Kind.STRINGS, Kind.KEYS) else [value])
-    call = fn(*words)
+        if keywords or any(k in (Kind.STRINGS, Kind.KEYS) for k in _kinds_before(spec, arg)):
+            keywords[arg.client_name] = value
+        else:
+            words.extend(value if arg.kind in (Kind.STRINGS, Kind.KEYS) else [value])
+    call = fn(*words, **keywords)
     assert (call.method, call.path, call.body) == http_request(spec, fields)
     assert call.idempotent == spec.retry_safe
     if isinstance(method.returns, tuple):  # a tuple of the fields, in order
@@ -184,7 +194,7 @@ def test_each_client_method_sends_its_row(spec: OpSpec, method: Method) -> None:
     if method.absent is RAISES:
         assert call.absent is MISSING
     elif method.absent is CALLER:
-        assert call.absent is MISSING and fn(*words, default=7).absent == 7
+        assert call.absent is MISSING and fn(*words, **keywords, default=7).absent == 7
     else:
         assert call.absent == method.absent
     first = next(iter(signature(spec, method).parameters), None)

@@ -288,7 +288,7 @@ def test_scan_refuses_bad_arguments() -> None:
         ({"count": 0}, "'count' must be between 1 and 10000"),
         ({"count": 10_001}, "'count'"),
         ({"count": "5"}, "'count' must be an integer"),
-        ({"type": "list"}, "'type' must be one of string, hash, zset, set, hll"),
+        ({"type": "stream"}, "'type' must be one of string, hash, zset, set, hll, list"),
         ({"match": 5}, "'match' must be a string"),
         ({"match": "*" * 4097}, "'match' is over 4096 characters"),
         ({"cursor": ["a"]}, "'cursor' must be a string"),

@@ -31,7 +31,7 @@ from crdtkv.ops.table import (
 )
 from crdtkv.replica import TYPES, Replica
 
-from .samples import bad_values, sample_op
+from .samples import NEEDS_KEY, bad_values, sample_op
 
 ROWS = pytest.mark.parametrize("spec", TABLE, ids=lambda s: s.name)
 READ_ROWS = pytest.mark.parametrize("spec", [s for s in TABLE if s.reads], ids=lambda s: s.name)
@@ -140,7 +140,8 @@ def test_client_methods_return_a_field_of_the_result(spec: OpSpec) -> None:
             negated = next(a for a in spec.args if a.name == method.negate)
             assert negated.kind is Kind.INT and negated.lo == -negated.hi - 1
     for arg in spec.args:
-        assert arg.default is NO_DEFAULT or arg.kind is Kind.INT
+        # a default is a number, or one of a string's choices (LMOVE's ends)
+        assert arg.default is NO_DEFAULT or arg.kind is Kind.INT or arg.default in arg.choices
 
 
 def test_each_type_has_one_snapshot_read() -> None:
@@ -170,7 +171,7 @@ def test_op_dict_builds_a_known_op_only() -> None:
 @ROWS
 def test_a_valid_op_returns_its_result_shape(spec: OpSpec) -> None:
     r = fresh()
-    if spec.reads:
+    if spec.reads or spec.name in NEEDS_KEY:
         apply_op(r, sample_op(creator(spec.namespace)), NOW_MS)
     result = apply_op(r, sample_op(spec), NOW_MS)
     assert set(result) == {f.name for f in spec.result.fields}
@@ -213,6 +214,11 @@ def test_a_write_changes_state_with_one_delta_group_at_most(spec: OpSpec) -> Non
         for op in setup:
             apply_op(r, op, NOW_MS)
         seq = r.seq
+        if spec.name in NEEDS_KEY and all(op["key"] != "k" for op in setup):
+            with pytest.raises(NotFound):
+                apply_op(r, sample_op(spec, optional=True), NOW_MS + 1)
+            assert r.seq == seq
+            continue
         apply_op(r, sample_op(spec, optional=True), NOW_MS + 1)
         assert r.seq in (seq, seq + 1)
         changed.append(r.seq == seq + 1)

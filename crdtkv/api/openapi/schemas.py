@@ -276,6 +276,12 @@ def result_field(f: Field) -> Json:
         return {"type": "array", "items": items, **described}
     if f.kind is Out.NUMBER:
         return {"type": "number", **described}
+    if f.kind is Out.STRINGS:
+        return {"type": "array", "items": {"type": "string"}, **described}
+    if f.kind is Out.OPT_STRING:
+        return {"type": ["string", "null"], **described}
+    if f.kind is Out.INDEXES:
+        return {"type": "array", "items": {"type": "integer", "minimum": 0}, **described}
     return {"type": "array", "items": {"type": "string"}, "uniqueItems": True, **described}
 
 
