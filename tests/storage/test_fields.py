@@ -176,3 +176,76 @@ def test_a_large_set_is_stored_by_member_too(tmp_path: Path) -> None:
         assert apply_op(again, {"op": "sets.get", "key": "s"}, NOW) == expected
         assert {k: rec.encode_state(s) for k, s in again.states.items()} == states
         assert expected["size"] == N and "m3" not in expected["members"]
+
+
+def _list_ops(batch: WriteBatch) -> list[tuple[type, bytes]]:
+    return sorted(((type(o), o.key) for o in _fields_ops(batch)), key=lambda t: t[1])
+
+
+def test_a_large_list_is_stored_by_element_and_a_push_writes_one_record(tmp_path: Path) -> None:
+    from crdtkv.crdts import RList
+
+    with RocksStorage(tmp_path / "d") as storage:
+        replica = load_replica(storage, "r1", "inc1")
+        for lo in range(0, N, 1_000):
+            values = [f"v{i}" for i in range(lo, lo + 1_000)]
+            apply_op(replica, {"op": "lists.rpush", "key": "l", "values": values}, NOW)
+        first = _fields_ops(_checkpoint(storage, replica))
+        assert sum(isinstance(o, Put) for o in first) == N
+        state = replica.states[("list", "l")]
+        assert isinstance(state, RList)
+        head, tail, middle = state.order[0], state.order[-1], state.order[N // 2]
+        apply_op(replica, {"op": "lists.lpush", "key": "l", "values": ["new"]}, NOW)
+        apply_op(replica, {"op": "lists.rpop", "key": "l"}, NOW)
+        apply_op(replica, {"op": "lists.set", "key": "l", "index": N // 2 + 1, "element": "x"}, NOW)
+        new = state.order[0]
+        assert new < head
+        ops = _list_ops(_checkpoint(storage, replica))
+        assert ops == sorted(
+            [
+                (Put, rec.field_key("list", "l", new)),
+                (Delete, rec.field_key("list", "l", tail)),
+                (Put, rec.field_key("list", "l", middle)),
+            ],
+            key=lambda t: t[1],
+        )
+        expected = apply_op(replica, {"op": "lists.range", "key": "l", "start": 0, "stop": -1}, NOW)
+        states = {k: rec.encode_state(s) for k, s in replica.states.items()}
+    with RocksStorage(tmp_path / "d") as storage:
+        again = load_replica(storage, "r1", "inc1")
+        got = apply_op(again, {"op": "lists.range", "key": "l", "start": 0, "stop": -1}, NOW)
+        assert got == expected
+        assert got["values"][0] == "new" and got["values"][N // 2 + 1] == "x"
+        assert len(got["values"]) == N and got["values"][-1] == f"v{N - 2}"
+        assert {k: rec.encode_state(s) for k, s in again.states.items()} == states
+        # After a restart a push is again one record, and a DEL removes every record.
+        apply_op(again, {"op": "lists.rpush", "key": "l", "values": ["end"]}, NOW)
+        assert len(_fields_ops(_checkpoint(storage, again))) == 1
+        apply_op(again, {"op": "keys.delete", "key": "l"}, NOW)
+        assert [type(o) for o in _fields_ops(_checkpoint(storage, again))] == [DeleteRange]
+        prefix = rec.field_prefix("list", "l")
+        assert not list(storage.items("fields", start=prefix, end=rec.prefix_end(prefix)))
+
+
+@pytest.mark.parametrize(
+    ("what", "position", "value"),
+    [
+        ("malformed position", "not a position", "v"),
+        ("outside the context", "a0r1~inc1!a5", "v"),
+        ("a string or", "a0r1~inc1!a1", 7),
+    ],
+)
+def test_corrupt_list_records_are_refused(
+    tmp_path: Path, what: str, position: str, value: object
+) -> None:
+    from crdtkv.crdts import RList
+    from crdtkv.crdts.causal import CausalContext
+
+    with RocksStorage(tmp_path / "d") as storage:
+        load_replica(storage, "r1", "inc1")
+        batch = WriteBatch()
+        batch.put("states", b"list/l", rec.encode_state(RList({}, CausalContext({"r1~inc1": 1}))))
+        batch.put("fields", rec.field_key("list", "l", position), rec.pack(value))
+        storage.write(batch, sync=True)
+        with pytest.raises(CodecError, match=what):
+            load_replica(storage, "r1", "inc1")
