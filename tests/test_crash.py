@@ -4,8 +4,9 @@ Three parts:
 
 1. ``crdtkv serve --durability fsync``: writer threads hammer one replica
    (counter increments on a key per writer, set adds of unique members to one
-   shared set, register writes of increasing values, and batches of all
-   three); the replica is killed with SIGKILL at a random moment, restarted
+   shared set, register writes of increasing values, RPUSHes of unique
+   elements to a list per writer, whose order must survive too, and batches
+   of all four); the replica is killed with SIGKILL at a random moment, restarted
    on the same data directory, and everything acknowledged (a 200 received)
    must be there, nothing more than what was sent, and the applied vector
    must agree with the data.  One process lifetime per cycle.
@@ -83,6 +84,11 @@ class WriterModel:
     member_next: int = 0
     members_acked: set[str] = field(default_factory=set)
     members_maybe: set[str] = field(default_factory=set)
+    # list lst-w<idx>: RPUSHes of w<idx>-l<n>, in order, one writer
+    list_next: int = 0
+    list_done: list[str] = field(default_factory=list)  # durable (read after a restart)
+    list_acked: list[str] = field(default_factory=list)  # acknowledged this cycle
+    list_maybe: str | None = None  # in flight when the process died
     # dots: every acknowledged mutation minted exactly one
     dots_acked: int = 0
     dots_maybe: int = 0
@@ -96,6 +102,14 @@ class WriterModel:
     @property
     def reg_key(self) -> str:
         return f"reg-w{self.idx}"
+
+    @property
+    def list_key(self) -> str:
+        return f"lst-w{self.idx}"
+
+    def new_element(self) -> str:
+        self.list_next += 1
+        return f"w{self.idx}-l{self.list_next}"
 
     def new_member(self) -> str:
         self.member_next += 1
@@ -120,16 +134,20 @@ def run_writer(m: WriterModel, port: int, stop: threading.Event, rng: random.Ran
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         while not stop.is_set():
-            kind = rng.choice(("ctr", "set", "reg", "batch"))
+            kind = rng.choice(("ctr", "set", "reg", "list", "batch"))
             delta = rng.randint(1, 5)
             member = m.new_member() if kind in ("set", "batch") else ""
             value = m.new_reg_value() if kind in ("reg", "batch") else 0
+            element = m.new_element() if kind in ("list", "batch") else ""
             if kind == "ctr":
                 method, path, body = "POST", f"/v1/counters/{m.ctr_key}", {"delta": delta}
             elif kind == "set":
                 method, path, body = "POST", f"/v1/sets/{SET_KEY}/add", {"members": [member]}
             elif kind == "reg":
                 method, path, body = "PUT", f"/v1/registers/{m.reg_key}", {"value": value}
+            elif kind == "list":
+                method, path = "POST", f"/v1/lists/{m.list_key}/rpush"
+                body = {"values": [element]}
             else:
                 method, path = "POST", "/v1/batch"
                 body = {
@@ -137,6 +155,7 @@ def run_writer(m: WriterModel, port: int, stop: threading.Event, rng: random.Ran
                         {"op": "counters.incr", "key": m.ctr_key, "delta": delta},
                         {"op": "sets.add", "key": SET_KEY, "members": [member]},
                         {"op": "registers.set", "key": m.reg_key, "value": value},
+                        {"op": "lists.rpush", "key": m.list_key, "values": [element]},
                     ]
                 }
             has_ctr, has_set, has_reg = (
@@ -144,7 +163,8 @@ def run_writer(m: WriterModel, port: int, stop: threading.Event, rng: random.Ran
                 kind in ("set", "batch"),
                 kind in ("reg", "batch"),
             )
-            n_dots = has_ctr + has_set + has_reg
+            has_list = kind in ("list", "batch")
+            n_dots = has_ctr + has_set + has_reg + has_list
             if has_reg:
                 m.reg_sent_max = max(m.reg_sent_max, value)
             m.requests += 1
@@ -155,6 +175,8 @@ def run_writer(m: WriterModel, port: int, stop: threading.Event, rng: random.Ran
                 m.ctr_maybe += delta if has_ctr else 0
                 if has_set:
                     m.members_maybe.add(member)
+                if has_list:
+                    m.list_maybe = element
                 m.dots_maybe += n_dots
                 return
             if status != 200 or (
@@ -170,6 +192,8 @@ def run_writer(m: WriterModel, port: int, stop: threading.Event, rng: random.Ran
                 m.members_acked.add(member)
             if has_reg:
                 m.reg_acked = value
+            if has_list:
+                m.list_acked.append(element)
             m.dots_acked += n_dots
     finally:
         conn.close()
@@ -243,6 +267,14 @@ def verify_after_restart(
         m.reg_acked = reg
         mine = {x for x in members if x.startswith(f"w{m.idx}-")}
         m.members_acked, m.members_maybe = mine, set()
+        # Lists: every acknowledged push, in the order sent; the one in flight may follow.
+        code, body = server.get(f"/v1/lists/{m.list_key}")
+        assert code in (200, 404), (code, body)
+        got = body["values"] if code == 200 else []
+        want = m.list_done + m.list_acked
+        maybe = [m.list_maybe] if m.list_maybe is not None else []
+        assert got in (want, want + maybe), (m.list_key, got[-5:], want[-5:], maybe)
+        m.list_done, m.list_acked, m.list_maybe = got, [], None
 
     # The applied vector agrees with the data: one dot per acknowledged
     # mutation, plus some of those in flight; never fewer, never more.
@@ -253,6 +285,7 @@ def verify_after_restart(
         m.dots_acked = m.dots_maybe = 0
     live = 1 if members else 0
     live += sum(1 for m in models if m.ctr_base != 0) + sum(1 for m in models if m.reg_acked)
+    live += sum(1 for m in models if m.list_done)
     assert status["keys"] == live, (status["keys"], live)
     assert server.get("/healthz") == (200, {"status": "ok"})
     return actors, seq
@@ -357,7 +390,7 @@ def test_only_an_unclean_stop_in_wal_mode_changes_the_incarnation(
 START_MS = 1_700_000_000_000
 ACK_WAIT_S = 20.0  # bound on the first group commit of a node campaign (a thread does it)
 KEYS = ["a", "b", "c"]
-MAP_KEYS = ["h", "z"]  # hashes and sorted sets: a header record and a record per field
+MAP_KEYS = ["h", "z", "l"]  # hashes, sorted sets, lists: a header and a record per field
 MEMBERS = ["m0", "m1", "m2", "m3"]
 
 
@@ -417,6 +450,44 @@ def _op_strategy() -> st.SearchStrategy[dict[str, Any]]:
             st.sampled_from([0.5, 1.0, -2.0]),
         ),
         st.builds(lambda k, ms: {"op": "zsets.remove", "key": k, "members": ms}, map_key, members),
+        st.builds(
+            lambda k, vs, left: (
+                {"op": "lists.lpush" if left else "lists.rpush", "key": k} | {"values": vs}
+            ),
+            map_key,
+            members,
+            st.booleans(),
+        ),
+        st.builds(
+            lambda k, n, left: (
+                {"op": "lists.lpop" if left else "lists.rpop", "key": k} | {"pop_count": n}
+            ),
+            map_key,
+            st.integers(0, 3),
+            st.booleans(),
+        ),
+        st.builds(
+            lambda k, i, v: {"op": "lists.set", "key": k, "index": i, "element": v},
+            map_key,
+            st.integers(-2, 2),
+            st.sampled_from(MEMBERS),
+        ),
+        st.builds(
+            lambda k, p, v: (
+                {"op": "lists.insert", "key": k, "where": "after"} | {"pivot": p, "element": v}
+            ),
+            map_key,
+            st.sampled_from(MEMBERS),
+            st.sampled_from(MEMBERS),
+        ),
+        st.builds(
+            lambda k, d: (
+                {"op": "lists.move", "key": k, "destination": d}
+                | {"from_end": "left", "to_end": "right"}
+            ),
+            map_key,
+            map_key,
+        ),
         st.builds(lambda k: {"op": "keys.delete", "key": k}, map_key),
         st.builds(
             lambda k, ttl: {"op": "keys.expire", "key": k, "ttl_ms": ttl},
@@ -457,6 +528,7 @@ def snapshot(replica: Replica, now_ms: int) -> dict[str, Any]:
             "hll": "hlls.count",
             "hash": "hashes.getall",
             "zset": "zsets.get",
+            "list": "lists.get",
             "meta": "registers.get",  # the key's visible value, whatever its type; or 409
         }[ns]
         try:
