@@ -206,11 +206,14 @@ def _add_args(p: ArgParser, verb: _Verb) -> None:
         elif not arg.required:
             choices = list(arg.choices) or None
             p.add_argument(f"--{name.replace('_', '-')}", choices=choices, help=arg.help)
+        elif arg.default is not NO_DEFAULT:  # LMOVE's ends: right and left unless given
+            choices = list(arg.choices) or None
+            p.add_argument(name, nargs="?", choices=choices, default=arg.default, help=arg.help)
         elif arg.kind is Kind.FIELDS:
             p.add_argument(name, nargs="+", metavar="FIELD VALUE", help="field and value pairs")
             p.add_argument("--json", action="store_true", help="parse each VALUE as JSON")
         else:
-            p.add_argument(name)
+            p.add_argument(name, choices=list(arg.choices) or None)
             if arg.kind is Kind.JSON:
                 p.add_argument(
                     "--json",
@@ -230,6 +233,8 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
     def act(db: Any, a: argparse.Namespace) -> Any:
         spec, method = by_type[getattr(a, "view", verb.uses[0][0].namespace)]
         words: list[Any] = []
+        keywords: dict[str, Any] = {}
+        variadic = False
         for arg in verb.args:
             value = getattr(a, arg.client_name)
             if arg.kind is Kind.JSON and a.json:
@@ -247,9 +252,12 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
                 words.append(dict(zip(value[1::2], value[0::2], strict=True)))
             elif arg.kind in (Kind.STRINGS, Kind.KEYS):
                 words.extend(value)
+                variadic = True
+            elif variadic:  # after ``*values`` the method takes keywords only
+                keywords[arg.client_name] = value
             else:
                 words.append(value)
-        result = getattr(getattr(db, spec.namespace), method.name)(*words)
+        result = getattr(getattr(db, spec.namespace), method.name)(*words, **keywords)
         return _show(spec, method), result
 
     return act
