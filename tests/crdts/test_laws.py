@@ -340,3 +340,32 @@ def test_counter_overflow_is_refused_before_any_change() -> None:
     with pytest.raises(CounterOverflow):
         c.incr("a", -1)
     assert c.value() == -(2**63)
+
+
+def test_list_positions_stay_unique_canonical_and_ordered() -> None:
+    """The list's position-id invariants over random runs: every live position is
+    canonical, holds a dot of the context that no other position holds, the index
+    is the live positions in order, and pushes at the ends stay one level long."""
+    from crdtkv.crdts.rlist import dot_of, levels
+
+    @LAW_SETTINGS
+    @given(runs("list"))
+    def check(run: Run) -> None:
+        joined = RList()
+        for s in run.states:
+            joined.merge(s)
+        for s in [*run.states, joined]:
+            assert isinstance(s, RList)
+            live = sorted(p for p, e in s.entries.items() if e is not None)
+            assert list(s.order) == live
+            dots = [dot_of(p) for p in live]
+            assert len(set(dots)) == len(dots)
+            assert all(s.ctx.contains(d) for d in dots)
+            for p in live:
+                assert levels(p)  # canonical, else it raises
+        for d in run.deltas:
+            assert isinstance(d, RList)
+            for p in d.entries:
+                assert d.ctx.contains(dot_of(p))  # a narrow delta's context covers its entries
+
+    check()
