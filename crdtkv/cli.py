@@ -108,8 +108,7 @@ def run_serve(config: ServeConfig) -> int:
     # of start-up time with 200,000 keys) and find nothing to free.
     gc.disable()
     try:
-        # Used only if the directory is new or was wiped, or after an unclean
-        # stop in `wal` durability (see load_replica).
+        # Every start is a new incarnation, a new actor (see load_replica).
         incarnation = secrets.token_hex(4)
         replica = load_replica(
             storage,

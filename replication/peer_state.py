@@ -30,6 +30,7 @@ class PeerState:
     acked: int = 0  # highest position of our log the peer durably applied
     incarnation: str = ""  # the peer's incarnation as last seen
     applied: VersionVector = field(default_factory=dict)  # the peer's applied vector, last seen
+    applied_known: bool = False  # ``applied`` was heard (now or before a restart of ours)
     floor: VersionVector = field(default_factory=dict)  # its stability floor (Header.floor)
     # Its configured peers and its levels (``replication.reach``), last seen;
     # None: not heard yet, or a replica that does not send them.
@@ -60,7 +61,10 @@ class PeerState:
         """The peer as persisted (a new peer when ``rec`` is None)."""
         if rec is None:
             return cls(peer_id)
-        return cls(peer_id, rec.acked, rec.incarnation, resync=rec.resync)
+        out = cls(peer_id, rec.acked, rec.incarnation, resync=rec.resync)
+        if rec.applied is not None:
+            out.applied, out.applied_known = dict(rec.applied), True
+        return out
 
     def report(self) -> PeerReport:
         """What it last told us about itself and beyond (``replication.reach``)."""
@@ -70,4 +74,5 @@ class PeerState:
         """The persisted part.  A pending resync restarts from 0 anyway."""
         if self.resync:
             return PeerRecord(0, self.incarnation, resync=True)
-        return PeerRecord(self.acked, self.incarnation)
+        applied = dict(self.applied) if self.applied_known else None
+        return PeerRecord(self.acked, self.incarnation, applied=applied)

@@ -306,13 +306,19 @@ class Replication:
         if head.sender != peer.peer_id:
             raise Unauthorized(f"message from {head.sender!r} on the link to {peer.peer_id!r}")
         if peer.incarnation and head.incarnation != peer.incarnation:
-            # The peer lost its data directory: everything must be shipped again.
-            peer.acked = 0
+            # The peer restarted (every start is a new incarnation).  A sync run
+            # towards its old incarnation is void.  If its applied vector no longer
+            # covers what it told us before, it lost data (a wiped directory, a
+            # restored copy, a power loss in `wal` durability): everything must be
+            # shipped again, its own newer writes included.
             self.sender.end(peer)
-            peer.resync = True
             self.receiver.forget(peer.peer_id)
+            if not (peer.applied_known and vv_dominates(head.applied, peer.applied)):
+                peer.acked = 0
+                peer.resync = True
         peer.incarnation = head.incarnation
         peer.applied = dict(head.applied)
+        peer.applied_known = True
         peer.floor = dict(head.applied if head.floor is None else head.floor)
         peer.peers = None if head.peers is None else frozenset(head.peers)
         peer.reach = head.reach

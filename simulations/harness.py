@@ -422,8 +422,8 @@ class SimCluster:
     # -- faults on nodes --------------------------------------------------------------------
     def crash(self, rid: str, keep_unsynced: int | None = None) -> None:
         node = self.nodes[rid]
-        # A new incarnation is used only after a crash in `wal` mode (load_replica).
-        node.crash(keep_unsynced, node.replica.incarnation if node.fsync else self._incarnation())
+        # Every start is a new incarnation (load_replica), as in production.
+        node.crash(keep_unsynced, self._incarnation())
         self._forget(rid)
 
     def wipe(self, rid: str) -> None:

@@ -31,6 +31,10 @@ class PeerRecord:
     # The peer lost its data (new incarnation): it gets a state sync before any
     # push.  Persisted, so a restart in between does not forget it.
     resync: bool = False
+    # The peer's applied vector as it last told us (None: not recorded, as by
+    # earlier builds).  A new incarnation whose applied vector covers it lost
+    # nothing: a restart, which needs no state sync.
+    applied: VersionVector | None = None
 
 
 @dataclass(slots=True)

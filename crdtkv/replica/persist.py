@@ -115,13 +115,18 @@ def load_replica(
 ) -> Replica:
     """Open (or initialise) a replica's state from ``storage``.
 
-    ``new_incarnation`` is used when the directory is new or was wiped (a
-    replica that lost its data must never reissue old dots), and when the
-    last process on it ran in ``wal`` durability and did not close cleanly:
-    a power loss may then have taken the unsynced suffix of the log, whose
-    dots peers may already hold; re-minting them under the same actor would
-    split the cluster for ever (B8).  Under the new incarnation the data kept
-    is served as is, and peers catch the replica up by a state sync.
+    Every start runs under ``new_incarnation``, a new actor: the replica never
+    mints a dot under an actor of an earlier start.  Nothing on the directory
+    can tell that it is the newest this replica wrote: it may be a copy
+    restored from a backup, a disk rolled back by a power loss in ``wal``
+    durability (the unsynced suffix of the log gone), or a snapshot of a
+    volume.  Peers may hold later dots of the old actor with other contents;
+    re-minting them would split the cluster for ever (B8, and the restore of
+    issue 20).  Under the new incarnation the data kept is served as is,
+    peers see the incarnation change and catch the replica up by a state
+    sync, which brings back its own newer writes too.  The cost: one more
+    actor in the applied vector per start, and in the context of each key the
+    replica writes after it.
     ``wal`` says how this process will run (recorded for the next start).
     ``now_ms``: physical time, used only by a migration from format 1 (a
     format-1 register whose TTL has passed is left out).
@@ -151,15 +156,11 @@ def load_replica(
     incarnation = rec.unpack(raw_inc, "meta incarnation") if raw_inc is not None else None
     if not isinstance(incarnation, str) or not incarnation:
         raise CodecError("meta incarnation: missing or not a string")
-    raw_wal = storage.get("meta", rec.META_WAL)
-    last_wal = raw_wal is not None and rec.unpack(raw_wal, "meta wal") is True
-    clean = storage.get("meta", rec.META_CLEAN) is not None
     start = WriteBatch()  # this run is not clean until it closes cleanly
     start.delete("meta", rec.META_CLEAN)
     start.put("meta", rec.META_WAL, rec.pack(wal))
-    if last_wal and not clean:
-        incarnation = new_incarnation
-        start.put("meta", rec.META_INCARNATION, rec.pack(incarnation))
+    incarnation = new_incarnation  # the caller's: new at every start (the CLI's is random)
+    start.put("meta", rec.META_INCARNATION, rec.pack(incarnation))
     storage.write(start, sync=True)
     replica = Replica(replica_id, incarnation, max_offset_ms)
     raw_applied = storage.get("meta", rec.META_APPLIED)

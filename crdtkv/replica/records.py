@@ -27,7 +27,7 @@ import msgpack
 
 from crdtkv.crdts import codec
 from crdtkv.crdts.base import CRDT
-from crdtkv.crdts.causal import CausalContext, Dot, decode_dot
+from crdtkv.crdts.causal import CausalContext, Dot, decode_dot, decode_vv
 from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.numeric import decode_cell, encode_cell
 from crdtkv.crdts.or_set import ORSet
@@ -346,8 +346,15 @@ def decode_applied(blob: bytes) -> CausalContext:
 
 
 def encode_peers(records: dict[str, PeerRecord]) -> bytes:
-    """``{peer: [acked, incarnation]}``; a pending resync is stored as acked -1."""
-    return pack({p: [-1 if r.resync else r.acked, r.incarnation] for p, r in records.items()})
+    """``{peer: [acked, incarnation]}``, plus the peer's applied vector when known
+    (``[acked, incarnation, {actor: seq}]``); a pending resync is stored as acked -1."""
+    out: dict[str, list[Any]] = {}
+    for p, r in records.items():
+        v: list[Any] = [-1 if r.resync else r.acked, r.incarnation]
+        if r.applied is not None:
+            v.append(r.applied)
+        out[p] = v
+    return pack(out)
 
 
 def decode_peers(blob: bytes) -> dict[str, PeerRecord]:
@@ -359,11 +366,12 @@ def decode_peers(blob: bytes) -> dict[str, PeerRecord]:
         if (
             not isinstance(peer, str)
             or not isinstance(v, list)
-            or len(v) != 2
+            or len(v) not in (2, 3)
             or type(v[0]) is not int
             or not isinstance(v[1], str)
         ):
-            raise CodecError("meta peers: expected peer -> [acked, incarnation]")
-        acked, incarnation = v
-        out[peer] = PeerRecord(max(0, acked), incarnation, resync=acked < 0)
+            raise CodecError("meta peers: expected peer -> [acked, incarnation, applied?]")
+        acked, incarnation = v[0], v[1]
+        applied = decode_vv(v[2]) if len(v) == 3 else None
+        out[peer] = PeerRecord(max(0, acked), incarnation, resync=acked < 0, applied=applied)
     return out

@@ -372,7 +372,8 @@ def test_replica_killed_mid_load_restarts_and_converges(tmp_path: Path, group: S
     assert reads[("counters", "c-r2")] == {"value": len(acked["r2"])}
     c3 = reads[("counters", "c-r3")]["value"]
     assert len(acked["r3"]) <= c3 <= len(acked["r3"]) + len(maybe["r3"])
-    # A restart on the same directory keeps r3's incarnation: still one actor.
+    # r3's writer stopped at the kill: its dots are all its first incarnation's (its
+    # restart runs under a new one, which has written nothing).
     assert len(actor_of(applied, "r3")) == 1, applied
 
 

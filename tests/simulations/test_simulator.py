@@ -515,7 +515,7 @@ def test_regression_seed(bug: str, opts: CampaignOptions, checker: str) -> None:
 
 def test_b15_sync_run_ids_are_never_reused_after_a_restart() -> None:
     # r0 syncs a wiped r1; r1 has buffered the states of the run when r0
-    # loses power (fsync: it keeps its incarnation).  r0's runs after the
+    # loses power (under a new incarnation, as every start).  r0's runs after the
     # restart must not reuse an id of a run before it: r1 would take the new
     # run for the dead one, keep its buffer (a snapshot that may predate
     # deletes collected since) and apply it at the new SyncDone (seed 100810

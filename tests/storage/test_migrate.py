@@ -265,7 +265,7 @@ def test_an_empty_format_1_directory_migrates(tmp_path: Path) -> None:
     write_dir(path, f1.Format1Dir())
     with RocksStorage(path) as storage:
         r = load_replica(storage, "r1", "new-inc", now_ms=NOW_MS)
-        assert r.states == {} and r.incarnation == "inc1"
+        assert r.states == {} and r.incarnation == "new-inc"  # every start: a new one
         assert _meta(storage, rec.META_FORMAT) == 2
 
 
@@ -388,7 +388,8 @@ CHILD = """
     storage.close()
 """
 
-META_OF_THE_RUN = {rec.META_CLEAN, rec.META_WAL}  # written by the start after a migration
+# written by the start after a migration (every start is a new incarnation)
+META_OF_THE_RUN = {rec.META_CLEAN, rec.META_WAL, rec.META_INCARNATION}
 
 
 def _migrate_in_child(path: Path, kill_after_s: float | None) -> float:
