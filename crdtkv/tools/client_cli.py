@@ -230,6 +230,8 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
     def act(db: Any, a: argparse.Namespace) -> Any:
         spec, method = by_type[getattr(a, "view", verb.uses[0][0].namespace)]
         words: list[Any] = []
+        named: dict[str, Any] = {}  # what follows a list of words (``*values``) is keyword-only
+        after_words = False
         for arg in verb.args:
             value = getattr(a, arg.client_name)
             if arg.kind is Kind.JSON and a.json:
@@ -247,9 +249,12 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
                 words.append(dict(zip(value[1::2], value[0::2], strict=True)))
             elif arg.kind in (Kind.STRINGS, Kind.KEYS):
                 words.extend(value)
+                after_words = True
+            elif after_words:
+                named[arg.client_name] = value
             else:
                 words.append(value)
-        result = getattr(getattr(db, spec.namespace), method.name)(*words)
+        result = getattr(getattr(db, spec.namespace), method.name)(*words, **named)
         return _show(spec, method), result
 
     return act
