@@ -390,6 +390,7 @@ LISTS: tuple[OpSpec, ...] = (
         (KEY, START, STOP),
         lists.trim,
         writes=True,
+        retry_safe=False,  # LTRIM 1 -1 sent twice drops two elements
         result=OK,
         doc=Doc(
             "Keep only a range of a list (Redis LTRIM)",

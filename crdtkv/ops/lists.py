@@ -71,6 +71,15 @@ def _check_room(rl: RList, new: int) -> None:
         raise BadRequest(f"a list holds at most {limits.LIST_ELEMENTS_MAX} elements")
 
 
+def _check_element(value: str) -> None:
+    """An element written by LSET or LINSERT: at most MEMBER_BYTES_MAX bytes of UTF-8, as a
+    pushed one (the op row's check counts characters)."""
+    if len(value) > limits.MEMBER_BYTES_MAX // 4 and (
+        len(value.encode("utf-8")) > limits.MEMBER_BYTES_MAX
+    ):
+        raise BadRequest(f"an element is over {limits.MEMBER_BYTES_MAX} bytes")
+
+
 def _check_answer(n: int) -> None:
     if n > limits.RANGE_MAX:
         raise BadRequest(
@@ -136,6 +145,7 @@ def rpop(r: Replica, a: Args, now_ms: int) -> Result:
 def set_(r: Replica, a: Args, now_ms: int) -> Result:
     """LSET: an LWW write of the element at ``index`` (negative: from the tail)."""
     name: str = a["key"]
+    _check_element(a["element"])
     rl = _for_update(r, name, now_ms)
     if rl is None:
         raise NotFound("no such key")
@@ -161,6 +171,7 @@ def insert(r: Replica, a: Args, now_ms: int) -> Result:
     """LINSERT: ``value`` before or after the first element equal to ``pivot``; the new
     length, -1 when there is no such element, 0 for an absent key."""
     name: str = a["key"]
+    _check_element(a["element"])
     rl = _for_update(r, name, now_ms)
     if rl is None:
         return {"length": 0}
