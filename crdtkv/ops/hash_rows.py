@@ -38,7 +38,7 @@ DELETED = "Deleted (also when it did not exist)."
 DEL = Verb(
     "del",
     "delete a key of any type (prints 1 if it existed); --type "
-    "registers|counters|sets|hlls|zsets|hashes deletes only a key of that type",
+    "registers|counters|sets|hlls|zsets|hashes|lists deletes only a key of that type",
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from crdtkv import limits
 from crdtkv.ops import lists
+from crdtkv.ops.hash_rows import DEL
 from crdtkv.ops.spec import (
     Arg,
     Body,
@@ -468,6 +469,6 @@ LISTS: tuple[OpSpec, ...] = (
         result=OK,
         doc=Doc("Delete a list", DELETED, {"ok": True}),
         route=_route("DELETE", "{key}"),
-        client=(Method("delete", "Delete the list (a concurrent push survives)."),),
+        client=(Method("delete", "Delete the list (a concurrent push survives).", cli=DEL),),
     ),
 )
