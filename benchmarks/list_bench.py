@@ -35,7 +35,8 @@ carries), the log record (key and value), and the checkpoint that follows
 record per changed element, and the key's metadata).  And the memory of the
 list: the growth of the process's RSS while it was built, per element, and
 what its Python objects account for (``sys.getsizeof`` of the position and
-value strings, the entries dict and the sorted index).
+value strings, the entries dict, and the sorted index: its (position, element)
+pairs and its lists).
 
 Alongside, with ``redis-server`` on PATH (and not ``--no-redis``), the same
 commands with the same picks at the same sizes in a ``redis-server`` started
@@ -354,16 +355,16 @@ class Memory:
 def objects_bytes(rl: RList) -> dict[str, int]:
     """The list's Python objects by part, ``sys.getsizeof`` (shared strings counted once)."""
     size = sys.getsizeof
-    order = rl.order
-    positions = sum(size(p) for p in rl.entries)
-    values = sum(size(e) for e in rl.entries.values())
-    lists = order._lists  # the SortedList's sublists, its maxes and its positional index
-    index = size(lists) + sum(size(x) for x in lists) + size(order._maxes) + size(order._index)
+    index = rl._index()  # the sorted (position, element) pairs
+    lists = index._lists  # its sublists; with its maxes and its positional index
+    pairs = sum(size(t) for sub in lists for t in sub)
+    tree = size(lists) + sum(size(x) for x in lists) + size(index._maxes) + size(index._index)
     return {
-        "positions": positions,
-        "values": values,
+        "positions": sum(size(p) for p in rl.entries),
+        "values": sum(size(e) for e in rl.entries.values()),
         "entries_dict": size(rl.entries),
-        "sorted_index": index,
+        "index_pairs": pairs,
+        "index_lists": tree,
     }
 
 
@@ -730,7 +731,8 @@ def render(
         "Memory per element: RSS growth while building the list / elements, and what its "
         "Python objects account for (sys.getsizeof)",
         table(
-            ["elements", "RSS B/elem", "objects B/elem", "positions", "values", "dict", "index"]
+            ["elements", "RSS B/elem", "objects B/elem", "positions", "values", "dict"]
+            + ["index pairs", "index lists"]
             + (["redis B/elem"] if have_redis else []),
             [
                 [
