@@ -339,3 +339,94 @@ def test_compare_parses_redis_benchmark_csv() -> None:
     assert parse_csv("Error from server: ERR unknown command 'SADD'\n") == []
     with pytest.raises(ValueError, match="not redis-benchmark --csv"):
         parse_csv('"name","value"\n"x","1"\n')
+
+
+# -- benchmarks/list_bench.py --quick ------------------------------------------------------------
+
+LIST_BENCH = ROOT / "benchmarks" / "list_bench.py"
+LIST_OPS = (
+    "LPUSH",
+    "RPUSH",
+    "LPOP",
+    "RPOP",
+    "LINDEX middle",
+    "LSET middle",
+    "LRANGE 100 middle",
+    "LINSERT near the head",
+    "LINSERT middle (pivot search O(n))",
+)
+
+
+def _list_bench(out: Path, env: dict[str, str] | None = None) -> tuple[str, str, dict[str, Any]]:
+    cmd = [sys.executable, str(LIST_BENCH), "--quick", "--no-progress", "--out-dir", str(out)]
+    proc = run(cmd, cwd=ROOT, env=env, timeout_s=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "list_bench.json").read_text())
+    failed = [r["op"] for r in doc["rows"] if r["status"] == "FAIL"]
+    verdict = "every aimed op within it" if not failed else f"missed by: {', '.join(failed)}"
+    assert verdict in proc.stdout
+    png = (out / "list_bench.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    return proc.stdout, proc.stderr, doc
+
+
+def _check_list_bench(stdout: str, doc: dict[str, Any]) -> None:
+    for name in LIST_OPS:
+        assert name in stdout, name
+    assert "Bytes of one write" in stdout and "Memory per element" in stdout
+    p = doc["params"]
+    assert p["sizes"] == [1_000, 10_000] and p["rounds"] >= 2
+    assert [r["op"] for r in doc["rows"]] == list(LIST_OPS)
+    for r in doc["rows"]:
+        assert len(r["us"]) == len(r["cpu_us"]) == 2
+        assert all(0 < v < 1e6 for v in r["us"] + r["cpu_us"]), r
+        assert r["cpu_ratio"] == pytest.approx(r["cpu_us"][1] / r["cpu_us"][0])
+        if r["aim"] is None:
+            assert r["status"] == "O(n), no aim" and r["op"].startswith("LINSERT middle")
+        else:
+            assert r["status"] == ("pass" if r["cpu_ratio"] <= r["aim"] else "FAIL"), r
+    scan = doc["rows"][-1]
+    assert scan["cpu_us"][1] > 2 * scan["cpu_us"][0]  # a walk of 5,000 elements, not of 500
+    by = {(b["op"], b["elements"]): b for b in doc["bytes"]}
+    assert set(by) == {(o, n) for o in ("LPUSH", "RPUSH", "LPOP", "RPOP") for n in p["sizes"]}
+    for op in ("LPUSH", "RPUSH", "LPOP", "RPOP"):
+        small, large = by[op, 1_000], by[op, 10_000]
+        for b in (small, large):
+            # One element's delta and record, never the list (over 100 kB at 10,000).
+            assert 60 < b["delta_group"] < 400 and b["delta_group"] < b["log_record"] < 500, b
+            assert 10 < b["checkpoint_elements"] < b["checkpoint_list"] < 200, b
+            assert b["checkpoint_list"] < b["checkpoint_total"] < 400, b
+        assert abs(large["delta_group"] - small["delta_group"]) <= 4  # a digit more at most
+        assert abs(large["checkpoint_list"] - small["checkpoint_list"]) <= 4
+    for m in doc["memory"]:
+        assert 100 < m["objects_bytes_per_element"] < 1_000, m
+        assert m["rss_growth_bytes"] > 0
+        assert sum(m["parts"].values()) == pytest.approx(
+            m["objects_bytes_per_element"] * m["elements"]
+        )
+
+
+def test_list_bench_quick(tmp_path: Path) -> None:
+    stdout, _, doc = _list_bench(tmp_path)
+    _check_list_bench(stdout, doc)
+    assert doc["tool"] == "benchmarks/list_bench.py" and doc["machine"]["nproc"] >= 1
+    if shutil.which("redis-server") is None:
+        assert doc["redis"] is None and doc["redis_skipped"] == "redis-server not on PATH"
+        return
+    assert "Redis: the server's own" in stdout and doc["redis_version"]
+    assert {(x["op"], x["elements"]) for x in doc["redis"]} == {
+        (o, n) for o in LIST_OPS for n in doc["params"]["sizes"]
+    }
+    for x in doc["redis"]:
+        assert 0 < x["server_us"] < 1e5, x
+    for m in doc["memory"]:
+        assert 1 < m["redis_bytes_per_element"] < 100, m
+
+
+def test_list_bench_without_redis(tmp_path: Path) -> None:
+    env = {**clean_env(), "PATH": str(Path(sys.executable).parent)}
+    stdout, stderr, doc = _list_bench(tmp_path, env)
+    assert "redis-server is not on PATH: the Redis side is skipped" in stderr
+    assert doc["redis"] is None and doc["redis_skipped"] == "redis-server not on PATH"
+    assert all(r["redis_us"] is None for r in doc["rows"])
+    _check_list_bench(stdout, doc)

@@ -123,10 +123,11 @@ def _pop(r: Replica, a: Args, now_ms: int, left: bool) -> Result:
     rl = _for_update(r, name, now_ms) if n else None
     if rl is None:
         return {"values": []}
-    order = rl.order
-    k = min(n, len(order))
-    taken = list(order.islice(0, k)) if left else list(order.islice(len(order) - k, None))[::-1]
-    values = [rl.value_at(p) for p in taken]
+    size = len(rl)
+    k = min(n, size)
+    pairs = rl.slice(0, k) if left else rl.slice(size - k, size, reverse=True)
+    taken = [p for p, _ in pairs]
+    values = [elem_value(e) for _, e in pairs]
     delta, _ = rl.remove(taken)
     r.commit_write(name, LIST, rl, delta, now_ms)
     return {"values": values}
@@ -159,10 +160,8 @@ def set_(r: Replica, a: Args, now_ms: int) -> Result:
 
 
 def _find(rl: RList, value: str) -> int | None:
-    entries = rl.entries
-    for i, p in enumerate(rl.order):
-        e = entries[p]
-        if e is not None and elem_value(e) == value:
+    for i, (_, e) in enumerate(rl.items()):
+        if elem_value(e) == value:
             return i
     return None
 
@@ -194,11 +193,9 @@ def remove(r: Replica, a: Args, now_ms: int) -> Result:
     count: int = a["rem_count"]
     value: str = a["element"]
     want = abs(count) or len(rl)
-    entries = rl.entries
     found: list[str] = []
-    for p in rl.positions(reverse=count < 0):
-        e = entries[p]
-        if e is not None and elem_value(e) == value:
+    for p, e in rl.items(reverse=count < 0):
+        if elem_value(e) == value:
             found.append(p)
             if len(found) >= want:
                 break
@@ -291,7 +288,7 @@ def index(r: Replica, a: Args, now_ms: int) -> Result:
     """LINDEX: the element at ``index`` (negative: from the tail), null out of range."""
     rl = _live(r, a["key"], now_ms)
     i = rl.index_of(a["index"])
-    return {"value": None if i is None else rl.value_at(rl.order[i])}
+    return {"value": None if i is None else rl.value_at_index(i)}
 
 
 def pos(r: Replica, a: Args, now_ms: int) -> Result:
@@ -310,14 +307,12 @@ def pos(r: Replica, a: Args, now_ms: int) -> Result:
     want = count or limits.RANGE_MAX
     maxlen: int = a["maxlen"] or 0
     n = len(rl)
-    entries = rl.entries
     skip = abs(rank) - 1
     out: list[int] = []
-    for seen, p in enumerate(rl.positions(reverse=rank < 0)):
+    for seen, (_, e) in enumerate(rl.items(reverse=rank < 0)):
         if maxlen and seen >= maxlen:
             break
-        e = entries[p]
-        if e is not None and elem_value(e) == value:
+        if elem_value(e) == value:
             if skip:
                 skip -= 1
                 continue

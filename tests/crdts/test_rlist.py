@@ -88,9 +88,89 @@ def test_one_replica_behaves_as_a_python_list(data: Any) -> None:
             model[i] = v
         assert rl.values() == model
         assert list(rl.order) == sorted(rl.entries)
+        _check_index(rl)
         dots = [dot_of(p) for p in rl.order]
         assert len(set(dots)) == len(dots)
         assert all(rl.ctx.contains(d) for d in dots)
+
+
+def _check_index(rl: RList) -> None:
+    """The index holds exactly the live (position, element) pairs, in order, and the reads
+    by index agree with the entries."""
+    live = sorted((p, e) for p, e in rl.entries.items() if e is not None)
+    assert list(rl.items()) == live
+    assert list(rl.items(reverse=True)) == live[::-1]
+    values = rl.values()
+    assert [rl.value_at_index(i) for i in range(len(live))] == values
+    assert values == [rl.value_at(p) for p, _ in live]
+    if live:
+        mid = len(live) // 2
+        assert rl.slice(mid, len(live)) == live[mid:]
+        assert rl.slice(0, mid + 1, reverse=True) == live[: mid + 1][::-1]
+        assert rl.range(mid, -1) == values[mid:]
+
+
+def test_the_index_follows_merges_that_replace_an_element() -> None:
+    """Merges that add, remove and LWW-replace elements (an LSET arriving from another
+    replica) keep the index's (position, element) pairs equal to the entries, and a copy's
+    index is its own."""
+    a, b, c = RList(), RList(), RList()
+    ca, cb = HLC(A, max_offset_ms=10**9), HLC(B, max_offset_ms=10**9)
+    a.push(A, ["x", "y", "z"], left=False)
+    _sync(a, b, c)
+    d1 = b.assign(b.order[1], cb.now(1000), "Y")  # an LSET at b
+    d2 = b.push(B, ["w"], left=True)
+    d3, _ = b.remove([b.order[-1]])
+    for d in (d1, d2, d3):
+        a.merge(d)
+        _check_index(a)
+    assert a.values() == b.values() == ["w", "x", "Y"]
+    snapshot = a.copy()
+    a.merge(a.assign(a.order[2], ca.now(2000), "later"))  # the later LSET wins at a
+    _check_index(a)
+    _check_index(snapshot)
+    assert snapshot.values() == ["w", "x", "Y"] and a.values() == ["w", "x", "later"]
+    c.merge(b)  # a full state carrying the replaced element
+    c.merge(a)
+    _check_index(c)
+    assert c.values() == ["w", "x", "later"]
+    c.clear()
+    _check_index(c)
+    assert c.values() == []
+    decoded = codec.unpack(codec.pack(a), RList)
+    _check_index(decoded)
+    assert decoded.values() == a.values()
+
+
+class _CountingDict(dict[str, Any]):
+    """A dict that counts the lookups made in it."""
+
+    lookups = 0
+
+    def __getitem__(self, key: str) -> Any:
+        type(self).lookups += 1
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        type(self).lookups += 1
+        return super().get(key, default)
+
+
+def test_reads_by_index_do_not_look_elements_up_one_by_one() -> None:
+    """LRANGE, LINDEX, a pop's values and the walks of LREM/LPOS/LINSERT read the
+    elements from the index: at a million elements a lookup in ``entries`` per element
+    is a cache miss or two, which made an LRANGE of 100 three times dearer than at a
+    thousand."""
+    rl = RList()
+    rl.push(A, [f"v{i}" for i in range(1_000)], left=False)
+    rl.entries = _CountingDict(rl.entries)
+    _CountingDict.lookups = 0
+    assert rl.range(400, 499) == [f"v{i}" for i in range(400, 500)]
+    assert rl.value_at_index(500) == "v500"
+    assert [elem for _, elem in rl.slice(0, 3)] == ["v0", "v1", "v2"]
+    assert sum(1 for _ in rl.items(reverse=True)) == 1_000
+    assert rl.values()[-1] == "v999"
+    assert _CountingDict.lookups == 0
 
 
 def test_runs_of_pushes_keep_one_level_positions() -> None:

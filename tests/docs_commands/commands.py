@@ -62,6 +62,8 @@ RULES: dict[str, Rule] = {
     # --quick: 1,000 and 20,000 entries, a few seconds; without redis-server it skips Redis.
     # The results go to the test's directory (an absolute path is moved there).
     "benchmarks/types_bench.py": Rule(add={"--quick": None, "--out-dir": "/types_bench"}),
+    # --quick: 1,000 and 10,000 elements, a few seconds; without redis-server it skips Redis.
+    "benchmarks/list_bench.py": Rule(add={"--quick": None, "--out-dir": "/list_bench"}),
     "benchmarks/compare.py": Rule(
         how="parse",
         why="needs redis-server, redis-benchmark, webdis and wrk, which the project does not "
