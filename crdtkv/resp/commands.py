@@ -250,6 +250,7 @@ MODULES = (
     "crdtkv.resp.hashes_zsets",
     "crdtkv.resp.keyspace",
     "crdtkv.resp.sets",
+    "crdtkv.resp.lists",
 )
 _loaded = False
 
