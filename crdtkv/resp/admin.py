@@ -481,13 +481,16 @@ _GROUP_CATEGORY = {
 
 
 def _acl_categories(cmd: Command) -> list[Any]:
-    """@read or @write, the type's category, and @fast or @slow: a keyspace command's
-    ACL categories as Redis lists them (``COMMAND INFO``); none for the others."""
+    """@read or @write, the type's category, @fast or @slow (and @blocking): a keyspace
+    command's ACL categories as Redis lists them (``COMMAND INFO``); none for the others."""
     category = _GROUP_CATEGORY.get(cmd.group)
     if not cmd.data or category is None:
         return []
     speed = "@fast" if "fast" in cmd.flags else "@slow"
-    return [Status("@write" if cmd.writes else "@read"), Status(category), Status(speed)]
+    out = [Status("@write" if cmd.writes else "@read"), Status(category), Status(speed)]
+    if "blocking" in cmd.flags:
+        out.append(Status("@blocking"))
+    return out
 
 
 def _command_info(cmd: Command) -> list[Any]:

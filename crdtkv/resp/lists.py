@@ -20,19 +20,31 @@ Redis 7.0's order and texts:
   overflow).  ``COUNT`` 0 (all) and a ``COUNT`` over ``limits.RANGE_MAX`` answer at
   most ``limits.RANGE_MAX`` positions.
 
+Blocking pops, at this replica: ``BLPOP``, ``BRPOP``, ``BLMOVE`` and ``BRPOPLPUSH``
+answer at once when a list has an element (or a key of another type comes first:
+WRONGTYPE); otherwise the connection waits (its later commands wait behind it) and
+the pop is tried again after each batch this replica writes, a local push or a
+replicated one, until it succeeds or the timeout passes (then a nil array).  A key that
+turns into another type meanwhile is skipped, as Redis skips it.  Inside ``MULTI`` a
+blocking pop answers at once.  The timeout is read as Redis 7.0 reads it (seconds, a
+float; what overflows its milliseconds is "negative").  Clients blocked on one key are
+served in the order they blocked, but only on this replica: a client blocked at another
+replica may pop the same pushed element (at least once, as every pop).
+
 Pops are at least once across replicas, as ``SPOP``: two replicas popping at once can
 both return the same element (``crdtkv.ops.lists``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from crdtkv import limits
-from crdtkv.errors import NotFound
+from crdtkv.errors import NotFound, WrongType
 from crdtkv.ops.table import OPS
 from crdtkv.resp import args as A
-from crdtkv.resp.commands import WRONGTYPE, Context, command
+from crdtkv.resp.commands import WRONGTYPE, Blocked, Context, command
 from crdtkv.resp.values import NULL_ARRAY, OK, RespError, syntax_error
 
 __all__: list[str] = []
@@ -205,3 +217,125 @@ def lpos(ctx: Context, argv: list[bytes]) -> Any:
     if count is not None:
         return positions
     return positions[0] if positions else None
+
+
+# -- BLPOP, BRPOP, BLMOVE, BRPOPLPUSH ---------------------------------------------------------
+def _timeout_ms(b: bytes) -> int:
+    """A blocking command's timeout in milliseconds (0: none), as Redis 7.0 reads it."""
+    x = A.floating(b, finite=False, message="ERR timeout is not a float or out of range")
+    ms = x * 1000
+    if ms < 0 or ms > limits.INT64_MAX:  # Redis's overflow makes these negative too
+        raise RespError("ERR timeout is negative")
+    return math.ceil(ms)
+
+
+def _bpop(ctx: Context, argv: list[bytes], op: str) -> Any:
+    timeout = _timeout_ms(argv[-1])
+    keys = A.texts(argv[:-1])
+
+    def attempt(first: bool) -> Any:
+        for key in keys:
+            try:
+                values = ctx.apply({"op": op, "key": key})["values"]
+            except WrongType:
+                if first:  # later, a key that changed type is skipped, as Redis does
+                    raise
+                continue
+            if values:
+                return [key, values[0]]
+        return None
+
+    got = attempt(True)
+    if got is not None:
+        return got
+    if not ctx.blocking:
+        return NULL_ARRAY
+    return Blocked(lambda: attempt(False), timeout, NULL_ARRAY)
+
+
+@command(
+    "BLPOP",
+    -3,
+    writes=True,
+    group=_GROUP,
+    flags=("blocking",),
+    keys=(1, -2, 1),
+    summary="Removes and returns the first element in a list. Blocks until an element is "
+    "available otherwise. Deletes the list if the last element was popped.",
+)
+def blpop(ctx: Context, argv: list[bytes]) -> Any:
+    return _bpop(ctx, argv, "lists.lpop")
+
+
+@command(
+    "BRPOP",
+    -3,
+    writes=True,
+    group=_GROUP,
+    flags=("blocking",),
+    keys=(1, -2, 1),
+    summary="Removes and returns the last element in a list. Blocks until an element is "
+    "available otherwise. Deletes the list if the last element was popped.",
+)
+def brpop(ctx: Context, argv: list[bytes]) -> Any:
+    return _bpop(ctx, argv, "lists.rpop")
+
+
+def _end(b: bytes) -> str:
+    end = A.upper(b)
+    if end not in ("LEFT", "RIGHT"):
+        raise syntax_error()
+    return end.lower()
+
+
+def _bmove(ctx: Context, src: bytes, dst: bytes, ends: tuple[str, str], t: bytes) -> Any:
+    timeout = _timeout_ms(t)
+    op = {
+        "op": "lists.move",
+        "key": A.text(src),
+        "destination": A.text(dst),
+        "from_end": ends[0],
+        "to_end": ends[1],
+    }
+
+    def attempt() -> Any:
+        try:
+            return ctx.apply(op)["value"]
+        except WrongType:
+            return None  # a key that changed type meanwhile: wait on
+
+    value = ctx.apply(op)["value"]
+    if value is not None:
+        return value
+    if not ctx.blocking:
+        return None
+    return Blocked(attempt, timeout, NULL_ARRAY)
+
+
+@command(
+    "BLMOVE",
+    6,
+    writes=True,
+    group=_GROUP,
+    flags=("blocking",),
+    keys=(1, 2, 1),
+    summary="Pops an element from a list, pushes it to another list and returns it. Blocks "
+    "until an element is available otherwise. Deletes the list if the last element was moved.",
+)
+def blmove(ctx: Context, argv: list[bytes]) -> Any:
+    ends = (_end(argv[2]), _end(argv[3]))
+    return _bmove(ctx, argv[0], argv[1], ends, argv[4])
+
+
+@command(
+    "BRPOPLPUSH",
+    4,
+    writes=True,
+    group=_GROUP,
+    flags=("blocking",),
+    keys=(1, 2, 1),
+    summary="Pops an element from a list, pushes it to another list and returns it. Block "
+    "until an element is available otherwise. Deletes the list if the last element was popped.",
+)
+def brpoplpush(ctx: Context, argv: list[bytes]) -> Any:
+    return _bmove(ctx, argv[0], argv[1], ("right", "left"), argv[2])

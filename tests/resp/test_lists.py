@@ -9,6 +9,8 @@ answers otherwise on purpose are tested as such at the end."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -596,6 +598,115 @@ def test_command_info_and_docs(ours: redis.Redis, theirs: redis.Redis) -> None:
     docs = ours.execute_command("COMMAND DOCS", "lpos", "lmove")  # redis-py makes dicts
     assert list(docs) == ["lpos", "lmove"], docs
     assert docs["lpos"]["group"] == docs["lmove"]["group"] == "list"
+
+
+# -- blocking pops ------------------------------------------------------------------------------
+def test_blocking_pops_that_answer_at_once(pair: Both) -> None:
+    b = pair.both
+    b("RPUSH", "{a}", "1", "2", "3")
+    b("RPUSH", "{b}", "x")
+    _wrong(pair)
+    for cmd in [
+        ("BLPOP", "{none}", "{a}", "0"),  # the first key with an element
+        ("BRPOP", "{a}", "{b}", "1.5"),
+        ("BLPOP", "{b}", "{a}", "0"),  # {b} is empty now: gone
+        ("EXISTS", "{b}"),
+        ("BLPOP", "{none}", "{s}", "{a}", "1"),  # a key of another type first: WRONGTYPE
+        ("BLPOP", "{a}", "{s}", "1"),  # after one with an element: not looked at
+        ("RPUSH", "{a}", "4", "5", "6"),
+        ("BLMOVE", "{a}", "{c}", "LEFT", "RIGHT", "0"),
+        ("BLMOVE", "{a}", "{c}", "right", "left", "0.01"),
+        ("BRPOPLPUSH", "{a}", "{c}", "0"),
+        ("LRANGE", "{c}", "0", "-1"),
+        ("RPUSH", "{a}", "7", "8"),
+        ("BLMOVE", "{a}", "{s}", "LEFT", "LEFT", "0"),  # the destination's type
+        ("BLMOVE", "{s}", "{a}", "LEFT", "LEFT", "0"),
+        ("BRPOPLPUSH", "{h}", "{a}", "0"),
+        # arguments: the timeout (and BLMOVE's ends) before any key is looked at
+        *[("BLPOP", "{a}", t) for t in ["x", "-1", "-0.5", "nan", "inf", "1e400", " 1", ""]],
+        ("BRPOP", "{s}", "x"),
+        ("BLMOVE", "{a}", "{c}", "UP", "LEFT", "0"),
+        ("BLMOVE", "{a}", "{c}", "LEFT", "LEFT", "x"),
+        ("BLMOVE", "{a}", "{c}", "LEFT", "LEFT", "-1"),
+        ("BRPOPLPUSH", "{a}", "{c}", "-1"),
+        ("BLPOP", "{a}"),
+        ("BRPOP",),
+        ("BLMOVE", "{a}", "{c}", "LEFT", "LEFT"),
+        ("BRPOPLPUSH", "{a}", "{c}"),
+        ("LRANGE", "{a}", "0", "-1"),
+    ]:
+        b(*cmd)
+
+
+def test_blocking_pops_time_out_and_answer_at_once_in_multi(
+    crdtkv_server: Server, redis_port: int
+) -> None:
+    assert crdtkv_server.resp_port is not None
+    for proto in (2, 3):
+        raws = [Raw(p, proto) for p in (crdtkv_server.resp_port, redis_port)]
+        try:
+            for args in [
+                ("DEL", "bt:none"),
+                ("BLPOP", "bt:none", "0.05"),  # a nil array
+                ("BRPOP", "bt:none", "bt:none2", "0.05"),
+                ("BLMOVE", "bt:none", "bt:x", "LEFT", "LEFT", "0.05"),
+                ("BRPOPLPUSH", "bt:none", "bt:x", "0.05"),
+                ("MULTI",),
+                ("BLPOP", "bt:none", "0"),  # inside EXEC: at once, never forever
+                ("BLMOVE", "bt:none", "bt:x", "LEFT", "LEFT", "0"),
+                ("BRPOPLPUSH", "bt:none", "bt:x", "0"),
+                ("RPUSH", "bt:none", "v"),
+                ("BRPOP", "bt:none", "0"),
+                ("EXEC",),
+                ("EXISTS", "bt:none", "bt:x"),
+            ]:
+                got = [r.call(*args) for r in raws]
+                assert got[0] == got[1], (proto, args, got)
+        finally:
+            for r in raws:
+                r.close()
+
+
+def test_a_blocked_pop_takes_a_later_push(ours: redis.Redis, crdtkv_server: Server) -> None:
+    assert crdtkv_server.resp_port is not None
+    ours.delete("bw:l", "bw:m", "bw:d")
+    waiter = redis.Redis(port=crdtkv_server.resp_port, decode_responses=True)
+    results: list[Any] = []
+
+    def wait_pops() -> None:
+        with waiter.pipeline(transaction=False) as p:
+            p.blpop(["bw:m", "bw:l"], timeout=20)
+            p.echo("after")  # waits behind the blocked pop, and comes after it
+            p.blmove("bw:l", "bw:d", 20, "RIGHT", "LEFT")
+            p.brpoplpush("bw:l", "bw:d", 20)
+            results.extend(p.execute())
+
+    t = threading.Thread(target=wait_pops)
+    started = time.monotonic()
+    t.start()
+    time.sleep(0.3)
+    assert not results
+    assert ours.rpush("bw:l", "first") == 1  # another connection's push wakes it
+    time.sleep(0.3)
+    assert ours.rpush("bw:l", "second") == 1
+    time.sleep(0.3)
+    assert ours.lpush("bw:l", "third") == 1
+    t.join(30)
+    assert not t.is_alive()
+    assert results == [("bw:l", "first"), "after", "second", "third"]
+    assert time.monotonic() - started < 10  # woken, not timed out
+    assert ours.lrange("bw:d", 0, -1) == ["third", "second"]
+    assert ours.exists("bw:l") == 0
+    # a blocked client that goes away pops nothing, and the replica goes on serving
+    gone = Raw(crdtkv_server.resp_port, 2)
+    gone.sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nbw:gone\r\n$1\r\n0\r\n")
+    time.sleep(0.2)
+    gone.close()
+    time.sleep(0.2)
+    assert ours.rpush("bw:gone", "kept") == 1
+    time.sleep(0.2)
+    assert ours.lrange("bw:gone", 0, -1) == ["kept"]
+    waiter.close()
 
 
 # -- where crdtkv answers otherwise on purpose --------------------------------------------------
