@@ -111,9 +111,9 @@ class RespServer:
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         # Blocked commands' wake-ups, in the order they blocked: each batch written (a
-        # local change or a replicated one, ``Node.on_durable``) sets them all.
+        # local change or a replicated one, ``Node.on_durable``, hooked by ``start``) sets
+        # them all.
         self.wakeups: dict[asyncio.Future[None], None] = {}
-        node.on_durable.append(self._wake)
         node.metrics.register(_RespCollector(self), replace=True)
 
     def _wake(self, entries: object) -> None:
@@ -124,6 +124,7 @@ class RespServer:
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
+        self.node.on_durable.append(self._wake)
         self._server = await loop.create_server(
             lambda: Connection(self), host, port, reuse_address=True, backlog=1024
         )
@@ -131,6 +132,8 @@ class RespServer:
         self.port = sock.getsockname()[1]
 
     async def stop(self) -> None:
+        if self._wake in self.node.on_durable:
+            self.node.on_durable.remove(self._wake)
         if self._server is not None:
             self._server.close()
         for conn in list(self.clients.values()):
