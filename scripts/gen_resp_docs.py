@@ -27,6 +27,7 @@ GROUPS = [
     ("hash", "Hashes"),
     ("zset", "Sorted sets"),
     ("set", "Sets"),
+    ("list", "Lists"),
     ("hyperloglog", "HyperLogLogs"),
     ("transactions", "Transactions"),
     ("connection", "Connection"),

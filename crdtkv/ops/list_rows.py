@@ -8,6 +8,10 @@ than the key travel as POST with a JSON body, as the sorted set's do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import crdtkv.resp.args as resp_args
 from crdtkv import limits
 from crdtkv.ops import lists
 from crdtkv.ops.hash_rows import DEL
@@ -21,11 +25,14 @@ from crdtkv.ops.spec import (
     Method,
     OpSpec,
     Out,
+    Resp,
     Route,
     Shape,
     Verb,
 )
 from crdtkv.ops.zset_rows import START, STOP
+from crdtkv.resp.values import OK as RESP_OK
+from crdtkv.resp.values import syntax_error
 
 __all__ = ["LISTS"]
 
@@ -143,6 +150,74 @@ PUSH = Body("ListPush", {"values": ["a", "b"]})
 POP = Body("ListPop", {"pop_count": 1})
 RANGE = Body("ListRange", {"start": 0, "stop": -1})
 
+
+# -- the Redis commands' arguments (crdtkv.resp) ----------------------------------------------
+# Each reads a command's arguments after its name in Redis 7.0's order, with its error
+# texts; the composite list commands (LPOP with a count, LINDEX, LSET, LPOS) are in
+# crdtkv.resp.lists.
+def _resp_push(exists: bool) -> Callable[[list[bytes]], dict[str, Any]]:
+    def parse(argv: list[bytes]) -> dict[str, Any]:
+        return {
+            "key": resp_args.text(argv[0]),
+            "values": resp_args.texts(argv[1:]),
+            "exists": exists,
+        }
+
+    return parse
+
+
+def _resp_range(argv: list[bytes]) -> dict[str, Any]:
+    """LRANGE / LTRIM key start stop: the integers first, as Redis."""
+    start, stop = resp_args.integer(argv[1]), resp_args.integer(argv[2])
+    return {"key": resp_args.text(argv[0]), "start": start, "stop": stop}
+
+
+def _resp_insert(argv: list[bytes]) -> dict[str, Any]:
+    """LINSERT key BEFORE|AFTER pivot element."""
+    where = resp_args.upper(argv[1])
+    if where not in ("BEFORE", "AFTER"):
+        raise syntax_error()
+    return {
+        "key": resp_args.text(argv[0]),
+        "where": where.lower(),
+        "pivot": resp_args.text(argv[2]),
+        "element": resp_args.text(argv[3]),
+    }
+
+
+def _resp_rem(argv: list[bytes]) -> dict[str, Any]:
+    """LREM key count element."""
+    count = resp_args.integer(argv[1])
+    return {"key": resp_args.text(argv[0]), "rem_count": count, "element": resp_args.text(argv[2])}
+
+
+def _resp_end(b: bytes) -> str:
+    end = resp_args.upper(b)
+    if end not in ("LEFT", "RIGHT"):
+        raise syntax_error()
+    return end.lower()
+
+
+def _resp_move(argv: list[bytes]) -> dict[str, Any]:
+    """LMOVE source destination LEFT|RIGHT LEFT|RIGHT."""
+    from_end, to_end = _resp_end(argv[2]), _resp_end(argv[3])
+    return {
+        "key": resp_args.text(argv[0]),
+        "destination": resp_args.text(argv[1]),
+        "from_end": from_end,
+        "to_end": to_end,
+    }
+
+
+def _resp_rpoplpush(argv: list[bytes]) -> dict[str, Any]:
+    return {
+        "key": resp_args.text(argv[0]),
+        "destination": resp_args.text(argv[1]),
+        "from_end": "right",
+        "to_end": "left",
+    }
+
+
 DELETED = "Deleted (also when it did not exist)."
 _AT_LEAST_ONCE = (
     "At least once: two replicas may pop the same element concurrently; after they sync "
@@ -158,6 +233,7 @@ def _push_row(end: str) -> OpSpec:
     left = end == "left"
     cmd = "lpush" if left else "rpush"
     where = "head" if left else "tail"
+    verb = "Prepends" if left else "Appends"
     return OpSpec(
         f"lists.{cmd}",
         (KEY, VALUES, EXISTS),
@@ -176,6 +252,25 @@ def _push_row(end: str) -> OpSpec:
         ),
         route=_route("POST", "{key}/" + cmd),
         body=PUSH,
+        resp=(
+            Resp(
+                cmd.upper(),
+                -3,
+                _resp_push(False),
+                lambda r: r["length"],
+                flags=("fast",),
+                summary=f"{verb} one or more elements to a list. "
+                "Creates the key if it doesn't exist.",
+            ),
+            Resp(
+                cmd.upper() + "X",
+                -3,
+                _resp_push(True),
+                lambda r: r["length"],
+                flags=("fast",),
+                summary=f"{verb} one or more elements to a list only when the list exists.",
+            ),
+        ),
         client=(
             Method(
                 cmd,
@@ -259,6 +354,16 @@ LISTS: tuple[OpSpec, ...] = (
             f"O(log n + k). An answer of more than {limits.RANGE_MAX} elements is refused.",
         ),
         route=_route("POST", "{key}/range"),
+        resp=(
+            Resp(
+                "LRANGE",
+                4,
+                _resp_range,
+                lambda r: r["values"],
+                absent=[],
+                summary="Returns a range of elements from a list.",
+            ),
+        ),
         body=RANGE,
         client=(
             Method(
@@ -278,6 +383,17 @@ LISTS: tuple[OpSpec, ...] = (
         result=SIZE,
         doc=Doc("A list's length (Redis LLEN)", "Its length.", {"length": 2}),
         route=_route("GET", "{key}/length"),
+        resp=(
+            Resp(
+                "LLEN",
+                2,
+                resp_args.key_only,
+                lambda r: r["length"],
+                absent=0,
+                flags=("fast",),
+                summary="Returns the length of a list.",
+            ),
+        ),
         client=(
             Method(
                 "length",
@@ -350,6 +466,15 @@ LISTS: tuple[OpSpec, ...] = (
             "Next to the first element (from the head) equal to the pivot; O(n) to find it.",
         ),
         route=_route("POST", "{key}/insert"),
+        resp=(
+            Resp(
+                "LINSERT",
+                5,
+                _resp_insert,
+                lambda r: r["length"],
+                summary="Inserts an element before or after another element in a list.",
+            ),
+        ),
         body=Body("ListInsert", {"where": "before", "pivot": "b", "element": "a"}),
         client=(
             Method(
@@ -375,6 +500,16 @@ LISTS: tuple[OpSpec, ...] = (
             "count > 0: the first count from the head; < 0: from the tail; 0: all. O(n).",
         ),
         route=_route("POST", "{key}/remove"),
+        resp=(
+            Resp(
+                "LREM",
+                4,
+                _resp_rem,
+                lambda r: r["removed"],
+                summary="Removes elements from a list. Deletes the list if the last element "
+                "was removed.",
+            ),
+        ),
         body=Body("ListRemove", {"rem_count": 0, "element": "a"}),
         client=(
             Method(
@@ -401,6 +536,16 @@ LISTS: tuple[OpSpec, ...] = (
             "concurrently on another replica survives.",
         ),
         route=_route("POST", "{key}/trim"),
+        resp=(
+            Resp(
+                "LTRIM",
+                4,
+                _resp_range,
+                lambda r: RESP_OK,
+                summary="Removes elements from both ends a list. Deletes the list if all "
+                "elements were trimmed.",
+            ),
+        ),
         body=RANGE,
         client=(
             Method(
@@ -450,6 +595,26 @@ LISTS: tuple[OpSpec, ...] = (
             "once). RPOPLPUSH is from right to left.",
         ),
         route=_route("POST", "{key}/move"),
+        resp=(
+            Resp(
+                "LMOVE",
+                5,
+                _resp_move,
+                lambda r: r["value"],
+                keys=(1, 2, 1),
+                summary="Returns an element after popping it from one list and pushing it "
+                "to another. Deletes the list if the last element was moved.",
+            ),
+            Resp(
+                "RPOPLPUSH",
+                3,
+                _resp_rpoplpush,
+                lambda r: r["value"],
+                keys=(1, 2, 1),
+                summary="Returns the last element of a list after removing and pushing it "
+                "to another list. Deletes the list if the last element was popped.",
+            ),
+        ),
         body=Body("ListMove", {"destination": "other", "from_end": "right", "to_end": "left"}),
         client=(
             Method(

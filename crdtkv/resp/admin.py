@@ -468,6 +468,31 @@ def info(ctx: Context, argv: list[bytes]) -> Any:
 
 
 # -- COMMAND ------------------------------------------------------------------------------------
+# A keyspace command's ACL category by its COMMAND DOCS group, as Redis's.
+_GROUP_CATEGORY = {
+    "string": "@string",
+    "generic": "@keyspace",
+    "hash": "@hash",
+    "sorted_set": "@sortedset",
+    "set": "@set",
+    "hyperloglog": "@hyperloglog",
+    "list": "@list",
+}
+
+
+def _acl_categories(cmd: Command) -> list[Any]:
+    """@read or @write, the type's category, @fast or @slow (and @blocking): a keyspace
+    command's ACL categories as Redis lists them (``COMMAND INFO``); none for the others."""
+    category = _GROUP_CATEGORY.get(cmd.group)
+    if not cmd.data or category is None:
+        return []
+    speed = "@fast" if "fast" in cmd.flags else "@slow"
+    out = [Status("@write" if cmd.writes else "@read"), Status(category), Status(speed)]
+    if "blocking" in cmd.flags:
+        out.append(Status("@blocking"))
+    return out
+
+
 def _command_info(cmd: Command) -> list[Any]:
     first, last, step = cmd.keys
     return [
@@ -477,7 +502,7 @@ def _command_info(cmd: Command) -> list[Any]:
         first,
         last,
         step,
-        [],
+        _acl_categories(cmd),
         [],
         [],
         [],

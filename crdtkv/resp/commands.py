@@ -42,6 +42,7 @@ from crdtkv.resp.values import RespError
 __all__ = [
     "COMMANDS",
     "WRONGTYPE",
+    "Blocked",
     "Command",
     "Context",
     "Run",
@@ -62,6 +63,7 @@ class Context:
     proto: int  # 2 or 3
     id: int  # CLIENT ID
     name: str | None  # CLIENT SETNAME
+    blocking: bool = True  # a blocking command may wait (not inside EXEC)
 
     def apply(self, op: dict[str, Any]) -> Result:
         """Run one op of the op table at this replica (raises ``CrdtkvError``)."""
@@ -81,6 +83,19 @@ class Context:
 
 
 Run = Callable[[Context, list[bytes]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """The reply of a blocking command (BLPOP, ...) that has nothing to answer yet: the
+    server holds the connection's later commands and calls ``retry`` after each batch
+    this replica writes (a local or a replicated change) and at least once a second,
+    until it answers (anything but None) or ``timeout_ms`` (0: none) has passed; then it
+    sends ``timeout_reply``."""
+
+    retry: Callable[[], Any]
+    timeout_ms: int
+    timeout_reply: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +265,7 @@ MODULES = (
     "crdtkv.resp.hashes_zsets",
     "crdtkv.resp.keyspace",
     "crdtkv.resp.sets",
+    "crdtkv.resp.lists",
 )
 _loaded = False
 

@@ -13,13 +13,14 @@ crdtkv type   TYPE answers
 ``hash``      ``hash``
 ``zset``      ``zset``
 ``set``       ``set``
+``list``      ``list``
 ``hll``       ``hll``: a HyperLogLog is its own type in crdtkv
               (in Redis it is a string, and TYPE says ``string``)
 ============  =====================================================
 
 ``SCAN ... TYPE t`` takes the same names (so ``TYPE string`` does not list
-HyperLogLogs, ``TYPE hll`` does); a type crdtkv does not have (``list``,
-``stream``, anything else) matches no key, as in Redis.
+HyperLogLogs, ``TYPE hll`` does); a type crdtkv does not have (``stream``,
+anything else) matches no key, as in Redis.
 
 Cursors.  crdtkv's ``keys.scan`` continues from a key name; SCAN sends it as
 a decimal integer (``crdtkv.resp.args.encode_cursor``), "0" at the start and
@@ -35,8 +36,8 @@ before now deletes the key and answers 1.  A TTL over ten years is refused
 (crdtkv's bound, ``limits.TTL_MS_MAX``), where Redis would take it.
 
 RENAME and RENAMENX read the whole value of the key (a string's value, a
-hash's fields, a sorted set's members and scores, a set's members; a
-HyperLogLog is merged into the new name), delete the new name, write the
+hash's fields, a sorted set's members and scores, a set's members, a list's
+elements in order; a HyperLogLog is merged into the new name), delete the new name, write the
 value there (with the old key's TTL) and delete the old key: a few ops in
 a row, atomic at this replica, **not across replicas**: a write to the old
 key made concurrently at another replica survives there (the delete removes
@@ -320,6 +321,13 @@ def copy_value(ctx: Context, src: str, dst: str, type_: str) -> None:
             ctx.apply({"op": "sets.add", "key": dst, "members": run})
     elif type_ == "hll":
         ctx.apply({"op": "hlls.merge", "key": dst, "sources": [src]})
+    elif type_ == "list":
+        n = int(ctx.apply({"op": "lists.length", "key": src})["length"])
+        step = limits.RANGE_MAX
+        for start in range(0, n, step):
+            op = {"op": "lists.range", "key": src, "start": start, "stop": start + step - 1}
+            for run in _chunks(ctx.apply(op)["values"], _text_size):
+                ctx.apply({"op": "lists.rpush", "key": dst, "values": run})
     else:  # pragma: no cover - every type of TYPES is above
         raise RespError(f"ERR a key of type {type_} cannot be renamed")
 

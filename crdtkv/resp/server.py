@@ -38,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from crdtkv import limits
 from crdtkv.errors import CrdtkvError, StorageError
 from crdtkv.resp import commands
-from crdtkv.resp.commands import Command, Context, error_reply, lookup
+from crdtkv.resp.commands import Blocked, Command, Context, error_reply, lookup
 from crdtkv.resp.values import QUEUED, RespError, encode
 from crdtkv.sessions import SessionToken, TokenSigner
 
@@ -52,6 +52,7 @@ __all__ = ["Connection", "RespLimits", "RespServer", "split_inline"]
 log = logging.getLogger("crdtkv.resp")
 
 INLINE_BYTES_MAX = 64 * 1024
+_RECHECK_S = 1.0  # a blocked command also retries this often (should a wake-up be missed)
 # What runs at once inside MULTI instead of being queued.
 _MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "WATCH", "UNWATCH", "QUIT", "RESET"})
 
@@ -109,10 +110,21 @@ class RespServer:
         self.ids = itertools.count(1)
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
+        # Blocked commands' wake-ups, in the order they blocked: each batch written (a
+        # local change or a replicated one, ``Node.on_durable``, hooked by ``start``) sets
+        # them all.
+        self.wakeups: dict[asyncio.Future[None], None] = {}
         node.metrics.register(_RespCollector(self), replace=True)
+
+    def _wake(self, entries: object) -> None:
+        wakeups, self.wakeups = self.wakeups, {}
+        for f in wakeups:
+            if not f.done():
+                f.set_result(None)
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
+        self.node.on_durable.append(self._wake)
         self._server = await loop.create_server(
             lambda: Connection(self), host, port, reuse_address=True, backlog=1024
         )
@@ -120,6 +132,8 @@ class RespServer:
         self.port = sock.getsockname()[1]
 
     async def stop(self) -> None:
+        if self._wake in self.node.on_durable:
+            self.node.on_durable.remove(self._wake)
         if self._server is not None:
             self._server.close()
         for conn in list(self.clients.values()):
@@ -162,6 +176,7 @@ class Connection(asyncio.Protocol, Context):
         # was refused (EXEC then aborts).
         self.multi: list[tuple[Command, list[bytes]]] | None = None
         self.multi_failed = False
+        self.blocking = True  # False while EXEC runs: a blocking command answers at once
         self._fresh = True  # the reader is between requests (it has none begun)
         self._partial = 0  # about the bytes of the request begun (hiredis holds them)
         self._bad: str | None = None  # a protocol error, answered after the commands before it
@@ -393,6 +408,13 @@ class Connection(asyncio.Protocol, Context):
                 proto = self.proto  # HELLO may change it, and answers in the new one
             n += 1
             t = type(reply)
+            if t is Blocked:  # BLPOP ...: the rest waits behind it, as for a session
+                assert cmd is not None
+                self.server.stats.commands += n
+                self._emit(out, n - 1)
+                self._busy = True
+                asyncio.get_running_loop().create_task(self._block_then_reply(cmd, reply))
+                return
             if t is str:  # the usual replies, encoded here (``encode`` does the rest)
                 b = reply.encode()
                 chunk = b"$%d\r\n%s\r\n" % (len(b), b)
@@ -434,7 +456,10 @@ class Connection(asyncio.Protocol, Context):
             self._saw = False
             self._now = self.node.clock()
             self.server.stats.commands += 1
-            encode(self._execute(cmd, argv), self.proto, out)
+            reply = self._execute(cmd, argv)
+            if type(reply) is Blocked:
+                reply = await self._wait_blocked(cmd, reply)
+            encode(reply, self.proto, out)
         self._busy = False
         if self._closing:
             return
@@ -444,6 +469,47 @@ class Connection(asyncio.Protocol, Context):
             self._process()
         elif self._bad is not None:
             self._fail(self._bad)
+
+    async def _block_then_reply(self, cmd: Command, blocked: Blocked) -> None:
+        reply = await self._wait_blocked(cmd, blocked)
+        self._busy = False
+        if self._closing:
+            return
+        out: list[bytes] = []
+        encode(reply, self.proto, out)
+        self._emit(out, 1)
+        self._maybe_resume_reading()
+        if self._queue:
+            self._process()
+        elif self._bad is not None:
+            self._fail(self._bad)
+
+    async def _wait_blocked(self, cmd: Command, blocked: Blocked) -> Any:
+        """A blocking command's reply: ``retry`` after each wake-up until it answers,
+        or the timeout's reply."""
+        loop = asyncio.get_running_loop()
+        end = None if blocked.timeout_ms == 0 else loop.time() + blocked.timeout_ms / 1000
+        server = self.server
+        while not self._closing:
+            left = _RECHECK_S if end is None else min(_RECHECK_S, end - loop.time())
+            if left <= 0:
+                return blocked.timeout_reply
+            wake: asyncio.Future[None] = loop.create_future()
+            server.wakeups[wake] = None
+            try:
+                await asyncio.wait([wake], timeout=left)
+            finally:
+                server.wakeups.pop(wake, None)
+            if self._closing:
+                break
+            self._now = self.node.clock()
+            try:
+                reply = blocked.retry()
+            except Exception as e:
+                return self._failure(cmd, e)
+            if reply is not None:
+                return reply
+        return blocked.timeout_reply
 
     def _queue_in_multi(self, cmd: Command | None, argv: list[bytes]) -> Any:
         """A command between MULTI and EXEC: checked now, run by EXEC."""
@@ -469,7 +535,11 @@ class Connection(asyncio.Protocol, Context):
         """EXEC: every queued command, in order, with nothing in between."""
         queued, self.multi = self.multi or [], None
         self.server.stats.commands += len(queued)
-        return [self._execute(cmd, argv) for cmd, argv in queued]
+        self.blocking = False  # a blocking command answers at once, as in Redis
+        try:
+            return [self._execute(cmd, argv) for cmd, argv in queued]
+        finally:
+            self.blocking = True
 
     def _execute(self, cmd: Command | None, argv: list[bytes]) -> Any:
         """One command's reply (never raises)."""

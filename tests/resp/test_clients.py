@@ -4,7 +4,8 @@ redis-server is the expected one (fixtures ``redis_port``/``theirs``).
 
 redis-benchmark 7.0 stops at the first error reply: it prints ``Error from server: <error>`` on
 stderr and exits with status 1 (``-e`` has no effect: "We now immediately exit on error to avoid
-false results"), so its default suite runs up to LPUSH (crdtkv has no lists) and stops there.
+false results"), so its default suite running to the end, every test line printed, means every
+command of it was answered without an error.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import csv
 import io
 import random
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -253,50 +255,63 @@ def alive(port: int) -> redis.Redis:
     return client
 
 
+# The default suite's tests, in its order (redis-benchmark 7.0).
+DEFAULT_SUITE = [
+    *("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "LPUSH", "RPUSH", "LPOP", "RPOP"),
+    *("SADD", "HSET", "SPOP", "ZADD", "ZPOPMIN", "LPUSH (needed to benchmark LRANGE)"),
+    *(f"LRANGE_{n} (first {n} elements)" for n in (100, 300, 500, 600)),
+    "MSET (10 keys)",
+]
+_QUIET_LINE = re.compile(r"^ ?(\S[^:\r\n]*): ([0-9.]+) requests per second", re.MULTILINE)
+
+
+def quiet_rows(stdout: str) -> dict[str, float]:
+    """test name -> requests/s, from ``-q``'s final lines (progress lines end in \\r)."""
+    lines = [part.rsplit("\r", 1)[-1] for part in stdout.split("\n")]
+    return {m[1]: float(m[2]) for m in _QUIET_LINE.finditer("\n".join(lines))}
+
+
 @needs_bench
-@pytest.mark.parametrize("pipeline", ["1", "16"])
-def test_benchmark_default_suite_stops_at_the_first_list_command(port: int, pipeline: str) -> None:
+@pytest.mark.parametrize("pipeline,csv_out", [("1", False), ("16", True)], ids=["P1-q", "P16-csv"])
+def test_benchmark_default_suite_runs_to_the_end(port: int, pipeline: str, csv_out: bool) -> None:
     client = alive(port)
     before = int(client.get("counter:__rand_int__") or 0)
-    r = bench(port, "-q", "--csv", "-P", pipeline)
-    # redis-benchmark exits at the first error reply; crdtkv has no lists
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert r.stderr.startswith("Error from server: ERR unknown command 'LPUSH'"), r.stderr
-    rows = csv_rows(r.stdout)
-    assert list(rows) == ["PING_INLINE", "PING_MBULK", "SET", "GET", "INCR"], r.stdout
+    length = client.llen("mylist")
+    r = bench(port, "-q", *(["--csv"] if csv_out else []), "-P", pipeline)
+    # redis-benchmark exits at the first error reply: none came
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.stderr == ""
+    rows = csv_rows(r.stdout) if csv_out else quiet_rows(r.stdout)
+    assert list(rows) == DEFAULT_SUITE, r.stdout  # every test line, in order
     assert all(rps > 0 for rps in rows.values()), rows
     # every INCR of the benchmark (one key, no -r) counted once, none lost or doubled
     assert int(client.get("counter:__rand_int__") or 0) == before + 2000
     assert len(client.get("key:__rand_int__") or "") == 3  # -d 3
+    # LPUSH and RPUSH 2000 each, LPOP and RPOP 2000 each, then LPUSH 2000 for LRANGE
+    assert client.llen("mylist") == length + 2000
+    assert client.lrange("mylist", 0, 1) == ["VXK", "VXK"]
     alive(port).close()
     client.close()
 
 
 @needs_bench
-@pytest.mark.parametrize("pipeline", ["1", "16"])
-def test_benchmark_the_tests_crdtkv_supports(port: int, pipeline: str) -> None:
-    # the default suite without its list tests, as docs/resp.md shows it
-    tests = "ping_inline,ping_mbulk,set,get,incr,sadd,hset,spop,zadd,zpopmin,mset"
-    r = bench(port, "-q", "--csv", "-P", pipeline, "-t", tests)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    assert r.stderr == ""
-    rows = csv_rows(r.stdout)
-    assert list(rows) == [
-        *("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "SADD", "HSET", "SPOP", "ZADD"),
-        *("ZPOPMIN", "MSET (10 keys)"),
-    ], r.stdout
-    assert all(rps > 0 for rps in rows.values()), rows
-    alive(port).close()
-
-
-@needs_bench
-def test_benchmark_a_list_test_among_them_ends_the_run(port: int) -> None:
-    # the suite's order, not -t's: lpush runs after incr and before mset, and ends the run
-    r = bench(port, "-q", "--csv", "-P", "16", "-t", "mset,lpush,set,get,incr")
-    assert r.returncode == 1
-    assert r.stderr.startswith("Error from server: ERR unknown command 'LPUSH'"), r.stderr
-    assert list(csv_rows(r.stdout)) == ["SET", "GET", "INCR"]
-    alive(port).close()
+def test_benchmark_list_tests_leave_what_they_leave_in_redis(
+    port: int, redis_port: int, theirs: redis.Redis
+) -> None:
+    ours = alive(port)
+    ours.delete("mylist")
+    for p in (port, redis_port):
+        r = bench(p, "-q", "--csv", "-P", "16", "-t", "rpop,lpush,lpop,rpush,lrange_100,mset")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        # the suite's order, not -t's
+        assert list(csv_rows(r.stdout)) == [
+            *("LPUSH", "RPUSH", "LPOP", "RPOP", "LPUSH (needed to benchmark LRANGE)"),
+            *("LRANGE_100 (first 100 elements)", "MSET (10 keys)"),
+        ]
+    assert ours.llen("mylist") == theirs.llen("mylist") == 2000
+    assert ours.lrange("mylist", 0, -1) == theirs.lrange("mylist", 0, -1)
+    assert ours.type("mylist") == theirs.type("mylist") == "list"
+    ours.close()
 
 
 @needs_bench

@@ -346,7 +346,7 @@ def test_scan_errors_and_options(pair: tuple[redis.Redis, redis.Redis], http: Cl
             ("SCAN", "0", "TYPE"),
             ("SCAN", "0", "foo", "bar"),
             ("SCAN", "abc", "foo"),  # the cursor first
-            ("SCAN", "0", "TYPE", "list"),  # a type nobody has: nothing
+            ("SCAN", "0", "TYPE", "stream"),  # a type nobody has: nothing
             ("SCAN", "0", "TYPE", "foo"),
             ("SCAN",),
             ("KEYS",),
@@ -695,7 +695,7 @@ def test_resp3_reply_types(pair: tuple[redis.Redis, redis.Redis]) -> None:
         ("PFCOUNT", "h"),
         ("PFADD", "h", "x"),
         ("PFMERGE", "h"),
-        ("SCAN", "0", "TYPE", "list"),
+        ("SCAN", "0", "TYPE", "stream"),
     ]
     for proto in (2, 3):
         both(ours, theirs, ("DEL", "s", "t", "h"))

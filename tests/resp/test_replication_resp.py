@@ -2,8 +2,9 @@
 
 A three-replica mesh (durability fsync, each with a RESP port): what a Redis client writes at one
 replica reads at the others, over RESP or HTTP, and HTTP writes read over RESP; concurrent INCRs
-at two replicas add up.  A replica killed with ``kill -9`` right after acknowledged RESP writes
-has every one of them after its restart.
+at two replicas add up; a list pushed at one replica reads at the others, and a BLPOP waiting at
+one takes an element pushed at another.  A replica killed with ``kill -9`` right after
+acknowledged RESP writes has every one of them after its restart.
 """
 
 from __future__ import annotations
@@ -155,6 +156,33 @@ def test_http_writes_read_over_resp_elsewhere(cluster: list[Server]) -> None:
         c1.incr("repl:h")  # "x", written over HTTP
     c1.close()
     c3.close()
+
+
+def test_lists_replicate_and_a_blocked_pop_takes_a_replicated_push(
+    cluster: list[Server],
+) -> None:
+    r1, r2, r3 = cluster
+    c1, c2, c3 = client(r1), client(r2), client(r3)
+    assert c1.rpush("repl:list", "a", "b", "c") == 3
+    wait_until(
+        lambda: c3.lrange("repl:list", 0, -1) == ["a", "b", "c"], REPLICATE_S, what="r3's list"
+    )
+    assert c3.lpop("repl:list") == "a"
+    wait_until(lambda: c1.llen("repl:list") == 2, REPLICATE_S, what="r3's pop at r1")
+    # a BLPOP waiting at r2 takes an element pushed at r1, once it has replicated
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(c2.blpop(["repl:queue"], timeout=25)))
+    started = time.monotonic()
+    waiter.start()
+    time.sleep(0.5)
+    assert not got
+    assert c1.rpush("repl:queue", "job") == 1
+    waiter.join(REPLICATE_S)
+    assert got == [("repl:queue", "job")], got
+    assert time.monotonic() - started < 25  # woken by the push, not timed out
+    wait_until(lambda: c1.exists("repl:queue") == 0, REPLICATE_S, what="r2's pop at r1")
+    for c in (c1, c2, c3):
+        c.close()
 
 
 def test_kill9_right_after_acknowledged_writes(tmp_path: Path) -> None:
