@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,6 +188,12 @@ class SimNode:
     def wipe(self, incarnation: str) -> None:
         """The data directory is lost: start empty under a new incarnation."""
         self.storage.wipe()
+        self._open(incarnation)
+
+    def restore(self, copy: MemoryStorage, incarnation: str) -> None:
+        """The process dies and starts on ``copy``, an older copy of its data
+        directory (``SimCluster.copy_storage``), as after a restore from a backup."""
+        self.storage = copy
         self._open(incarnation)
 
     def encoded_state(self) -> dict[tuple[str, str], bytes]:
@@ -428,6 +435,17 @@ class SimCluster:
 
     def wipe(self, rid: str) -> None:
         self.nodes[rid].wipe(self._incarnation())
+        self._forget(rid)
+
+    def copy_storage(self, rid: str) -> MemoryStorage:
+        """A copy of node ``rid``'s data directory as a crash now would leave it."""
+        copy = deepcopy(self.nodes[rid].storage)
+        copy.crash()
+        return copy
+
+    def restore(self, rid: str, copy: MemoryStorage) -> None:
+        """Node ``rid`` dies and starts on ``copy`` (see ``copy_storage``)."""
+        self.nodes[rid].restore(deepcopy(copy), self._incarnation())
         self._forget(rid)
 
     def _forget(self, rid: str) -> None:

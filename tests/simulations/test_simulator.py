@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -491,6 +492,42 @@ def test_b9_a_restart_does_not_need_a_state_sync() -> None:
     c.nodes["r0"].apply({"op": "sets.add", "key": "s", "members": ["after"]}, c.now_ms)
     c.settle()
     assert "SyncDigest" not in sent, "a restart made a peer fall below the retained log"
+
+
+def test_a_replica_restored_from_an_old_copy_gets_its_newer_writes_back() -> None:
+    """Issue 20 (restores): r0 starts on a copy of its data directory taken before
+    writes it then made and replicated.  It mints under a new actor, never an old
+    dot again, and r1 and r2, seeing its applied vector go back, sync it: its own
+    newer writes come back and all three converge."""
+    c = SimCluster(3, 1, faults=LinkFaults(5, 0))
+
+    def at_r0(op: dict[str, Any]) -> None:
+        c.nodes["r0"].apply(op, c.now_ms)
+
+    for i in range(5):
+        at_r0({"op": "counters.incr", "key": "c", "delta": 1})
+        at_r0({"op": "sets.add", "key": "s", "members": [f"old{i}"]})
+    c.settle()
+    copy = c.copy_storage("r0")
+    for i in range(10):
+        at_r0({"op": "counters.incr", "key": "c", "delta": 10})
+        at_r0({"op": "lists.rpush", "key": "l", "values": [f"newer{i}"]})
+    at_r0({"op": "registers.set", "key": "reg", "value": "after the copy"})
+    c.settle()
+    old_actor = c.nodes["r0"].replica.actor
+    old_seq = c.nodes["r0"].replica.seq
+    c.restore("r0", copy)
+    assert c.nodes["r0"].replica.applied.vv[old_actor] < old_seq  # it went back
+    at_r0({"op": "counters.incr", "key": "c", "delta": 100})
+    c.settle()
+    for node in c.nodes.values():
+        assert final_read(node, "counters", "c", c.now_ms) == {"value": 5 + 100 + 100}
+        assert final_read(node, "registers", "reg", c.now_ms) == {"value": "after the copy"}
+        got = final_read(node, "lists", "l", c.now_ms)
+        assert got["values"] == [f"newer{i}" for i in range(10)], (node.rid, got)
+        vv = node.replica.applied.vv
+        assert vv[old_actor] == old_seq  # every dot of the old actor, none re-minted
+        assert vv[c.nodes["r0"].replica.actor] == 1  # the restored start's one write
 
 
 BUG_SEEDS = [
