@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from crdtkv.crdts.causal import VersionVector
+from crdtkv.crdts.causal import VersionVector, vv_join
 from crdtkv.replica.peers import PeerRecord
 from replication.reach import Level, PeerReport
 
@@ -30,7 +30,11 @@ class PeerState:
     acked: int = 0  # highest position of our log the peer durably applied
     incarnation: str = ""  # the peer's incarnation as last seen
     applied: VersionVector = field(default_factory=dict)  # the peer's applied vector, last seen
-    applied_known: bool = False  # ``applied`` was heard (now or before a restart of ours)
+    # Per actor, the highest seq among the dots of our log entries up to ``acked``
+    # (an upper bound): what a new incarnation of the peer must have applied to
+    # have lost nothing (``Replication._heard``).  Persisted with ``acked``.
+    acked_vv: VersionVector = field(default_factory=dict)
+    acked_vv_known: bool = True  # False: restored from a record without it
     floor: VersionVector = field(default_factory=dict)  # its stability floor (Header.floor)
     # Its configured peers and its levels (``replication.reach``), last seen;
     # None: not heard yet, or a replica that does not send them.
@@ -62,17 +66,29 @@ class PeerState:
         if rec is None:
             return cls(peer_id)
         out = cls(peer_id, rec.acked, rec.incarnation, resync=rec.resync)
-        if rec.applied is not None:
-            out.applied, out.applied_known = dict(rec.applied), True
+        if rec.acked_vv is not None:
+            out.acked_vv = dict(rec.acked_vv)
+        else:  # an earlier build's record: exact only if nothing was acknowledged
+            out.acked_vv_known = rec.acked == 0
         return out
 
     def report(self) -> PeerReport:
         """What it last told us about itself and beyond (``replication.reach``)."""
         return PeerReport(self.peer_id, self.peers, self.floor, self.applied, self.reach)
 
+    def ack(self, pos: int, dots: VersionVector) -> None:
+        """``acked`` moves to ``pos``; ``dots`` bounds the entries it passed."""
+        if pos > self.acked:
+            self.acked_vv = vv_join(self.acked_vv, dots)
+            self.acked = pos
+
+    def reset_acked(self) -> None:
+        """The peer lost data: nothing of ours is acknowledged any more."""
+        self.acked, self.acked_vv, self.acked_vv_known = 0, {}, True
+
     def record(self) -> PeerRecord:
         """The persisted part.  A pending resync restarts from 0 anyway."""
         if self.resync:
             return PeerRecord(0, self.incarnation, resync=True)
-        applied = dict(self.applied) if self.applied_known else None
-        return PeerRecord(self.acked, self.incarnation, applied=applied)
+        acked_vv = dict(self.acked_vv) if self.acked_vv_known else None
+        return PeerRecord(self.acked, self.incarnation, acked_vv=acked_vv)

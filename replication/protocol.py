@@ -132,7 +132,7 @@ when they are built.
 
 from __future__ import annotations
 
-from crdtkv.crdts.causal import VersionVector, vv_dominates
+from crdtkv.crdts.causal import VersionVector, context_bound, vv_dominates
 from crdtkv.errors import ProtocolError, Unauthorized
 from crdtkv.limits import ReplicationSettings as Settings
 from crdtkv.replica import records as rec
@@ -286,10 +286,26 @@ class Replication:
         peer.failures = 0
         if msg.sync_id == 0:
             if peer.sync is None and msg.acked >= 0:
-                peer.acked = max(peer.acked, min(msg.acked, self.log.last_pos))
+                self._ack(peer, min(msg.acked, self.log.last_pos))
                 self._save_peer(peer)
         elif self.sender.on_reply(peer, msg):
             self._save_peer(peer)
+
+    def _ack(self, peer: PeerState, pos: int) -> None:
+        """The peer acknowledged our log up to ``pos``."""
+        if pos <= peer.acked:
+            return
+        dots: VersionVector = {}
+        if self.log.covers(peer.acked):
+            for e in self.log.after(peer.acked):
+                if e.pos > pos:
+                    break
+                actor, seq = e.dot
+                if seq > dots.get(actor, 0):
+                    dots[actor] = seq
+        else:  # entries gone from the log: bound them by everything applied
+            dots = context_bound(self.replica.applied)
+        peer.ack(pos, dots)
 
     def request_failed(self, peer_id: str) -> None:
         peer = self.peers[peer_id]
@@ -307,18 +323,18 @@ class Replication:
             raise Unauthorized(f"message from {head.sender!r} on the link to {peer.peer_id!r}")
         if peer.incarnation and head.incarnation != peer.incarnation:
             # The peer restarted (every start is a new incarnation).  A sync run
-            # towards its old incarnation is void.  If its applied vector no longer
-            # covers what it told us before, it lost data (a wiped directory, a
+            # towards its old incarnation is void.  If its applied vector does not
+            # cover every entry it acknowledged, it lost data (a wiped directory, a
             # restored copy, a power loss in `wal` durability): everything must be
-            # shipped again, its own newer writes included.
+            # shipped again, its own newer writes included.  Else it lost nothing
+            # and pushes go on from ``acked``.
             self.sender.end(peer)
             self.receiver.forget(peer.peer_id)
-            if not (peer.applied_known and vv_dominates(head.applied, peer.applied)):
-                peer.acked = 0
+            if not (peer.acked_vv_known and vv_dominates(head.applied, peer.acked_vv)):
+                peer.reset_acked()
                 peer.resync = True
         peer.incarnation = head.incarnation
         peer.applied = dict(head.applied)
-        peer.applied_known = True
         peer.floor = dict(head.applied if head.floor is None else head.floor)
         peer.peers = None if head.peers is None else frozenset(head.peers)
         peer.reach = head.reach

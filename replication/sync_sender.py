@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from crdtkv.crdts.base import CRDT
-from crdtkv.crdts.causal import CausalContext
+from crdtkv.crdts.causal import CausalContext, context_bound
 from crdtkv.limits import ITEM_FRAMING_BYTES, SYNC_KEYS_MAX, ReplicationSettings
 from crdtkv.replica import records as rec
 from crdtkv.replica.keyspace import Key, Replica
@@ -197,7 +197,7 @@ class SyncSender:
             run.want.extend(msg.want[: run.inflight_keys])
         elif run.stage is Stage.DONE:
             if msg.acked == run.upto:
-                peer.acked = max(peer.acked, run.upto)
+                peer.ack(run.upto, context_bound(run.ctx))
                 self.end(peer)
                 peer.resync = False
                 peer.syncs_completed += 1

@@ -25,6 +25,7 @@ __all__ = [
     "Dot",
     "Order",
     "VersionVector",
+    "context_bound",
     "vv_compare",
     "vv_dominates",
     "vv_join",
@@ -225,6 +226,15 @@ class CausalContext:
         if not isinstance(cloud_raw, list | tuple):
             raise CodecError("causal context: cloud must be a list")
         return cls(vv, (decode_dot(d) for d in cloud_raw))
+
+
+def context_bound(ctx: CausalContext) -> VersionVector:
+    """Per actor, the highest seq ``ctx`` covers (gaps or not): an upper bound."""
+    out = dict(ctx.vv)
+    for actor, seq in ctx.cloud:
+        if seq > out.get(actor, 0):
+            out[actor] = seq
+    return out
 
 
 def decode_actor(data: object) -> str:

@@ -31,10 +31,11 @@ class PeerRecord:
     # The peer lost its data (new incarnation): it gets a state sync before any
     # push.  Persisted, so a restart in between does not forget it.
     resync: bool = False
-    # The peer's applied vector as it last told us (None: not recorded, as by
-    # earlier builds).  A new incarnation whose applied vector covers it lost
-    # nothing: a restart, which needs no state sync.
-    applied: VersionVector | None = None
+    # Per actor, the highest seq of the dots of our log entries up to ``acked``
+    # (None: not recorded, as by earlier builds).  A new incarnation of the peer
+    # whose applied vector covers it still has all it acknowledged: a restart
+    # that lost nothing, which needs no state sync.
+    acked_vv: VersionVector | None = None
 
 
 @dataclass(slots=True)

@@ -346,13 +346,13 @@ def decode_applied(blob: bytes) -> CausalContext:
 
 
 def encode_peers(records: dict[str, PeerRecord]) -> bytes:
-    """``{peer: [acked, incarnation]}``, plus the peer's applied vector when known
-    (``[acked, incarnation, {actor: seq}]``); a pending resync is stored as acked -1."""
+    """``{peer: [acked, incarnation]}``, plus the bound of the dots acknowledged when
+    known (``[acked, incarnation, {actor: seq}]``); a pending resync is stored as acked -1."""
     out: dict[str, list[Any]] = {}
     for p, r in records.items():
         v: list[Any] = [-1 if r.resync else r.acked, r.incarnation]
-        if r.applied is not None:
-            v.append(r.applied)
+        if r.acked_vv is not None:
+            v.append(r.acked_vv)
         out[p] = v
     return pack(out)
 
@@ -370,8 +370,8 @@ def decode_peers(blob: bytes) -> dict[str, PeerRecord]:
             or type(v[0]) is not int
             or not isinstance(v[1], str)
         ):
-            raise CodecError("meta peers: expected peer -> [acked, incarnation, applied?]")
+            raise CodecError("meta peers: expected peer -> [acked, incarnation, acked_vv?]")
         acked, incarnation = v[0], v[1]
-        applied = decode_vv(v[2]) if len(v) == 3 else None
-        out[peer] = PeerRecord(max(0, acked), incarnation, resync=acked < 0, applied=applied)
+        acked_vv = decode_vv(v[2]) if len(v) == 3 else None
+        out[peer] = PeerRecord(max(0, acked), incarnation, resync=acked < 0, acked_vv=acked_vv)
     return out

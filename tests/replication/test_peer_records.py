@@ -25,6 +25,22 @@ def test_records_encode_to_the_bytes_earlier_builds_wrote() -> None:
     assert rec.encode_peers({}) == rec.pack({})
 
 
+def test_the_bound_of_acknowledged_dots_is_kept_and_an_old_record_is_not_trusted() -> None:
+    with_vv = {"r2": PeerRecord(7, "inc2", acked_vv={"r1~a": 5, "r2~b": 2})}
+    assert rec.decode_peers(rec.encode_peers(with_vv)) == with_vv
+    with pytest.raises(CodecError, match="version vector"):
+        rec.decode_peers(msgpack.packb({"r2": [7, "inc2", [1]]}, use_bin_type=True))
+    from replication.peer_state import PeerState
+
+    # An earlier build's record says nothing of the dots acknowledged: a restart of
+    # that peer is then taken for a loss of data (a state sync), unless nothing was.
+    assert not PeerState.restored("r2", PeerRecord(7, "inc2")).acked_vv_known
+    assert PeerState.restored("r2", PeerRecord(0, "inc2")).acked_vv_known
+    restored = PeerState.restored("r2", with_vv["r2"])
+    assert restored.acked_vv_known and restored.acked_vv == {"r1~a": 5, "r2~b": 2}
+    assert restored.record() == with_vv["r2"]
+
+
 @pytest.mark.parametrize(
     "data",
     [
