@@ -20,11 +20,13 @@ determines the key, and its dots may have been minted twice.
 Four checkers:
 
 - ``list-converge``: after quiescence every replica answers LRANGE 0 -1
-  alike (*reads-differ*, black-box); white-box, at every replica, the answer
-  is the live elements in position order (*wrong-order*), every live element
-  was minted at its position by an executed operation (*phantom-element*)
-  that no executed operation removed (*resurrected-element*), and its value
-  is the last writer's of its push and the LSETs of it (*wrong-value*).
+  alike (*reads-differ*, black-box).  White-box: every answer of a read
+  (during the run and the final ones) is the elements of the state it read
+  in position order (*wrong-order*), and at every replica after healing each
+  live element was minted at its position by an executed operation
+  (*phantom-element*) that no executed operation removed
+  (*resurrected-element*), and holds the last writer's value of its push and
+  the LSETs of it (*wrong-value*).
 - ``list-pushes-kept``: black-box *lost-push*, per value: an acknowledged
   LPUSH, RPUSH, LINSERT or LMOVE created value ``v`` in the list, ``v`` is
   absent at the end, and no operation that may have happened and did not
@@ -33,38 +35,50 @@ Four checkers:
   something (or whose answer is unknown), an LMOVE from the list that answered
   ``v`` (or whose answer is unknown), and any LTRIM, LSET or DEL of the key
   (their answers do not say which elements they took).  An operation that
-  finished before the creation began cannot have observed it.  White-box
-  *lost-element*: an element minted by an executed operation that no executed
-  operation's delta removed is absent.
+  finished before the creation began cannot have observed it, and a removal
+  takes only what its replica had observed, so nothing else can take ``v``.
+  White-box *lost-element*: an element minted by an executed operation that
+  no executed operation's delta removed is absent at some replica.
 - ``list-replica-order``: pushes at one end by one replica keep their order.
-  Black-box, per value: of two pushes at one end of the key sent to one replica
-  (one incarnation in the simulator), the first acknowledged before the second
-  was invoked, every value of the first that is present at the end is before
-  (RPUSH; after, for LPUSH) every present value of the second, and the values
-  of one push are in push order.  Only values present once and that no LMOVE
-  into the key may have copied are compared (a moved value is a new element at
-  another place); LSET and LINSERT never move an element, and an LSET value or
-  an inserted one is no push.  White-box, per element: of the elements one
-  actor (replica incarnation) pushed at one end (LPUSH, RPUSH, the push half
-  of an LMOVE), by the order it minted them (their dots' sequence numbers),
-  the positions of those live at the end increase (right) or decrease (left).
+  Black-box *push-order*, per value: of two pushes at one end of the key sent
+  to one replica (one incarnation, in the simulator), the first acknowledged
+  before the second was invoked, every value of the first is before (RPUSH;
+  after, for LPUSH) every value of the second, and the values of one push are
+  in push order (the last value of an LPUSH first).  Only values present once
+  and that no LMOVE into the key may have copied are compared (a moved value
+  is a new element at another place); LSET and LINSERT never move an element,
+  and an LSET value or an inserted one is no push.  White-box
+  *element-order*, per element: of the elements one actor (a replica
+  incarnation) pushed at one end (LPUSH, RPUSH, the push half of an LMOVE),
+  in the order it minted them (their dots' sequence numbers), the positions
+  increase (right) or decrease (left).  This holds of any state holding
+  both: an element still there was at its replica when the later push
+  chose a position beyond that end.
 - ``list-no-interleave``: concurrent runs of pushes stay contiguous.  A *run*
-  (white-box) is a maximal sequence of one actor's LPUSHes (or RPUSHes) of the
-  key, in the order that actor executed them, in which every push after the
-  first found at that end, in the actor's state before it (``Meta.before``),
-  the element the previous push of the run pushed last: nothing reached that
-  end of the actor's list in between, neither a pop nor another replica's
-  push.  Two replicas pushing at one end while apart make two runs that start
-  at the same element.  The rule: the live elements of a run are contiguous
-  with respect to every element another actor pushed at either end (LPUSH,
-  RPUSH, LMOVE): none lies between two of them (*interleaved*: no a1 b1 a2,
-  so no a1 b1 a2 b2).  Elements LINSERTed inside a run may lie there: an
-  insert is no push.  The rule holds for runs apart or not, since a run that
-  starts after another's elements arrived sorts beyond them; the concurrent
-  ones are those it tests.  Black-box, the runs are the values of one push (an
-  operation pushes its values one after the other with nothing in between):
-  no present value of another push lies between two present values of one
-  push (values compared as for ``list-replica-order``).
+  (white-box) is a maximal sequence of one actor's LPUSHes (or RPUSHes) of
+  the key, in the order that actor executed them, in which every push after
+  the first found at that end of the actor's state before it
+  (``Meta.before``) the element the previous push of the run pushed last:
+  nothing reached that end of the actor's list in between, neither a pop,
+  an LMOVE nor another replica's push.  Two replicas that push at one end
+  while apart make two runs that start at the same element.  The rule
+  (*interleaved-run*): the elements of a run are contiguous with respect to
+  every element another actor pushed at either end (LPUSH, RPUSH, LMOVE):
+  none lies between two of them (no a1 b1 a2, so no a1 b1 a2 b2).  An element
+  LINSERTed inside a run may lie there: an insert is no push.  The rule holds
+  for runs apart or not (a run that starts after another's elements arrived
+  sorts beyond them); the concurrent ones are those that test it.  Black-box
+  (*interleaved-push*), the runs are the values of one push (an operation
+  pushes its values one after the other, with nothing in between): no value
+  of another push lies between two values of one push (values compared as
+  for ``list-replica-order``).
+
+Both order rules hold of every state that holds the elements, not only the
+final one: they are checked at every replica after healing and at every read
+of the run (black-box on whole-list answers, white-box on the state each read
+saw).  Each violation names the key, the values (and, white-box, the dots) of
+the elements and the operations that pushed them; the campaign's verdict line
+gives the seed and the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -217,7 +231,7 @@ def _created(o: Op, name: str) -> list[tuple[str, str | None]]:
         return [(str(o.args["element"]), None)]
     if o.kind == "lists.move" and o.args.get("destination") == name:
         v = r.get("value")
-        return [] if v is None else [(str(v), str(o.args["to_end"]))]
+        return [] if v is None else [(str(v), str(o.args.get("to_end", "left")))]
     return []
 
 
@@ -404,7 +418,7 @@ def _interleave_in(name: str, ops: list[Op], white: bool, values: list[str]) -> 
             out.append(
                 Violation(
                     INTERLEAVE,
-                    "interleaved",
+                    "interleaved-push",
                     f"lists/{name}: the values of {o.describe()} are at indexes {idx} of the "
                     f"final list, and {values[inside[0]]!r} of {other.describe()} lies "
                     f"between them ({len(inside)} value(s) of other pushes inside)",
@@ -455,7 +469,7 @@ def _end(o: Op, name: str) -> str | None:
     if o.kind in PUSHES:
         return PUSHES[o.kind]
     if o.kind == "lists.move" and o.args.get("destination") == name:
-        return str(o.args["to_end"])
+        return str(o.args.get("to_end", "left"))  # the op's default
     return None
 
 
@@ -728,7 +742,7 @@ def _runs_in(
         out.append(
             Violation(
                 INTERLEAVE,
-                "interleaved",
+                "interleaved-run",
                 f"lists/{name}: the run of {len(run.ops)} {run.end} push(es) by {run.actor} "
                 f"(#{', #'.join(str(o.idx) for o in run.ops[:6])}) is not contiguous: "
                 f"{other.describe()}, pushed by {other.dot[0]} (#{other.op.idx} "
