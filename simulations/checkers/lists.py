@@ -13,9 +13,12 @@ Black-box parts read only invocations, answers and the final reads (they also
 run against real processes); white-box parts, in the simulator, rebuild every
 element from the deltas the executed operations committed (``_model``), without
 the list's join or index, so a broken join or index cannot hide from them.
-The white-box parts skip a key on which some operation may have been undone
-by a lost data directory (``numbers.uncertain``): its history no longer
-determines the key, and its dots may have been minted twice.
+The white-box checks of what a list holds skip a key on which some operation
+may have been undone by a lost data directory (``numbers.uncertain``): its
+history no longer determines what survives.  The order rules need only that
+each dot names one element (an element a lost directory took is merely
+absent), so they skip a key only when two operations minted one dot (a crash
+took the first back before it left its replica).
 
 Four checkers:
 
@@ -146,16 +149,22 @@ def check_lists(history: History, final: Final) -> list[Violation]:
         seen = [(where, values) for where, values, _ in views if values is not None]
         out += _each(seen, partial(_order_in, name, ops, white))
         out += _each(seen, partial(_interleave_in, name, ops, white))
-        if not white or uncertain(ops):
+        if not white:
             continue
+        out += _read_order(name, ops)
         model = _model(ops, name)
+        if model is None:
+            continue
+        # The order rules need only that each dot names one element: positions never
+        # change, and an element a lost data directory took away is merely absent.
         runs = _runs(ops, name, model)
         states = [(where, live) for where, _, live in views if live is not None]
-        out += first_failing(final, partial(_exact_at, name, model))
-        out += _read_order(name, ops)
-        out += first_failing(final, partial(_elements_kept_at, name, model))
         out += _each(states, partial(_element_order_in, name, model))
         out += _each(states, partial(_runs_in, name, model, runs))
+        if uncertain(ops):
+            continue  # what survives is no longer determined by the history
+        out += first_failing(final, partial(_exact_at, name, model))
+        out += first_failing(final, partial(_elements_kept_at, name, model))
     return out
 
 
@@ -473,14 +482,16 @@ def _end(o: Op, name: str) -> str | None:
     return None
 
 
-def _model(ops: list[Op], name: str) -> dict[Dot, _Elem]:
+def _model(ops: list[Op], name: str) -> dict[Dot, _Elem] | None:
     """Every element the executed operations minted in the list, with the executed
     operations that removed it and the LSET values written to it.
 
     A narrow delta lists what it changed: a position with an element is a new element
     (an LSET's: a value written to an existing one), a position without one a removed
     element.  A full delta (a DEL) removes every element of its causal context it does
-    not list."""
+    not list.  None when two operations minted one dot (a crash took back the first
+    before it left its replica, which then minted the dot again): dots no longer name
+    elements."""
     elems: dict[Dot, _Elem] = {}
     removals: list[tuple[Op, Dot]] = []
     writes: list[tuple[Dot, Elem]] = []
@@ -496,7 +507,9 @@ def _model(ops: list[Op], name: str) -> dict[Dot, _Elem]:
                     removals.append((o, dot))
                 elif o.kind == "lists.set":
                     writes.append((dot, e))
-                elif dot not in elems:
+                elif dot in elems:
+                    return None  # minted twice: a crash took the first back
+                else:
                     elems[dot] = _Elem(dot, pos, e, o, _end(o, name))
     for o, dot in removals:
         if dot in elems:

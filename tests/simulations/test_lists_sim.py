@@ -24,16 +24,20 @@ from typing import Any
 
 import pytest
 
+from crdtkv.crdts.causal import CausalContext
+from crdtkv.crdts.rlist import RList, dot_of, level
+from crdtkv.replica.keyspace import DeltaGroup
 from simulations.campaign import CampaignOptions, config_for, repro_command
 from simulations.canaries import CANARIES
 from simulations.checkers import CHECKERS
 from simulations.checkers.lists import check_lists, list_values
 from simulations.config import FAULT_KINDS
-from simulations.history import Final, History, Op
+from simulations.history import Final, History, Meta, Op
 from simulations.sim import Simulation
 from simulations.workload import MIXES, Workload, keyspace
 from tests.procs import ROOT, clean_env
 
+LS0 = ("list", "ls0")
 LIST_CHECKERS = ("list-converge", "list-pushes-kept", "list-replica-order", "list-no-interleave")
 LIST_CANARIES = {
     "list-runs-by-arrival": "list-converge",
@@ -237,6 +241,114 @@ def test_replicas_that_answer_differently_are_reported() -> None:
     got = _check([push], ["a", "b"], ["b", "a"])
     assert got[0] == "list-converge/reads-differ"
     assert "list-replica-order/push-order" in got  # r1's order is the wrong one
+
+
+# -- the white-box rules on hand-made deltas -----------------------------------------------------
+ACTOR = "r0~i0"
+
+
+def _executed(op: Op, delta: RList, seq: int) -> Op:
+    """``op`` as executed at r0 (incarnation i0), its delta of ls0 committed as ``seq``."""
+    op.meta = Meta(
+        op.invoke_ms, op.invoke_ms, "i0", groups=[DeltaGroup((ACTOR, seq), {LS0: delta})]
+    )
+    op.meta.exec_seq = seq
+    return op
+
+
+def _white(ops: list[Op], state: RList, read: list[str] | None = None) -> list[str]:
+    history = History(keys={"lists": ["ls0"]})
+    for o in ops:
+        history.add(o)
+    values = state.values() if read is None else read
+    final = Final(
+        reads={"r0": {("lists", "ls0"): {"values": values, "length": len(values)}}},
+        replica_states={"r0": {LS0: state}},
+    )
+    return [f"{v.checker}/{v.kind}" for v in check_lists(history, final)]
+
+
+def _pushed_and_popped() -> tuple[list[Op], RList, RList]:
+    """RPUSH a b, then LPOP (a), at r0: the ops, the list after the push, after the pop."""
+    rl = RList()
+    d1 = rl.push(ACTOR, ["a", "b"], left=False)
+    pushed = rl.copy()
+    d2, _ = rl.remove([rl.order[0]])
+    ops = [
+        _executed(_push(["a", "b"], (0, 10)), d1, 1),
+        _executed(_op("lists.lpop", {}, (20, 30), {"values": ["a"]}), d2, 2),
+    ]
+    return ops, pushed, rl
+
+
+def test_the_white_box_rules_hold_of_what_the_deltas_leave() -> None:
+    ops, pushed, popped = _pushed_and_popped()
+    assert _white(ops, popped.copy()) == []
+    # The popped element is back: resurrected.
+    assert _white(ops, pushed.copy()) == ["list-converge/resurrected-element"]
+    # The remaining one is gone, though nothing removed it: lost (and lost-push, black-box).
+    empty = popped.copy()
+    empty.remove(list(empty.order))
+    assert _white(ops, empty) == ["list-pushes-kept/lost-push", "list-pushes-kept/lost-element"]
+    # An element no operation minted.
+    extra = popped.copy()
+    extra.push("r9~x", ["z"], left=False)
+    assert _white(ops, extra) == ["list-converge/phantom-element"]
+    # A read that is not the state in position order.
+    got = _white(ops, pushed.copy(), read=["b", "a"])
+    assert "list-converge/wrong-order" in got
+
+
+def test_a_dot_minted_twice_leaves_only_the_black_box_rules() -> None:
+    ops, _, popped = _pushed_and_popped()
+    again = RList()
+    d = again.push(ACTOR, ["c"], left=False)  # dot (r0~i0, 1) again: a crash took "a" back
+    ops.append(_executed(_push(["c"], (40, 50)), d, 3))
+    empty = popped.copy()
+    empty.remove(list(empty.order))
+    got = _white(ops, empty)
+    assert "list-pushes-kept/lost-element" not in got
+    assert got.count("list-pushes-kept/lost-push") == 2  # b and c
+
+
+def _minted(pos: str, value: str) -> RList:
+    return RList({pos: value}, CausalContext(cloud=[dot_of(pos)]), narrow=True)
+
+
+def _runs_of_two(a_levels: list[tuple[int, int]], b_levels: list[tuple[int, int]]) -> list[str]:
+    """r0 RPUSHes a1 then a2 (a run: a2's push found a1 at the tail), r1 b1 then b2, at
+    positions (major, k) given; the checkers' verdict on the list holding all four."""
+    ops: list[Op] = []
+    state = RList()
+    for rid, levels, x in (("r0", a_levels, "a"), ("r1", b_levels, "b")):
+        actor = f"{rid}~i{rid[1]}"
+        before: RList | None = None
+        for i, (major, k) in enumerate(levels):
+            pos, value = level(major, actor, k), f"{x}{i + 1}"
+            push = _push([value], (10 * i, 10 * i + 5), replica=rid)
+            o = _executed(push, _minted(pos, value), i + 1)
+            assert o.meta is not None
+            o.meta.incarnation, o.meta.before = actor[3:], before
+            before = RList({pos: value}, CausalContext(cloud=[dot_of(pos)]))
+            state.merge(_minted(pos, value))
+            ops.append(o)
+    return _white(ops, RList(dict(state.entries), state.ctx.copy()))
+
+
+def test_the_white_box_order_rules_read_the_actor_and_its_runs() -> None:
+    # One major per run (the real rule): a1 a2 b1 b2.
+    assert _runs_of_two([(1, 1), (1, 2)], [(1, 1), (1, 2)]) == []
+    # A new major per push: a1 b1 a2 b2, both runs broken (one value per push: only
+    # the white-box runs span two pushes).
+    assert (
+        _runs_of_two([(1, 1), (2, 2)], [(1, 1), (2, 2)])
+        == ["list-no-interleave/interleaved-run"] * 2
+    )
+    # Runs one after the other by major: a1 a2 b1 b2 with a new major each is fine.
+    assert _runs_of_two([(1, 1), (2, 2)], [(3, 1), (4, 2)]) == []
+    # A run ordered newest first: a2 a1 at the tail.
+    got = _runs_of_two([(1, 1), (1, -2)], [(3, 1), (3, 2)])
+    assert got == ["list-replica-order/push-order", "list-replica-order/element-order"]
 
 
 # -- the canaries, white-box and black-box ---------------------------------------------------
