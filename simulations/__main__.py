@@ -3,6 +3,7 @@
     python -m simulations run --seed 7                  one seed (exit 1 on a violation)
     python -m simulations run --seed 1 --seeds 2000     a campaign of seeds 1..2000
     python -m simulations run --seed 3 --canary fsync-lies
+    python -m simulations run --seed 1 --seeds 150 --key-classes lists   only list keys
     python -m simulations --list-canaries
     python -m simulations cluster --duration 20         real ``crdtkv serve`` processes
 
@@ -47,6 +48,19 @@ def _kinds(text: str) -> list[str]:
     return kinds
 
 
+def _classes(text: str) -> list[str]:
+    from simulations.workload import TYPE_WEIGHTS
+
+    classes = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in classes if c not in TYPE_WEIGHTS]
+    if unknown or not classes:
+        raise argparse.ArgumentTypeError(
+            f"unknown key class(es) {', '.join(unknown) or '(none given)'}; "
+            f"known: {', '.join(TYPE_WEIGHTS)}"
+        )
+    return classes
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m simulations",
@@ -68,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=float, help="fault phase in simulated seconds")
     r.add_argument(
         "--canary", choices=sorted(CANARIES), help="inject a deliberately broken variant"
+    )
+    r.add_argument(
+        "--key-classes",
+        type=_classes,
+        help="comma list of the key classes clients use (default: all), e.g. 'lists' or "
+        "'hashes,zsets'",
     )
     r.add_argument("--durability", choices=("fsync", "wal"), default="fsync")
     r.add_argument("--report", type=Path, help="write report.json and PNG figures here")
@@ -124,6 +144,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         duration_ms=round(args.duration * 1000) if args.duration is not None else None,
         durability=args.durability,
         canary=args.canary,
+        key_classes=args.key_classes,
         report=args.report,
         jobs=max(1, args.jobs),
         progress=not args.quiet,

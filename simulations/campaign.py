@@ -44,6 +44,7 @@ class CampaignOptions:
     report: Path | None = None
     jobs: int = 1
     progress: bool = True
+    key_classes: list[str] | None = None  # workload.TYPE_WEIGHTS entries drawn (None: all)
 
 
 def config_for(opts: CampaignOptions, seed: int) -> SimConfig:
@@ -70,6 +71,8 @@ def config_for(opts: CampaignOptions, seed: int) -> SimConfig:
         cfg.liveness_ms = 15_000
         for name, value in canary.overrides.items():
             setattr(cfg, name, value)
+    if opts.key_classes is not None:  # given: it wins over a canary's aim
+        cfg.key_classes = list(opts.key_classes)
     return cfg
 
 
@@ -87,6 +90,8 @@ def repro_command(opts: CampaignOptions, seed: int) -> str:
         parts += ["--durability", opts.durability]
     if opts.canary:
         parts += ["--canary", opts.canary]
+    if opts.key_classes is not None:
+        parts += ["--key-classes", ",".join(opts.key_classes)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -228,6 +233,7 @@ def write_report(opts: CampaignOptions, result: CampaignResult) -> None:
             "duration_ms": opts.duration_ms,
             "durability": opts.durability,
             "canary": opts.canary,
+            "key_classes": opts.key_classes,
         },
         "summary": result.summary(),
         "seeds": seeds,

@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from crdtkv.crdts import numeric
+from crdtkv.crdts import numeric, rlist
 from crdtkv.crdts.hlc import ZERO
 from crdtkv.crdts.hll import HLL, REGISTER_MAX
 from crdtkv.crdts.numeric import Incr, NumericRegister, Write
 from crdtkv.crdts.or_map import ORMap
 from crdtkv.crdts.or_set import ORSet
+from crdtkv.crdts.rlist import RList
 from crdtkv.crdts.zset import ZSet
 from crdtkv.node.core import NodeCore
 from crdtkv.replica.keyspace import Replica
@@ -193,6 +194,68 @@ def _zset_ties_by_insertion() -> contextlib.AbstractContextManager[None]:
     return _patched_all(ZSet, range_by_rank=range_by_rank, value=value)
 
 
+def _list_runs_by_arrival() -> contextlib.AbstractContextManager[None]:
+    def values(self: RList) -> list[str]:
+        # Orders the blocks of elements one actor pushed under one major (its runs) by
+        # when this replica learnt the block, not by position: replicas that learnt
+        # concurrent runs in different orders read the list in different orders.
+        arrival: dict[tuple[int, str], int] = {}
+        for p in self.entries:
+            major, actor, _ = rlist.levels(p)[0]
+            arrival.setdefault((major, actor), len(arrival))
+        live = [p for p, e in self.entries.items() if e is not None]
+
+        def rank(p: str) -> tuple[int, str]:
+            major, actor, _ = rlist.levels(p)[0]
+            return (arrival[(major, actor)], p)
+
+        return [rlist.elem_value(self.entries[p]) for p in sorted(live, key=rank)]  # type: ignore[arg-type]
+
+    return _patched(RList, "values", values)
+
+
+def _list_clear_drops_unobserved() -> contextlib.AbstractContextManager[None]:
+    original = RList.merge
+
+    def merge(self: RList, other: RList) -> None:
+        # A DEL (a full delta, or state, with no element) takes every element the
+        # receiver holds, also the pushes it never observed.
+        if not other.narrow and not any(e is not None for e in other.entries.values()):
+            for p in [p for p, e in self.entries.items() if e is not None]:
+                self._put(p, None, self.narrow)
+        original(self, other)
+
+    return _patched(RList, "merge", merge)
+
+
+def _list_between(*, reversed_runs: bool) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """``rlist.between`` for pushes at an end, broken one of two ways: a run of one
+    actor's pushes is ordered newest first (``reversed_runs``: the same-major candidate
+    takes the sequence number with the wrong sign, unchecked), or every push takes a new
+    major (the "same actor keeps the major" candidate dropped: concurrent runs interleave).
+    """
+
+    def patch() -> contextlib.AbstractContextManager[None]:
+        original = rlist.between
+
+        def between(x: str | None, y: str | None, actor: str, seq: int) -> str:
+            if (x is None) == (y is None):
+                return original(x, y, actor, seq)  # an insert, or the first element
+            right = y is None
+            end = x if right else y
+            assert end is not None
+            major, a, _ = rlist.levels(end)[0]
+            if reversed_runs:
+                if a == actor:
+                    return rlist.level(major, actor, -seq if right else seq)
+                return original(x, y, actor, seq)
+            return rlist.level(major + 1 if right else major - 1, actor, seq if right else -seq)
+
+        return _patched(rlist, "between", between)
+
+    return patch
+
+
 @contextlib.contextmanager
 def _patched_all(target: Any, **values: Any) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
@@ -271,6 +334,18 @@ class Canary:
     faults: tuple[str, ...] = ()  # fault kinds the run needs to show the bug
     overrides: dict[str, Any] = field(default_factory=dict)  # SimConfig fields to force
 
+
+# Every key class but the lists (the workload as it was before them).
+_BEFORE_LISTS = ["registers", "counters", "sets", "hlls", "numbers", "conflicts", "hashes", "zsets"]
+
+# Only list keys, one of them, busy clients: concurrent pushes, pops and DELs of one list.
+_LISTS_AIM: dict[str, Any] = {
+    "keys": 1,
+    "clients": 6,
+    "think_ms_max": 5,
+    "switch_prob": 0.0,
+    "key_classes": ["lists"],
+}
 
 CANARIES: dict[str, Canary] = {
     c.name: c
@@ -357,7 +432,8 @@ CANARIES: dict[str, Canary] = {
             "HLL merge(dest, sources) sums registers instead of taking the maximum",
             _hll_merge_sum,
             (),
-            {"clients": 6, "think_ms_max": 10},
+            # The key classes it was tuned on: list writes dilute the merges that show it.
+            {"clients": 6, "think_ms_max": 10, "key_classes": _BEFORE_LISTS},
         ),
         Canary(
             "negative-counter-read-raises",
@@ -400,6 +476,42 @@ CANARIES: dict[str, Canary] = {
             _zset_ties_by_insertion,
             ("geo", "partition"),
             {"keys": 1, "clients": 6, "think_ms_max": 5, "key_classes": ["zsets"]},
+        ),
+        Canary(
+            "list-runs-by-arrival",
+            "list-converge",
+            "a list reads its elements grouped by run (one actor's pushes under one major), "
+            "the runs in the order the replica learnt them, not by position",
+            _list_runs_by_arrival,
+            ("geo", "partition"),
+            _LISTS_AIM,
+        ),
+        Canary(
+            "list-clear-drops-unobserved",
+            "list-pushes-kept",
+            "a list's join applies a DEL to every element the receiver holds, also the "
+            "pushes the DEL never observed",
+            _list_clear_drops_unobserved,
+            ("geo", "partition"),
+            {**_LISTS_AIM, "clients": 8},
+        ),
+        Canary(
+            "list-runs-newest-first",
+            "list-replica-order",
+            "a replica's run of pushes at one end is ordered newest first (the position "
+            "that keeps the tail's major takes the wrong sign)",
+            _list_between(reversed_runs=True),
+            ("geo",),
+            _LISTS_AIM,
+        ),
+        Canary(
+            "list-push-new-major",
+            "list-no-interleave",
+            "every push takes a new major (head - 1, tail + 1), also within a replica's "
+            "run: concurrent runs at one end interleave",
+            _list_between(reversed_runs=False),
+            ("geo", "partition"),
+            _LISTS_AIM,
         ),
         Canary(
             "visible-type-lowest-stamp",

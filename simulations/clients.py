@@ -201,7 +201,7 @@ class Clients:
             meta.sources = [s.copy() for s in sources if s]
         if op.is_write:
             meta.live_before = r.live_types(op.key)
-            if key[0] == "string":
+            if key[0] in ("string", "list"):  # lists: where a push found the ends
                 prior = r.get(key)
                 meta.before = prior.copy() if prior is not None else None
         seq_before = r.seq

@@ -53,7 +53,7 @@ class Meta:
     # expired first commits a reset of its own; a DEL clears every type of the name.
     groups: list[DeltaGroup] = field(default_factory=list)
     stamp: Timestamp | None = None  # the HLC timestamp its key metadata recorded (writes)
-    before: CRDT | None = None  # string writes: a copy of the key's state before
+    before: CRDT | None = None  # string and list writes: a copy of the key's state before
     live_before: list[str] = field(default_factory=list)  # types live under the name before
     state: CRDT | None = None  # reads: a copy of the key's state it read (None: no state)
     token_vv: VersionVector = field(default_factory=dict)  # the session token it carried

@@ -20,7 +20,17 @@ one shape of use, because some checks only make sense there:
   increments and removals of one field race;
 - ``zs*`` (the ``zsets`` keys) get ZADDs of a few small scores (ties are
   common, so the order of ties is exercised), ZINCRBYs, ZREMs, ZPOPMINs
-  and DELs over ``MEMBERS``, read back by rank (ZRANGE).
+  and DELs over ``MEMBERS``, read back by rank (ZRANGE);
+- ``ls*`` (the ``lists`` keys) get LPUSHes and RPUSHes of one to three
+  values (a push with ``exists`` now and then), pops from either end
+  (sometimes of two or three), LREMs, LINSERTs and LSETs naming values
+  the client pushed there recently, LMOVEs between the ``ls*`` keys (the
+  same key included), rare LTRIMs (to the first or last dozen) and DELs,
+  and are read whole or by range.  Every element value is unique per
+  write (``"c<client>-<n>"``), so the final list says which write each
+  element comes from; only an LMOVE copies a value (the moved element
+  is a new element with the old value).  Pops, trims and DELs outweigh
+  the pushes enough that a list stays at tens of elements.
 
 Registers, counters, sets and HLLs otherwise use different names, so a
 counter never meets a register holding JSON (that answers 409
@@ -34,7 +44,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crdtkv.ops import table
@@ -56,6 +66,7 @@ MEMBERS = [f"m{i}" for i in range(8)]
 FIELDS = [f"f{i}" for i in range(6)]
 SCORES = [-1.0, 0.0, 1.0, 1.0, 2.0, 2.5, 3.0]  # few, small: ties of score are common
 SCORE_STEPS = [-1.0, 0.5, 1.0, 1.0, 2.0]  # sums of halves are exact in a double
+RECENT_MAX = 8  # list values a client remembers per key (for LREM, LINSERT, LPOS)
 
 TYPE_WEIGHTS: dict[str, int] = {
     "registers": 3,
@@ -66,6 +77,7 @@ TYPE_WEIGHTS: dict[str, int] = {
     "conflicts": 1,
     "hashes": 2,
     "zsets": 2,
+    "lists": 2,
 }
 MIXED: dict[str, tuple[str, ...]] = {
     "numbers": ("registers", "counters"),
@@ -139,6 +151,24 @@ MIXES: dict[str, Mix] = {
         ("zsets.range", 0.93, {"start": 0, "stop": 2, "rev": True, "withscores": True}),
         ("zsets.range", 1.0, {"start": 1, "stop": -2}),
     ),
+    "lists": (
+        ("lists.lpush", 0.15, {}),
+        ("lists.rpush", 0.32, {}),
+        ("lists.lpop", 0.41, {}),
+        ("lists.rpop", 0.5, {}),
+        ("lists.remove", 0.54, {}),
+        ("lists.insert", 0.58, {}),
+        ("lists.set", 0.61, {}),
+        ("lists.trim", 0.62, {"start": 0, "stop": 11}),
+        ("lists.trim", 0.63, {"start": -12, "stop": -1}),
+        ("lists.delete", 0.64, {}),
+        ("lists.move", 0.7, {}),
+        ("lists.range", 0.84, {"start": 0, "stop": -1}),
+        ("lists.range", 0.9, {"start": 1, "stop": 3}),
+        ("lists.index", 0.92, {}),
+        ("lists.pos", 0.94, {}),
+        ("lists.get", 1.0, {}),
+    ),
 }
 _UNKNOWN = {name for mix in MIXES.values() for name, _, _ in mix} - set(table.OPS)
 if _UNKNOWN:  # a renamed or removed op fails here, not mid-run
@@ -156,6 +186,7 @@ def keyspace(keys: int) -> dict[str, list[str]]:
         "conflicts": ["tc0", "tc1"],
         "hashes": [f"hash{i}" for i in range(max(1, (keys + 1) // 2))],
         "zsets": [f"zs{i}" for i in range(max(1, (keys + 1) // 2))],
+        "lists": [f"ls{i}" for i in range(max(1, (keys + 1) // 2))],
     }
 
 
@@ -190,6 +221,10 @@ class Workload:
     writes: int = 0
     ttl_prob: float = 0.2  # chance a register write carries a TTL
     classes: list[str] | None = None  # the TYPE_WEIGHTS entries drawn (None: all)
+    # lists: per key, the values this client wrote there lately (what LREM, LINSERT's
+    # pivot and LPOS name, so that they often find something)
+    recent: dict[str, list[str]] = field(default_factory=dict)
+    _op: tuple[str, str] = ("", "")  # (kind, key) of the op whose arguments are drawn
 
     def next_op(self) -> tuple[str, str, dict[str, Any]]:
         """(kind, key, args) of the next operation.
@@ -205,6 +240,7 @@ class Workload:
         cls = key_class(namespace, key)
         shared = self._shared(namespace)
         kind, fixed = next((k, f) for k, bound, f in MIXES[cls] if r < bound)
+        self._op = (kind, key)
         args: dict[str, Any] = {}
         for arg in table.OPS[kind].args[1:]:  # after the key, in the table's order
             if arg.name in fixed:
@@ -226,6 +262,8 @@ class Workload:
         # member (field) count, HLLs the items.
         if namespace in ("sets", "hashes", "zsets"):
             return self.rng.randint(1, 3)
+        if namespace == "lists":  # values per push
+            return self.rng.choice((1, 1, 2, 3))
         if namespace in ("hlls", "conflicts"):
             return [f"i{self.rng.randint(0, 3_000)}" for _ in range(self.rng.randint(1, 6))]
         return None
@@ -279,6 +317,55 @@ class Workload:
     def _items(self, cls: str, shared: Any) -> list[str]:
         return list(shared)
 
+    # -- lists ---------------------------------------------------------------------------------
+    def _new_element(self) -> str:
+        """A value no other write of the run has (``c<client>-<n>``), remembered for the key."""
+        self.writes += 1
+        value = f"c{self.client}-{self.writes}"
+        recent = self.recent.setdefault(self._op[1], [])
+        recent.append(value)
+        del recent[:-RECENT_MAX]
+        return value
+
+    def _old_element(self) -> str:
+        """A value this client wrote to the key lately (one that may be gone by now)."""
+        recent = self.recent.get(self._op[1])
+        if not recent:
+            return f"c{self.client}-0"  # never written: the op finds nothing
+        return self.rng.choice(recent)
+
+    def _values(self, cls: str, shared: Any) -> list[str]:
+        return [self._new_element() for _ in range(shared)]
+
+    def _exists(self, cls: str, shared: Any) -> bool | None:
+        return True if self.rng.random() < 0.05 else None
+
+    def _pop_count(self, cls: str, shared: Any) -> int | None:
+        return self.rng.choice((None, None, None, None, 1, 2, 3))
+
+    def _element(self, cls: str, shared: Any) -> str:
+        if self._op[0] in ("lists.set", "lists.insert"):
+            return self._new_element()
+        return self._old_element()  # LREM, LPOS
+
+    def _pivot(self, cls: str, shared: Any) -> str:
+        return self._old_element()
+
+    def _where(self, cls: str, shared: Any) -> str:
+        return self.rng.choice(("before", "after"))
+
+    def _index(self, cls: str, shared: Any) -> int:
+        return self.rng.choice((0, 1, 2, -1, -2, -3))
+
+    def _rem_count(self, cls: str, shared: Any) -> int:
+        return self.rng.choice((0, 1, -1, 2))
+
+    def _destination(self, cls: str, shared: Any) -> str:
+        return self.rng.choice(self.keys["lists"])
+
+    def _end(self, cls: str, shared: Any) -> str:
+        return self.rng.choice(("left", "right"))
+
 
 # Argument name -> how a client draws it; None leaves an optional argument out.
 _ARGS: dict[str, Callable[[Workload, str, Any], Any]] = {
@@ -293,4 +380,15 @@ _ARGS: dict[str, Callable[[Workload, str, Any], Any]] = {
     "field": Workload._field,
     "scores": Workload._scores,
     "increment": Workload._increment,
+    "values": Workload._values,
+    "exists": Workload._exists,
+    "pop_count": Workload._pop_count,
+    "element": Workload._element,
+    "pivot": Workload._pivot,
+    "where": Workload._where,
+    "index": Workload._index,
+    "rem_count": Workload._rem_count,
+    "destination": Workload._destination,
+    "from_end": Workload._end,
+    "to_end": Workload._end,
 }

@@ -27,6 +27,15 @@ saw).  ``docs/simulation.md`` states every rule precisely; in short (one module 
   a removal could have observed it; *zset-score*: each member's score is
   its surviving base plus the increments nothing observed; *zset-rank*:
   ranges answer in (score, member) order, the same order everywhere.
+- ``lists``: *list-converge*: after healing every replica answers LRANGE
+  0 -1 alike, and (white-box) that is its live elements in position order,
+  exactly those an executed push, LINSERT or LMOVE minted and nothing
+  executed removed, with their last written values; *list-pushes-kept*: an
+  acknowledged push's value is present at the end unless an operation that
+  may have happened after it began could have taken it (white-box: an element
+  nothing removed is live); *list-replica-order*: one replica's pushes at one
+  end keep their order; *list-no-interleave*: a replica's run of pushes at
+  one end is contiguous with respect to other replicas' pushes.
 - ``sessions``: read-your-writes, monotonic reads, monotonic writes and
   writes-follow-reads for every session.
 - ``durability`` (fsync only): a crash never loses what was acknowledged.
@@ -51,6 +60,7 @@ from simulations.checkers.counters import check_counters
 from simulations.checkers.durability import check_final_durability, check_restart
 from simulations.checkers.hashes_zsets import check_hashes, check_zsets
 from simulations.checkers.hlls import check_hlls
+from simulations.checkers.lists import check_lists
 from simulations.checkers.numbers import check_numbers
 from simulations.checkers.registers import check_registers
 from simulations.checkers.sessions import check_sessions
@@ -70,6 +80,7 @@ __all__ = [
     "check_final_reads_agree",
     "check_hashes",
     "check_hlls",
+    "check_lists",
     "check_numbers",
     "check_registers",
     "check_restart",
@@ -95,6 +106,7 @@ def check_all(history: History, final: Final) -> list[Violation]:
     out += check_types(history, final)
     out += check_hashes(history, final)
     out += check_zsets(history, final)
+    out += check_lists(history, final)
     out += check_sessions(history, final)
     if history.durability == "fsync":
         out += check_final_durability(history, final)
