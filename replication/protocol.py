@@ -67,8 +67,8 @@ the run has lost its buffer: it answers any step of a run it does not know
 with ``restart`` (and ``SyncDone`` names how many states it must hold), so
 it never claims dots whose effects it lost (B3).  A run is known by its id and
 the sender's incarnation, and ids are unique across the sender's restarts
-too (``boot``): a sender that crashed mid-run (keeping its incarnation)
-starts its next run under a new id, so the receiver drops what it buffered
+too (``boot``; every start is also a new incarnation now): a sender that
+crashed mid-run starts its next run under a new id, so the receiver drops what it buffered
 for the dead run, whose snapshot may predate deletes collected since (B15).
 
 *Dots learnt by sync.*  A state sync gives the receiver dots without log
