@@ -434,6 +434,7 @@ LISTS: tuple[OpSpec, ...] = (
         (KEY, INDEX, ELEMENT),
         lists.set_,
         writes=True,
+        needs_key=True,
         result=OK,
         doc=Doc(
             "Overwrite the element at an index (Redis LSET)",

@@ -283,6 +283,8 @@ class OpSpec:
     resp: tuple[Resp, ...] = ()  # the Redis commands built on it (crdtkv.resp)
     # A read that answers for an absent key (EXISTS, TYPE, TTL, SCAN) instead of 404.
     answers_absent: bool = False
+    # A write that refuses an absent key with 404 (LSET: Redis's "no such key").
+    needs_key: bool = False
     _parsers: tuple[tuple[str, Callable[[Op], Any]], ...] = field(
         init=False, repr=False, compare=False
     )

@@ -63,7 +63,7 @@ async def test_scan_over_http(served: Served) -> None:
         ("count=0", "count"),
         ("count=x", "count"),
         ("count=10001", "count"),
-        ("type=list", "type"),
+        ("type=stream", "type"),
         ("match=" + "x" * 4097, "match"),
     ):
         refused = await served.request("GET", f"/v1/keys?{query}")

@@ -30,7 +30,8 @@ def sample(arg: Arg) -> Any:
 
 
 NEEDS_KEY = frozenset({"lists.set"})
-"""Writes that refuse an absent key (404, as Redis's LSET answers "no such key")."""
+"""Writes that refuse an absent key (404, as Redis's LSET answers "no such key"); the
+table says the same (``OpSpec.needs_key``, checked in test_table)."""
 
 
 def sample_op(spec: OpSpec, key: str = "k", *, optional: bool = False) -> dict[str, Any]:

@@ -290,3 +290,8 @@ def test_values_are_validated_by_kind() -> None:
     assert apply_op(r, {"op": "registers.set", "key": "k", "value": None}, NOW_MS) == {"ok": True}
     assert apply_op(r, {"op": "registers.get", "key": "k"}, NOW_MS) == {"value": None}
     assert apply_op(r, {"op": "counters.decr", "key": "c", "delta": 3}, NOW_MS) == {"value": -3}
+
+
+def test_the_writes_that_need_their_key_are_the_ones_the_table_names() -> None:
+    assert {s.name for s in TABLE if s.needs_key} == NEEDS_KEY
+    assert all(s.writes for s in TABLE if s.needs_key)

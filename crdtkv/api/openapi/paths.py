@@ -79,7 +79,7 @@ def op_operation(spec: OpSpec) -> Json:
         doc.summary,
         ok(spec.result.name, doc.result, doc.example),
         body=None if spec.body is None else spec.body.name,
-        reads_key=spec.not_found,
+        reads_key=spec.not_found or spec.needs_key,
         params=tuple(param_name(a) for a in spec.args if a.http is not In.BODY),
         description=doc.description or None,
     )
