@@ -138,6 +138,14 @@ def _read_int(s: str, i: int) -> tuple[int, int]:
     return v, end
 
 
+def _read_level(s: str, i: int) -> tuple[int, str, int, int]:
+    """The level starting at ``s[i]``: (major, actor, k, the index after it)."""
+    major, i = _read_int(s, i)
+    j = s.index(_SEP, i)
+    k, end = _read_int(s, j + 1)
+    return major, s[i:j], k, end
+
+
 def levels(pos: str) -> list[tuple[int, str, int]]:
     """The levels of a position; raises ``ValueError`` unless ``pos`` is canonical."""
     out: list[tuple[int, str, int]] = []
@@ -146,12 +154,9 @@ def levels(pos: str) -> list[tuple[int, str, int]]:
         raise ValueError("empty position")
     try:
         while i < n:
-            major, i = _read_int(pos, i)
-            j = pos.index(_SEP, i)
-            actor = pos[i:j]
+            major, actor, k, i = _read_level(pos, i)
             if not actor or min(actor) <= _SEP or len(actor) > 128:
                 raise ValueError("bad actor")
-            k, i = _read_int(pos, j + 1)
             if k == 0 or not -_INT_MAX <= k <= _INT_MAX or not -_INT_MAX <= major <= _INT_MAX:
                 raise ValueError("bad level")
             out.append((major, actor, k))
@@ -167,19 +172,14 @@ def _last_level(pos: str) -> tuple[int, str, int, int]:
     i, n = 0, len(pos)
     while True:
         start = i
-        major, i = _read_int(pos, i)
-        j = pos.index(_SEP, i)
-        actor = pos[i:j]
-        k, i = _read_int(pos, j + 1)
+        major, actor, k, i = _read_level(pos, i)
         if i >= n:
             return major, actor, k, start
 
 
 def _first_level(pos: str) -> tuple[int, str, int]:
-    major, i = _read_int(pos, 0)
-    j = pos.index(_SEP, i)
-    k, _ = _read_int(pos, j + 1)
-    return major, pos[i:j], k
+    major, actor, k, _ = _read_level(pos, 0)
+    return major, actor, k
 
 
 def dot_of(pos: str) -> Dot:
