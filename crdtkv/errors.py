@@ -7,7 +7,8 @@
     │   ├── NotNumeric                an increment of a value that is not a number
     │   ├── ClockOffsetError          a remote timestamp too far ahead of ours
     │   └── ProtocolError             a replication peer broke the protocol
-    │       └── SyncTooLarge (413)    a state sync past the receiver's buffer bound
+    │       ├── SyncTooLarge (413)    a state sync past the receiver's buffer bound
+    │       └── WireVersionMismatch   a peer speaks a wire format this release does not
     ├── Unauthorized (401)
     ├── NotFound (404)
     │   └── KeyNotFound               the client's registers.get of an absent key
@@ -48,6 +49,7 @@ __all__ = [
     "SyncTooLarge",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WireVersionMismatch",
     "WrongType",
     "error_for_code",
     "error_for_status",
@@ -102,6 +104,14 @@ class SyncTooLarge(ProtocolError):
 
     status = 413
     code = "payload_too_large"
+
+
+class WireVersionMismatch(ProtocolError):
+    """A replication peer speaks a wire format this release does not read
+    (``crdtkv.versions``): refused before a byte of the body is decoded, with
+    both releases and both formats in the message."""
+
+    code = "wire_version"
 
 
 class Unauthorized(CrdtkvError):

@@ -16,6 +16,16 @@ Without a secret, traffic is accepted from any configured peer id and a loud
 warning is logged at start.  Replies are signed the same way and checked by
 the sender.
 
+Versions (``crdtkv.versions``): every request and reply names its wire
+format in ``X-Crdtkv-Wire`` and its release in ``X-Crdtkv-Release``.  A
+message without them comes from a release before 0.2.0, which speaks wire
+format 1.  A format outside ``WIRE_READS`` is refused with
+``WireVersionMismatch`` (400, code ``wire_version``) before the signature is
+checked or a byte of the body decoded: the signing scheme belongs to the
+format too.  The sender logs the refusal, which names both releases and
+formats, and keeps retrying with backoff, so the link resumes when one side
+is upgraded.  The last release each peer named is in ``/v1/status``.
+
 Bodies of 128 bytes and more travel zlib-compressed when that makes them
 smaller (``messages.compress``), announced by ``X-Crdtkv-Encoding: zlib``; a
 reply is compressed only when its request was (so a replica that sends
@@ -40,10 +50,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from crdtkv.errors import BadRequest, CrdtkvError, PayloadTooLarge, Unauthorized
+from crdtkv import versions
+from crdtkv.errors import (
+    BadRequest,
+    CrdtkvError,
+    PayloadTooLarge,
+    Unauthorized,
+    WireVersionMismatch,
+)
 from crdtkv.node.aio import Node
 from replication import messages
 from replication.protocol import SYNC_IDS_PER_BOOT, PeerState, Replication, Settings
@@ -121,6 +139,8 @@ class ReplicationService:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()  # serialises core calls that span an await
+        # What each peer last said it runs: (release, wire format); None until heard.
+        self.peer_versions: dict[str, tuple[str, int]] = {}
         node.metrics.register(_ReplicationCollector(self))
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -194,7 +214,11 @@ class ReplicationService:
     async def _post(self, peer: str, plain: bytes) -> messages.Message:
         assert self._session is not None
         body, encoding = messages.compress(plain)
-        headers = {"Content-Type": CONTENT_TYPE, "X-Crdtkv-Peer": self.node.replica.replica_id}
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "X-Crdtkv-Peer": self.node.replica.replica_id,
+            **_VERSION_HEADERS,
+        }
         if encoding is not None:
             headers[ENCODING_HEADER] = encoding
         if self.secret:
@@ -208,7 +232,8 @@ class ReplicationService:
             st.bytes_sent += len(body)
             st.bytes_received += len(data)
             if resp.status != 200:
-                raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+                raise RuntimeError(f"HTTP {resp.status}: {_refusal_text(data)}")
+            self._heard_version(peer, resp.headers, "reply")
             if self.secrets:
                 verify(self.secrets, "REPLY", REPLICATE_PATH, resp.headers, data, _now_ms())
             return messages.decode(messages.decompress(data, resp.headers.get(ENCODING_HEADER)))
@@ -222,17 +247,19 @@ class ReplicationService:
             reply = await self.node.peer_message(peer, msg)  # durable before it leaves
             self.core.peers[peer].bytes_received += len(wire)
         except CrdtkvError as e:
-            if isinstance(e, Unauthorized):
+            if isinstance(e, Unauthorized | WireVersionMismatch):
                 log.warning("refused replication request: %s", e.message)
             return web.json_response(
-                {"error": {"code": e.code, "message": e.message}}, status=e.status
+                {"error": {"code": e.code, "message": e.message}},
+                status=e.status,
+                headers=_VERSION_HEADERS,
             )
         out, out_encoding = messages.encode(reply), None
         if encoding is not None:  # the sender understands compressed bodies
             out, out_encoding = messages.compress(out)
         self.core.peers[peer].bytes_sent += len(out)
         # "Server" replaces aiohttp's longer default: it goes out with every reply.
-        headers = {"Content-Type": CONTENT_TYPE, "Server": "crdtkv"}
+        headers = {"Content-Type": CONTENT_TYPE, "Server": "crdtkv", **_VERSION_HEADERS}
         if out_encoding is not None:
             headers[ENCODING_HEADER] = out_encoding
         if self.secret:
@@ -245,6 +272,7 @@ class ReplicationService:
         peer = request.headers.get("X-Crdtkv-Peer", "")
         if peer not in self.urls:
             raise Unauthorized(f"replica {peer[:64]!r} is not a configured peer")
+        self._heard_version(peer, request.headers, "request")
         if request.content_length is not None and (
             request.content_length > messages.MESSAGE_BYTES_MAX
         ):
@@ -258,18 +286,58 @@ class ReplicationService:
             raise BadRequest(f"replication bodies are {CONTENT_TYPE}")
         return peer, body
 
+    def _heard_version(self, peer: str, headers: Any, what: str) -> None:
+        """Note the release and wire format a peer's ``what`` names; refuse a format
+        this release does not read (``WireVersionMismatch``, naming both sides)."""
+        raw = headers.get(versions.WIRE_HEADER)
+        release = str(headers.get(versions.RELEASE_HEADER, "") or "")[:32] or "before 0.2.0"
+        try:
+            fmt = versions.WIRE_IMPLICIT if raw is None else int(raw)
+        except ValueError:
+            fmt = -1
+        self.peer_versions[peer] = (release, fmt)
+        if not versions.wire_accepted(fmt):
+            lo, hi = versions.WIRE_READS
+            reads = f"format {lo}" if lo == hi else f"formats {lo} to {hi}"
+            shown = repr(str(raw)[:16]) if fmt < 0 else str(fmt)
+            raise WireVersionMismatch(
+                f"replica {peer[:64]!r} runs crdtkv {release} and sent a replication {what} "
+                f"in wire format {shown}; this replica "
+                f"({self.node.replica.replica_id!r}, crdtkv {versions.RELEASE}) sends wire "
+                f"format {versions.WIRE_FORMAT} and reads {reads}: run releases that share a "
+                "wire format (docs/operations.md, Upgrades)"
+            )
+
     # -- status ----------------------------------------------------------------------------------
     def status(self) -> dict[str, dict[str, Any]]:
         now = self.clock()
-        return {
-            p: {
+        out: dict[str, dict[str, Any]] = {}
+        for p, st in self.core.peers.items():
+            heard = self.peer_versions.get(p)
+            out[p] = {
                 "url": self.urls[p],
                 "acked": st.acked,
                 "lag_ops": self.core.lag_ops(p),
                 "reachable": self.core.reachable(p, now),
+                "release": heard[0] if heard else None,
+                "wire_format": heard[1] if heard else None,
             }
-            for p, st in self.core.peers.items()
-        }
+        return out
+
+
+_VERSION_HEADERS = {
+    versions.WIRE_HEADER: str(versions.WIRE_FORMAT),
+    versions.RELEASE_HEADER: versions.RELEASE,
+}
+
+
+def _refusal_text(data: bytes) -> str:
+    """A refused request's reason: the JSON error's code and message, or its first bytes."""
+    try:
+        err = orjson.loads(data)["error"]
+        return f"{err['code']}: {str(err['message'])[:600]}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return repr(data[:200])
 
 
 def _now_ms() -> int:

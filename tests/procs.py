@@ -476,6 +476,9 @@ class Server:
         self.proc: subprocess.Popen[str] | None = None
         self.log_path = self.data_dir.parent / f"{replica_id}.{self.port}.log"
         self.starts = 0
+        # Where to import crdtkv from instead of this checkout (another release's
+        # installed packages: tests/replication/test_upgrade_real.py); set between starts.
+        self.pythonpath: Path | None = None
 
     @property
     def url(self) -> str:
@@ -498,8 +501,12 @@ class Server:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a") as log:
             log.write(f"--- start {self.starts} ---\n")
+        env = clean_env(PYTHONPATH=str(self.pythonpath)) if self.pythonpath else None
         self.proc = spawn(
-            crdtkv_cmd("serve", *self.args()), cwd=self.data_dir.parent, stderr=self.log_path
+            crdtkv_cmd("serve", *self.args()),
+            cwd=self.data_dir.parent,
+            env=env,
+            stderr=self.log_path,
         )
         self.starts += 1
 

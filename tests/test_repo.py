@@ -128,3 +128,18 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert broken_links(page) == ["missing.md", "page.md#nowhere"]
+
+
+def test_one_release_number_everywhere() -> None:
+    """pyproject.toml, crdtkv.__version__ and the deployment manifests name one release."""
+    import tomllib
+
+    import crdtkv
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert crdtkv.__version__ == version
+    images = set()
+    for path in (ROOT / "compose").rglob("*"):
+        if path.is_file() and path.suffix in ("", ".yml", ".yaml", ".md"):
+            images |= set(re.findall(r"crdtkv:(\d+\.\d+\.\d+)", path.read_text()))
+    assert images == {version}, images

@@ -31,7 +31,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from crdtkv import limits
+from crdtkv import limits, versions
 from crdtkv.api.codec import (
     Format,
     decode_body,
@@ -179,6 +179,7 @@ async def status(request: web.Request) -> web.StreamResponse:
     return json_response(
         {
             "replica_id": replica.replica_id,
+            "release": versions.RELEASE,
             "keys": node.live_keys(),
             "applied": dict(replica.applied.vv),
             "peers": peers,

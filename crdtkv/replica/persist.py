@@ -29,6 +29,7 @@ from crdtkv.replica import migrate
 from crdtkv.replica import records as rec
 from crdtkv.replica.keyspace import LogEntry, Replica
 from crdtkv.storage.base import Storage, WriteBatch
+from crdtkv.versions import RELEASE
 
 __all__ = [
     "WAL_SYNC_MS",
@@ -55,9 +56,12 @@ class DataDirMismatch(StorageError):
     this build neither reads nor migrates."""
 
 
-def _refuse_format(found: str, *, newer: bool = False) -> DataDirMismatch:
+def _refuse_format(found: str, *, newer: bool = False, by: str = "") -> DataDirMismatch:
     """The refusal of a format this build neither reads nor migrates: what was
-    ``found``, what this build reads, and what to do."""
+    ``found`` (and the release ``by`` that last started on it, when recorded),
+    what this build reads, and what to do."""
+    if by:
+        found += f", last opened by crdtkv {by}"
     if newer:
         todo = (
             "it was written by a newer crdtkv: run that release (or a later one) on it, "
@@ -69,7 +73,8 @@ def _refuse_format(found: str, *, newer: bool = False) -> DataDirMismatch:
             "directory aside and start on an empty one (peers catch the replica up by state sync)"
         )
     return DataDirMismatch(
-        f"data directory has storage {found}; this build reads storage format {rec.FORMAT} "
+        f"data directory has storage {found}; this build (crdtkv {RELEASE}) reads storage "
+        f"format {rec.FORMAT} "
         f"and migrates format {migrate.FROM_FORMAT} to it: {todo}"
     )
 
@@ -86,6 +91,18 @@ def _read_format(storage: Storage) -> int:
     if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 0:
         raise _refuse_format(f"format record {raw[:32]!r}, which is not a format number")
     return fmt
+
+
+def _release_of(storage: Storage) -> str:
+    """The release recorded by the last start, or "" (before 0.2.0, or unreadable)."""
+    raw = storage.get("meta", rec.META_RELEASE)
+    if raw is None:
+        return ""
+    try:
+        release = rec.unpack(raw, "meta release")
+    except CodecError:
+        return ""
+    return release[:32] if isinstance(release, str) else ""
 
 
 def _has_records(storage: Storage) -> bool:
@@ -140,6 +157,7 @@ def load_replica(
         batch.put("meta", rec.META_REPLICA_ID, rec.pack(replica_id))
         batch.put("meta", rec.META_INCARNATION, rec.pack(new_incarnation))
         batch.put("meta", rec.META_WAL, rec.pack(wal))
+        batch.put("meta", rec.META_RELEASE, rec.pack(RELEASE))
         storage.write(batch, sync=True)
         return Replica(replica_id, new_incarnation, max_offset_ms)
     stored_id = rec.unpack(raw_id, "meta replica_id")
@@ -151,7 +169,15 @@ def load_replica(
     if fmt == migrate.FROM_FORMAT:
         migrate_format_1(storage, now_ms)
     elif fmt != rec.FORMAT:
-        raise _refuse_format(f"format {fmt}", newer=fmt > rec.FORMAT)
+        raise _refuse_format(f"format {fmt}", newer=fmt > rec.FORMAT, by=_release_of(storage))
+    previous = _release_of(storage)
+    if previous != RELEASE:
+        logging.getLogger(__name__).info(
+            "data directory (storage format %d) last opened by crdtkv %s, now by crdtkv %s",
+            rec.FORMAT,
+            previous or "before 0.2.0",
+            RELEASE,
+        )
     raw_inc = storage.get("meta", rec.META_INCARNATION)
     incarnation = rec.unpack(raw_inc, "meta incarnation") if raw_inc is not None else None
     if not isinstance(incarnation, str) or not incarnation:
@@ -159,6 +185,7 @@ def load_replica(
     start = WriteBatch()  # this run is not clean until it closes cleanly
     start.delete("meta", rec.META_CLEAN)
     start.put("meta", rec.META_WAL, rec.pack(wal))
+    start.put("meta", rec.META_RELEASE, rec.pack(RELEASE))
     incarnation = new_incarnation  # the caller's: new at every start (the CLI's is random)
     start.put("meta", rec.META_INCARNATION, rec.pack(incarnation))
     storage.write(start, sync=True)

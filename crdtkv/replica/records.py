@@ -45,6 +45,7 @@ __all__ = [
     "META_HLC",
     "META_INCARNATION",
     "META_PEERS",
+    "META_RELEASE",
     "META_REPLICA_ID",
     "META_SYNCED",
     "META_WAL",
@@ -81,6 +82,7 @@ META_PEERS = b"peers"  # per peer: [acked log position (-1: resync pending), pee
 META_SYNCED = b"synced_vv"  # upper bound of the dots learnt by state sync (see Replica)
 META_WAL = b"wal"  # True while a process runs on this directory in `wal` durability
 META_CLEAN = b"clean"  # present only after a clean close (written last, synced)
+META_RELEASE = b"release"  # the crdtkv release of the last start (from 0.2.0 on)
 
 
 def pack(data: object) -> bytes:

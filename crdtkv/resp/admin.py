@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import hmac
-import importlib.metadata
 import os
 import platform
 import time
@@ -21,6 +20,7 @@ from crdtkv.errors import BadRequest
 from crdtkv.resp import args as A
 from crdtkv.resp.commands import COMMANDS, Command, Context, Run, command
 from crdtkv.resp.values import NULL_ARRAY, OK, RespError, RMap, Status, syntax_error
+from crdtkv.versions import RELEASE
 
 if TYPE_CHECKING:
     from crdtkv.resp.server import Connection
@@ -30,14 +30,8 @@ __all__ = ["REDIS_VERSION"]
 REDIS_VERSION = "7.2.0"  # the Redis whose commands crdtkv answers (HELLO, INFO)
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("crdtkv")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree
-        return "unknown"
-
-
-__version__ = _version()
+# The package's own: an editable install's metadata keeps the version it was installed at.
+__version__ = RELEASE
 _NO_KEYS = (0, 0, 0)
 
 

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import msgpack
 import pytest
 
+import crdtkv
 from crdtkv.crdts.causal import vv_dominates
 from crdtkv.replica.keyspace import DeltaGroup
 from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER, SessionToken, TokenSigner
@@ -300,6 +301,7 @@ async def test_healthz(served: Served) -> None:
 async def test_status_reports_keys_and_applied_vector(served: Served) -> None:
     assert await served.ok("GET", "/v1/status") == {
         "replica_id": "r1",
+        "release": crdtkv.__version__,
         "keys": 0,
         "applied": {},
         "peers": {},

@@ -40,6 +40,7 @@ from crdtkv.replica import records as rec
 from crdtkv.replica.persist import DataDirMismatch, load_replica, migrate_format_1
 from crdtkv.storage import DeleteRange, Put, WriteBatch
 from crdtkv.storage.rocks import RocksStorage
+from crdtkv.versions import RELEASE
 from tests.procs import (
     crdtkv_cmd,
     exited,
@@ -288,9 +289,25 @@ def _refused(path: Path) -> str:
 def test_a_newer_format_is_refused_and_left_unchanged(tmp_path: Path) -> None:
     path, before = _with_meta(tmp_path, format=3)
     msg = _refused(path)
-    assert "storage format 3" in msg and "this build reads storage format 2" in msg
+    assert "storage format 3" in msg and "reads storage format 2" in msg
+    assert f"this build (crdtkv {RELEASE})" in msg and "last opened by" not in msg
     assert "migrates format 1" in msg and "newer crdtkv" in msg
     assert read_dump(path) == before
+
+
+def test_a_newer_format_names_the_release_that_last_opened_it(tmp_path: Path) -> None:
+    path, before = _with_meta(tmp_path, format=3, release="9.1.0")
+    msg = _refused(path)
+    assert "storage format 3, last opened by crdtkv 9.1.0" in msg, msg
+    assert f"this build (crdtkv {RELEASE}) reads storage format 2" in msg
+    assert read_dump(path) == before
+
+
+def test_every_start_records_its_release(tmp_path: Path) -> None:
+    path, _ = _with_meta(tmp_path, release="0.0.1")
+    with RocksStorage(path) as storage:
+        load_replica(storage, "r1", "new-inc", now_ms=NOW_MS)
+        assert rec.unpack(storage.get("meta", rec.META_RELEASE), "release") == RELEASE
 
 
 @pytest.mark.parametrize(
@@ -307,7 +324,7 @@ def test_a_garbage_format_is_refused_and_left_unchanged(tmp_path: Path, raw: byt
         before = dump(s)
     msg = _refused(path)
     assert f"format record {raw!r}, which is not a format number" in msg
-    assert "this build reads storage format 2" in msg and "--data-dir" in msg
+    assert "reads storage format 2" in msg and "--data-dir" in msg
     assert read_dump(path) == before
 
 
@@ -316,7 +333,7 @@ def test_format_0_with_data_is_refused_and_left_unchanged(tmp_path: Path) -> Non
     before = read_dump(path)
     assert rec.META_FORMAT not in before["meta"]
     msg = _refused(path)
-    assert "storage format 0" in msg and "this build reads storage format 2" in msg
+    assert "storage format 0" in msg and "reads storage format 2" in msg
     assert read_dump(path) == before
     # no meta at all, but states: not initialised over either
     path2 = tmp_path / "e"
@@ -477,7 +494,7 @@ def test_serve_migrates_a_format_1_directory_and_refuses_a_newer_one(tmp_path: P
         procs.append(proc)
         status, err = exited(proc)
         assert status == 1 and len(err.strip().splitlines()) == 1, err
-        assert "storage format 3" in err and "this build reads storage format 2" in err
+        assert "storage format 3" in err and "reads storage format 2" in err
         assert read_dump(newer) == before
 
 

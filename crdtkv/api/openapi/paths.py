@@ -154,6 +154,7 @@ def status_operation() -> Json:
             "The replica's status.",
             {
                 "replica_id": "r1",
+                "release": "0.2.0",
                 "keys": 42,
                 "applied": {"r1~5d81f11f": 120, "r2~0c4e1a27": 98},
                 "peers": {
@@ -162,6 +163,8 @@ def status_operation() -> Json:
                         "acked": 120,
                         "lag_ops": 0,
                         "reachable": True,
+                        "release": "0.2.0",
+                        "wire_format": 1,
                     }
                 },
             },

@@ -309,6 +309,7 @@ def operations_schemas() -> Json:
         "Status": obj(
             {
                 "replica_id": {"type": "string", "pattern": _REPLICA_ID_PATTERN},
+                "release": {"type": "string", "description": "The crdtkv release it runs."},
                 "keys": {**COUNT, "description": "Live keys at this replica."},
                 "applied": {
                     "type": "object",
@@ -330,6 +331,15 @@ def operations_schemas() -> Json:
                 "acked": {**COUNT, "description": "Last position of our log the peer acked."},
                 "lag_ops": {**COUNT, "description": "Updates the peer has not acked yet."},
                 "reachable": {"type": "boolean"},
+                "release": {
+                    "type": ["string", "null"],
+                    "description": "The release the peer last named in a replication request "
+                    "or reply (`before 0.2.0` for older ones); null until heard.",
+                },
+                "wire_format": {
+                    "type": ["integer", "null"],
+                    "description": "The replication wire format it last used; null until heard.",
+                },
             }
         ),
     }
