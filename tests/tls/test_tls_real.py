@@ -8,7 +8,9 @@ Three small clusters, each started once for the module:
   secret: a client certificate signed by the cluster's CA is all that lets a
   replication request in, so the refusals below are the certificate check's;
 - ``expired``: r1 (a good certificate) and r2 (an expired one): r1 refuses
-  to push to r2, r2 still pushes to r1.
+  to push to r2, r2 still pushes to r1;
+
+and ``wrong_name``, one replica whose certificate names example.com only.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ def clusters(
             ["r1", "r2"], root / "expired", pki, pairs=[pki.server, pki.expired], secret=SECRET
         ),
     }
+    out["wrong_name"] = tls_mesh(
+        ["w1"], root / "wrong-name", pki, pairs=[pki.wrong_name], resp=True
+    )
     servers = [s for c in out.values() for s in c]
     for s in servers:
         group.add(s)
@@ -216,6 +221,22 @@ def test_a_client_with_the_right_ca_refuses_an_expired_server(
         db.registers.get("k", default=None)
     with pytest.raises(ssl.SSLCertVerificationError, match="certificate has expired"):
         request(expired.url, ctx=context(pki.ca))
+
+
+def test_clients_refuse_a_certificate_for_another_name(
+    clusters: dict[str, list[TlsServer]], pki: Pki
+) -> None:
+    (server,) = clusters["wrong_name"]  # signed by the right CA, for example.com
+    refused = pytest.raises(ClusterUnavailable, match="mismatch")
+    with Client(server.url, ca_file=str(pki.ca), attempts=1) as db, refused:
+        db.registers.get("k", default=None)
+    refused = pytest.raises(redis.ConnectionError, match="mismatch")
+    with _redis(server, pki.ca, ssl_check_hostname=True) as r, refused:
+        r.ping()
+    # The same certificate passes once the name is not checked: only the name failed.
+    lax = context(pki.ca)
+    lax.check_hostname = False
+    assert request(server.url, ctx=lax)[0] == 200
 
 
 def test_a_replica_refuses_to_push_to_a_peer_with_an_expired_certificate(
