@@ -111,12 +111,17 @@ class ServeConfig:
             "requirepass": _redact(self.requirepass),
             "resp_clients_max": self.resp_clients_max,
             "enable_flushall": self.enable_flushall,
-            "tls_cert": _abspath(self.tls_cert),
-            "tls_key": _abspath(self.tls_key),
-            "tls_ca": _abspath(self.tls_ca),
-            "tls_peer_auth": self.tls_peer_auth,
+            **self._tls_json(),
             **_replication_json(self.replication),
         }
+
+    def _tls_json(self) -> dict[str, Any]:
+        """The TLS settings, when there are any (file paths made absolute)."""
+        if self.tls_cert is None and self.tls_ca is None:
+            return {}
+        paths = {"cert": self.tls_cert, "key": self.tls_key, "ca": self.tls_ca}
+        tls_json: dict[str, Any] = {k: _abspath(v) for k, v in paths.items()}
+        return {"tls": {**tls_json, "peer_auth": self.tls_peer_auth}}
 
 
 @dataclass(frozen=True)

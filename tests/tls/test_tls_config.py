@@ -158,10 +158,16 @@ def test_good_tls_options_reach_the_config_and_check_config(
         monkeypatch.setenv(name, value)
     assert cli.main(["serve", "--check-config", *argv]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["tls_cert"] == str(pki.server.cert.resolve())
-    assert shown["tls_key"] == str(pki.server.key.resolve())
-    assert shown["tls_ca"] == str(pki.ca.resolve())
-    assert shown["tls_peer_auth"] == "mutual"
+    assert shown["tls"] == {
+        "cert": str(pki.server.cert.resolve()),
+        "key": str(pki.server.key.resolve()),
+        "ca": str(pki.ca.resolve()),
+        "peer_auth": "mutual",
+    }
+    for name in env:
+        monkeypatch.delenv(name)
+    assert cli.main(["serve", "--check-config", "--replica-id", "r1"]) == 0
+    assert "tls" not in json.loads(capsys.readouterr().out)  # plain: nothing to show
 
 
 def test_a_real_process_with_a_key_that_does_not_match_exits_2(pki: Pki, tmp_path: Path) -> None:
