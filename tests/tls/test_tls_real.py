@@ -156,6 +156,24 @@ def test_client_cli_over_tls(clusters: dict[str, list[TlsServer]], pki: Pki) -> 
         assert db.counters.get("cli-tls") == 6
 
 
+def test_bench_over_tls(clusters: dict[str, list[TlsServer]], pki: Pki, tmp_path: Path) -> None:
+    import json
+
+    from tests.procs import crdtkv_cmd, run
+
+    r1 = clusters["secret"][0]
+    out = tmp_path / "bench.json"
+    args = ["--url", r1.url, "-n", "40", "-c", "2", "--keyspace", "20", "-t", "register_set"]
+    args += ["--no-progress", "--json", str(out)]
+    ok = run(crdtkv_cmd("bench", *args, "--tls-ca", str(pki.ca)))
+    assert ok.returncode == 0, ok.stderr
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["requests"] == 40 and result["errors"] == 0, result
+    wrong = run(crdtkv_cmd("bench", *args, "--tls-ca", str(pki.other_ca)))
+    assert wrong.returncode != 0
+    assert "CERTIFICATE_VERIFY_FAILED" in wrong.stderr, wrong.stderr
+
+
 # -- plaintext to a TLS port -------------------------------------------------------------------
 
 
