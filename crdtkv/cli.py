@@ -168,13 +168,13 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
     from crdtkv.api import make_app
     from replication.http import ReplicationService
 
+    node.start()
     try:
         http_tls, resp_tls, peer_tls = _tls_contexts(config)
     except UsageError as e:  # a file changed since the options were checked
         _fail(SERVE_PROG, str(e))
         await node.close()
         return 1
-    node.start()
     replication = None
     if config.peers:
         replication = ReplicationService(
