@@ -30,6 +30,8 @@ from crdtkv.config import PROG as SERVE_PROG
 from crdtkv.config import ServeConfig, UsageError, parse_serve_command
 
 if TYPE_CHECKING:
+    import ssl
+
     from crdtkv.node import Node
 
 __all__ = ["COMMANDS", "Command", "main", "run_serve", "serve_main", "serve_node"]
@@ -167,6 +169,12 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
     from replication.http import ReplicationService
 
     node.start()
+    try:
+        http_tls, resp_tls, peer_tls = _tls_contexts(config)
+    except UsageError as e:  # a file changed since the options were checked
+        _fail(SERVE_PROG, str(e))
+        await node.close()
+        return 1
     replication = None
     if config.peers:
         replication = ReplicationService(
@@ -175,6 +183,8 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
             secret=config.cluster_secret,
             previous_secret=config.cluster_secret_previous,
             settings=config.replication,
+            ssl_context=peer_tls,
+            client_certs=config.tls_peer_auth == "mutual",
         )
     app = make_app(node, config, peers_status=replication.status if replication else None)
     if replication is not None:
@@ -183,7 +193,7 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
     runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        await web.TCPSite(runner, config.host, config.port, ssl_context=http_tls).start()
     except OSError as e:
         _fail(SERVE_PROG, f"--port: cannot listen on {config.host}:{config.port}: {e.strerror}")
         await runner.cleanup()
@@ -208,7 +218,7 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
             flushall=config.enable_flushall,
         )
         try:
-            await resp.start(config.host, config.resp_port)
+            await resp.start(config.host, config.resp_port, ssl=resp_tls)
         except OSError as e:
             _fail(
                 SERVE_PROG,
@@ -221,7 +231,7 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
         await replication.start()
     where = _url(config)
     if resp is not None:
-        where += f" and redis://{_host(config)}:{config.resp_port}"
+        where += f" and {'rediss' if resp_tls else 'redis'}://{_host(config)}:{config.resp_port}"
     print(f"crdtkv replica {config.replica_id} serving on {where}", flush=True)
     await _wait_for_stop(node)
     log.info("shutting down: finishing in-flight requests")
@@ -251,12 +261,39 @@ async def _wait_for_stop(node: Node) -> None:
         task.cancel()
 
 
+def _tls_contexts(
+    config: ServeConfig,
+) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None, ssl.SSLContext | None]:
+    """The TLS contexts of the HTTP listener, the RESP listener and the replication
+    client (None: plain; no replication client context without https:// peers)."""
+    from crdtkv import tls
+
+    http = resp = peer = None
+    mutual = config.tls_peer_auth == "mutual"
+    if config.tls_cert is not None and config.tls_key is not None:
+        # Mutual: the HTTP listener asks for a client certificate (API clients may
+        # send none; the replication route refuses a request without one).  RESP
+        # never carries replication, so it does not ask.
+        http = tls.server_context(
+            config.tls_cert, config.tls_key, client_ca=config.tls_ca if mutual else None
+        )
+        resp = tls.server_context(config.tls_cert, config.tls_key)
+    if any(url.startswith("https://") for url in config.peers.values()):
+        peer = tls.client_context(
+            config.tls_ca,
+            cert=config.tls_cert if mutual else None,
+            key=config.tls_key if mutual else None,
+        )
+    return http, resp, peer
+
+
 def _host(config: ServeConfig) -> str:
     return f"[{config.host}]" if ":" in config.host else config.host
 
 
 def _url(config: ServeConfig) -> str:
-    return f"http://{_host(config)}:{config.port}"
+    scheme = "https" if config.tls_cert else "http"
+    return f"{scheme}://{_host(config)}:{config.port}"
 
 
 # -- the command table ---------------------------------------------------------------------------

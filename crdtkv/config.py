@@ -7,7 +7,9 @@ variables to "" rather than leaving them out.  ``--peer`` options replace
 ``CRDTKV_PEERS`` as a whole (they are not merged with it).
 
 Extras beyond the v1 contract: ``--max-offset-ms``, ``--body-bytes-max``,
-``--replication-setting NAME=VALUE`` (a field of
+``--tls-cert``/``--tls-key``/``--tls-ca``/``--tls-peer-auth`` (TLS for both
+listeners and for replication: ``crdtkv.tls``; the files are loaded here, so a
+bad one is a usage error), ``--replication-setting NAME=VALUE`` (a field of
 ``crdtkv.limits.ReplicationSettings``; repeatable),
 ``--log-level`` (with ``CRDTKV_*`` variables too) and ``--check-config``
 (validate, print the resolved settings as JSON with secrets redacted, exit 0).
@@ -29,7 +31,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from crdtkv import limits
+from crdtkv import limits, tls
 from crdtkv.cliutil import ArgParser as _Parser
 from crdtkv.cliutil import UsageError
 from crdtkv.limits import LimitError, ReplicationSettings
@@ -39,6 +41,7 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_RESP_PORT",
     "DURABILITY_MODES",
+    "TLS_PEER_AUTH",
     "ServeCommand",
     "ServeConfig",
     "UsageError",
@@ -53,6 +56,7 @@ DEFAULT_PORT = 7001
 DEFAULT_RESP_PORT = 6379  # Redis's: redis-cli with no options reaches the replica
 RESP_CLIENTS_MAX = 10_000
 DURABILITY_MODES = ("fsync", "wal")
+TLS_PEER_AUTH = ("secret", "mutual")  # how replicas prove who they are over TLS
 MAX_OFFSET_MS_MAX = 3_600_000  # an hour of tolerated clock skew is already a broken clock
 _REPLICA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -77,6 +81,11 @@ class ServeConfig:
     resp_clients_max: int = RESP_CLIENTS_MAX  # RESP connections at once
     resp_stalled_s: float = 60.0  # a RESP client that takes no reply this long is dropped
     enable_flushall: bool = False  # FLUSHALL / FLUSHDB over RESP (off: they are refused)
+    # TLS (crdtkv.tls): with a certificate, both listeners speak TLS only.
+    tls_cert: str | None = None  # the listeners' certificate chain (PEM)
+    tls_key: str | None = None  # its private key (PEM, unencrypted)
+    tls_ca: str | None = None  # verifies https:// peers (and client certs in mutual mode)
+    tls_peer_auth: str = "secret"  # "mutual": replication also needs a verified client cert
     # The replication core's settings (validated when built: crdtkv.limits).
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
 
@@ -102,8 +111,17 @@ class ServeConfig:
             "requirepass": _redact(self.requirepass),
             "resp_clients_max": self.resp_clients_max,
             "enable_flushall": self.enable_flushall,
+            **self._tls_json(),
             **_replication_json(self.replication),
         }
+
+    def _tls_json(self) -> dict[str, Any]:
+        """The TLS settings, when there are any (file paths made absolute)."""
+        if self.tls_cert is None and self.tls_ca is None:
+            return {}
+        paths = {"cert": self.tls_cert, "key": self.tls_key, "ca": self.tls_ca}
+        tls_json: dict[str, Any] = {k: _abspath(v) for k, v in paths.items()}
+        return {"tls": {**tls_json, "peer_auth": self.tls_peer_auth}}
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,10 @@ def _replication_json(settings: ReplicationSettings) -> dict[str, Any]:
     defaults = asdict(ReplicationSettings())
     changed = {k: v for k, v in asdict(settings).items() if v != defaults[k]}
     return {"replication": changed} if changed else {}
+
+
+def _abspath(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(path)
 
 
 def _redact(secret: str | None) -> str | None:
@@ -200,6 +222,24 @@ def build_serve_parser() -> argparse.ArgumentParser:
         default=None,
         help="allow FLUSHALL/FLUSHDB over RESP (deletes every key at every replica) "
         "[CRDTKV_ENABLE_FLUSHALL=1]",
+    )
+    add(
+        "--tls-cert",
+        metavar="PATH",
+        help="certificate chain (PEM): both listeners speak TLS only [CRDTKV_TLS_CERT]",
+    )
+    add("--tls-key", metavar="PATH", help="the certificate's private key (PEM) [CRDTKV_TLS_KEY]")
+    add(
+        "--tls-ca",
+        metavar="PATH",
+        help="CA bundle (PEM) that peers' certificates must chain to (default: the system's) "
+        "[CRDTKV_TLS_CA]",
+    )
+    add(
+        "--tls-peer-auth",
+        metavar="secret|mutual",
+        help="secret (default): replicas prove themselves with the cluster secret; mutual: "
+        "also with a client certificate signed by --tls-ca [CRDTKV_TLS_PEER_AUTH]",
     )
     add(
         "--replication-setting",
@@ -344,6 +384,44 @@ def _choice(picked: tuple[str, str] | None, default: str, choices: Sequence[str]
     return value
 
 
+def _tls(
+    ns: argparse.Namespace, environ: Mapping[str, str], peers: dict[str, str], peers_name: str
+) -> dict[str, Any]:
+    """The TLS fields of ``ServeConfig``, checked: the files load, the key
+    matches the certificate, the options fit together."""
+    cert_p = _pick(ns.tls_cert, "--tls-cert", environ, "CRDTKV_TLS_CERT")
+    key_p = _pick(ns.tls_key, "--tls-key", environ, "CRDTKV_TLS_KEY")
+    ca_p = _pick(ns.tls_ca, "--tls-ca", environ, "CRDTKV_TLS_CA")
+    auth_p = _pick(ns.tls_peer_auth, "--tls-peer-auth", environ, "CRDTKV_TLS_PEER_AUTH")
+    cert, key, ca = _text(cert_p, None), _text(key_p, None), _text(ca_p, None)
+    peer_auth = _choice(auth_p, "secret", TLS_PEER_AUTH)
+    if cert_p is not None and key_p is None:
+        raise UsageError(cert_p[1], "needs --tls-key (or CRDTKV_TLS_KEY), its private key")
+    if key_p is not None and cert_p is None:
+        raise UsageError(key_p[1], "needs --tls-cert (or CRDTKV_TLS_CERT), its certificate")
+    if cert_p is not None and key_p is not None:
+        assert cert is not None and key is not None  # _text refuses empty values
+        if peer_auth == "mutual" and ca_p is None:
+            raise UsageError(
+                auth_p[1] if auth_p else "--tls-peer-auth",
+                "mutual needs --tls-ca, the CA that signs the replicas' certificates",
+            )
+        tls.server_context(cert, key, options=(cert_p[1], key_p[1], ""))
+        plain = sorted(p for p, url in peers.items() if not url.startswith("https://"))
+        if plain:
+            raise UsageError(
+                peers_name,
+                f"peer {plain[0]!r} has an http:// URL, but this replica speaks TLS "
+                f"({cert_p[1]}): give its https:// URL",
+            )
+    elif peer_auth == "mutual":
+        assert auth_p is not None
+        raise UsageError(auth_p[1], "mutual needs --tls-cert and --tls-key, this replica's")
+    if ca_p is not None and ca is not None:
+        tls.check_ca(ca, ca_p[1])
+    return {"tls_cert": cert, "tls_key": key, "tls_ca": ca, "tls_peer_auth": peer_auth}
+
+
 # -- the public entry points ----------------------------------------------------------------
 
 
@@ -353,6 +431,7 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
     replica_id = _replica_id(_pick(ns.replica_id, "--replica-id", environ, "CRDTKV_REPLICA_ID"))
     specs, peers_name = _peer_specs(ns.peer, environ)
     peers = _peers(specs, peers_name, replica_id)
+    tls_fields = _tls(ns, environ, peers, peers_name)
     config = ServeConfig(
         replica_id=replica_id,
         host=_text(_pick(ns.host, "--host", environ, "CRDTKV_HOST"), DEFAULT_HOST) or DEFAULT_HOST,
@@ -407,6 +486,7 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
         resp_stalled_s=ns.resp_stalled_s if ns.resp_stalled_s and ns.resp_stalled_s > 0 else 60.0,
         enable_flushall=bool(ns.enable_flushall)
         or environ.get("CRDTKV_ENABLE_FLUSHALL", "") in ("1", "true", "yes"),
+        **tls_fields,
     )
     if config.resp_port and config.resp_port == config.port:
         raise UsageError("--resp-port", "must differ from --port")

@@ -26,6 +26,15 @@ format too.  The sender logs the refusal, which names both releases and
 formats, and keeps retrying with backoff, so the link resumes when one side
 is upgraded.  The last release each peer named is in ``/v1/status``.
 
+TLS: peers given as ``https://`` URLs are reached with the ``ssl_context``
+the service is given (``crdtkv.tls.client_context``: the peer's certificate
+and host name are verified).  With ``client_certs`` (``--tls-peer-auth
+mutual``) that context presents this replica's certificate, the listener
+asks every client for one (the handshake fails on a certificate that does
+not verify against the cluster's CA), and the route refuses, with 401, a
+request whose connection brought none: API clients need no certificate,
+replicas do.  The HMAC, when a secret is set, is checked as well.
+
 Bodies of 128 bytes and more travel zlib-compressed when that makes them
 smaller (``messages.compress``), announced by ``X-Crdtkv-Encoding: zlib``; a
 reply is compressed only when its request was (so a replica that sends
@@ -45,6 +54,7 @@ import hashlib
 import hmac
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -123,8 +133,12 @@ class ReplicationService:
         previous_secret: str | None = None,
         settings: Settings | None = None,
         clock: Callable[[], int] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        client_certs: bool = False,
     ) -> None:
         self.node = node
+        self.ssl_context = ssl_context  # for https:// peers (None: the system's defaults)
+        self.client_certs = client_certs  # incoming requests need a verified client cert
         self.urls = dict(peers)
         self.secret = secret
         self.secrets = [s for s in (secret, previous_secret) if s]
@@ -148,7 +162,9 @@ class ReplicationService:
         app.router.add_post(REPLICATE_PATH, self.handle)
 
     async def start(self) -> None:
-        if not self.secrets and self.urls:
+        if not self.secrets and self.urls and self.client_certs:
+            log.info("no --cluster-secret: peers are authenticated by their TLS certificates")
+        elif not self.secrets and self.urls:
             log.warning(
                 "!!! no --cluster-secret: replication traffic is NOT authenticated; "
                 "anyone who can reach this port can write to this replica !!!"
@@ -156,7 +172,9 @@ class ReplicationService:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            connector=aiohttp.TCPConnector(limit_per_host=2),
+            connector=aiohttp.TCPConnector(
+                limit_per_host=2, ssl=self.ssl_context if self.ssl_context is not None else True
+            ),
         )
         loop = asyncio.get_running_loop()
         for peer in self.urls:
@@ -269,6 +287,8 @@ class ReplicationService:
         return web.Response(body=out, headers=headers)
 
     async def _authenticate(self, request: web.Request) -> tuple[str, bytes]:
+        if self.client_certs and not _client_cert(request):
+            raise Unauthorized("replication needs a client certificate (mutual TLS)")
         peer = request.headers.get("X-Crdtkv-Peer", "")
         if peer not in self.urls:
             raise Unauthorized(f"replica {peer[:64]!r} is not a configured peer")
@@ -338,6 +358,13 @@ def _refusal_text(data: bytes) -> str:
         return f"{err['code']}: {str(err['message'])[:600]}"
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return repr(data[:200])
+
+
+def _client_cert(request: web.Request) -> bool:
+    """The connection carries a client certificate the TLS handshake verified."""
+    transport = request.transport
+    # getpeercert(): None without a certificate, {} when it was not verified.
+    return transport is not None and bool(transport.get_extra_info("peercert"))
 
 
 def _now_ms() -> int:

@@ -50,6 +50,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
             "crdtkv.api",
             "replication.http",
             "crdtkv.config",
+            "crdtkv.tls",
             "crdtkv.metrics",
             "crdtkv.resp",
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from crdtkv import limits
 from crdtkv.client.model import Call
 from crdtkv.errors import BadRequest, SessionUnavailable
 from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER
+from crdtkv.tls import TlsError, client_context
 
 ATTEMPTS_MAX = 6  # requests per call across all replicas, before giving up
 BACKOFF_BASE_S = 0.05
@@ -29,6 +31,19 @@ def idempotent(call: Call) -> bool:
     return call.idempotent
 
 
+def _ssl_context(ca_file: str | None, context: ssl.SSLContext | None) -> ssl.SSLContext:
+    """How https:// replicas are verified: ``context`` as given, else trusting
+    ``ca_file`` only, else the system's CAs; host names are checked."""
+    if context is not None:
+        if ca_file is not None:
+            raise BadRequest("give ca_file or ssl_context, not both")
+        return context
+    try:
+        return client_context(ca_file, options=("ca_file", "", ""))
+    except TlsError as e:
+        raise BadRequest(str(e)) from None
+
+
 class ClientBase:
     def __init__(
         self,
@@ -39,6 +54,8 @@ class ClientBase:
         timeout_s: float = 10.0,
         wait_ms: int | None = None,
         attempts: int = ATTEMPTS_MAX,
+        ca_file: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if isinstance(urls, str):
             urls = [urls]
@@ -56,6 +73,11 @@ class ClientBase:
         self.timeout_s = timeout_s
         self.wait_ms = wait_ms
         self.attempts = max(1, attempts)
+        # Built only when needed: loading the system's CAs takes tens of ms.
+        https = any(u.startswith("https://") for u in self.urls)
+        self.ssl_context: ssl.SSLContext | None = (
+            _ssl_context(ca_file, ssl_context) if https or ca_file or ssl_context else None
+        )
         self._current = 0
         self._rng = random.Random()
 

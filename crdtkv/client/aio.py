@@ -85,7 +85,10 @@ class AsyncClient(ClientBase):
     async def _send(self, url: str, call: Call) -> tuple[int, Any, bytes]:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(
+                    ssl=self.ssl_context if self.ssl_context is not None else True
+                ),
             )
         async with self._session.request(
             call.method, url + call.path, data=self._body(call), headers=self._headers(call)

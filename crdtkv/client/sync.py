@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import select
 import socket
+import ssl
 import threading
 import time
 from types import TracebackType
@@ -65,7 +66,9 @@ class Client(ClientBase):
             url = self.url
             try:
                 status, headers, data = self._send(url, call)
-            except ConnectionRefusedError as e:  # never reached the server: always safe
+            except (ConnectionRefusedError, ssl.SSLCertVerificationError) as e:
+                # Never reached the server (a certificate is checked before anything is
+                # sent): always safe to try the next replica.
                 last = e
             except (OSError, http.client.HTTPException) as e:
                 if not idempotent(call):
@@ -122,12 +125,13 @@ class Client(ClientBase):
         conn = self._conns.get(url)
         if conn is None or fresh:
             parts = urlsplit(url)
-            cls = (
-                http.client.HTTPSConnection
-                if parts.scheme == "https"
-                else http.client.HTTPConnection
-            )
-            conn = cls(parts.hostname or "", parts.port, timeout=self.timeout_s)
+            host, port = parts.hostname or "", parts.port
+            if parts.scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    host, port, timeout=self.timeout_s, context=self.ssl_context
+                )
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=self.timeout_s)
             conn.connect()
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._conns[url] = conn

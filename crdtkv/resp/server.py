@@ -43,6 +43,8 @@ from crdtkv.resp.values import QUEUED, RespError, encode
 from crdtkv.sessions import SessionToken, TokenSigner
 
 if TYPE_CHECKING:
+    from ssl import SSLContext
+
     from crdtkv.api.metrics import PeersStatus
     from crdtkv.node import Node
     from crdtkv.ops.spec import OpSpec
@@ -122,11 +124,12 @@ class RespServer:
             if not f.done():
                 f.set_result(None)
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, ssl: SSLContext | None = None) -> None:
+        """Listen on ``host:port``; with ``ssl``, TLS only (a plain client's handshake fails)."""
         loop = asyncio.get_running_loop()
         self.node.on_durable.append(self._wake)
         self._server = await loop.create_server(
-            lambda: Connection(self), host, port, reuse_address=True, backlog=1024
+            lambda: Connection(self), host, port, reuse_address=True, backlog=1024, ssl=ssl
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]

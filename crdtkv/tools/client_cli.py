@@ -12,8 +12,10 @@ For operators and shell scripts.  Every command takes ``--url`` (repeatable;
 default ``$CRDTKV_URL``, comma-separated, else http://127.0.0.1:7001),
 ``--session FILE`` (read the causal session token from FILE if it exists,
 write the updated token back: consecutive commands then see each other's
-writes even when they go to different replicas) and ``--auth-token``
-(default ``$CRDTKV_AUTH_TOKEN``).
+writes even when they go to different replicas), ``--auth-token``
+(default ``$CRDTKV_AUTH_TOKEN``) and ``--tls-ca FILE`` (default
+``$CRDTKV_TLS_CA``: the CA bundle that https:// replicas are verified with,
+instead of the system's).
 
 Output is plain: a value as JSON, counts as integers, set members one per
 line.  Exit status: 0 success, 1 the server refused or no replica answered
@@ -48,6 +50,12 @@ def _parser(name: str, help: str) -> ArgParser:
     p.add_argument("--session", metavar="FILE", help="read and update a session token file")
     p.add_argument("--auth-token", help="bearer token [CRDTKV_AUTH_TOKEN]")
     p.add_argument("--wait-ms", type=int, help="how long a replica may wait for the session")
+    p.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="CA bundle (PEM) to verify https:// replicas with, instead of the system's "
+        "[CRDTKV_TLS_CA]",
+    )
     return p
 
 
@@ -69,6 +77,15 @@ def _run(
         urls = args.url or [
             u for u in environ.get("CRDTKV_URL", DEFAULT_URL).split(",") if u.strip()
         ]
+        ca_file = args.tls_ca or environ.get("CRDTKV_TLS_CA") or None
+        if ca_file is not None:
+            from crdtkv.tls import check_ca
+
+            try:
+                check_ca(ca_file, "--tls-ca" if args.tls_ca else "CRDTKV_TLS_CA")
+            except UsageError as e:
+                print_error(p.prog, str(e))
+                return 2
         token = _read_token(args.session)
         from crdtkv.client import Client
 
@@ -78,6 +95,7 @@ def _run(
                 session_token=token,
                 auth_token=args.auth_token or environ.get("CRDTKV_AUTH_TOKEN") or None,
                 wait_ms=args.wait_ms,
+                ca_file=ca_file,
             ) as db:
                 try:
                     result = act(db, args)

@@ -55,6 +55,7 @@ class BenchConfig:
     seed: int | None = None
     timeout_s: float = 30.0
     auth_token: str | None = None
+    tls_ca: str | None = None  # the CA bundle https:// URLs are verified with (None: the system's)
     client: str = "aiohttp"  # or "raw": a minimal HTTP/1.1 client, far cheaper per request
 
     def to_json(self) -> dict[str, Any]:
@@ -123,6 +124,12 @@ def _build_parser() -> argparse.ArgumentParser:
     add("--seed", metavar="S", help="random seed for keys and values")
     add("--timeout", metavar="S", default="30", help="per-request timeout in seconds (default 30)")
     add("--auth-token", metavar="T", help="bearer token for the server [CRDTKV_AUTH_TOKEN]")
+    add(
+        "--tls-ca",
+        metavar="FILE",
+        help="CA bundle (PEM) to verify https:// URLs with, instead of the system's "
+        "[CRDTKV_TLS_CA]",
+    )
     return p
 
 
@@ -194,6 +201,11 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         raise UsageError("--client", f"choose aiohttp or raw, not {ns.client!r}")
     if ns.json is not None and not ns.json:
         raise UsageError("--json", "expected a file path")
+    tls_ca = ns.tls_ca or environ.get("CRDTKV_TLS_CA") or None
+    if tls_ca is not None:
+        from crdtkv.tls import check_ca
+
+        check_ca(tls_ca, "--tls-ca" if ns.tls_ca else "CRDTKV_TLS_CA")  # a UsageError
     return BenchConfig(
         urls=urls,
         connections=_int(ns.connections, "-c", 1, CONNECTIONS_MAX),
@@ -216,5 +228,6 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         seed=_int(ns.seed, "--seed", 0) if ns.seed is not None else None,
         timeout_s=_float(ns.timeout, "--timeout"),
         auth_token=ns.auth_token or environ.get("CRDTKV_AUTH_TOKEN") or None,
+        tls_ca=tls_ca,
         client=ns.client,
     )

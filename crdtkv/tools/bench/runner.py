@@ -129,8 +129,13 @@ class Runner:
         headers = {}
         if self.cfg.auth_token:
             headers["Authorization"] = f"Bearer {self.cfg.auth_token}"
+        ssl: Any = True  # aiohttp's default: the system's CAs
+        if self.cfg.tls_ca is not None:
+            from crdtkv.tls import client_context
+
+            ssl = client_context(self.cfg.tls_ca)
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.cfg.connections, limit_per_host=0),
+            connector=aiohttp.TCPConnector(limit=self.cfg.connections, limit_per_host=0, ssl=ssl),
             timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
             headers=headers,
             auto_decompress=False,

@@ -1,0 +1,12 @@
+"""Test certificates for the TLS tests, made once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tls.certs import Pki, make_pki
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
