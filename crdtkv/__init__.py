@@ -17,8 +17,9 @@ from crdtkv.errors import (
     Unauthorized,
     WrongType,
 )
+from crdtkv.versions import RELEASE
 
-__version__ = "0.2.0"
+__version__ = RELEASE
 
 __all__ = [
     "AsyncClient",

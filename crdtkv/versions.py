@@ -25,8 +25,6 @@ docs/operations.md.
 
 from __future__ import annotations
 
-from crdtkv import __version__
-
 __all__ = [
     "RELEASE",
     "RELEASE_HEADER",
@@ -37,7 +35,7 @@ __all__ = [
     "wire_accepted",
 ]
 
-RELEASE = __version__
+RELEASE = "0.2.0"  # the package version: pyproject.toml says the same (tests/test_repo.py)
 WIRE_FORMAT = 1  # what this release sends
 WIRE_READS = (1, 1)  # the lowest and highest format this release accepts
 WIRE_IMPLICIT = 1  # the format of a peer that sends no X-Crdtkv-Wire (releases before 0.2.0)

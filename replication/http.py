@@ -64,7 +64,7 @@ import orjson
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from crdtkv import versions
+import crdtkv.versions as versions
 from crdtkv.errors import (
     BadRequest,
     CrdtkvError,

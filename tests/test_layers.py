@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("crdtkv", "replication", "simulations")
 LAYERS: list[tuple[int, tuple[str, ...]]] = [
-    (0, ("crdtkv.errors", "crdtkv.limits", "crdtkv.crdts", "crdtkv.cliutil")),
+    (0, ("crdtkv.errors", "crdtkv.limits", "crdtkv.crdts", "crdtkv.cliutil", "crdtkv.versions")),
     (
         1,
         (
