@@ -8,7 +8,8 @@
     │   ├── ClockOffsetError          a remote timestamp too far ahead of ours
     │   └── ProtocolError             a replication peer broke the protocol
     │       └── SyncTooLarge (413)    a state sync past the receiver's buffer bound
-    ├── Unauthorized (401)
+    ├── Unauthorized (401)            no or a wrong auth token
+    ├── Forbidden (403)               a read-only user's write
     ├── NotFound (404)
     │   └── KeyNotFound               the client's registers.get of an absent key
     ├── MethodNotAllowed (405)
@@ -36,6 +37,7 @@ __all__ = [
     "CodecError",
     "CounterOverflow",
     "CrdtkvError",
+    "Forbidden",
     "KeyNotFound",
     "MethodNotAllowed",
     "NotAnInteger",
@@ -109,6 +111,14 @@ class Unauthorized(CrdtkvError):
     code = "unauthorized"
 
 
+class Forbidden(CrdtkvError):
+    """An authenticated user whose role does not allow the call: a read-only user's
+    write (``--auth-file``).  Nothing changed."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(CrdtkvError):
     status = 404
     code = "not_found"
@@ -158,6 +168,7 @@ class StorageError(CrdtkvError):
 WIRE_ERRORS: tuple[type[CrdtkvError], ...] = (
     BadRequest,
     Unauthorized,
+    Forbidden,
     KeyNotFound,  # the client raises the subclass: an absent key is the usual 404
     MethodNotAllowed,
     WrongType,
