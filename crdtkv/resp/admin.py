@@ -173,7 +173,12 @@ def select(ctx: Context, argv: list[bytes]) -> Any:
     return OK
 
 
-@_server_cmd("ACL", -2, group="server", summary="A container for Access List Control commands.")
+@_server_cmd(
+    "ACL",
+    -2,
+    group="server",
+    summary="ACL WHOAMI: returns the connection's user name (users come from --auth-file).",
+)
 def acl(ctx: Context, argv: list[bytes]) -> Any:
     """``ACL WHOAMI`` only: users come from ``--auth-file`` (re-read on SIGHUP), not ACL."""
     conn = _conn(ctx)
