@@ -29,7 +29,6 @@ Nothing here does network I/O; ``load_auth_file`` reads the file.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -186,7 +185,7 @@ _KEY = secrets.token_bytes(32)
 
 
 def _digest(token: bytes) -> bytes:
-    return hmac.new(_KEY, token, hashlib.sha256).digest()
+    return hmac.digest(_KEY, token, "sha256")  # one-shot, in C
 
 
 class Users:
@@ -203,7 +202,7 @@ class Users:
     quietly break it; here there is no loop to break.
     """
 
-    __slots__ = ("_by_digest", "by_name")
+    __slots__ = ("_by_digest", "by_name", "enabled")
 
     def __init__(self, users: Iterable[tuple[str, str, str]] = ()) -> None:
         """``users``: (name, role, token) of each."""
@@ -214,11 +213,7 @@ class Users:
             user = User(name, role, digest)
             self._by_digest[digest] = user
             self.by_name[name] = user
-
-    @property
-    def enabled(self) -> bool:
-        """Callers must authenticate (some user is configured)."""
-        return bool(self._by_digest)
+        self.enabled = bool(self._by_digest)  # callers must authenticate
 
     def __len__(self) -> int:
         return len(self.by_name)

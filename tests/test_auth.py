@@ -234,14 +234,15 @@ def test_lookup_is_a_keyed_hash_in_a_dict_one_hmac_per_lookup(
     }
     assert not any(t.encode() in repr(stored).encode() for _, _, t in many)
     calls: list[bytes] = []
-    real = hmac.new
+    real = hmac.digest
 
-    def spy(key: bytes, msg: bytes, digestmod: object) -> hmac.HMAC:
+    def spy(key: bytes, msg: bytes, digest: str) -> bytes:
+        assert (key, digest) == (auth._KEY, "sha256")
         calls.append(msg)
-        return real(key, msg, digestmod)  # type: ignore[arg-type]
+        return real(key, msg, digest)
 
     compared: list[object] = []
-    monkeypatch.setattr(auth.hmac, "new", spy)
+    monkeypatch.setattr(auth.hmac, "digest", spy)
     monkeypatch.setattr(
         auth.hmac, "compare_digest", lambda *a: compared.append(a) or False
     )  # nothing may compare tokens one by one
