@@ -98,6 +98,14 @@ def test_a_bad_file_is_refused_in_one_line_naming_file_and_user(
     assert ALICE not in message  # a token never shows in an error
 
 
+def test_the_documented_example_file_is_valid() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    users = parse_auth_file(example.encode(), "docs/operations.md")
+    roles = [(u.name, u.role) for u in users]
+    assert roles == [("ingest", "read-write"), ("dashboard", "read-only")]
+
+
 def test_unreadable_and_binary_files(tmp_path: Path) -> None:
     with pytest.raises(AuthFileError, match="cannot read"):
         load_auth_file(str(tmp_path / "missing.toml"))
