@@ -32,6 +32,7 @@ from crdtkv.config import ServeConfig, UsageError, parse_serve_command
 if TYPE_CHECKING:
     import ssl
 
+    from crdtkv.auth import Auth
     from crdtkv.node import Node
 
 __all__ = ["COMMANDS", "Command", "main", "run_serve", "serve_main", "serve_node"]
@@ -175,6 +176,7 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
         _fail(SERVE_PROG, str(e))
         await node.close()
         return 1
+    auth = config.make_auth()  # validated by the config: the users HTTP and RESP share
     replication = None
     if config.peers:
         replication = ReplicationService(
@@ -186,7 +188,9 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
             ssl_context=peer_tls,
             client_certs=config.tls_peer_auth == "mutual",
         )
-    app = make_app(node, config, peers_status=replication.status if replication else None)
+    app = make_app(
+        node, config, peers_status=replication.status if replication else None, auth=auth
+    )
     if replication is not None:
         replication.add_routes(app)
     access_log = logging.getLogger("aiohttp.access") if log.isEnabledFor(logging.DEBUG) else None
@@ -207,7 +211,7 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
             node,
             replica_id=config.replica_id,
             cluster_secret=config.cluster_secret,
-            password=config.requirepass or config.auth_token,
+            auth=auth,
             durability=config.durability,
             peers_status=replication.status if replication else None,
             resp_limits=RespLimits(
@@ -232,6 +236,9 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
     where = _url(config)
     if resp is not None:
         where += f" and {'rediss' if resp_tls else 'redis'}://{_host(config)}:{config.resp_port}"
+    if config.auth_file is not None:
+        # Only with an auth file: without one, SIGHUP stops the process as it always did.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_auth, auth)
     print(f"crdtkv replica {config.replica_id} serving on {where}", flush=True)
     await _wait_for_stop(node)
     log.info("shutting down: finishing in-flight requests")
@@ -246,6 +253,22 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
         return 1
     log.info("stopped cleanly")
     return 0
+
+
+def _reload_auth(auth: Auth) -> None:
+    """SIGHUP: re-read the auth file (and nothing else); a bad file changes nothing."""
+    from crdtkv.auth import AuthFileError
+
+    try:
+        n = auth.reload()
+    except AuthFileError as e:
+        log.error(
+            "SIGHUP: auth file not reloaded; the %d users before stay in force: %s",
+            len(auth.entries),
+            e,
+        )
+        return
+    log.info("SIGHUP: auth file %s reloaded: %d users", auth.path, n)
 
 
 async def _wait_for_stop(node: Node) -> None:

@@ -11,8 +11,9 @@ Extras beyond the v1 contract: ``--max-offset-ms``, ``--body-bytes-max``,
 listeners and for replication: ``crdtkv.tls``; the files are loaded here, so a
 bad one is a usage error), ``--replication-setting NAME=VALUE`` (a field of
 ``crdtkv.limits.ReplicationSettings``; repeatable),
-``--log-level`` (with ``CRDTKV_*`` variables too) and ``--check-config``
-(validate, print the resolved settings as JSON with secrets redacted, exit 0).
+``--log-level`` (with ``CRDTKV_*`` variables too), ``--check-config``
+(validate, print the resolved settings as JSON with secrets redacted, exit 0)
+and ``--auth-file`` (named users, read and validated here; ``crdtkv.auth``).
 
 Validation errors name the option (or the environment variable the bad value
 came from) in one line; the CLI prints it and exits with status 2.  The
@@ -27,11 +28,12 @@ import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from crdtkv import limits, tls
+from crdtkv.auth import Auth, AuthFileError, UserEntry, load_auth_file
 from crdtkv.cliutil import ArgParser as _Parser
 from crdtkv.cliutil import UsageError
 from crdtkv.limits import LimitError, ReplicationSettings
@@ -86,6 +88,9 @@ class ServeConfig:
     tls_key: str | None = None  # its private key (PEM, unencrypted)
     tls_ca: str | None = None  # verifies https:// peers (and client certs in mutual mode)
     tls_peer_auth: str = "secret"  # "mutual": replication also needs a verified client cert
+    # --auth-file: named users with a token and a role (crdtkv.auth), re-read on SIGHUP.
+    auth_file: str | None = None
+    auth_users: tuple[UserEntry, ...] = ()  # the file's users as read at start
     # The replication core's settings (validated when built: crdtkv.limits).
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
 
@@ -112,6 +117,7 @@ class ServeConfig:
             "resp_clients_max": self.resp_clients_max,
             "enable_flushall": self.enable_flushall,
             **self._tls_json(),
+            **_auth_json(self),
             **_replication_json(self.replication),
         }
 
@@ -122,6 +128,16 @@ class ServeConfig:
         paths = {"cert": self.tls_cert, "key": self.tls_key, "ca": self.tls_ca}
         tls_json: dict[str, Any] = {k: _abspath(v) for k, v in paths.items()}
         return {"tls": {**tls_json, "peer_auth": self.tls_peer_auth}}
+
+    def make_auth(self) -> Auth:
+        """The users in force at start: the auth file's, and the ``default`` user of
+        --auth-token (HTTP) and --requirepass (RESP; by default the auth token)."""
+        return Auth(
+            self.auth_users,
+            http_token=self.auth_token,
+            resp_password=self.requirepass or self.auth_token,
+            path=self.auth_file,
+        )
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,16 @@ def _replication_json(settings: ReplicationSettings) -> dict[str, Any]:
 
 def _abspath(path: str | None) -> str | None:
     return None if path is None else os.path.abspath(path)
+
+
+def _auth_json(config: ServeConfig) -> dict[str, Any]:
+    """--auth-file and its users' roles, when set (never their tokens)."""
+    if config.auth_file is None:
+        return {}
+    return {
+        "auth_file": os.path.abspath(config.auth_file),
+        "auth_users": {u.name: u.role for u in config.auth_users},
+    }
 
 
 def _redact(secret: str | None) -> str | None:
@@ -185,6 +211,12 @@ def build_serve_parser() -> argparse.ArgumentParser:
         "--auth-token",
         metavar="T",
         help="require 'Authorization: Bearer T' on /v1 and /metrics [CRDTKV_AUTH_TOKEN]",
+    )
+    add(
+        "--auth-file",
+        metavar="PATH",
+        help="TOML file of users ([users.NAME] with token and role read-write|read-only) "
+        "for HTTP and RESP; SIGHUP re-reads it [CRDTKV_AUTH_FILE]",
     )
     add("--durability", metavar="fsync|wal", help="default fsync [CRDTKV_DURABILITY]")
     add(
@@ -375,6 +407,17 @@ def _text(picked: tuple[str, str] | None, default: str | None) -> str | None:
     return value
 
 
+def _auth_file(picked: tuple[str, str] | None) -> tuple[str | None, tuple[UserEntry, ...]]:
+    """The auth file's path and users (read and validated now: a bad file stops the start)."""
+    path = _text(picked, None)
+    if path is None or picked is None:
+        return None, ()
+    try:
+        return path, load_auth_file(path)
+    except AuthFileError as e:
+        raise UsageError(picked[1], str(e)) from None
+
+
 def _choice(picked: tuple[str, str] | None, default: str, choices: Sequence[str]) -> str:
     if picked is None:
         return default
@@ -490,6 +533,14 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
     )
     if config.resp_port and config.resp_port == config.port:
         raise UsageError("--resp-port", "must differ from --port")
+    auth_picked = _pick(ns.auth_file, "--auth-file", environ, "CRDTKV_AUTH_FILE")
+    auth_file, auth_users = _auth_file(auth_picked)
+    if auth_file is not None and auth_picked is not None:
+        config = replace(config, auth_file=auth_file, auth_users=auth_users)
+        try:
+            config.make_auth()  # the file's users against --auth-token and --requirepass
+        except AuthFileError as e:
+            raise UsageError(auth_picked[1], str(e)) from None
     log_level = _choice(
         _pick(ns.log_level, "--log-level", environ, "CRDTKV_LOG_LEVEL"),
         "INFO",

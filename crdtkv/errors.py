@@ -9,7 +9,8 @@
     │   └── ProtocolError             a replication peer broke the protocol
     │       ├── SyncTooLarge (413)    a state sync past the receiver's buffer bound
     │       └── WireVersionMismatch   a peer speaks a wire format this release does not
-    ├── Unauthorized (401)
+    ├── Unauthorized (401)            no or a wrong auth token
+    ├── Forbidden (403)               a read-only user's write
     ├── NotFound (404)
     │   └── KeyNotFound               the client's registers.get of an absent key
     ├── MethodNotAllowed (405)
@@ -37,6 +38,7 @@ __all__ = [
     "CodecError",
     "CounterOverflow",
     "CrdtkvError",
+    "Forbidden",
     "KeyNotFound",
     "MethodNotAllowed",
     "NotAnInteger",
@@ -119,6 +121,14 @@ class Unauthorized(CrdtkvError):
     code = "unauthorized"
 
 
+class Forbidden(CrdtkvError):
+    """An authenticated user whose role does not allow the call: a read-only user's
+    write (``--auth-file``).  Nothing changed."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(CrdtkvError):
     status = 404
     code = "not_found"
@@ -168,6 +178,7 @@ class StorageError(CrdtkvError):
 WIRE_ERRORS: tuple[type[CrdtkvError], ...] = (
     BadRequest,
     Unauthorized,
+    Forbidden,
     KeyNotFound,  # the client raises the subclass: an absent key is the usual 404
     MethodNotAllowed,
     WrongType,

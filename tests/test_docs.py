@@ -51,6 +51,7 @@ STATUS_MARK = "DOCS-TEST-HTTP-STATUS"
 ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "wrong_type",

@@ -47,6 +47,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
         3,
         (
             "crdtkv.node",
+            "crdtkv.auth",
             "crdtkv.api",
             "replication.http",
             "crdtkv.config",

@@ -9,9 +9,12 @@ first:
    HLC) *after* the request;
 3. errors (``crdtkv.api.errors``): every exception becomes the contract's
    error body, so nothing below can take the server down;
-4. guard, for ``/v1/...`` and ``/metrics`` only: bearer-token auth, then
-   (``/v1``) the session token is verified, the request waits until this
-   replica has applied what the token covers, a write absorbs the token's
+4. guard, for ``/v1/...`` and ``/metrics`` only: bearer-token auth (401; a
+   read-only user's write is 403: the op table says which routes write, a
+   ``/v1/batch`` is checked op by op in its handler, and a route it does not
+   know writes unless its method is GET, HEAD or OPTIONS), then (``/v1``)
+   the session token is verified, the request waits until this replica has
+   applied what the token covers, a write absorbs the token's
    HLC, and after the handler the response waits for group commit
    (``node.durable()``, reads included: nobody may see a write that could
    still be lost).
@@ -22,16 +25,16 @@ middleware costs a wrapper coroutine and a ``functools.partial`` per request
 
 The node's lifecycle (``start``/``close``) belongs to the caller, not to the
 app: the CLI and the tests own it.  ``/healthz`` and ``/openapi.json`` (the
-API's OpenAPI 3.1 document) are always open; ``/metrics`` needs the auth
-token when one is configured.  Routes others add to the app
-(replication) pass the guard untouched and carry their own authentication.
+API's OpenAPI 3.1 document) are always open; ``/metrics`` needs a token
+when users are configured (``--auth-token``, ``--auth-file``; ``crdtkv.auth``).
+Routes others add to the app (replication) pass the guard untouched and carry
+their own authentication.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import logging
 import re
 import time
@@ -45,17 +48,21 @@ from crdtkv.api.errors import error_response, extra_headers, from_http_exception
 from crdtkv.api.metrics import ApiMetrics, PeersStatus
 from crdtkv.api.routes import add_routes
 from crdtkv.api.state import (
+    AUTH,
     CONFIG,
     METRICS,
     NODE,
     OUT_TOKEN,
     PEERS_STATUS,
+    ROUTE_WRITES,
     SESSION,
     SIGNER,
     TOKEN_CACHE,
+    USER,
 )
+from crdtkv.auth import Auth, Users
 from crdtkv.config import ServeConfig
-from crdtkv.errors import BadRequest, CrdtkvError, SessionUnavailable, Unauthorized
+from crdtkv.errors import BadRequest, CrdtkvError, Forbidden, SessionUnavailable, Unauthorized
 from crdtkv.node import Node
 from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER, TokenSigner
 
@@ -77,9 +84,15 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def make_app(
-    node: Node, config: ServeConfig, *, peers_status: PeersStatus | None = None
+    node: Node,
+    config: ServeConfig,
+    *,
+    peers_status: PeersStatus | None = None,
+    auth: Auth | None = None,
 ) -> web.Application:
-    """The HTTP app of one replica.  ``peers_status`` fills ``/v1/status``'s ``peers``."""
+    """The HTTP app of one replica.  ``peers_status`` fills ``/v1/status``'s ``peers``;
+    ``auth``: the users (shared with the RESP server, reloaded on SIGHUP), by default
+    the config's."""
     app = web.Application(
         middlewares=[_middleware],
         # The same limit as our own reader, for anything that calls request.read().
@@ -88,6 +101,7 @@ def make_app(
     )
     app[NODE] = node
     app[CONFIG] = config
+    app[AUTH] = auth if auth is not None else config.make_auth()
     app[SIGNER] = TokenSigner(config.cluster_secret)
     app[TOKEN_CACHE] = [None, ""]
     app[METRICS] = ApiMetrics(node, peers_status)
@@ -171,7 +185,7 @@ async def _guarded(
     is_api = path.startswith("/v1/") or path == "/v1"
     if not is_api and path != "/metrics":
         return await handler(request)
-    _check_auth(request, app[CONFIG].auth_token)
+    _check_auth(request, app[AUTH].http)
     if not is_api:
         return await handler(request)
     node = app[NODE]
@@ -191,16 +205,32 @@ async def _guarded(
 # -- guard steps ----------------------------------------------------------------------------------
 
 
-def _check_auth(request: web.Request, expected: str | None) -> None:
-    if expected is None:
+def _check_auth(request: web.Request, users: Users) -> None:
+    """401 without a known bearer token, 403 for a read-only user's write."""
+    if not users.enabled:
         return
     scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-    # compare_digest: the time taken must not tell how much of a guess was right.
-    ok = scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), expected.encode("utf-8")
-    )
-    if not ok:
+    # Users.lookup takes the same time whatever part of a guess is right (a keyed hash).
+    user = None
+    if scheme.lower() == "bearer":
+        user = users.lookup(given.strip().encode("utf-8", "surrogateescape"))
+    if user is None:
         raise Unauthorized("this replica needs 'Authorization: Bearer <auth token>'")
+    request[USER] = user
+    if not user.can_write and _writes(request):
+        raise Forbidden(
+            f"user {user.name!r} is read-only and {request.method} {request.path} writes"
+        )
+
+
+def _writes(request: web.Request) -> bool:
+    """Whether the request's route may write: the op table says for its routes (a batch
+    is checked op by op in its handler); any other route writes unless its method is
+    safe (fail closed: an unknown route is not known to only read)."""
+    writes = request.app[ROUTE_WRITES].get(request.match_info.route)
+    if writes is None:
+        return request.method not in _SAFE_METHODS
+    return bool(writes)
 
 
 async def _enter_session(request: web.Request, node: Node) -> None:

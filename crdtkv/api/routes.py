@@ -42,11 +42,11 @@ from crdtkv.api.codec import (
 )
 from crdtkv.api.errors import error_body
 from crdtkv.api.limits import read_body
-from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS
-from crdtkv.errors import BadRequest, CrdtkvError, StorageError
+from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS, ROUTE_WRITES, USER
+from crdtkv.errors import BadRequest, CrdtkvError, Forbidden, StorageError
 from crdtkv.node import Node
 from crdtkv.ops.spec import In, Kind, OpSpec
-from crdtkv.ops.table import TABLE
+from crdtkv.ops.table import OPS, TABLE
 
 __all__ = ["add_routes", "path_pattern"]
 
@@ -163,9 +163,24 @@ async def batch(request: web.Request) -> web.StreamResponse:
         raise BadRequest("field 'ops' must be a list of ops")
     if len(ops) > limits.BATCH_OPS_MAX:
         raise BadRequest(f"a batch has at most {limits.BATCH_OPS_MAX} ops, not {len(ops)}")
+    user = request.get(USER)
+    if user is not None and not user.can_write:
+        _refuse_writes(user.name, ops)
     node = request.app[NODE]
     results = [_apply_one(node, op) for op in ops]
     return encode_response({"results": results}, response_format(request, fmt))
+
+
+def _refuse_writes(user: str, ops: list[Any]) -> None:
+    """403 for a read-only user's batch with a write in it; nothing is applied then.
+    An op that is not a known op of the table cannot write: it keeps its slot's 400."""
+    for i, op in enumerate(ops):
+        name = op.get("op") if isinstance(op, dict) else None
+        spec = OPS.get(name) if isinstance(name, str) else None
+        if spec is not None and spec.writes:
+            raise Forbidden(
+                f"user {user!r} is read-only and op {i} ({name}) writes; nothing was applied"
+            )
 
 
 # -- operations endpoints ---------------------------------------------------------------------
@@ -200,10 +215,15 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    writes: dict[web.AbstractRoute, bool] = {}
     for spec in TABLE:
         if spec.route is not None:
-            app.router.add_route(spec.route.method, path_pattern(spec.route.path), _handler(spec))
-    app.router.add_post("/v1/batch", batch)
-    app.router.add_get("/v1/status", status, allow_head=False)
+            route = app.router.add_route(
+                spec.route.method, path_pattern(spec.route.path), _handler(spec)
+            )
+            writes[route] = spec.writes
+    writes[app.router.add_post("/v1/batch", batch)] = False  # checked op by op (batch)
+    writes[app.router.add_get("/v1/status", status, allow_head=False)] = False
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics, allow_head=False)
+    writes[app.router.add_get("/metrics", metrics, allow_head=False)] = False
+    app[ROUTE_WRITES] = writes

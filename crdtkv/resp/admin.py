@@ -1,14 +1,13 @@
 """Connection and server commands: what clients send on their own.
 
-HELLO, AUTH, CLIENT, SELECT, PING, ECHO, QUIT, RESET, COMMAND, CONFIG GET,
-INFO, DBSIZE, TIME, and ``CRDTKV.SESSION``, the causal session of a
-connection.  They see the connection (``crdtkv.resp.server.Connection``).
+HELLO, AUTH, ACL WHOAMI, CLIENT, SELECT, PING, ECHO, QUIT, RESET, COMMAND,
+CONFIG GET, INFO, DBSIZE, TIME, and ``CRDTKV.SESSION``, the causal session of
+a connection.  They see the connection (``crdtkv.resp.server.Connection``).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hmac
 import os
 import platform
 import time
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from crdtkv import limits
+from crdtkv.auth import OPEN_USER
 from crdtkv.errors import BadRequest
 from crdtkv.resp import args as A
 from crdtkv.resp.commands import COMMANDS, Command, Context, Run, command
@@ -65,21 +65,28 @@ def quit_(ctx: Context, argv: list[bytes]) -> Any:
     return OK
 
 
+_WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
+
+
 def _check_password(conn: Connection, user: bytes | None, password: bytes) -> None:
-    expected = conn.server.password
-    if expected is None:
+    """AUTH: ``user``'s token (``--auth-file``), or the default user's password
+    (``--requirepass``/``--auth-token``).  Without a user name, any user's token: a token
+    names its user, as over HTTP.  A failure leaves the connection as it was."""
+    users = conn.server.auth.resp
+    if not users.enabled:  # no password at all: as Redis's nopass default user
         if user is None:
             raise RespError(
                 "ERR AUTH <password> called without any password configured for the default "
                 "user. Are you sure your configuration is correct?"
             )
-        expected = ""
-    ok = (user is None or user == b"default") and hmac.compare_digest(
-        password, expected.encode("utf-8")
-    )
-    if not ok:
-        raise RespError("WRONGPASS invalid username-password pair or user is disabled.")
-    conn.authed = True
+        if user != b"default" or password != b"":
+            raise RespError(_WRONGPASS)
+        conn.set_user(OPEN_USER)
+        return
+    found = users.check(user, password)  # constant time (crdtkv.auth.Users)
+    if found is None:
+        raise RespError(_WRONGPASS)
+    conn.set_user(found)
 
 
 @_server_cmd("AUTH", -2, noauth=True, summary="Authenticates the connection.")
@@ -147,7 +154,7 @@ def reset(ctx: Context, argv: list[bytes]) -> Any:
     conn.name = None
     conn.token = None
     conn.wait_ms = limits.WAIT_MS_DEFAULT
-    conn.authed = conn.server.password is None
+    conn.set_user(None if conn.server.auth.resp.enabled else OPEN_USER)
     conn.multi, conn.multi_failed = None, False
     return Status("RESET")
 
@@ -158,6 +165,24 @@ def select(ctx: Context, argv: list[bytes]) -> Any:
     if db != 0:
         raise RespError("ERR DB index is out of range (crdtkv has one database: 0)")
     return OK
+
+
+@_server_cmd(
+    "ACL",
+    -2,
+    group="server",
+    summary="ACL WHOAMI: returns the connection's user name (users come from --auth-file).",
+)
+def acl(ctx: Context, argv: list[bytes]) -> Any:
+    """``ACL WHOAMI`` only: users come from ``--auth-file`` (re-read on SIGHUP), not ACL."""
+    conn = _conn(ctx)
+    sub = A.upper(argv[0])
+    if sub == "WHOAMI" and len(argv) == 1:
+        return conn.user.name if conn.user is not None else None
+    raise RespError(
+        f"ERR unknown subcommand or wrong number of arguments for 'acl|{sub.lower()}' command "
+        "(crdtkv answers ACL WHOAMI; its users come from crdtkv serve --auth-file)"
+    )
 
 
 def _client_name(b: bytes) -> str:
@@ -199,7 +224,8 @@ def client(ctx: Context, argv: list[bytes]) -> Any:
 def _client_line(c: Connection) -> str:
     age = int(time.time() - c.created)
     return (
-        f"id={c.id} addr={c.addr} name={c.name or ''} age={age} db=0 resp={c.proto} "
+        f"id={c.id} addr={c.addr} name={c.name or ''} age={age} db=0 "
+        f"user={c.user.name if c.user is not None else 'default'} resp={c.proto} "
         f"lib-name={c.lib.get('lib-name', '')} lib-ver={c.lib.get('lib-ver', '')}"
     )
 

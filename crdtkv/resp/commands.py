@@ -116,9 +116,13 @@ class Command:
     # Whether the server may run it in its fast path: a keyspace command, not one that
     # changes the connection (HELLO, MULTI, QUIT...) or runs others (EXEC).
     simple: bool = field(init=False, repr=False, compare=False)
+    # Whether a read-only user is refused it (NOPERM): a write, but not EXEC, whose
+    # queued commands were each checked (as Redis's EXEC, which is not a write command).
+    denied_read_only: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "simple", self.data and self.name != "EXEC")
+        object.__setattr__(self, "denied_read_only", self.writes and self.name != "EXEC")
 
     def arity_ok(self, argc: int) -> bool:
         """``argc``: the argument count with the name."""

@@ -18,6 +18,13 @@ parsed but not yet run, the replies not yet taken by the client (a client
 that does not read is paused, then disconnected), and the number of
 connections.  Garbage gets ``-ERR Protocol error`` and closes that
 connection only.
+
+Authentication (``crdtkv.auth``): with users configured, a connection runs
+nothing but AUTH, HELLO and QUIT until AUTH names one (``Connection.user``);
+a read-only user's write commands are refused with Redis's NOPERM (inside
+MULTI when queued, which aborts the EXEC).  A reload of the auth file
+(SIGHUP) closes the connections of users it removed or whose token it
+changed; the others take their user's new role from their next command.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ import hiredis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from crdtkv import limits
+from crdtkv.auth import OPEN_USER, Auth, User, Users
 from crdtkv.errors import CrdtkvError, StorageError
+from crdtkv.ops.table import OPS
 from crdtkv.resp import commands
 from crdtkv.resp.commands import Blocked, Command, Context, error_reply, lookup
 from crdtkv.resp.values import QUEUED, RespError, encode
@@ -93,6 +102,7 @@ class RespServer:
         replica_id: str,
         cluster_secret: str | None = None,
         password: str | None = None,
+        auth: Auth | None = None,
         durability: str = "fsync",
         peers_status: PeersStatus | None = None,
         resp_limits: RespLimits | None = None,
@@ -102,7 +112,9 @@ class RespServer:
         self.node = node
         self.replica_id = replica_id
         self.signer = TokenSigner(cluster_secret)
-        self.password = password
+        # The users (shared with HTTP and reloaded on SIGHUP); by default the one
+        # ``default`` user of ``password``, if any.
+        self.auth = auth if auth is not None else Auth(resp_password=password)
         self.durability = durability
         self.peers_status = peers_status
         self.limits = resp_limits or RespLimits()
@@ -128,15 +140,24 @@ class RespServer:
         """Listen on ``host:port``; with ``ssl``, TLS only (a plain client's handshake fails)."""
         loop = asyncio.get_running_loop()
         self.node.on_durable.append(self._wake)
+        self.auth.on_reload.append(self._users_changed)
         self._server = await loop.create_server(
             lambda: Connection(self), host, port, reuse_address=True, backlog=1024, ssl=ssl
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
 
+    def _users_changed(self) -> None:
+        """The auth file was re-read: every connection checks its user."""
+        users = self.auth.resp
+        for conn in list(self.clients.values()):
+            conn.recheck_user(users)
+
     async def stop(self) -> None:
         if self._wake in self.node.on_durable:
             self.node.on_durable.remove(self._wake)
+        if self._users_changed in self.auth.on_reload:
+            self.auth.on_reload.remove(self._users_changed)
         if self._server is not None:
             self._server.close()
         for conn in list(self.clients.values()):
@@ -155,7 +176,11 @@ class Connection(asyncio.Protocol, Context):
         self.proto = 2
         self.name: str | None = None
         self.lib: dict[str, str] = {}
-        self.authed = server.password is None
+        # Who authenticated (None: nobody yet); ``authed`` and ``can_write`` follow it.
+        self.user: User | None = None
+        self.authed = False
+        self.can_write = False
+        self.set_user(None if server.auth.resp.enabled else OPEN_USER)
         self.token: SessionToken | None = None  # CRDTKV.SESSION: the session it serves
         self.wait_ms = limits.WAIT_MS_DEFAULT
         self.created = time.time()
@@ -185,6 +210,40 @@ class Connection(asyncio.Protocol, Context):
         self._bad: str | None = None  # a protocol error, answered after the commands before it
         # The unfinished request's bytes (b"" between requests; None: not kept, too long).
         self._carry: bytes | None = b""
+
+    # -- authentication -------------------------------------------------------------------------
+    def set_user(self, user: User | None) -> None:
+        """AUTH, RESET, a reload: the connection's user (None: not authenticated)."""
+        self.user = user
+        self.authed = user is not None
+        self.can_write = user is not None and user.can_write
+
+    def recheck_user(self, users: Users) -> None:
+        """After a reload: a user removed, or whose token changed, is disconnected (Redis
+        disconnects the clients of a deleted user; a changed token is treated alike, so
+        rotating a leaked token also ends the sessions opened with it); a user kept
+        takes its new role."""
+        user = self.user
+        if user is None or user is OPEN_USER:
+            return
+        now = users.by_name.get(user.name)
+        if now is None or now.digest != user.digest:
+            log.info(
+                "closing RESP client %s: its user %r was removed or its token changed",
+                self.addr,
+                user.name,
+            )
+            self.set_user(None)
+            self.close()
+            return
+        self.set_user(now)
+
+    def noperm(self, cmd: Command) -> RespError:
+        """Redis's ACL refusal of a command (a read-only user's write)."""
+        name = self.user.name if self.user is not None else "default"
+        return RespError(
+            f"NOPERM User {name} has no permissions to run the '{cmd.name.lower()}' command"
+        )
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -400,6 +459,7 @@ class Connection(asyncio.Protocol, Context):
                 and self._inline_run
                 and (len(argv) == cmd.arity if cmd.arity >= 0 else len(argv) >= -cmd.arity)
                 and self.authed
+                and (self.can_write or not cmd.writes)
             ):
                 # The usual command: run it here (``_execute``'s checks passed).
                 try:
@@ -526,6 +586,9 @@ class Connection(asyncio.Protocol, Context):
         if not self.authed and not cmd.noauth:
             self.multi_failed = True
             return RespError("NOAUTH Authentication required.")
+        if cmd.denied_read_only and not self.can_write:
+            self.multi_failed = True  # as Redis: refused when queued, and EXEC aborts
+            return self.noperm(cmd)
         if len(self.multi) >= self.server.limits.queued_max:
             self.multi_failed = True
             return RespError(
@@ -540,9 +603,20 @@ class Connection(asyncio.Protocol, Context):
         self.server.stats.commands += len(queued)
         self.blocking = False  # a blocking command answers at once, as in Redis
         try:
-            return [self._execute(cmd, argv) for cmd, argv in queued]
+            return [self._execute_queued(cmd, argv) for cmd, argv in queued]
         finally:
             self.blocking = True
+
+    def _execute_queued(self, cmd: Command, argv: list[bytes]) -> Any:
+        if cmd.denied_read_only and not self.can_write:
+            # The role changed (a reload) since the command was queued: Redis's text.
+            self.server.stats.errors += 1
+            return RespError(
+                "NOPERM ACLs rules changed between the moment the transaction was "
+                "accumulated and the EXEC call. This command is no longer allowed for the "
+                "following reason: no permission to execute the command or subcommand"
+            )
+        return self._execute(cmd, argv)
 
     def _execute(self, cmd: Command | None, argv: list[bytes]) -> Any:
         """One command's reply (never raises)."""
@@ -555,6 +629,9 @@ class Connection(asyncio.Protocol, Context):
         if not self.authed and not cmd.noauth:
             self.server.stats.errors += 1
             return RespError("NOAUTH Authentication required.")
+        if cmd.denied_read_only and not self.can_write:
+            self.server.stats.errors += 1
+            return self.noperm(cmd)
         try:
             return cmd.run(self, argv[1:])
         except Exception as e:
@@ -575,11 +652,21 @@ class Connection(asyncio.Protocol, Context):
     # -- Context --------------------------------------------------------------------------------
     def apply(self, op: dict[str, Any]) -> dict[str, Any]:
         self._saw = True
+        if not self.can_write:  # a second line behind the command's write flag
+            spec = OPS.get(op.get("op"))  # type: ignore[arg-type]
+            if spec is not None and spec.writes:
+                raise self._no_write()
         return self.node.apply(op)
 
     def run_op(self, spec: OpSpec, op: dict[str, Any]) -> dict[str, Any]:
         self._saw = True
+        if not self.can_write and spec.writes:
+            raise self._no_write()
         return self.node.run(spec, op)
+
+    def _no_write(self) -> RespError:
+        name = self.user.name if self.user is not None else "default"
+        return RespError(f"NOPERM User {name} has no permissions to write")
 
     def read(self, name: str, type_: str) -> Any:
         self._saw = True

@@ -32,9 +32,10 @@ the background.
   `not_found`, a known path with another method 405 `method_not_allowed`
   (with `Allow`). A bad request changes nothing.
 - Every response carries `{SESSION_HEADER}`; see the `Session` header.
-- When the replica runs with `--auth-token`, every `/v1` request and
-  `/metrics` need `Authorization: Bearer <token>`; `/healthz` and
-  `/openapi.json` never do.
+- When the replica runs with `--auth-token` or `--auth-file`, every `/v1`
+  request and `/metrics` need `Authorization: Bearer <token>` (401 without a
+  known one); a read-only user's write is 403 `forbidden`. `/healthz` and
+  `/openapi.json` never need a token.
 """
 
 
@@ -74,7 +75,8 @@ def build() -> Json:
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The replica's --auth-token, when it runs with one.",
+                    "description": "The replica's --auth-token, or a user's token from its "
+                    "--auth-file, when it runs with either.",
                 }
             },
         },

@@ -11,6 +11,7 @@ from crdtkv.api.openapi.responses import error_refs
 from crdtkv.errors import (
     BadRequest,
     CrdtkvError,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     SessionUnavailable,
@@ -47,8 +48,10 @@ def operation(
     reads_key: bool = False,
     params: tuple[str, ...] = ("Key",),
     description: str | None = None,
+    writes: bool = False,
 ) -> Json:
-    """A /v1 operation: auth, session headers and the errors every one of them can answer."""
+    """A /v1 operation: auth, session headers and the errors every one of them can answer
+    (``writes``: a read-only user's call is 403)."""
     out: Json = {"operationId": op_id, "tags": [tag], "summary": summary}
     if description:
         out["description"] = description
@@ -59,6 +62,8 @@ def operation(
             "content": {"application/json": {"schema": schema(body)}},
         }
     errors: list[type[CrdtkvError]] = [BadRequest, Unauthorized]
+    if writes:
+        errors.append(Forbidden)
     if reads_key:
         errors.append(NotFound)
     if "Key" in params:
@@ -82,6 +87,7 @@ def op_operation(spec: OpSpec) -> Json:
         reads_key=spec.not_found or spec.needs_key,
         params=tuple(param_name(a) for a in spec.args if a.http is not In.BODY),
         description=doc.description or None,
+        writes=spec.writes,
     )
 
 
@@ -127,7 +133,9 @@ def batch_operation() -> Json:
         '`key` and that endpoint\'s body fields (BatchOp). A failing op yields `{"error": '
         "{...}}` in its slot; the others still apply. The endpoint also takes and answers "
         "MessagePack (`application/msgpack`): the answer is in the request's format unless "
-        "`Accept` names exactly one of the two.",
+        "`Accept` names exactly one of the two. A read-only user's batch with any write op "
+        "is refused whole (403).",
+        writes=True,
     )
     msgpack = {"schema": schema("Batch")}
     out["requestBody"]["content"]["application/msgpack"] = msgpack

@@ -21,9 +21,14 @@ ERROR_DOCS: dict[str, tuple[str, str]] = {
         "Nothing changed.",
     ),
     "unauthorized": (
-        "an auth token is configured and the request lacks it",
-        "The replica runs with an auth token and the request lacks "
-        "`Authorization: Bearer <token>` or has another token.",
+        "users are configured and the request has no known token",
+        "The replica runs with `--auth-token` or `--auth-file` and the request lacks "
+        "`Authorization: Bearer <token>` or has a token no user has.",
+    ),
+    "forbidden": (
+        "a read-only user's write",
+        "The token is a read-only user's (`--auth-file`) and the request writes (a batch: "
+        "any of its ops). Nothing changed.",
     ),
     "not_found": (
         "the key is absent, or the path is unknown",
