@@ -153,6 +153,32 @@ class ExactIndex:
             return None
         return redis_score(_exact_cos(self._mat[row], np.frombuffer(query, "<f4")))
 
+    def rerank(self, elements: list[str], query: bytes, count: int) -> list[tuple[str, float]]:
+        """The best ``count`` of ``elements`` (ANN candidates) by their exact
+        scores, best first; absent elements are skipped.  A quantized graph ranks
+        near neighbours roughly; ranking its candidates again by the stored
+        vectors recovers most of that recall."""
+        rows = [r for r in (self._rows.get(e) for e in elements) if r is not None]
+        if not rows or count <= 0:
+            return []
+        q = np.frombuffer(query, dtype="<f4")
+        qn = float(np.linalg.norm(q))
+        sub = np.asarray(rows)
+        norms = self._norm[sub]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sims = (self._mat[sub] @ q) / (norms * (qn or 1.0))
+        sims = np.where(norms > 0, sims, 0.0) if qn else np.zeros(len(rows))
+        order = np.argsort(-sims, kind="stable")
+        cut = float(sims[order[min(count, len(rows)) - 1]]) - _MARGIN
+        pool = [rows[i] for i in order.tolist() if sims[i] >= cut]
+        scored = []
+        for r in pool:
+            name = self._names[r]
+            assert name is not None
+            scored.append((name, redis_score(0.0 if qn == 0 else _exact_cos(self._mat[r], q))))
+        scored.sort(key=lambda t: (-t[1], t[0]))
+        return scored[:count]
+
     def search(
         self, query: bytes, count: int, accept: Accept | None = None
     ) -> list[tuple[str, float]]:

@@ -38,6 +38,7 @@ import numpy as np
 
 from crdtkv.errors import BadRequest
 from crdtkv.vectors.ann import (
+    DEFAULT_EF,
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_M,
     DEFAULT_QUANT,
@@ -267,15 +268,13 @@ def vsim(
     if isinstance(index, SetIndex) and index.dim == dim:
         if truth:
             return index.exact.search(query, count, accept)
-        hits, complete = index.ann.filtered_search(query, count, ef, accept, filter_ef)
+        # Ask the graph for EF candidates (it explores that many anyway), then rank
+        # them by the stored vectors: quantization (q8/bin) only orders roughly.
+        want = max(count, ef or DEFAULT_EF)
+        hits, complete = index.ann.filtered_search(query, want, ef, accept, filter_ef)
         if accept is not None and len(hits) < count and not complete:
             return index.exact.search(query, count, accept)
-        scored = []
-        for e, approx in hits:
-            s = index.exact.score(e, query)
-            scored.append((e, approx if s is None else s))
-        scored.sort(key=lambda t: (-t[1], t[0]))
-        return scored
+        return index.exact.rerank([e for e, _ in hits], query, count)
     if pending is not None and pending.dim == dim:
         return pending.search(vset, query, count, accept)
     return _exact_from_items(dim, vset.items()).search(query, count, accept)
