@@ -189,6 +189,7 @@ class VSet(CRDT):
         "entries",
         "index_options",
         "narrow",
+        "pending",
         "touched",
     )
 
@@ -206,6 +207,7 @@ class VSet(CRDT):
         self.ann: AnnLike | None = None
         self.changed_since_snapshot: set[str] | None = None
         self.index_options: IndexOptions | None = None
+        self.pending: object = None  # a background build in progress (crdtkv.vectors.search)
         # Derived counts: entries per (born, dim) (the set's dimension is that of
         # the lowest born), and elements holding an entry of each dimension.
         self._births: dict[tuple[Timestamp, int], int] = {}
@@ -328,6 +330,7 @@ class VSet(CRDT):
             self.ann = None
             if self.changed_since_snapshot is not None:
                 self.changed_since_snapshot = None  # the build in progress is void
+                self.pending = None
             return
         after = _live_vector(new, dim_after) if new else None
         if (before.vec if before else None) == (after.vec if after else None):
@@ -415,6 +418,7 @@ class VSet(CRDT):
         self.touched = None
         self._rebuilt()
         self.changed_since_snapshot = None
+        self.pending = None
         return VSet({}, self.ctx.copy(), narrow=False)
 
     # -- join ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from crdtkv.crdts.vset import IndexOptions, VSet
 from crdtkv.errors import StorageError
 from crdtkv.metrics import MetricsRegistry
 from crdtkv.node.core import Action, Admit, Answer, Durable, NodeCore, Ready, Reply, Write
@@ -37,6 +38,8 @@ from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import Checkpointer, mark_clean
 from crdtkv.sessions import SessionToken
 from crdtkv.storage.base import Storage, WriteBatch
+from crdtkv.vectors.builder import IndexBuilder
+from crdtkv.vectors.search import needs_background_build
 from replication.messages import Message
 from replication.protocol import Replication
 
@@ -52,6 +55,10 @@ KEYS_COUNT_SLICE = 10_000  # names counted between two turns of the event loop
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+VECTORSET = "vectorset"
+VSET_INDEX_POLL_S = 1.0  # how often the index builder looks for sets that need one
 
 
 class Node:
@@ -89,6 +96,7 @@ class Node:
         self._key_count: int | None = None
         self._key_count_at: float | None = None  # time.monotonic() of that walk's end
         self._key_count_task: asyncio.Task[None] | None = None
+        self._index_task: asyncio.Task[None] | None = None
 
     # -- what others read ---------------------------------------------------------------------
     @property
@@ -154,6 +162,39 @@ class Node:
         self._started = True
         self.core.checkpointer.last_ms = self.clock()
         self._arm_timer()
+        self._index_task = asyncio.get_running_loop().create_task(
+            self._vset_indexes(), name="vset-indexes"
+        )
+
+    async def _vset_indexes(self) -> None:
+        """Build, one at a time in a background thread, the ANN index of every vector
+        set too large to index inline: at start those loaded from disk, later those a
+        search found without one (``Replica.vset_builds``).  Searches scan exactly
+        meanwhile (``crdtkv.vectors.search.PendingBuild``); progress is logged."""
+        r = self.replica
+        names = {name for t, name in list(r.states) if t == VECTORSET}
+        while not self._closing:
+            for name in sorted(names):
+                vs = r.states.get((VECTORSET, name))
+                if isinstance(vs, VSet) and vs.pending is None and needs_background_build(vs):
+                    await self._build_index(name, vs)
+            await asyncio.sleep(VSET_INDEX_POLL_S)
+            names, r.vset_builds = r.vset_builds, set()
+
+    async def _build_index(self, name: str, vs: VSet) -> None:
+        builder = IndexBuilder(name, vs, vs.index_options or IndexOptions())
+        vs.pending = builder.pending
+        builder.start()  # a daemon thread: a stop does not wait for a build
+        try:
+            while not builder.done:
+                await asyncio.sleep(0.2)
+            current = self.replica.states.get((VECTORSET, name))
+            if isinstance(current, VSet) and current.pending is builder.pending:
+                builder.attach(current)
+        finally:
+            for v in (vs, self.replica.states.get((VECTORSET, name))):
+                if isinstance(v, VSet) and v.pending is builder.pending:
+                    v.pending = None
 
     async def close(self) -> None:
         """Write everything pending plus a final checkpoint, then close storage."""
@@ -162,6 +203,8 @@ class Node:
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._index_task is not None:
+            self._index_task.cancel()
         loop = asyncio.get_running_loop()
         if self.core.failed is None:
             try:

@@ -24,7 +24,6 @@ import hashlib
 import itertools
 from typing import Any, cast
 
-import numpy as np
 import orjson
 
 from crdtkv import limits
@@ -33,6 +32,7 @@ from crdtkv.errors import BadRequest, NotFound
 from crdtkv.ops.registers import delete_typed
 from crdtkv.ops.spec import Args, Result
 from crdtkv.replica.keyspace import Replica
+from crdtkv.vectors.search import PendingBuild, needs_background_build, vsim
 
 __all__ = [
     "VECTORSET",
@@ -77,31 +77,6 @@ def _attrs_text(value: Any) -> str | None:
 
 def _attrs_value(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
-
-
-def vsim(
-    vs: VSet,
-    query: bytes,
-    *,
-    count: int,
-    ef: int | None,
-    filter_expr: str | None,
-    filter_ef: int | None,
-    truth: bool,
-) -> list[tuple[str, float]]:
-    """An exact scan (stand-in until crdtkv.vectors lands): cosine, Redis's score."""
-    if filter_expr is not None:
-        raise BadRequest("FILTER is not supported yet")
-    items = [(e, v) for e, v, _ in vs.items()]
-    if not items or count <= 0:
-        return []
-    mat = np.frombuffer(b"".join(v for _, v in items), dtype="<f4").reshape(len(items), -1)
-    mat = mat / np.linalg.norm(mat, axis=1, keepdims=True)
-    q = np.frombuffer(query, dtype="<f4")
-    q = q / np.linalg.norm(q)
-    sims = mat @ q
-    order = np.argsort(-sims, kind="stable")[:count]
-    return [(items[i][0], float((1 + sims[i]) / 2)) for i in order]
 
 
 # -- writes -------------------------------------------------------------------------------------
@@ -161,14 +136,19 @@ def _search(r: Replica, a: Args, now_ms: int, vs: VSet, query: bytes) -> Result:
     if len(query) // 4 != dim:
         raise BadRequest(f"Vector dimension mismatch - got {len(query) // 4} but set has {dim}")
     count = 10 if a["search_count"] is None else a["search_count"]
+    pending = vs.pending if isinstance(vs.pending, PendingBuild) else None
+    if pending is None and needs_background_build(vs):
+        r.vset_builds.add(a["key"])  # the shell builds its index; an exact scan meanwhile
     matches = vsim(
         vs,
         query,
         count=count,
         ef=a["ef"],
-        filter_expr=a["filter"],
+        filter=a["filter"],
         filter_ef=a["filter_ef"],
         truth=bool(a["truth"]),
+        pending=pending,
+        options=vs.index_options or IndexOptions(),
     )
     with_attrs = bool(a["with_attributes"])
     out: list[dict[str, Any]] = []

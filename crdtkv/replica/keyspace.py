@@ -182,6 +182,9 @@ class Replica:
     # replica reports it as its stability floor, so no tombstone is collected
     # while some replica could still roll back to before its delete.
     durable_vv: VersionVector = field(default_factory=dict)
+    # Vector sets too large to index inline that a search found without an index:
+    # the shell builds their indexes in the background (crdtkv.vectors.builder).
+    vset_builds: set[str] = field(default_factory=set)
     hlc: HLC = field(init=False)
 
     def __post_init__(self) -> None:

@@ -31,17 +31,14 @@ the same elements.  Pure (layer 1): no I/O, no clock, no randomness.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
+from crdtkv.crdts.vset import IndexOptions
 from crdtkv.errors import BadRequest
 from crdtkv.vectors.ann import (
     DEFAULT_EF,
-    DEFAULT_EF_CONSTRUCTION,
-    DEFAULT_M,
-    DEFAULT_QUANT,
     AnnIndex,
     Quant,
 )
@@ -89,18 +86,9 @@ class VectorSetLike(Protocol):
     def snapshot_for_index(self) -> list[tuple[str, bytes]]: ...
 
     @property
-    def changed_since_snapshot(self) -> set[str]: ...
+    def changed_since_snapshot(self) -> set[str] | None: ...
 
     def attach_index(self, ann: Any) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class IndexOptions:
-    """A set's HNSW parameters (VADD's M, EF and NOQUANT/Q8/BIN)."""
-
-    m: int = DEFAULT_M
-    ef_construction: int = DEFAULT_EF_CONSTRUCTION
-    quant: Quant = DEFAULT_QUANT
 
 
 DEFAULT_OPTIONS = IndexOptions()
@@ -144,7 +132,8 @@ def build_index(
     :data:`BUILD_BATCH`, calling ``progress(done, total)`` after each."""
     if exact is None:
         exact = ExactIndex.from_pairs(dim, pairs)
-    ann = AnnIndex(dim, m=options.m, ef_construction=options.ef_construction, quant=options.quant)
+    quant = cast(Quant, options.quant)
+    ann = AnnIndex(dim, m=options.m, ef_construction=options.ef_construction, quant=quant)
     total = len(pairs)
     for start in range(0, total, BUILD_BATCH):
         chunk = pairs[start : start + BUILD_BATCH]
@@ -206,7 +195,7 @@ class PendingBuild:
     ) -> list[tuple[str, float]]:
         """Exact answer during the build: snapshot rows but changed elements, plus
         the changed elements' current vectors."""
-        changed = set(vset.changed_since_snapshot)
+        changed = set(vset.changed_since_snapshot or ())
 
         def old_ok(e: str) -> bool:
             return e not in changed and (accept is None or accept(e))

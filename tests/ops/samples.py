@@ -12,6 +12,8 @@ def sample(arg: Arg) -> Any:
     """A valid value of ``arg``."""
     if arg.name == "index":  # a list index that the creator's two elements make valid
         return 0
+    if arg.name == "filter":  # a vector search's filter expression
+        return ".a == 1"
     return {
         Kind.KEY: "k",
         Kind.INT: max(arg.lo, min(arg.hi, 2)),
