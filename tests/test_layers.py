@@ -40,6 +40,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
             "crdtkv.resp.args",
             "crdtkv.resp.fast",
             "crdtkv.resp.hash_zset_args",
+            "crdtkv.resp.vset_args",
         ),
     ),
     (2, ("crdtkv.node.core",)),
