@@ -290,19 +290,24 @@ def test_vsim_options_bad(opts: list[Any], error: str) -> None:
 
 
 def test_vsim_filter_syntax_error() -> None:
-    def check(expr: str) -> int | None:
-        return expr.find("@") if "@" in expr else None
+    seen: list[str] = []
 
+    def check(expr: str) -> None:
+        seen.append(expr)
+        if "@" in expr:
+            raise RespError("ERR syntax error in FILTER expression near: " + expr[expr.find("@") :])
+
+    # the filter is compiled where it stands: its error before a later option's
     with pytest.raises(RespError) as e:
         V.parse_vsim_options(argv("k", "ELE", "a", "FILTER", ".a > @b", "COUNT", 0), 3, check)
     assert e.value.text == "ERR syntax error in FILTER expression near: @b"
-    # a position past the end points at the start, as Redis
     with pytest.raises(RespError) as e:
-        V.parse_vsim_options(argv("FILTER", ".a >"), 0, lambda s: len(s))
-    assert e.value.text == "ERR syntax error in FILTER expression near: .a >"
+        V.parse_vsim_options(argv("COUNT", 0, "FILTER", ".a > @b"), 0, check)
+    assert e.value.text == "ERR invalid COUNT"
     # a filter that compiles
     o = V.parse_vsim_options(argv("FILTER", ".a > 1"), 0, check)
     assert o.filter == ".a > 1"
+    assert seen == [".a > @b", ".a > 1"]
 
 
 RESULTS = [("a", 1.0, '{"x":1}'), ("b", 0.75, None), ("c", 0.5, "{}"), ("d", 0.1, None)]
