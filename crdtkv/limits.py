@@ -40,6 +40,7 @@ __all__ = [
     "SET_MEMBERS_MAX",
     "SYNC_KEYS_MAX",
     "TTL_MS_MAX",
+    "VSET_ELEMENTS_MAX",
     "WAIT_MS_DEFAULT",
     "WAIT_MS_MAX",
     "ZSET_MEMBERS_MAX",
@@ -55,6 +56,7 @@ MEMBERS_PER_OP_MAX = 10_000  # one add/remove call; bounds the work of one reque
 SET_MEMBERS_MAX = 10_000_000  # a set this large no longer fits the "held in memory" design
 ZSET_MEMBERS_MAX = 10_000_000  # as SET_MEMBERS_MAX: a sorted set is held in memory too
 LIST_ELEMENTS_MAX = 10_000_000  # as SET_MEMBERS_MAX: a list is held in memory too
+VSET_ELEMENTS_MAX = 10_000_000  # as SET_MEMBERS_MAX; each element also holds its vector
 RANGE_MAX = 100_000  # entries one range or pop answers; bounds a response (page with LIMIT)
 HASH_FIELDS_MAX = 10_000_000  # fields of one hash: the same bound as a set's members
 HASH_VALUE_BYTES_MAX = 512 * 1024  # one hash field's string value; bigger belongs in a register

@@ -41,6 +41,8 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
             "crdtkv.resp.fast",
             "crdtkv.resp.hash_zset_args",
             "crdtkv.resp.vset_args",
+            # vector sets: the index, FILTER and search (derived, never replicated)
+            "crdtkv.vectors",
         ),
     ),
     (2, ("crdtkv.node.core",)),
@@ -55,6 +57,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
             "crdtkv.tls",
             "crdtkv.metrics",
             "crdtkv.resp",
+            "crdtkv.vectors.builder",  # the background build: threads, clock, logging
         ),
     ),
     (4, ("crdtkv", "crdtkv.tools", "crdtkv.cli", "crdtkv.client", "simulations")),

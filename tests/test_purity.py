@@ -25,6 +25,8 @@ PURE = [
     ROOT / "crdtkv" / "resp" / "vset_args.py",
     ROOT / "crdtkv" / "errors.py",
     ROOT / "crdtkv" / "limits.py",
+    # Vector sets' index, FILTER and search (the background builder is the shell's).
+    *sorted(p for p in (ROOT / "crdtkv" / "vectors").glob("*.py") if p.name != "builder.py"),
     # Every replication module but the aiohttp shell.
     *sorted(p for p in (ROOT / "replication").glob("*.py") if p.name != "http.py"),
 ]

@@ -18,6 +18,7 @@ from crdtkv.client.namespaces import (
     Lists,
     Registers,
     Sets,
+    Vsets,
     Zsets,
 )
 from crdtkv.errors import ClusterUnavailable, SessionUnavailable
@@ -39,6 +40,7 @@ class AsyncClient(ClientBase):
         self.zsets = Zsets(self)
         self.hashes = Hashes(self)
         self.lists = Lists(self)
+        self.vsets = Vsets(self)
 
     async def __aenter__(self) -> Self:
         return self

@@ -10,10 +10,11 @@ move bytes.
 
 from __future__ import annotations
 
+import base64
 import copy
 import math
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,18 @@ def _field_map(fields: object) -> dict[str, Any]:
     return dict(fields)
 
 
+def _vector(value: Any) -> list[float] | str:
+    """A vector as the op takes it: float32 bytes as base64 (the binary form), anything
+    else (a list, a tuple, a numpy array) as a list of floats."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(f"a vector is a sequence of numbers or float32 bytes, not {value!r}")
+    return [float(x) for x in value]
+
+
 def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
     """The call of client method ``method`` of op ``spec``; ``given``: its bound parameters."""
     fields: dict[str, Any] = {}
@@ -104,6 +117,8 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
             value = _score(value)
         elif arg.kind is Kind.FIELDS:
             value = _field_map(value)
+        elif arg.kind is Kind.VECTOR:
+            value = _vector(value)
         if arg.name == method.negate:
             value = -value
         fields[arg.name] = value

@@ -29,6 +29,7 @@ __all__ = [
     "Namespace",
     "Registers",
     "Sets",
+    "Vsets",
     "Zsets",
     "signature",
 ]
@@ -66,6 +67,7 @@ _ANNOTATION = {
     Kind.LEX_BOUND: "str",
     Kind.FIELD: "str",
     Kind.FIELDS: "Mapping[str, Any]",
+    Kind.VECTOR: "Sequence[float] | bytes",
 }
 
 
@@ -178,3 +180,4 @@ AsyncKeys = _namespace("keys", _AsyncScanIter)
 Zsets = _namespace("zsets")
 Hashes = _namespace("hashes")
 Lists = _namespace("lists")
+Vsets = _namespace("vsets")

@@ -14,7 +14,17 @@ from urllib.parse import urlsplit
 
 from crdtkv.client._base import ClientBase, idempotent
 from crdtkv.client.model import Call, batch_call, result_of
-from crdtkv.client.namespaces import Counters, Hashes, Hlls, Keys, Lists, Registers, Sets, Zsets
+from crdtkv.client.namespaces import (
+    Counters,
+    Hashes,
+    Hlls,
+    Keys,
+    Lists,
+    Registers,
+    Sets,
+    Vsets,
+    Zsets,
+)
 from crdtkv.errors import ClusterUnavailable, SessionUnavailable
 
 __all__ = ["Client"]
@@ -37,6 +47,7 @@ class Client(ClientBase):
         self.zsets = Zsets(self)
         self.hashes = Hashes(self)
         self.lists = Lists(self)
+        self.vsets = Vsets(self)
 
     def __enter__(self) -> Self:
         return self

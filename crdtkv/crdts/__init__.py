@@ -12,6 +12,7 @@ from crdtkv.crdts.or_map import ORMap
 from crdtkv.crdts.or_set import ORSet
 from crdtkv.crdts.pn_counter import PNCounter
 from crdtkv.crdts.rlist import RList
+from crdtkv.crdts.vset import VSet
 from crdtkv.crdts.zset import LexBound, ScoreBound, ZSet
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "RList",
     "ScoreBound",
     "Timestamp",
+    "VSet",
     "VersionVector",
     "ZSet",
     "decode",

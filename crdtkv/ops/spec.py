@@ -12,6 +12,8 @@ Pure: no I/O, no clock, no randomness.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from crdtkv import limits
+from crdtkv.crdts.vset import check_vector, pack_vector
 from crdtkv.errors import BadRequest
 from crdtkv.ops import zset_args
 
@@ -94,6 +97,8 @@ class Kind(Enum):
     # -- hashes --
     FIELD = "field"  # a hash field name: 1 to MEMBER_BYTES_MAX bytes of UTF-8
     FIELDS = "fields"  # an object of 1 to hi fields (FIELD) -> scalar (a string, int64 or float)
+    # -- vector sets --
+    VECTOR = "vector"  # numbers (a JSON array), or float32 little-endian bytes (base64 in JSON)
 
 
 class In(Enum):
@@ -126,6 +131,9 @@ class Out(Enum):
     STRINGS = "strings"  # strings in order (duplicates allowed)
     OPT_STRING = "opt_string"  # a string or null
     INDEXES = "indexes"  # non-negative integers (list indexes)
+    # -- vector sets --
+    VECTOR = "vector"  # a list of numbers (float32 values)
+    MATCHES = "matches"  # [{"element", "score", "attributes"?}], best first
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,6 +513,34 @@ def _fields(arg: Arg, op: Op) -> dict[str, str | int | float]:
     return v
 
 
+def _vector(arg: Arg, op: Op) -> bytes:
+    """A vector: a JSON array of numbers, base64 of float32 little-endian values (the
+    binary form), or those bytes themselves (a MessagePack batch); always bytes out."""
+    v = op.get(arg.name)
+    if isinstance(v, list | tuple):
+        if not v or len(v) > arg.hi:
+            raise BadRequest(f"field {arg.name!r} holds 1 to {arg.hi} numbers")
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v):
+            raise BadRequest(f"field {arg.name!r} must hold numbers only")
+        try:
+            return pack_vector(v)
+        except BadRequest as e:
+            raise BadRequest(f"field {arg.name!r}: {e.message}") from None
+    if isinstance(v, str):
+        try:
+            v = base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(
+                f"field {arg.name!r}: a string is base64 of float32 values (little-endian)"
+            ) from None
+    if isinstance(v, bytes):
+        try:
+            return check_vector(v)
+        except BadRequest as e:
+            raise BadRequest(f"field {arg.name!r}: {e.message}") from None
+    raise BadRequest(f"field {arg.name!r} must be an array of numbers or base64 of float32 values")
+
+
 def _float(arg: Arg, op: Op) -> float:
     v = op.get(arg.name)
     if isinstance(v, bool) or not isinstance(v, int | float):
@@ -538,4 +574,5 @@ _PARSERS: dict[Kind, Callable[[Arg, Op], Any]] = {
     Kind.LEX_BOUND: _zset_kind(Kind.LEX_BOUND),
     Kind.FIELD: _field,
     Kind.FIELDS: _fields,
+    Kind.VECTOR: _vector,
 }

@@ -39,6 +39,7 @@ from crdtkv.ops.spec import (
     Shape,
     Verb,
 )
+from crdtkv.ops.vset_rows import VSETS
 from crdtkv.ops.zset_rows import ZSETS
 from crdtkv.replica.keyspace import TYPES, Replica
 from crdtkv.resp.values import OK as RESP_OK
@@ -949,6 +950,7 @@ TABLE: tuple[OpSpec, ...] = (
     *ZSETS,  # the sorted set's rows: crdtkv.ops.zset_rows
     *HASHES,  # the hash's rows: crdtkv.ops.hash_rows
     *LISTS,  # the list's rows: crdtkv.ops.list_rows
+    *VSETS,  # the vector set's rows: crdtkv.ops.vset_rows
 )
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in TABLE}
 NAMESPACES: tuple[str, ...] = tuple(dict.fromkeys(spec.namespace for spec in TABLE))
@@ -962,6 +964,7 @@ VIEW_TYPES: dict[str, str] = {
     "zsets": "zset",
     "hashes": "hash",
     "lists": "list",
+    "vsets": "vectorset",
 }
 """The keyspace type (``crdtkv.replica.TYPES``) each view reads and writes."""
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from crdtkv.crdts import HLL, KeyMeta, NumericRegister, ORMap, ORSet, RList, ZSet
+from crdtkv.crdts import HLL, KeyMeta, NumericRegister, ORMap, ORSet, RList, VSet, ZSet
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, VersionVector
 from crdtkv.crdts.causal_map import CausalMap
@@ -52,6 +52,7 @@ TYPES: dict[str, type[CRDT]] = {
     "set": ORSet,
     "hll": HLL,
     "list": RList,
+    "vectorset": VSet,
 }
 """The types a key can have, by the name ``TYPE`` reports."""
 META = "meta"
@@ -93,7 +94,7 @@ def is_live(state: CRDT) -> bool:
         return len(state) > 0
     if isinstance(state, ORSet):
         return bool(state.entries)
-    if isinstance(state, RList):
+    if isinstance(state, RList | VSet):
         return len(state) > 0
     if isinstance(state, HLL):
         return state.size() > 0
@@ -122,6 +123,10 @@ def timestamps_of(delta: CRDT) -> Iterator[Timestamp]:
         for e in delta.entries.values():
             if isinstance(e, tuple):
                 yield e[1]
+    elif isinstance(delta, VSet):
+        for vcell in delta.entries.values():
+            for v in vcell:
+                yield from (v.born, v.vts, v.ats) if v.ats != ZERO else (v.born, v.vts)
     elif isinstance(delta, HLL) and delta.epoch != ZERO:
         yield delta.epoch
 
@@ -130,7 +135,7 @@ def _clear(state: CRDT, ts: Timestamp) -> CRDT:
     """DEL of one type state: observed-remove for every type but the HLL (an epoch)."""
     if isinstance(state, HLL):
         return state.clear(ts)
-    if isinstance(state, NumericRegister | CausalMap | ORSet | RList):
+    if isinstance(state, NumericRegister | CausalMap | ORSet | RList | VSet):
         return state.clear()
     raise AssertionError(f"cannot clear {type(state)!r}")
 

@@ -32,6 +32,7 @@ from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.numeric import decode_cell, encode_cell
 from crdtkv.crdts.or_set import ORSet
 from crdtkv.crdts.rlist import RList, check_position, decode_elem, encode_elem
+from crdtkv.crdts.vset import VSet, decode_vcell, encode_vcell
 from crdtkv.errors import CodecError
 from crdtkv.replica.keyspace import STATE_TYPES, DeltaGroup, Key, LogEntry
 from crdtkv.replica.peers import PeerRecord
@@ -174,8 +175,8 @@ def decode_state(key: Key, blob: bytes) -> CRDT:
 
 
 # -- hashes and sorted sets: a header record and one record per field ------------------------
-SPLIT_TYPES = frozenset({"hash", "zset", "set", "list"})
-Split = CausalMap | ORSet | RList
+SPLIT_TYPES = frozenset({"hash", "zset", "set", "list", "vectorset"})
+Split = CausalMap | ORSet | RList | VSet
 
 
 def _field_value(state: Split, field: str) -> object | None:
@@ -183,6 +184,9 @@ def _field_value(state: Split, field: str) -> object | None:
     None when the field is absent."""
     if isinstance(state, RList):
         return encode_elem(state.entries.get(field))
+    if isinstance(state, VSet):
+        vcell = state.entries.get(field)
+        return encode_vcell(vcell) if vcell else None
     if isinstance(state, ORSet):
         dots = state.entries.get(field)
         return [list(d) for d in dots] if dots else None
@@ -195,6 +199,8 @@ def _decode_field(state: Split, raw: object, where: str) -> Any:
     context) or a list element; raises ``CodecError``."""
     if isinstance(state, RList):
         return decode_elem(raw)
+    if isinstance(state, VSet):
+        return decode_vcell(raw, state.ctx)
     if isinstance(state, ORSet):
         if not isinstance(raw, list | tuple):
             raise CodecError(f"{where}: dots must be a list")
@@ -330,7 +336,7 @@ def load_states(
                     seen.add(dot)
                 entries[field] = value
             state.entries = entries
-            if isinstance(state, CausalMap | RList):
+            if isinstance(state, CausalMap | RList | VSet):
                 state._rebuilt()
             state.touched = set()  # what storage holds, exactly
         yield key, state

@@ -157,6 +157,16 @@ def _zitems(v: list[Any]) -> str | None:
     return "\n".join(lines) if lines else None
 
 
+def _matches(v: list[dict[str, Any]]) -> str | None:
+    lines = []
+    for m in v:
+        line = f"{m['element']} {m['score']!r}"
+        if "attributes" in m:
+            line += " " + json.dumps(m["attributes"], separators=(",", ":"))
+        lines.append(line)
+    return "\n".join(lines) or None
+
+
 _SHOW: dict[Out, Callable[[Any], str | None]] = {
     Out.OK: lambda r: None,
     Out.JSON: _json,
@@ -175,6 +185,8 @@ _SHOW: dict[Out, Callable[[Any], str | None]] = {
     Out.STRINGS: _lines,
     Out.OPT_STRING: _optional(str),
     Out.INDEXES: lambda v: "\n".join(map(str, v)) or None,
+    Out.VECTOR: _optional(lambda v: " ".join(repr(x) for x in v)),
+    Out.MATCHES: lambda v: _matches(v),
 }
 
 
@@ -213,6 +225,12 @@ def _add_args(p: ArgParser, verb: _Verb) -> None:
             p.add_argument(name, nargs="+", metavar="SCORE MEMBER", help="pairs, as Redis's")
         elif arg.kind is Kind.BOOL:
             p.add_argument(f"--{name}", action="store_true", default=None, help=arg.help)
+        elif arg.kind is Kind.VECTOR and arg.required:
+            p.add_argument(name, nargs="+", type=float, metavar="X", help="the vector's values")
+        elif arg.kind is Kind.VECTOR:
+            p.add_argument(f"--{name}", nargs="+", type=float, metavar="X", help=arg.help)
+        elif arg.kind is Kind.JSON and not arg.required:
+            p.add_argument(f"--{name}", type=_json_option(name), help=f"{name} as JSON")
         elif arg.kind is Kind.FLOAT:
             p.add_argument(name, type=float, help=arg.help)
         elif arg.kind is Kind.INT and not arg.required:
@@ -245,6 +263,16 @@ def _add_args(p: ArgParser, verb: _Verb) -> None:
         )
 
 
+def _json_option(name: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise argparse.ArgumentTypeError(f"--{name} is not JSON: {e.msg}") from None
+
+    return parse
+
+
 def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
     by_type = {spec.namespace: (spec, method) for spec, method in verb.uses}
 
@@ -255,7 +283,7 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
         variadic = False
         for arg in verb.args:
             value = getattr(a, arg.client_name)
-            if arg.kind is Kind.JSON and a.json:
+            if arg.kind is Kind.JSON and arg.required and a.json:
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError as e:

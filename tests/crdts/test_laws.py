@@ -28,8 +28,10 @@ from crdtkv.crdts import (
     ORSet,
     PNCounter,
     RList,
+    VSet,
     ZSet,
     codec,
+    vset,
 )
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.hlc import HLC
@@ -174,10 +176,36 @@ def _list_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
     return state.remove([state.order[i] for i in picks])[0]  # type: ignore[no-any-return]
 
 
+VECTORS = [
+    *(vset.pack_vector(v) for v in ([1.0, 0.0], [0.0, 1.0], [0.5, -2.0])),
+    *(vset.pack_vector(v) for v in ([1.0, 2.0, 3.0], [-1.0, 0.0, 0.25])),
+]
+ATTRS = st.sampled_from([None, '{"a": 1}', '{"b": "x"}'])
+
+
+def _vset_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
+    kind = draw(st.sampled_from(["add", "add", "add", "attr", "remove", "clear"]))
+    if kind == "clear":
+        return state.clear()  # type: ignore[no-any-return]
+    if kind == "remove":
+        return state.remove(draw(st.lists(st.sampled_from(MEMBERS), max_size=3)))[0]  # type: ignore[no-any-return]
+    element = draw(st.sampled_from(MEMBERS))
+    if kind == "attr":
+        return state.set_attrs(actor, clock.now(now), element, draw(ATTRS))[0]  # type: ignore[no-any-return]
+    vec = draw(st.sampled_from(VECTORS))  # 2 or 3 dimensions: concurrent creations differ
+    attrs = draw(st.one_of(st.just(vset.KEEP), ATTRS))
+    before = state.copy()
+    try:
+        return state.add(actor, clock.now(now), element, vec, attrs)[0]  # type: ignore[no-any-return]
+    except vset.DimensionMismatch:
+        assert state == before
+        return VSet(narrow=True)
+
+
 def _meta_op(state: Any, actor: str, clock: HLC, now: int, draw: Any) -> CRDT:
     kind = draw(st.sampled_from(["stamp", "stamp", "expire", "persist", "clear"]))
     if kind == "stamp":
-        type_ = draw(st.sampled_from(["string", "hash", "zset", "set", "hll", "list"]))
+        type_ = draw(st.sampled_from(["string", "hash", "zset", "set", "hll", "list", "vectorset"]))
         return state.stamp(type_, clock.now(now))  # type: ignore[no-any-return]
     if kind == "expire":
         return state.set_ttl(actor, draw(st.integers(1, 10_000)))  # type: ignore[no-any-return]
@@ -195,6 +223,7 @@ TYPES: dict[str, tuple[Callable[[], CRDT], Callable[..., CRDT]]] = {
     "hash": (ORMap, _hash_op),
     "zset": (ZSet, _zset_op),
     "list": (RList, _list_op),
+    "vset": (VSet, _vset_op),
     "meta": (KeyMeta, _meta_op),
 }
 

@@ -26,6 +26,7 @@ def sample(arg: Arg) -> Any:
         Kind.LEX_BOUND: "-",
         Kind.FIELD: "f",
         Kind.FIELDS: {"a": 1, "f": 2},
+        Kind.VECTOR: [0.5, 1.0, 2.0],
     }[arg.kind]
 
 
@@ -88,6 +89,9 @@ def bad_values(arg: Arg) -> list[Any]:
             {"\ud800": 1},
             {str(i): 1 for i in range(arg.hi + 1)},
         ]
+    if arg.kind is Kind.VECTOR:
+        too_many = [1.0] * (arg.hi + 1)
+        return [5, "not base64!", [], ["a"], [True], [0, 0, 0], [1e39, 1, 1], {"a": 1}, too_many]
     out: list[Any] = [5, ["a"], {"a": 1}]
     if arg.hi:
         out.append("x" * (arg.hi + 1))

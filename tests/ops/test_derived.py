@@ -26,6 +26,7 @@ from crdtkv.client.namespaces import (
     Lists,
     Registers,
     Sets,
+    Vsets,
     Zsets,
     signature,
 )
@@ -48,6 +49,7 @@ NAMESPACE_CLASSES = {
     "zsets": Zsets,
     "hashes": Hashes,
     "lists": Lists,
+    "vsets": Vsets,
 }
 
 

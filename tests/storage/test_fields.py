@@ -249,3 +249,64 @@ def test_corrupt_list_records_are_refused(
         storage.write(batch, sync=True)
         with pytest.raises(CodecError, match=what):
             load_replica(storage, "r1", "inc1")
+
+
+def test_a_large_vector_set_is_stored_by_element(tmp_path: Path) -> None:
+    from crdtkv.crdts import VSet
+
+    def vadd(replica: Replica, element: str, x: float, attrs: Any = None) -> None:
+        op = {"op": "vsets.add", "key": "v", "element": element, "vector": [1.0, x, -x]}
+        if attrs is not None:
+            op["attributes"] = attrs
+        apply_op(replica, op, NOW)
+
+    with RocksStorage(tmp_path / "d") as storage:
+        replica = load_replica(storage, "r1", "inc1")
+        for i in range(N):
+            vadd(replica, f"e{i}", float(i), {"i": i} if i % 2 else None)
+        first = _fields_ops(_checkpoint(storage, replica))
+        assert sum(isinstance(o, Put) for o in first) == N
+        vadd(replica, "e7", 0.5)  # a new vector: one record
+        apply_op(replica, {"op": "vsets.remove", "key": "v", "element": "e8"}, NOW)
+        apply_op(
+            replica,
+            {"op": "vsets.setattr", "key": "v", "element": "e9", "new_attributes": {"z": 1}},
+            NOW,
+        )
+        ops = _list_ops(_checkpoint(storage, replica))
+        assert ops == [
+            (Put, rec.field_key("vectorset", "v", "e7")),
+            (Delete, rec.field_key("vectorset", "v", "e8")),
+            (Put, rec.field_key("vectorset", "v", "e9")),
+        ]
+        query = {"op": "vsets.search", "key": "v", "query": [1.0, 3.0, -3.0], "truth": True}
+        expected = apply_op(replica, query, NOW)
+        state = replica.states[("vectorset", "v")]
+        assert isinstance(state, VSet)
+        encoded = rec.encode_state(state)
+    with RocksStorage(tmp_path / "d") as storage:
+        again = load_replica(storage, "r1", "inc1")
+        assert rec.encode_state(again.states[("vectorset", "v")]) == encoded
+        assert apply_op(again, query, NOW) == expected
+        assert apply_op(again, {"op": "vsets.card", "key": "v"}, NOW) == {"card": N - 1}
+        got = apply_op(again, {"op": "vsets.getattr", "key": "v", "element": "e9"}, NOW)
+        assert got == {"attributes": {"z": 1}}
+        emb = apply_op(again, {"op": "vsets.emb", "key": "v", "element": "e7"}, NOW)
+        assert emb == {"vector": [1.0, 0.5, -0.5]}
+
+
+def test_a_corrupt_vector_record_is_refused(tmp_path: Path) -> None:
+    from crdtkv.crdts import VSet
+    from crdtkv.crdts.causal import CausalContext
+
+    stamp = [1, 0, "r1~inc1"]
+    with RocksStorage(tmp_path / "d") as storage:
+        load_replica(storage, "r1", "inc1")
+        batch = WriteBatch()
+        header = VSet({}, CausalContext({"r1~inc1": 1}))
+        batch.put("states", rec.encode_state_key(("vectorset", "v")), rec.encode_state(header))
+        bad = [["r1~inc1", 1, stamp, stamp, b"\x00\x00\x80\x7f", stamp, None]]  # +inf
+        batch.put("fields", rec.field_key("vectorset", "v", "e"), rec.pack(bad))
+        storage.write(batch, sync=True)
+        with pytest.raises(CodecError, match="finite"):
+            load_replica(storage, "r1", "inc1")

@@ -50,6 +50,11 @@ def arg_schema(arg: Arg) -> Json:
         }
     if arg.kind is Kind.FLOAT:
         return {"type": "number", "description": arg.doc}
+    if arg.kind is Kind.VECTOR:
+        numbers = {"type": "array", "minItems": 1, "maxItems": arg.hi, "items": {"type": "number"}}
+        binary = {"type": "string", "contentEncoding": "base64"}
+        nullable = [] if arg.required else [{"type": "null"}]
+        return {"anyOf": [numbers, binary, *nullable], "description": arg.doc}
     if arg.kind is Kind.KEYS:
         return {
             "type": "array",
@@ -282,6 +287,18 @@ def result_field(f: Field) -> Json:
         return {"type": ["string", "null"], **described}
     if f.kind is Out.INDEXES:
         return {"type": "array", "items": {"type": "integer", "minimum": 0}, **described}
+    if f.kind is Out.VECTOR:
+        return {"type": ["array", "null"], "items": {"type": "number"}, **described}
+    if f.kind is Out.MATCHES:
+        match = obj(
+            {
+                "element": {"type": "string"},
+                "score": {"type": "number", "minimum": 0, "maximum": 1},
+                "attributes": schema("JsonValue"),
+            },
+            required=["element", "score"],
+        )
+        return {"type": "array", "items": match, **described}
     return {"type": "array", "items": {"type": "string"}, "uniqueItems": True, **described}
 
 
