@@ -27,9 +27,10 @@ order, with its texts:
 
 Vectors are float32, little-endian, as Redis's FP32 blobs.  A component that is not a
 finite float32 (NaN or an infinity in a blob, ``inf`` or a number past float32's range
-in VALUES) is refused with ``ERR invalid vector specification: ...`` where Redis would
-store it (its cosine is then undefined); a vector has 1 to 65536 components, as in
-Redis.  Elements and attributes are UTF-8 text, as every crdtkv member.
+in VALUES), and a vector of zeros, are refused with ``ERR invalid vector
+specification: ...`` where Redis would store them (their cosine is undefined); a vector
+has 1 to 65536 components, as in Redis (the set takes at most
+``crdtkv.crdts.vset.DIM_MAX``).  Elements and attributes are UTF-8 text, as every crdtkv member.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from crdtkv.resp.hash_zset_args import wrong_arity
 from crdtkv.resp.values import RespError, RMap, Status
 
 __all__ = [
+    "ALL_ZERO",
     "BUILD_EF_DEFAULT",
     "COUNT_DEFAULT",
     "DIM_MAX",
@@ -57,6 +59,7 @@ __all__ = [
     "M_DEFAULT",
     "M_MAX",
     "M_MIN",
+    "NOT_FINITE",
     "QUANT_NAMES",
     "REDUCE_REFUSED",
     "SEARCH_EF_DEFAULT",
@@ -89,6 +92,7 @@ QUANT_NAMES = {"noquant": "f32", "q8": "int8", "bin": "bin"}
 
 INVALID_VECTOR = "ERR invalid vector specification"
 NOT_FINITE = INVALID_VECTOR + ": a component is NaN, infinite or out of float32's range"
+ALL_ZERO = INVALID_VECTOR + ": every component is zero (a vector with no direction)"
 REDUCE_REFUSED = (
     "ERR REDUCE is not supported by crdtkv: a random projection would have to be kept by "
     "the set and applied to every later vector and query; add the vectors at their full "
@@ -129,8 +133,12 @@ class Vector:
     consumed: int
 
 
-def _finite(blob: bytes) -> bool:
-    return bool(np.isfinite(np.frombuffer(blob, dtype="<f4")).all())
+def _check(arr: np.ndarray[Any, Any]) -> None:
+    """crdtkv's refusals: a component that is not a finite float32, or all zeros."""
+    if not np.isfinite(arr).all():
+        raise RespError(NOT_FINITE)
+    if not arr.any():
+        raise RespError(ALL_ZERO)
 
 
 def parse_vector(argv: list[bytes], start: int, *, reduce: bool) -> Vector:
@@ -157,8 +165,7 @@ def parse_vector(argv: list[bytes], start: int, *, reduce: bool) -> Vector:
         if len(blob) % 4 or len(blob) < 4 or len(blob) // 4 > DIM_MAX:
             raise RespError(INVALID_VECTOR)
         dim = len(blob) // 4
-        if not _finite(blob):
-            raise RespError(NOT_FINITE)
+        _check(np.frombuffer(blob, dtype="<f4"))
         consumed += 2
     elif form == "VALUES":
         if argc < start + 2:
@@ -174,8 +181,7 @@ def parse_vector(argv: list[bytes], start: int, *, reduce: bool) -> Vector:
             values.append(x)
         with np.errstate(over="ignore"):
             arr = np.asarray(values, dtype=np.float64).astype("<f4")
-        if not np.isfinite(arr).all():
-            raise RespError(NOT_FINITE)
+        _check(arr)
         blob = arr.tobytes()
         dim = n
         consumed += n + 2

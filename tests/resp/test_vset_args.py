@@ -37,7 +37,7 @@ ARITY_VADD = "ERR wrong number of arguments for 'vadd' command"
         # float64 text rounded to float32, as C's (float) cast
         (argv("VALUES", 1, "0.1"), f32(0.1), 1, 3),
         (argv("VALUES", 1, "3.4028235e38"), f32(3.4028235e38), 1, 3),
-        (argv("VALUES", 1, "1e-50"), f32(0.0), 1, 3),  # underflows to 0 in float32
+        (argv("VALUES", 2, "1e-50", 1), f32(0.0, 1), 2, 4),  # underflows to 0 in float32
     ],
 )
 def test_vector_good(args: list[bytes], blob: bytes, dim: int, consumed: int) -> None:
@@ -90,8 +90,18 @@ def test_vector_not_finite(args: list[bytes]) -> None:
     assert "NaN, infinite" in e.value.text
 
 
+@pytest.mark.parametrize(
+    "args",
+    [argv("VALUES", 2, 0, "-0"), argv("FP32", f32(0, 0, 0)), argv("VALUES", 1, "1e-50")],
+)
+def test_vector_all_zeros(args: list[bytes]) -> None:
+    with pytest.raises(RespError) as e:
+        V.parse_vector(args, 0, reduce=False)
+    assert e.value.text == V.ALL_ZERO
+
+
 def test_max_dimension_is_taken() -> None:
-    v = V.parse_vector(argv("FP32", b"\x00" * 4 * V.DIM_MAX), 0, reduce=False)
+    v = V.parse_vector(argv("FP32", b"\x00" * (4 * V.DIM_MAX - 4) + f32(1)), 0, reduce=False)
     assert v.dim == V.DIM_MAX
 
 
