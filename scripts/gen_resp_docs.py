@@ -29,6 +29,7 @@ GROUPS = [
     ("set", "Sets"),
     ("list", "Lists"),
     ("hyperloglog", "HyperLogLogs"),
+    ("vector_set", "Vector sets"),
     ("transactions", "Transactions"),
     ("connection", "Connection"),
     ("server", "Server"),

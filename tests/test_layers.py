@@ -40,6 +40,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
             "crdtkv.resp.args",
             "crdtkv.resp.fast",
             "crdtkv.resp.hash_zset_args",
+            "crdtkv.resp.vset_args",
             # vector sets: the index, FILTER and search (derived, never replicated)
             "crdtkv.vectors",
         ),

@@ -22,6 +22,7 @@ PURE = [
     ROOT / "crdtkv" / "resp" / "args.py",
     ROOT / "crdtkv" / "resp" / "fast.py",
     ROOT / "crdtkv" / "resp" / "hash_zset_args.py",
+    ROOT / "crdtkv" / "resp" / "vset_args.py",
     ROOT / "crdtkv" / "errors.py",
     ROOT / "crdtkv" / "limits.py",
     # Vector sets' index, FILTER and search (the background builder is the shell's).

@@ -496,6 +496,7 @@ _GROUP_CATEGORY = {
     "sorted_set": "@sortedset",
     "set": "@set",
     "hyperloglog": "@hyperloglog",
+    "vector_set": "@vectorset",
     "list": "@list",
 }
 

@@ -203,6 +203,7 @@ def op_command(spec: OpSpec, resp: Resp) -> Command:
         "registers": "string",
         "counters": "string",
         "hlls": "hyperloglog",
+        "vsets": "vector_set",
         "hashes": "hash",
         "zsets": "sorted_set",
     }.get(spec.namespace, spec.namespace.rstrip("s") if spec.namespace != "keys" else "generic")
@@ -270,6 +271,7 @@ MODULES = (
     "crdtkv.resp.keyspace",
     "crdtkv.resp.sets",
     "crdtkv.resp.lists",
+    "crdtkv.resp.vsets",
 )
 _loaded = False
 

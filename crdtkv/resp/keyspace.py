@@ -6,17 +6,18 @@ TYPE, TTL, PTTL and PERSIST are plain ops: their RESP column is in
 Types.  ``TYPE`` answers crdtkv's type names (``crdtkv.replica.keyspace.TYPES``),
 which are Redis's for what Redis also has:
 
-============  =====================================================
-crdtkv type   TYPE answers
-============  =====================================================
-``string``    ``string`` (registers and counters: a string key)
-``hash``      ``hash``
-``zset``      ``zset``
-``set``       ``set``
-``list``      ``list``
-``hll``       ``hll``: a HyperLogLog is its own type in crdtkv
-              (in Redis it is a string, and TYPE says ``string``)
-============  =====================================================
+==============  =====================================================
+crdtkv type     TYPE answers
+==============  =====================================================
+``string``      ``string`` (registers and counters: a string key)
+``hash``        ``hash``
+``zset``        ``zset``
+``set``         ``set``
+``list``        ``list``
+``hll``         ``hll``: a HyperLogLog is its own type in crdtkv
+                (in Redis it is a string, and TYPE says ``string``)
+``vectorset``   ``vectorset`` (Redis 8's vector sets)
+==============  =====================================================
 
 ``SCAN ... TYPE t`` takes the same names (so ``TYPE string`` does not list
 HyperLogLogs, ``TYPE hll`` does); a type crdtkv does not have (``stream``,
@@ -37,7 +38,8 @@ before now deletes the key and answers 1.  A TTL over ten years is refused
 
 RENAME and RENAMENX read the whole value of the key (a string's value, a
 hash's fields, a sorted set's members and scores, a set's members, a list's
-elements in order; a HyperLogLog is merged into the new name), delete the new name, write the
+elements in order; a HyperLogLog is merged into the new name; a vector set's
+elements with their vectors and attributes), delete the new name, write the
 value there (with the old key's TTL) and delete the old key: a few ops in
 a row, atomic at this replica, **not across replicas**: a write to the old
 key made concurrently at another replica survives there (the delete removes
@@ -61,6 +63,7 @@ from crdtkv.replica.keyspace import TYPES
 from crdtkv.resp import args as A
 from crdtkv.resp.commands import Context, command
 from crdtkv.resp.values import OK, RespError, syntax_error
+from crdtkv.resp.vsets import copy_vset
 
 if TYPE_CHECKING:
     from crdtkv.resp.server import Connection
@@ -328,6 +331,8 @@ def copy_value(ctx: Context, src: str, dst: str, type_: str) -> None:
             op = {"op": "lists.range", "key": src, "start": start, "stop": start + step - 1}
             for run in _chunks(ctx.apply(op)["values"], _text_size):
                 ctx.apply({"op": "lists.rpush", "key": dst, "values": run})
+    elif type_ == "vectorset":
+        copy_vset(ctx, src, dst)
     else:  # pragma: no cover - every type of TYPES is above
         raise RespError(f"ERR a key of type {type_} cannot be renamed")
 
