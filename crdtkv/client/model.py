@@ -20,7 +20,7 @@ from typing import Any
 
 from crdtkv.errors import BadRequest, CrdtkvError, NotFound, error_for_code
 from crdtkv.ops.routing import http_request
-from crdtkv.ops.spec import CALLER, RAISES, Kind, Method, OpSpec
+from crdtkv.ops.spec import CALLER, RAISES, WHOLE, Kind, Method, OpSpec
 
 __all__ = ["MISSING", "Call", "batch_call", "op_call", "raise_for_error", "result_of"]
 
@@ -132,6 +132,8 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
     decode: Callable[[Any], Any]
     if method.returns is None:
         decode = _none
+    elif method.returns == WHOLE:
+        decode = dict
     elif isinstance(method.returns, tuple):
         decode = operator.itemgetter(*method.returns)  # a tuple of those fields
     else:

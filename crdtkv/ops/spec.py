@@ -32,6 +32,7 @@ __all__ = [
     "CALLER",
     "NO_DEFAULT",
     "RAISES",
+    "WHOLE",
     "Apply",
     "Arg",
     "Args",
@@ -73,6 +74,8 @@ class _Sentinel:
 
 NO_DEFAULT: Any = _Sentinel("NO_DEFAULT")
 """``Arg.default``: the client and the CLI have no default for the argument."""
+WHOLE = "*"
+"""``Method.returns``: the whole result body (VINFO's fields), as a dict."""
 RAISES: Any = _Sentinel("RAISES")
 """``Method.absent``: an absent key raises ``KeyNotFound``."""
 CALLER: Any = _Sentinel("CALLER")
@@ -238,7 +241,8 @@ class Method:
 
     name: str
     doc: str  # the generated method's docstring
-    # The result field it returns; a tuple: those fields as a tuple; None: it returns None.
+    # The result field it returns; a tuple: those fields as a tuple; None: it returns None;
+    # WHOLE ("*"): the whole result body, a dict.
     returns: str | tuple[str, ...] | None = None
     absent: Any = RAISES  # what it returns for an absent key (404): a value, RAISES or CALLER
     omit: tuple[str, ...] = ()  # the op's arguments it does not take

@@ -16,6 +16,7 @@ from crdtkv.ops import vsets
 from crdtkv.ops.hash_rows import DEL
 from crdtkv.ops.list_rows import ELEMENT
 from crdtkv.ops.spec import (
+    WHOLE,
     Apply,
     Arg,
     Body,
@@ -158,7 +159,7 @@ EMB = Shape("VsetVector", (Field("vector", Out.VECTOR, "Null: no such element.")
 ATTRS = Shape("VsetAttributes", (Field("attributes", Out.JSON, "Null: none."),))
 MEMBER = Shape("VsetMember", (Field("member", Out.BOOL),))
 ELEMENTS = Shape("VsetElements", (Field("elements", Out.STRINGS, "Elements."),))
-WHOLE = Shape(
+VIEW = Shape(
     "VsetView",
     (
         Field("dim", Out.COUNT),
@@ -350,7 +351,7 @@ VSETS: tuple[OpSpec, ...] = (
         (KEY,),
         vsets.get,
         writes=False,
-        result=WHOLE,
+        result=VIEW,
         snapshot=True,
         doc=Doc(
             "Read a whole vector set",
@@ -359,7 +360,14 @@ VSETS: tuple[OpSpec, ...] = (
             f"A set of more than {limits.RANGE_MAX} elements is refused.",
         ),
         route=_route("GET", "{key}"),
-        client=(Method("get", "The whole set; None for an absent key.", absent=None),),
+        client=(
+            Method(
+                "get",
+                "Every element: {element: {vector, attributes}}; {} for an absent key.",
+                returns="elements",
+                absent={},
+            ),
+        ),
     ),
     OpSpec(
         "vsets.card",
@@ -491,7 +499,12 @@ VSETS: tuple[OpSpec, ...] = (
         ),
         route=_route("GET", "{key}/info"),
         client=(
-            Method("info", "Dimension, size and index settings.", cli=Verb("vinfo", "print VINFO")),
+            Method(
+                "info",
+                "Dimension, size and this replica's index settings, as a dict.",
+                returns=WHOLE,
+                cli=Verb("vinfo", "print a vector set's dimension, size and index (JSON)"),
+            ),
         ),
     ),
 )

@@ -36,7 +36,7 @@ from typing import Any
 
 from crdtkv.cliutil import ArgParser, UsageError, print_error
 from crdtkv.errors import CrdtkvError
-from crdtkv.ops.spec import NO_DEFAULT, Arg, Kind, Method, OpSpec, Out, Verb
+from crdtkv.ops.spec import NO_DEFAULT, WHOLE, Arg, Kind, Method, OpSpec, Out, Verb
 from crdtkv.ops.table import KEYS_NAMESPACE, TABLE
 
 __all__ = ["COMMANDS", "VERBS"]
@@ -224,13 +224,16 @@ def _add_args(p: ArgParser, verb: _Verb) -> None:
         elif arg.kind is Kind.SCORES:
             p.add_argument(name, nargs="+", metavar="SCORE MEMBER", help="pairs, as Redis's")
         elif arg.kind is Kind.BOOL:
-            p.add_argument(f"--{name}", action="store_true", default=None, help=arg.help)
+            flag = f"--{name.replace('_', '-')}"
+            p.add_argument(flag, action="store_true", default=None, help=arg.help)
         elif arg.kind is Kind.VECTOR and arg.required:
             p.add_argument(name, nargs="+", type=float, metavar="X", help="the vector's values")
         elif arg.kind is Kind.VECTOR:
-            p.add_argument(f"--{name}", nargs="+", type=float, metavar="X", help=arg.help)
+            flag = f"--{name.replace('_', '-')}"
+            p.add_argument(flag, nargs="+", type=float, metavar="X", help=arg.help)
         elif arg.kind is Kind.JSON and not arg.required:
-            p.add_argument(f"--{name}", type=_json_option(name), help=f"{name} as JSON")
+            flag = f"--{name.replace('_', '-')}"
+            p.add_argument(flag, type=_json_option(name), help=f"{name} as JSON")
         elif arg.kind is Kind.FLOAT:
             p.add_argument(name, type=float, help=arg.help)
         elif arg.kind is Kind.INT and not arg.required:
@@ -312,6 +315,8 @@ def _act(verb: _Verb) -> Callable[[Any, argparse.Namespace], Any]:
 def _show(spec: OpSpec, method: Method) -> Callable[[Any], str | None]:
     if method.returns is None:
         return _SHOW[Out.OK]
+    if method.returns == WHOLE:
+        return _SHOW[Out.JSON]
     if isinstance(method.returns, str):
         return _SHOW[spec.result.field(method.returns).kind]
     shows = [_SHOW[spec.result.field(f).kind] for f in method.returns]

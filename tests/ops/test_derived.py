@@ -31,7 +31,7 @@ from crdtkv.client.namespaces import (
     signature,
 )
 from crdtkv.ops.routing import http_request
-from crdtkv.ops.spec import CALLER, RAISES, In, Kind, Method, OpSpec
+from crdtkv.ops.spec import CALLER, RAISES, WHOLE, In, Kind, Method, OpSpec
 from crdtkv.ops.table import TABLE
 from crdtkv.tools.client_cli import COMMANDS, VERBS
 from simulations import cluster, history, workload
@@ -191,6 +191,8 @@ def test_each_client_method_sends_its_row(spec: OpSpec, method: Method) -> None:
     if isinstance(method.returns, tuple):  # a tuple of the fields, in order
         body = {name: f"it{i}" for i, name in enumerate(method.returns)}
         assert call.decode(body) == tuple(body.values())
+    elif method.returns == WHOLE:
+        assert call.decode({"a": 1, "b": 2}) == {"a": 1, "b": 2}
     elif method.returns is not None:
         assert call.decode({method.returns: "it"}) == "it"
     if method.absent is RAISES:

@@ -19,7 +19,7 @@ import pytest
 from crdtkv.crdts import pack
 from crdtkv.errors import BadRequest, NotFound
 from crdtkv.ops import apply_op
-from crdtkv.ops.spec import NO_DEFAULT, In, Kind, OpSpec, Out
+from crdtkv.ops.spec import NO_DEFAULT, WHOLE, In, Kind, OpSpec, Out
 from crdtkv.ops.table import (
     KEYS_NAMESPACE,
     NAMESPACES,
@@ -132,7 +132,11 @@ def test_client_methods_return_a_field_of_the_result(spec: OpSpec) -> None:
         assert method.doc
         returns = method.returns
         for name in (
-            returns if isinstance(returns, tuple) else () if returns is None else (returns,)
+            returns
+            if isinstance(returns, tuple)
+            else ()
+            if returns is None or returns == WHOLE
+            else (returns,)
         ):
             assert spec.result.field(name)
         assert set(method.omit) <= {a.name for a in spec.args if not a.required}
