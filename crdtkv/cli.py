@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from crdtkv.config import PROG as SERVE_PROG
@@ -169,6 +170,8 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
     from crdtkv.api import make_app
     from replication.http import ReplicationService
 
+    # Large vector sets' index snapshots: saved at a clean stop, loaded at start.
+    node.index_dir = Path(config.resolved_data_dir) / "vset-index"
     node.start()
     try:
         http_tls, resp_tls, peer_tls = _tls_contexts(config)

@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from crdtkv.crdts.vset import IndexOptions, VSet
@@ -38,8 +39,8 @@ from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import Checkpointer, mark_clean
 from crdtkv.sessions import SessionToken
 from crdtkv.storage.base import Storage, WriteBatch
-from crdtkv.vectors.builder import IndexBuilder
-from crdtkv.vectors.search import needs_background_build
+from crdtkv.vectors.builder import IndexBuilder, save_snapshot, snapshot_path
+from crdtkv.vectors.search import SYNC_BUILD_MAX, SetIndex, needs_background_build
 from replication.messages import Message
 from replication.protocol import Replication
 
@@ -97,6 +98,8 @@ class Node:
         self._key_count_at: float | None = None  # time.monotonic() of that walk's end
         self._key_count_task: asyncio.Task[None] | None = None
         self._index_task: asyncio.Task[None] | None = None
+        # Where large vector sets' index snapshots go at a clean stop (None: nowhere).
+        self.index_dir: Path | None = None
 
     # -- what others read ---------------------------------------------------------------------
     @property
@@ -181,8 +184,34 @@ class Node:
             await asyncio.sleep(VSET_INDEX_POLL_S)
             names, r.vset_builds = r.vset_builds, set()
 
+    async def _save_index_snapshots(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At a clean stop: save the index of every large vector set that has one, so
+        the next start loads it (and brings it up to date) instead of building it."""
+        if self.index_dir is None:
+            return
+        saved = set()
+        for (t, name), vs in list(self.replica.states.items()):
+            if t != VECTORSET or not isinstance(vs, VSet) or not isinstance(vs.ann, SetIndex):
+                continue
+            if len(vs) <= SYNC_BUILD_MAX:
+                continue
+            path = snapshot_path(self.index_dir, name)
+            pairs = [(e, v) for e, v, _ in vs.items()]
+            try:
+                await loop.run_in_executor(None, save_snapshot, path, name, vs.ann, pairs)
+                saved.add(path.name)
+                log.info("vset %s: index snapshot saved, %d elements", name, len(pairs))
+            except Exception as e:  # a snapshot is a shortcut for the next start
+                log.warning("vset %s: index snapshot not saved: %s", name, e)
+        with contextlib.suppress(OSError):  # drop the snapshots of sets that are gone
+            for old in self.index_dir.glob("*.usearch"):
+                if old.name not in saved:
+                    for suffix in ("", ".labels", ".digests"):
+                        Path(str(old) + suffix).unlink(missing_ok=True)
+
     async def _build_index(self, name: str, vs: VSet) -> None:
-        builder = IndexBuilder(name, vs, vs.index_options or IndexOptions())
+        snapshot = snapshot_path(self.index_dir, name) if self.index_dir is not None else None
+        builder = IndexBuilder(name, vs, vs.index_options or IndexOptions(), snapshot=snapshot)
         vs.pending = builder.pending
         builder.start()  # a daemon thread: a stop does not wait for a build
         try:
@@ -206,6 +235,7 @@ class Node:
         if self._index_task is not None:
             self._index_task.cancel()
         loop = asyncio.get_running_loop()
+        await self._save_index_snapshots(loop)
         if self.core.failed is None:
             try:
                 await self._await(lambda t: self.core.checkpoint(t))

@@ -17,15 +17,80 @@ seconds: ``vset KEY: index build DONE/TOTAL elements (P%)``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from crdtkv.vectors.search import DEFAULT_OPTIONS, IndexOptions, PendingBuild, VectorSetLike
+import msgpack
+import xxhash
 
-__all__ = ["IndexBuilder"]
+from crdtkv.vectors.ann import AnnIndex
+from crdtkv.vectors.search import (
+    DEFAULT_OPTIONS,
+    IndexOptions,
+    PendingBuild,
+    SetIndex,
+    VectorSetLike,
+)
+
+__all__ = ["IndexBuilder", "save_snapshot", "snapshot_path"]
+
+SNAPSHOT_FORMAT = 1
+
+
+def snapshot_path(index_dir: Path, key: str) -> Path:
+    """Where a set's index snapshot lives: one file (plus ``.labels`` and ``.digests``)
+    per key, named by a hash of the key."""
+    return index_dir / (hashlib.sha256(key.encode("utf-8")).hexdigest()[:32] + ".usearch")
+
+
+def save_snapshot(path: Path, key: str, index: SetIndex, pairs: list[tuple[str, bytes]]) -> None:
+    """Write ``index`` (in step with ``pairs``, the set's visible vectors) to ``path``,
+    with a 64-bit digest of each element's vector: a load trusts nothing else."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    index.ann.save(str(tmp))
+    digests = {e: xxhash.xxh3_64_intdigest(v) for e, v in pairs}
+    meta = {"format": SNAPSHOT_FORMAT, "key": key, "dim": index.dim, "digests": digests}
+    Path(str(tmp) + ".digests").write_bytes(msgpack.packb(meta))
+    # The graph, its labels and the digests replace the old ones only once all are written.
+    for suffix in (".labels", ".digests", ""):
+        Path(str(tmp) + suffix).replace(str(path) + suffix)
+
+
+def _load_snapshot(path: Path, key: str, pending: PendingBuild, log: logging.Logger) -> SetIndex:
+    """The snapshot at ``path``, reconciled with the build's snapshot of the set:
+    elements whose vector digest differs are written again, absent ones removed,
+    missing ones added.  Raises on any unreadable or foreign file."""
+    meta = msgpack.unpackb(Path(str(path) + ".digests").read_bytes(), strict_map_key=False)
+    if meta.get("format") != SNAPSHOT_FORMAT or meta.get("key") != key:
+        raise ValueError("not this key's snapshot")
+    if meta.get("dim") != pending.dim:
+        raise ValueError(f"dimension {meta.get('dim')} != {pending.dim}")
+    digests: dict[str, int] = meta["digests"]
+    ann = AnnIndex.load(str(path))
+    if ann.dim != pending.dim:
+        raise ValueError("the graph's dimension differs")
+    pairs = pending.pairs or []
+    seen = set()
+    fixed = 0
+    for element, vec in pairs:
+        seen.add(element)
+        if digests.get(element) != xxhash.xxh3_64_intdigest(vec) or element not in ann:
+            ann.upsert(element, vec)
+            fixed += 1
+    for element in [e for e in ann.elements() if e not in seen]:
+        ann.remove(element)
+        fixed += 1
+    log.info(
+        "vset %s: index snapshot loaded, %d elements, %d brought up to date", key, len(ann), fixed
+    )
+    return SetIndex(ann, pending.exact)
+
 
 log = logging.getLogger("crdtkv.vectors")
 
@@ -42,8 +107,10 @@ class IndexBuilder:
         threads: int | None = None,
         log_every: float = 5.0,
         logger: logging.Logger = log,
+        snapshot: Path | None = None,
     ) -> None:
         self.key = key
+        self.snapshot = snapshot  # a saved index to load (and bring up to date) first
         self.pending = PendingBuild(vset, options)
         self.threads = threads if threads is not None else max(1, (os.cpu_count() or 1) - 1)
         self.log_every = log_every
@@ -62,6 +129,15 @@ class IndexBuilder:
         started = time.monotonic()
         last = started
         total = self.pending.total
+        if self.snapshot is not None and self.snapshot.exists():
+            try:
+                self.pending.index = _load_snapshot(self.snapshot, self.key, self.pending, self.log)
+                self.pending.pairs = None
+                self.seconds = time.monotonic() - started
+                self._done.set()
+                return
+            except Exception as e:  # a snapshot is only a shortcut: build instead
+                self.log.warning("vset %s: index snapshot not used (%s); building", self.key, e)
         self.log.info("vset %s: index build started, %d elements", self.key, total)
 
         def progress(done: int, total: int) -> None:
