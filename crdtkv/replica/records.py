@@ -32,7 +32,7 @@ from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.numeric import decode_cell, encode_cell
 from crdtkv.crdts.or_set import ORSet
 from crdtkv.crdts.rlist import RList, check_position, decode_elem, encode_elem
-from crdtkv.crdts.vset import VSet, decode_vcell, encode_vcell
+from crdtkv.crdts.vset import VSet, check_vectors, decode_vcell, encode_vcell
 from crdtkv.errors import CodecError
 from crdtkv.replica.keyspace import STATE_TYPES, DeltaGroup, Key, LogEntry
 from crdtkv.replica.peers import PeerRecord
@@ -200,7 +200,7 @@ def _decode_field(state: Split, raw: object, where: str) -> Any:
     if isinstance(state, RList):
         return decode_elem(raw)
     if isinstance(state, VSet):
-        return decode_vcell(raw, state.ctx)
+        return decode_vcell(raw, state.ctx, check=False)  # checked all at once: load_states
     if isinstance(state, ORSet):
         if not isinstance(raw, list | tuple):
             raise CodecError(f"{where}: dots must be a list")
@@ -336,6 +336,11 @@ def load_states(
                     seen.add(dot)
                 entries[field] = value
             state.entries = entries
+            if isinstance(state, VSet):
+                try:
+                    check_vectors(e.vec for cell in entries.values() for e in cell)
+                except CodecError as e:
+                    raise CodecError(f"state {key[0]}/{key[1][:64]}: {e.message}") from e
             if isinstance(state, CausalMap | RList | VSet):
                 state._rebuilt()
             state.touched = set()  # what storage holds, exactly

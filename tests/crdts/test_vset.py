@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from crdtkv.crdts import VSet, codec
@@ -208,3 +210,16 @@ def test_the_codec_round_trips_and_refuses_garbage() -> None:
     for payload in bad_payloads:
         with pytest.raises(CodecError):
             VSet.decode(payload)
+
+
+def test_many_vectors_are_checked_at_once_as_one_by_one() -> None:
+    from crdtkv.crdts.vset import check_vectors
+
+    good = [V3, W3, V2, pack_vector([3.4e38, -3.4e38])]
+    check_vectors(good)  # mixed dimensions, extreme but finite values
+    nan = struct.pack("<3f", 1.0, float("nan"), 0.0)
+    inf = struct.pack("<2f", float("-inf"), 1.0)
+    zeros = struct.pack("<3f", 0.0, -0.0, 0.0)
+    for bad, what in ((nan, "finite"), (inf, "finite"), (zeros, "zeros"), (b"abc", "bytes")):
+        with pytest.raises(CodecError, match=what):
+            check_vectors([*good, bad])
