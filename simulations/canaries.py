@@ -33,6 +33,7 @@ from crdtkv.replica.keyspace import Replica
 from crdtkv.sessions import SessionToken
 from crdtkv.storage.base import WriteBatch
 from crdtkv.storage.memory import MemoryStorage
+from crdtkv.vectors.exact import ExactIndex
 from replication.messages import Push
 from replication.protocol import PeerState, Replication
 from simulations.clients import ClientBugs
@@ -380,6 +381,20 @@ def _vset_join_ignores_removes() -> contextlib.AbstractContextManager[None]:
     return _patched(vset, "_join", join)
 
 
+def _vset_truth_ties_by_insertion() -> contextlib.AbstractContextManager[None]:
+    original = ExactIndex.search
+
+    def search(
+        self: ExactIndex, query: bytes, count: int, accept: Any = None
+    ) -> list[tuple[str, float]]:
+        every = original(self, query, len(self), accept)
+        rows = self._rows
+        every.sort(key=lambda t: (-t[1], rows[t[0]]))  # ties by this replica's row order
+        return every[:count]
+
+    return _patched(ExactIndex, "search", search)
+
+
 # Only vector-set keys, one of them, busy clients: concurrent VADDs, VREMs and searches.
 _VSETS_AIM: dict[str, Any] = {
     "keys": 1,
@@ -574,6 +589,15 @@ CANARIES: dict[str, Canary] = {
             "(VREM, DEL, a merged removal): searches answer elements the set no longer holds",
             _vset_index_keeps_removed,
             ("geo",),
+            _VSETS_AIM,
+        ),
+        Canary(
+            "vset-truth-ties-by-insertion",
+            "vset-truth-equal",
+            "the exact scan breaks ties of score by the row the replica stored the element "
+            "in (the order it learnt them), not by element",
+            _vset_truth_ties_by_insertion,
+            ("geo", "partition"),
             _VSETS_AIM,
         ),
         Canary(

@@ -32,6 +32,7 @@ VSET_CHECKERS = ("vset-converge", "vset-truth-equal", "vset-ann-no-removed")
 VSET_CANARIES = {
     "vset-index-keeps-removed": "vset-ann-no-removed",
     "vset-join-ignores-removes": "vset-converge",
+    "vset-truth-ties-by-insertion": "vset-truth-equal",
 }
 
 
@@ -222,6 +223,8 @@ def _run(name: str, seed: int, *, patched: bool) -> tuple[Simulation, Any]:
         ("vset-index-keeps-removed",
          {"vset-ann-no-removed/not-held", "vset-ann-no-removed/removed-in-answer"}),
         ("vset-join-ignores-removes", {"vset-converge/reads-differ", "vset-converge/resurrected"}),
+        ("vset-truth-ties-by-insertion",
+         {"vset-truth-equal/wrong-answer", "vset-truth-equal/answers-differ"}),
     ],
 )  # fmt: skip
 def test_a_vset_canary_is_caught_by_its_checker(name: str, kinds: set[str]) -> None:
