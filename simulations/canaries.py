@@ -19,19 +19,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from crdtkv.crdts import numeric, rlist
+from crdtkv.crdts import numeric, rlist, vset
 from crdtkv.crdts.hlc import ZERO
 from crdtkv.crdts.hll import HLL, REGISTER_MAX
 from crdtkv.crdts.numeric import Incr, NumericRegister, Write
 from crdtkv.crdts.or_map import ORMap
 from crdtkv.crdts.or_set import ORSet
 from crdtkv.crdts.rlist import RList
+from crdtkv.crdts.vset import AnnLike, VEntry, VSet
 from crdtkv.crdts.zset import ZSet
 from crdtkv.node.core import NodeCore
 from crdtkv.replica.keyspace import Replica
 from crdtkv.sessions import SessionToken
 from crdtkv.storage.base import WriteBatch
 from crdtkv.storage.memory import MemoryStorage
+from crdtkv.vectors.exact import ExactIndex
 from replication.messages import Push
 from replication.protocol import PeerState, Replication
 from simulations.clients import ClientBugs
@@ -335,6 +337,73 @@ class Canary:
     overrides: dict[str, Any] = field(default_factory=dict)  # SimConfig fields to force
 
 
+class _ForgetsRemovals:
+    """An attached index as ``VSet._put`` sees it under the canary: removals are lost."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: AnnLike) -> None:
+        self.inner = inner
+
+    def upsert(self, element: str, vec: bytes) -> None:
+        self.inner.upsert(element, vec)
+
+    def remove(self, element: str) -> None:
+        pass  # forgotten: the element stays in the index
+
+
+def _vset_index_keeps_removed() -> contextlib.AbstractContextManager[None]:
+    original = VSet._put
+
+    def _put(self: VSet, element: str, old: Any, new: Any, keep_empty: bool) -> None:
+        ann = self.ann
+        if ann is None:
+            original(self, element, old, new, keep_empty)
+            return
+        forgetful = _ForgetsRemovals(ann)
+        self.ann = forgetful
+        try:
+            original(self, element, old, new, keep_empty)
+        finally:
+            if self.ann is forgetful:  # (a change of dimension detaches the index: keep None)
+                self.ann = ann
+
+    return _patched(VSet, "_put", _put)
+
+
+def _vset_join_ignores_removes() -> contextlib.AbstractContextManager[None]:
+    def join(mine: Any, theirs: Any, my_ctx: Any, their_ctx: Any) -> tuple[VEntry, ...]:
+        # Every entry of both sides, whatever the other side observed and removed.
+        keep = {e.dot: e for e in mine}
+        keep.update((e.dot, e) for e in theirs)
+        return tuple(keep[d] for d in sorted(keep))
+
+    return _patched(vset, "_join", join)
+
+
+def _vset_truth_ties_by_insertion() -> contextlib.AbstractContextManager[None]:
+    original = ExactIndex.search
+
+    def search(
+        self: ExactIndex, query: bytes, count: int, accept: Any = None
+    ) -> list[tuple[str, float]]:
+        every = original(self, query, len(self), accept)
+        rows = self._rows
+        every.sort(key=lambda t: (-t[1], rows[t[0]]))  # ties by this replica's row order
+        return every[:count]
+
+    return _patched(ExactIndex, "search", search)
+
+
+# Only vector-set keys, one of them, busy clients: concurrent VADDs, VREMs and searches.
+_VSETS_AIM: dict[str, Any] = {
+    "keys": 1,
+    "clients": 6,
+    "think_ms_max": 5,
+    "switch_prob": 0.0,
+    "key_classes": ["vsets"],
+}
+
 # Every key class but the lists (the workload as it was before them).
 _BEFORE_LISTS = ["registers", "counters", "sets", "hlls", "numbers", "conflicts", "hashes", "zsets"]
 
@@ -512,6 +581,33 @@ CANARIES: dict[str, Canary] = {
             _list_between(reversed_runs=False),
             ("geo", "partition"),
             _LISTS_AIM,
+        ),
+        Canary(
+            "vset-index-keeps-removed",
+            "vset-ann-no-removed",
+            "a vector set's state forgets to remove an element from its attached index "
+            "(VREM, DEL, a merged removal): searches answer elements the set no longer holds",
+            _vset_index_keeps_removed,
+            ("geo",),
+            _VSETS_AIM,
+        ),
+        Canary(
+            "vset-truth-ties-by-insertion",
+            "vset-truth-equal",
+            "the exact scan breaks ties of score by the row the replica stored the element "
+            "in (the order it learnt them), not by element",
+            _vset_truth_ties_by_insertion,
+            ("geo", "partition"),
+            _VSETS_AIM,
+        ),
+        Canary(
+            "vset-join-ignores-removes",
+            "vset-converge",
+            "a vector set's join keeps every entry of both sides, whatever the other side "
+            "observed: removed elements stay at the replicas that receive the VREM",
+            _vset_join_ignores_removes,
+            ("geo",),
+            _VSETS_AIM,
         ),
         Canary(
             "visible-type-lowest-stamp",

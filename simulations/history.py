@@ -147,6 +147,12 @@ class Final:
     types: dict[str, dict[str, str | None]] = field(default_factory=dict)
     # simulator only: replica -> the names it counts as conflicting (``Replica.conflicts``)
     conflicts: dict[str, list[str]] = field(default_factory=dict)
+    # replica -> (key, search op fields, result) of the vector-set searches run at every
+    # replica after the final reads (``checkers.vsets.final_searches``); the result is
+    # {"error": code} for a refused search
+    vset_searches: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = field(
+        default_factory=dict
+    )
     at_ms: int = 0  # simulation (or wall) time of the final reads
     node_ms: dict[str, int] = field(default_factory=dict)  # each replica's clock then
 

@@ -26,6 +26,7 @@ so two runs of one seed can be compared by one line.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import traceback
@@ -39,6 +40,7 @@ from crdtkv.ops import apply_op, snapshot_read
 from replication.protocol import Settings
 from simulations import checkers
 from simulations.canaries import CANARIES
+from simulations.checkers.vsets import final_searches
 from simulations.clients import Clients
 from simulations.config import SimConfig, stream
 from simulations.faults import Faults
@@ -232,6 +234,9 @@ class Simulation:
             for ns, key in final_reads(self.keys):
                 reads[(ns, key)] = final_read(node, ns, key, now)
             final.reads[rid] = reads
+            final.vset_searches[rid] = final_searches(
+                self.keys.get("vsets", []), functools.partial(_apply_at, node, now)
+            )
             names = sorted({name for _, name in node.replica.states})
             final.types[rid] = {n: node.replica.visible_type(n, now) for n in names}
             final.conflicts[rid] = sorted(node.replica.conflicts)
@@ -262,6 +267,10 @@ class Simulation:
         s["possibly_lost_ops"] = sum(1 for o in ops if o.meta is not None and o.meta.possibly_lost)
         s.update(checkers.set_stats(self.history))
         return s
+
+
+def _apply_at(node: SimNode, now_ms: int, op: dict[str, Any]) -> dict[str, Any]:
+    return apply_op(node.replica, op, now_ms)
 
 
 def final_read(node: SimNode, ns: str, key: str, now_ms: int) -> dict[str, Any]:

@@ -31,6 +31,18 @@ one shape of use, because some checks only make sense there:
   element comes from; only an LMOVE copies a value (the moved element
   is a new element with the old value).  Pops, trims and DELs outweigh
   the pushes enough that a list stays at tens of elements.
+- ``vs*`` (the ``vsets`` keys) get VADDs of small vectors (4 dimensions,
+  integer values from -2 to 2, so that equal scores are common and ties
+  are broken by element), half of them of a contended element (``v0`` ..
+  ``v5``, written again and again: last writer wins on its vector and
+  attributes), half of a new element unique per write (``c<client>-<n>``,
+  so that the final set says which write an element comes from); VREMs
+  and VSETATTRs of contended elements or of elements the client added
+  there lately, rare DELs, and VSIMs with and without TRUTH (some with a
+  FILTER on the attribute ``n``), VSIM ELE and whole reads.  On the last
+  ``vs*`` key one VADD in five has 3 dimensions: after a DEL two replicas
+  may create the set with different dimensions (the earlier creation
+  wins, the other's elements are hidden).
 
 Registers, counters, sets and HLLs otherwise use different names, so a
 counter never meets a register holding JSON (that answers 409
@@ -55,6 +67,10 @@ __all__ = [
     "MIXED",
     "MIXES",
     "TYPE_WEIGHTS",
+    "VSET_DIM",
+    "VSET_ELEMENTS",
+    "VSET_FILTER",
+    "VSET_OTHER_DIM",
     "Workload",
     "final_reads",
     "key_class",
@@ -67,6 +83,10 @@ FIELDS = [f"f{i}" for i in range(6)]
 SCORES = [-1.0, 0.0, 1.0, 1.0, 2.0, 2.5, 3.0]  # few, small: ties of score are common
 SCORE_STEPS = [-1.0, 0.5, 1.0, 1.0, 2.0]  # sums of halves are exact in a double
 RECENT_MAX = 8  # list values a client remembers per key (for LREM, LINSERT, LPOS)
+VSET_ELEMENTS = [f"v{i}" for i in range(6)]  # contended vector-set elements
+VSET_DIM = 4
+VSET_OTHER_DIM = 3  # the last vs* key's other dimension
+VSET_FILTER = ".n >= 2"
 
 TYPE_WEIGHTS: dict[str, int] = {
     "registers": 3,
@@ -78,6 +98,7 @@ TYPE_WEIGHTS: dict[str, int] = {
     "hashes": 2,
     "zsets": 2,
     "lists": 2,
+    "vsets": 2,
 }
 MIXED: dict[str, tuple[str, ...]] = {
     "numbers": ("registers", "counters"),
@@ -169,6 +190,16 @@ MIXES: dict[str, Mix] = {
         ("lists.pos", 0.94, {}),
         ("lists.get", 1.0, {}),
     ),
+    "vsets": (
+        ("vsets.add", 0.35, {}),
+        ("vsets.remove", 0.5, {}),
+        ("vsets.setattr", 0.58, {}),
+        ("vsets.delete", 0.61, {}),
+        ("vsets.search", 0.73, {"truth": True}),
+        ("vsets.search", 0.88, {}),
+        ("vsets.similar", 0.91, {}),
+        ("vsets.get", 1.0, {}),
+    ),
 }
 _UNKNOWN = {name for mix in MIXES.values() for name, _, _ in mix} - set(table.OPS)
 if _UNKNOWN:  # a renamed or removed op fails here, not mid-run
@@ -187,6 +218,7 @@ def keyspace(keys: int) -> dict[str, list[str]]:
         "hashes": [f"hash{i}" for i in range(max(1, (keys + 1) // 2))],
         "zsets": [f"zs{i}" for i in range(max(1, (keys + 1) // 2))],
         "lists": [f"ls{i}" for i in range(max(1, (keys + 1) // 2))],
+        "vsets": [f"vs{i}" for i in range(max(1, (keys + 1) // 2))],
     }
 
 
@@ -344,6 +376,8 @@ class Workload:
         return self.rng.choice((None, None, None, None, 1, 2, 3))
 
     def _element(self, cls: str, shared: Any) -> str:
+        if cls == "vsets":
+            return self._vset_element()
         if self._op[0] in ("lists.set", "lists.insert"):
             return self._new_element()
         return self._old_element()  # LREM, LPOS
@@ -365,6 +399,50 @@ class Workload:
 
     def _end(self, cls: str, shared: Any) -> str:
         return self.rng.choice(("left", "right"))
+
+    # -- vector sets -------------------------------------------------------------------------
+    def _vset_element(self) -> str:
+        kind = self._op[0]
+        if self.rng.random() < 0.5:
+            return self.rng.choice(VSET_ELEMENTS)
+        if kind == "vsets.add":
+            return self._new_element()
+        return self._old_element()  # VREM, VSETATTR, VSIM ELE
+
+    def _vset_vector(self) -> list[float]:
+        key = self._op[1]
+        dim = VSET_DIM
+        if key == self.keys["vsets"][-1] and self.rng.random() < 0.2:
+            dim = VSET_OTHER_DIM
+        while True:
+            vec = [float(self.rng.randint(-2, 2)) for _ in range(dim)]
+            if any(vec):
+                return vec
+
+    def _vector(self, cls: str, shared: Any) -> list[float]:
+        return self._vset_vector()
+
+    def _query(self, cls: str, shared: Any) -> list[float]:
+        return self._vset_vector()
+
+    def _attributes(self, cls: str, shared: Any) -> dict[str, Any] | None:
+        if self.rng.random() < 0.4:
+            return None  # VADD keeps the element's attributes
+        self.writes += 1
+        return {"n": self.rng.randint(0, 4), "w": f"{self.client}:{self.writes}"}
+
+    def _new_attributes(self, cls: str, shared: Any) -> dict[str, Any]:
+        self.writes += 1
+        return {"n": self.rng.randint(0, 4), "w": f"{self.client}:{self.writes}"}
+
+    def _search_count(self, cls: str, shared: Any) -> int:
+        return self.rng.choice((1, 3, 5, 5, 20))
+
+    def _filter(self, cls: str, shared: Any) -> str | None:
+        return VSET_FILTER if self.rng.random() < 0.25 else None
+
+    def _with_attributes(self, cls: str, shared: Any) -> bool | None:
+        return True if self.rng.random() < 0.3 else None
 
 
 # Argument name -> how a client draws it; None leaves an optional argument out.
@@ -391,4 +469,11 @@ _ARGS: dict[str, Callable[[Workload, str, Any], Any]] = {
     "destination": Workload._destination,
     "from_end": Workload._end,
     "to_end": Workload._end,
+    "vector": Workload._vector,
+    "query": Workload._query,
+    "attributes": Workload._attributes,
+    "new_attributes": Workload._new_attributes,
+    "search_count": Workload._search_count,
+    "filter": Workload._filter,
+    "with_attributes": Workload._with_attributes,
 }

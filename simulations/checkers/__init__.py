@@ -36,6 +36,12 @@ saw).  ``docs/simulation.md`` states every rule precisely; in short (one module 
   nothing removed is live); *list-replica-order*: one replica's pushes at one
   end keep their order; *list-no-interleave*: a replica's run of pushes at
   one end is contiguous with respect to other replicas' pushes.
+- ``vsets``: *vset-converge*: after healing every replica reads each vector
+  set alike, with only vectors and attributes written to that element, no
+  acknowledged VADD lost that nothing could have removed, no removed element
+  back; *vset-truth-equal*: TRUTH answers are the exact ranking of what the
+  replica holds, the same at every replica; *vset-ann-no-removed*: no answer
+  names an element the replica does not hold (or has removed).
 - ``sessions``: read-your-writes, monotonic reads, monotonic writes and
   writes-follow-reads for every session.
 - ``durability`` (fsync only): a crash never loses what was acknowledged.
@@ -66,6 +72,7 @@ from simulations.checkers.registers import check_registers
 from simulations.checkers.sessions import check_sessions
 from simulations.checkers.sets import check_sets, set_stats
 from simulations.checkers.types import check_types
+from simulations.checkers.vsets import check_vsets
 from simulations.history import READS, WRITES, Final, History
 
 __all__ = [
@@ -87,6 +94,7 @@ __all__ = [
     "check_sessions",
     "check_sets",
     "check_types",
+    "check_vsets",
     "check_zsets",
     "no_convergence",
     "set_stats",
@@ -107,6 +115,7 @@ def check_all(history: History, final: Final) -> list[Violation]:
     out += check_hashes(history, final)
     out += check_zsets(history, final)
     out += check_lists(history, final)
+    out += check_vsets(history, final)
     out += check_sessions(history, final)
     if history.durability == "fsync":
         out += check_final_durability(history, final)
