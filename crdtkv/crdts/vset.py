@@ -40,11 +40,12 @@ replays the elements that changed in between.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
+
+import numpy as np
 
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, decode_dot
@@ -69,6 +70,7 @@ __all__ = [
 ]
 
 DIM_MAX = 32_768  # dimensions of one vector
+_F32 = np.dtype("<f4")  # a stored vector's values: float32, little-endian
 ATTRS_BYTES_MAX = 65_536  # bytes of one element's JSON attributes
 
 
@@ -146,10 +148,12 @@ def check_vector(blob: bytes) -> bytes:
         raise BadRequest("a vector is 1 or more float32 values (4 bytes each)")
     if len(blob) // 4 > DIM_MAX:
         raise BadRequest(f"a vector has at most {DIM_MAX} dimensions, not {len(blob) // 4}")
-    values = struct.unpack(f"<{len(blob) // 4}f", blob)
-    if not all(math.isfinite(v) for v in values):
+    # numpy, not struct + math.isfinite per value: a restart checks every stored
+    # vector (1M x 128 values), where the per-value loop took most of the load.
+    values = np.frombuffer(blob, dtype=_F32)
+    if not np.isfinite(values).all():
         raise BadRequest("a vector's values must be finite (no NaN or infinity)")
-    if not any(values):
+    if not values.any():
         raise BadRequest("a vector must not be all zeros (it has no direction)")
     return blob
 
