@@ -553,7 +553,9 @@ def restart_bench(
             res["start_after_kill9"] = timed_start(srv, n, query, wait_index=False)
             print(f"   start after kill -9: {res['start_after_kill9']}", flush=True)
     finally:
-        srv.stop()
+        # SIGTERM: the exit status says whether the server stopped cleanly (a build
+        # may still be running: the kill -9 start does not wait for its index).
+        res["final_stop_rc"] = srv.stop()
     s = res["start_after_sigterm"]
     res["aims"] = {"exact queries within 10 s": s["first_truth_s"] <= AIM_EXACT_S}
     return res
