@@ -430,3 +430,68 @@ def test_list_bench_without_redis(tmp_path: Path) -> None:
     assert doc["redis"] is None and doc["redis_skipped"] == "redis-server not on PATH"
     assert all(r["redis_us"] is None for r in doc["rows"])
     _check_list_bench(stdout, doc)
+
+
+# -- benchmarks/vset_bench.py --quick ------------------------------------------------------------
+
+VSET_BENCH = ROOT / "benchmarks" / "vset_bench.py"
+
+
+def _vset_bench(out: Path, *extra: str) -> dict[str, Any]:
+    cmd = [sys.executable, str(VSET_BENCH), "--quick", "--out-dir", str(out), *extra]
+    proc = run(cmd, cwd=ROOT, timeout_s=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    name = "vset_restart.json" if "--restart" in extra else "vset_bench.json"
+    doc: dict[str, Any] = json.loads((out / name).read_text())
+    assert doc["tool"] == "benchmarks/vset_bench.py" and doc["machine"]["nproc"] >= 1
+    assert all(k in proc.stdout for k in doc["aims"])
+    return doc
+
+
+def test_vset_bench_quick(tmp_path: Path) -> None:
+    doc = _vset_bench(tmp_path)
+    assert (doc["n"], doc["dim"], doc["queries"]) == (3_000, 128, 100)
+    assert doc["insert_resp_vps"] > 0 and doc["insert_http_vps"] > 0
+    # Before the index is ready VSIM scans exactly: the exact top-10 of numpy.
+    assert doc["first_vsim_matches_truth"] is True
+    for side in (doc["served"], doc["library"]):
+        for ef in ("ef100", "ef200", "ef400"):
+            r = side[ef]
+            assert 0 < r["p50_ms"] <= r["p99_ms"], r
+            # 3,000 points in 1,000 clusters: a broken index or a wrong truth is far below.
+            assert 0.8 <= r["recall_at_10"] <= 1.0, (ef, r)
+    # The served answer is the in-process VSIM path's (EF candidates ranked by the
+    # stored vectors), over a graph built apart (another insertion order): close.
+    served, path = doc["served"]["ef100"], doc["library"]["vsim_path_ef100"]
+    assert served["recall_at_10"] == pytest.approx(path["recall_at_10"], abs=0.05)
+    best = max(
+        served["qps_one_at_a_time"],
+        doc["served_qps_pipelined_1conn"],
+        doc["served_qps_pipelined_2conns"],
+    )
+    assert doc["served_qps_best"] == best
+    assert doc["qps_ratio_served_vs_library"] == pytest.approx(
+        best / doc["library"]["ef100"]["qps"], rel=0.01
+    )
+    assert set(doc["aims"]) == {
+        "insert >= 3,000/s",
+        "recall@10 >= 0.95 (default)",
+        "p50 < 5 ms",
+        "throughput >= 0.3x library",
+    }
+    png = (tmp_path / "vset_bench.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_vset_bench_quick_restart(tmp_path: Path) -> None:
+    doc = _vset_bench(tmp_path, "--restart", "--data-dir", str(tmp_path / "r"))
+    assert doc["load"]["card"] == doc["load"]["n"] == 3_000 and doc["load"]["stop_rc"] == 0
+    for start in (doc["start_after_sigterm"], doc["start_after_kill9"]):
+        assert start["card"] == 3_000 and start["first_truth_count"] == 10
+        assert 0 < start["healthz_s"] <= start["first_truth_s"]
+    first = doc["start_after_sigterm"]
+    assert first["index_ready_s"] >= first["first_truth_s"]
+    assert first["rss_mb_index_ready"] > 0
+    # A second run finds the directory loaded and does not load it again.
+    again = _vset_bench(tmp_path, "--restart", "--data-dir", str(tmp_path / "r"), "--no-kill")
+    assert again["load"] == doc["load"] and "start_after_kill9" not in again

@@ -47,6 +47,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+import numpy as np
+
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, decode_dot
 from crdtkv.crdts.codec import register_type
@@ -71,6 +73,7 @@ __all__ = [
 ]
 
 DIM_MAX = 32_768  # dimensions of one vector
+_F32 = np.dtype("<f4")  # a stored vector's values: float32, little-endian
 ATTRS_BYTES_MAX = 65_536  # bytes of one element's JSON attributes
 
 
@@ -575,8 +578,6 @@ def decode_vcell(raw: object, ctx: CausalContext, *, check: bool = True) -> Cell
 
 def check_vectors(vectors: Iterable[bytes]) -> None:
     """``check_vector`` of many at once, one numpy pass per length; ``CodecError``."""
-    import numpy as np
-
     by_len: dict[int, list[bytes]] = {}
     for v in vectors:
         by_len.setdefault(len(v), []).append(v)

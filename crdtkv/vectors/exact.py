@@ -38,11 +38,15 @@ def redis_score(cosine_similarity: float) -> float:
 
 
 def _exact_cos(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
-    al = a.tolist()
-    bl = b.tolist()
-    dot = math.fsum(x * y for x, y in zip(al, bl, strict=True))
-    na = math.fsum(x * x for x in al)
-    nb = math.fsum(y * y for y in bl)
+    # A product of two float32s is exact in float64 (24 + 24 significant bits, and
+    # no overflow or underflow), so numpy's elementwise products are the exact
+    # products and fsum rounds their exact sum once: the same float at every
+    # replica whatever the machine (a BLAS dot's order of additions is not).
+    a64 = a.astype(np.float64)
+    b64 = b.astype(np.float64)
+    dot = math.fsum((a64 * b64).tolist())
+    na = math.fsum((a64 * a64).tolist())
+    nb = math.fsum((b64 * b64).tolist())
     if na == 0.0 or nb == 0.0:
         return 0.0
     return dot / math.sqrt(na * nb)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import struct
+from random import Random
 
 import pytest
 
@@ -188,6 +190,45 @@ def test_vectors_are_checked() -> None:
     for values in ([0.0, 0.0], [1e39], [float("nan")], [float("inf")]):
         with pytest.raises(BadRequest):
             pack_vector(values)
+
+
+def _check_vector_reference(blob: bytes) -> bool:
+    """The plain definition: every value finite, one at least not zero."""
+    values = struct.unpack(f"<{len(blob) // 4}f", blob)
+    return all(math.isfinite(v) for v in values) and any(v != 0 for v in values)
+
+
+def test_check_vector_refuses_a_non_finite_value_anywhere() -> None:
+    good = pack_vector([0.5] * 130)
+    for i in range(130):
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            blob = good[: 4 * i] + struct.pack("<f", bad) + good[4 * i + 4 :]
+            with pytest.raises(BadRequest, match="finite"):
+                check_vector(blob)
+    for zeros in (bytes(16), struct.pack("<4f", -0.0, 0.0, -0.0, 0.0)):
+        with pytest.raises(BadRequest, match="zeros"):
+            check_vector(zeros)
+    tiny = struct.pack("<3f", 0.0, 1e-45, 0.0)  # a subnormal: finite, not zero
+    assert check_vector(tiny) == tiny
+    # Little-endian: these bytes are NaN read little-endian, a finite value read big-endian.
+    nan_le = bytes([0x00, 0x00, 0xC0, 0x7F])
+    with pytest.raises(BadRequest, match="finite"):
+        check_vector(nan_le)
+
+
+def test_check_vector_agrees_with_its_definition_on_random_bytes() -> None:
+    rng = Random(17)
+    specials = [struct.pack("<f", v) for v in (0.0, -0.0, 1.0, float("nan"), float("inf"))]
+    for _ in range(3_000):
+        n = rng.randint(1, 40)
+        blob = b"".join(
+            rng.choice(specials) if rng.random() < 0.5 else rng.randbytes(4) for _ in range(n)
+        )
+        try:
+            ok = check_vector(blob) == blob
+        except BadRequest:
+            ok = False
+        assert ok == _check_vector_reference(blob), blob.hex()
 
 
 def test_the_codec_round_trips_and_refuses_garbage() -> None:

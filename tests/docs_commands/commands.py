@@ -64,6 +64,10 @@ RULES: dict[str, Rule] = {
     "benchmarks/types_bench.py": Rule(add={"--quick": None, "--out-dir": "/types_bench"}),
     # --quick: 1,000 and 10,000 elements, a few seconds; without redis-server it skips Redis.
     "benchmarks/list_bench.py": Rule(add={"--quick": None, "--out-dir": "/list_bench"}),
+    # --quick: 3,000 vectors, 100 queries, one crdtkv serve: ~20 s (--restart: ~15 s).
+    "benchmarks/vset_bench.py": Rule(
+        short={"--n": "3000"}, add={"--quick": None, "--out-dir": "/vset_bench"}
+    ),
     "benchmarks/compare.py": Rule(
         how="parse",
         why="needs redis-server, redis-benchmark, webdis and wrk, which the project does not "
