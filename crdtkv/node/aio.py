@@ -60,6 +60,7 @@ def wall_clock_ms() -> int:
 
 VECTORSET = "vectorset"
 VSET_INDEX_POLL_S = 1.0  # how often the index builder looks for sets that need one
+BUILD_STOP_WAIT_S = 60  # a stop waits this long at most for a build's batch to end
 
 
 class Node:
@@ -100,6 +101,7 @@ class Node:
         self._index_task: asyncio.Task[None] | None = None
         # Where large vector sets' index snapshots go at a clean stop (None: nowhere).
         self.index_dir: Path | None = None
+        self._builder: IndexBuilder | None = None  # the index build running, if any
 
     # -- what others read ---------------------------------------------------------------------
     @property
@@ -213,7 +215,8 @@ class Node:
         snapshot = snapshot_path(self.index_dir, name) if self.index_dir is not None else None
         builder = IndexBuilder(name, vs, vs.index_options or IndexOptions(), snapshot=snapshot)
         vs.pending = builder.pending
-        builder.start()  # a daemon thread: a stop does not wait for a build
+        builder.start()  # a thread the stop cancels and waits for (close)
+        self._builder = builder
         try:
             while not builder.done:
                 await asyncio.sleep(0.2)
@@ -221,6 +224,7 @@ class Node:
             if isinstance(current, VSet) and current.pending is builder.pending:
                 builder.attach(current)
         finally:
+            self._builder = None
             for v in (vs, self.replica.states.get((VECTORSET, name))):
                 if isinstance(v, VSet) and v.pending is builder.pending:
                     v.pending = None
@@ -234,6 +238,13 @@ class Node:
             self._timer.cancel()
         if self._index_task is not None:
             self._index_task.cancel()
+        builder = self._builder
+        if builder is not None:  # usearch must not be mid-batch when the process exits
+            builder.cancel()
+            for _ in range(BUILD_STOP_WAIT_S * 10):
+                if builder.done:
+                    break
+                await asyncio.sleep(0.1)
         loop = asyncio.get_running_loop()
         await self._save_index_snapshots(loop)
         if self.core.failed is None:

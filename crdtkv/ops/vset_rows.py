@@ -175,7 +175,11 @@ INFO = Shape(
         Field("quant", Out.STRING, "This replica's index quantization."),
         Field("m", Out.COUNT),
         Field("ef_construction", Out.COUNT),
-        Field("index", Out.STRING, "ready, or none (searches scan until one is built)."),
+        Field(
+            "index",
+            Out.STRING,
+            "ready; building (in the background); or none. Searches scan until ready.",
+        ),
         Field("indexed", Out.COUNT, "Elements in this replica's index."),
     ),
 )

@@ -263,6 +263,10 @@ def info(r: Replica, a: Args, now_ms: int) -> Result:
         "quant": options.quant,
         "m": options.m,
         "ef_construction": options.ef_construction,
-        "index": "ready" if ann is not None else "none",
+        "index": "ready"
+        if ann is not None
+        else "building"
+        if isinstance(vs.pending, PendingBuild)
+        else "none",
         "indexed": len(ann) if ann is not None else 0,  # type: ignore[arg-type]
     }

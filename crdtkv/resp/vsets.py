@@ -21,7 +21,7 @@ What differs (docs/resp.md, "Vector sets"):
   quantization and normalization); ``VEMB ... RAW`` answers the ``f32`` form.
 - VSIM answers at most 100,000 matches and VRANDMEMBER at most 100,000 elements.
 - ``VINFO``'s ``max-level``, ``vset-uid`` and ``hnsw-max-node-uid`` are 0 (the HNSW
-  graph is usearch's); it adds ``index`` (``ready`` or ``none``: searches scan until
+  graph is usearch's); it adds ``index`` (``ready``, ``building`` or ``none``: searches scan until
   the index is built) and ``indexed``.
 """
 

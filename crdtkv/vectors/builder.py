@@ -42,6 +42,10 @@ __all__ = ["IndexBuilder", "save_snapshot", "snapshot_path"]
 SNAPSHOT_FORMAT = 1
 
 
+class _Cancelled(Exception):
+    """Raised between batches of a build that ``IndexBuilder.cancel`` stopped."""
+
+
 def snapshot_path(index_dir: Path, key: str) -> Path:
     """Where a set's index snapshot lives: one file (plus ``.labels`` and ``.digests``)
     per key, named by a hash of the key."""
@@ -118,6 +122,7 @@ class IndexBuilder:
         self.error: BaseException | None = None
         self.seconds: float | None = None
         self._done = threading.Event()
+        self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -142,6 +147,8 @@ class IndexBuilder:
 
         def progress(done: int, total: int) -> None:
             nonlocal last
+            if self._cancel.is_set():
+                raise _Cancelled
             now = time.monotonic()
             if now - last >= self.log_every:
                 last = now
@@ -159,11 +166,19 @@ class IndexBuilder:
             self.log.info(
                 "vset %s: index build done, %d elements in %.1f s", self.key, total, self.seconds
             )
+        except _Cancelled as e:
+            self.error = e
+            self.log.info("vset %s: index build stopped (the replica stops)", self.key)
         except BaseException as e:  # the thread must not die silently
             self.error = e
             self.log.exception("vset %s: index build failed", self.key)
         finally:
             self._done.set()
+
+    def cancel(self) -> None:
+        """Stop the build after its current batch (a replica that stops must not exit
+        while usearch works in this thread: the C++ runtime would abort the process)."""
+        self._cancel.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"vset-index-{self.key}", daemon=True)

@@ -63,8 +63,10 @@ SYNC_BUILD_MAX = 2_000
 core): about 0.3 s for 2,000 elements; 20,000 take seconds, too long for a
 request.  An exact scan of 2,000 x 128 takes well under a millisecond."""
 
-BUILD_BATCH = 10_000
-"""Elements per usearch batch in a build (the unit of progress reports)."""
+BUILD_BATCH = 2_000
+"""Elements per usearch batch in a build: the unit of progress reports, and how
+long a stopping replica waits for a build (one batch: about a second on one core
+at 128 dimensions)."""
 
 
 class VectorSetLike(Protocol):
