@@ -54,6 +54,7 @@ DEFAULT_RESP_PORT = 6379  # Redis's: redis-cli with no options reaches the repli
 RESP_CLIENTS_MAX = 10_000
 DURABILITY_MODES = ("fsync", "wal")
 MAX_OFFSET_MS_MAX = 3_600_000  # an hour of tolerated clock skew is already a broken clock
+CLOCK_OFFSET_MS_MAX = 3_600_000  # --clock-offset-ms (testing) is within +-an hour
 _REPLICA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -77,6 +78,9 @@ class ServeConfig:
     resp_clients_max: int = RESP_CLIENTS_MAX  # RESP connections at once
     resp_stalled_s: float = 60.0  # a RESP client that takes no reply this long is dropped
     enable_flushall: bool = False  # FLUSHALL / FLUSHDB over RESP (off: they are refused)
+    # Testing only (hidden): this replica's clock reads the machine's wall clock plus
+    # this offset, to run real processes with skewed clocks (simulations.nemesis).
+    clock_offset_ms: int = 0
     # The replication core's settings (validated when built: crdtkv.limits).
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
 
@@ -103,6 +107,8 @@ class ServeConfig:
             "resp_clients_max": self.resp_clients_max,
             "enable_flushall": self.enable_flushall,
             **_replication_json(self.replication),
+            # Hidden testing option: shown only when set.
+            **({"clock_offset_ms": self.clock_offset_ms} if self.clock_offset_ms else {}),
         }
 
 
@@ -194,6 +200,9 @@ def build_serve_parser() -> argparse.ArgumentParser:
     )
     # Hidden: tests make it short to see a client that does not read dropped.
     add("--resp-stalled-s", metavar="S", type=float, help=argparse.SUPPRESS)
+    # Hidden, testing only [CRDTKV_CLOCK_OFFSET_MS]: shift this replica's clock (the
+    # nemesis runs real processes with skewed clocks; docs/api.md "Testing options").
+    add("--clock-offset-ms", metavar="MS", help=argparse.SUPPRESS)
     add(
         "--enable-flushall",
         action="store_true",
@@ -407,6 +416,12 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
         resp_stalled_s=ns.resp_stalled_s if ns.resp_stalled_s and ns.resp_stalled_s > 0 else 60.0,
         enable_flushall=bool(ns.enable_flushall)
         or environ.get("CRDTKV_ENABLE_FLUSHALL", "") in ("1", "true", "yes"),
+        clock_offset_ms=_int_in(
+            _pick(ns.clock_offset_ms, "--clock-offset-ms", environ, "CRDTKV_CLOCK_OFFSET_MS"),
+            0,
+            -CLOCK_OFFSET_MS_MAX,
+            CLOCK_OFFSET_MS_MAX,
+        ),
     )
     if config.resp_port and config.resp_port == config.port:
         raise UsageError("--resp-port", "must differ from --port")

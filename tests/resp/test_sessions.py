@@ -28,9 +28,9 @@ from typing import Any
 import aiohttp
 import pytest
 import redis
+from simulations.cluster import Link, Proxy
 
 from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER, SessionToken, TokenSigner
-from simulations.cluster import Link, Proxy
 from tests.procs import Server, free_ports, server_group, start_all
 from tests.resp.conftest import wait_ping
 
