@@ -14,8 +14,9 @@ request, so a test or a schedule can change them at any time):
   forwarded;
 - ``latency_ms`` + up to ``jitter_ms``: a delay before forwarding, and
   another before the reply goes back (a geo link);
-- ``loss``: the request is dropped (503, not forwarded), or, as often, the
-  reply is dropped after the target applied the request;
+- ``loss``: the request is dropped (503, not forwarded) with probability
+  ``loss/2``, and otherwise its reply, after the target applied the
+  request, with probability ``loss/2``;
 - ``reset``: the connection to the sender is aborted mid-request (it sees
   the server disconnect), after forwarding the request half of the time;
 - ``dup``: the target gets the request twice, the copy right away or
@@ -71,7 +72,7 @@ class Link:
     target: str  # the destination replica's base URL
     latency_ms: int = 0
     jitter_ms: int = 0
-    loss: float = 0.0  # a request is dropped (before or after forwarding) with this probability
+    loss: float = 0.0  # the request is dropped with loss/2, else the reply with loss/2
     dup: float = 0.0  # a request is delivered twice with this probability
     dup_delay_ms: int = 0  # the copy is replayed up to this much later (0: right away)
     reset: float = 0.0  # the sender's connection is aborted mid-request with this probability
