@@ -56,7 +56,9 @@ def add_arguments(p: argparse.ArgumentParser, *, campaign: bool = True) -> None:
         help="every replica's --durability (default: drawn per seed, wal one in three)",
     )
     p.add_argument("--canary", choices=sorted(CANARIES), help="a known-bad injection")
-    p.add_argument("--data-dir", type=Path, help="(one run) keep data directories and logs here")
+    p.add_argument(
+        "--data-dir", type=Path, help="keep data directories and logs here (DIR/seed<S> per run)"
+    )
     p.add_argument("--verbose", action="store_true", help="print each run's events as they happen")
 
 
@@ -83,7 +85,11 @@ def options(args: argparse.Namespace, seed: int) -> NemesisOptions:
         faults=_faults(args.faults),
         durability=args.durability,
         canary=args.canary,
-        data_dir=args.data_dir,
+        data_dir=(
+            args.data_dir / f"seed{seed}"
+            if args.data_dir is not None and getattr(args, "runs", 1) > 1
+            else args.data_dir
+        ),
         log=print if args.verbose else None,
     )
 
