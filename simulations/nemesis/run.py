@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -158,6 +159,7 @@ class RunResult:
             "diverged": self.diverged(),
             "violations": [v.line() for v in self.violations],
             "wall_s": round(self.wall_s, 2),
+            **({"events": self.events} if self.violations else {}),
         }
 
 
@@ -685,9 +687,13 @@ def run_one(opts: NemesisOptions) -> RunResult:
         violations = [checkers.Violation("errors", "harness", str(e))]
         stats = {"ops": len(run.history.ops), "ops_ok": 0, "acked_writes": 0}
         keep = True
-    if violations and not keep:
-        keep = True
-        run.note(f"data directories and logs kept in {root}")
+    if violations:
+        (root / "history.json").write_text(
+            json.dumps([o.to_json() for o in run.history.ops], indent=0, default=str)
+        )
+        if not keep:
+            keep = True
+            run.note(f"data directories, logs and history.json kept in {root}")
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     faults = {k: v for k, v in sorted(run.counts.items()) if v}
