@@ -20,6 +20,7 @@ import argparse
 import importlib
 import json
 import shlex
+import signal
 import sys
 import time
 from collections import Counter
@@ -202,6 +203,8 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(str(e))
     if args.runs < 1 or args.jobs < 1 or not 2 <= args.replicas <= 7 or args.duration <= 0:
         parser.error("--runs and --jobs must be >= 1, --replicas in 2..7, --duration > 0")
+    # SIGTERM stops like Ctrl-C: each run's clean-up stops the replicas it started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     results, summary = run_campaign(args)
     if len(results) == 1:
         print_one(results[0])

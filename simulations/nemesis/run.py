@@ -687,6 +687,10 @@ def run_one(opts: NemesisOptions) -> RunResult:
         violations = [checkers.Violation("errors", "harness", str(e))]
         stats = {"ops": len(run.history.ops), "ops_ok": 0, "acked_writes": 0}
         keep = True
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): the replicas are stopped
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     if violations:
         (root / "history.json").write_text(
             json.dumps([o.to_json() for o in run.history.ops], indent=0, default=str)
