@@ -695,7 +695,7 @@ def run_one(opts: NemesisOptions) -> RunResult:
         (root / "history.json").write_text(
             json.dumps([o.to_json() for o in run.history.ops], indent=0, default=str)
         )
-        if not keep:
+        if not keep and opts.canary is None:  # a canary fails by design
             keep = True
             run.note(f"data directories, logs and history.json kept in {root}")
     if not keep:

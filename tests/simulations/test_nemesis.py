@@ -237,8 +237,10 @@ def test_a_longer_campaign_of_real_processes(tmp_path: Path) -> None:
     assert (s["runs"], s["lost"], s["divergent_runs"], s["failing_seeds"]) == (30, 0, 0, []), s
 
 
-def test_the_wipe_canary_is_caught_as_lost_acknowledged_writes() -> None:
-    result = run_one(NemesisOptions(seed=1, duration_s=4, canary="wipe-isolated"))
+def test_the_wipe_canary_is_caught_as_lost_acknowledged_writes(tmp_path: Path) -> None:
+    opts = NemesisOptions(seed=1, duration_s=4, canary="wipe-isolated", data_dir=tmp_path)
+    result = run_one(opts)
+    assert (tmp_path / "history.json").exists()  # a failing run keeps its history
     assert result.faults.get("wipes") == 1, result.events
     assert result.lost() > 0, [v.line() for v in result.violations]
     lost = {v.kind for v in result.violations}
