@@ -120,7 +120,8 @@ def run_serve(config: ServeConfig) -> int:
             incarnation,
             config.max_offset_ms,
             wal=config.durability == "wal",
-            now_ms=time.time_ns() // 1_000_000,  # a format-1 migration drops expired registers
+            # A format-1 migration drops expired registers.
+            now_ms=time.time_ns() // 1_000_000 + config.clock_offset_ms,
         )
     except Exception as e:  # wrong replica id, unknown format, corrupt records
         gc.enable()
@@ -130,8 +131,18 @@ def run_serve(config: ServeConfig) -> int:
     from crdtkv.node import Node
 
     _tune_gc()
-    node = Node(replica, storage, durability=config.durability)
+    node = Node(replica, storage, durability=config.durability, clock=_clock(config))
     return _run_loop(serve_node(config, node))
+
+
+def _clock(config: ServeConfig) -> Callable[[], int]:
+    """The replica's clock: the wall clock, shifted by the (testing) ``--clock-offset-ms``."""
+    from crdtkv.node import wall_clock_ms
+
+    offset = config.clock_offset_ms
+    if not offset:
+        return wall_clock_ms
+    return lambda: wall_clock_ms() + offset
 
 
 def _tune_gc() -> None:

@@ -60,6 +60,7 @@ RESP_CLIENTS_MAX = 10_000
 DURABILITY_MODES = ("fsync", "wal")
 TLS_PEER_AUTH = ("secret", "mutual")  # how replicas prove who they are over TLS
 MAX_OFFSET_MS_MAX = 3_600_000  # an hour of tolerated clock skew is already a broken clock
+CLOCK_OFFSET_MS_MAX = 3_600_000  # --clock-offset-ms (testing) is within +-an hour
 _REPLICA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -91,6 +92,9 @@ class ServeConfig:
     # --auth-file: named users with a token and a role (crdtkv.auth), re-read on SIGHUP.
     auth_file: str | None = None
     auth_users: tuple[UserEntry, ...] = ()  # the file's users as read at start
+    # Testing only (hidden): this replica's clock reads the machine's wall clock plus
+    # this offset, to run real processes with skewed clocks (simulations.nemesis).
+    clock_offset_ms: int = 0
     # The replication core's settings (validated when built: crdtkv.limits).
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
 
@@ -119,6 +123,8 @@ class ServeConfig:
             **self._tls_json(),
             **_auth_json(self),
             **_replication_json(self.replication),
+            # Hidden testing option: shown only when set.
+            **({"clock_offset_ms": self.clock_offset_ms} if self.clock_offset_ms else {}),
         }
 
     def _tls_json(self) -> dict[str, Any]:
@@ -248,6 +254,9 @@ def build_serve_parser() -> argparse.ArgumentParser:
     )
     # Hidden: tests make it short to see a client that does not read dropped.
     add("--resp-stalled-s", metavar="S", type=float, help=argparse.SUPPRESS)
+    # Hidden, testing only [CRDTKV_CLOCK_OFFSET_MS]: shift this replica's clock (the
+    # nemesis runs real processes with skewed clocks; docs/api.md "Testing options").
+    add("--clock-offset-ms", metavar="MS", help=argparse.SUPPRESS)
     add(
         "--enable-flushall",
         action="store_true",
@@ -530,6 +539,12 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
         enable_flushall=bool(ns.enable_flushall)
         or environ.get("CRDTKV_ENABLE_FLUSHALL", "") in ("1", "true", "yes"),
         **tls_fields,
+        clock_offset_ms=_int_in(
+            _pick(ns.clock_offset_ms, "--clock-offset-ms", environ, "CRDTKV_CLOCK_OFFSET_MS"),
+            0,
+            -CLOCK_OFFSET_MS_MAX,
+            CLOCK_OFFSET_MS_MAX,
+        ),
     )
     if config.resp_port and config.resp_port == config.port:
         raise UsageError("--resp-port", "must differ from --port")

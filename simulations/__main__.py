@@ -5,7 +5,8 @@
     python -m simulations run --seed 3 --canary fsync-lies
     python -m simulations run --seed 1 --seeds 150 --key-classes lists   only list keys
     python -m simulations --list-canaries
-    python -m simulations cluster --duration 20         real ``crdtkv serve`` processes
+    python -m simulations nemesis --runs 200 --seed 1   real ``crdtkv serve`` processes
+    python -m simulations cluster --seed 2 --duration 8 one real-process run, its events
 
 The interpreter is re-executed with ``PYTHONHASHSEED=0`` when it runs with
 another hash seed: the replica core iterates a few sets of strings, whose
@@ -94,10 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1, help="worker processes for a campaign")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--history", type=Path, help="(one seed) write the operation history as JSON")
-    c = sub.add_parser("cluster", help="real crdtkv serve processes behind fault-injecting proxies")
-    from simulations.cluster import add_arguments
+    from simulations.nemesis.campaign import add_arguments
 
-    add_arguments(c)
+    n = sub.add_parser(
+        "nemesis", help="a campaign of runs of real crdtkv serve processes under faults"
+    )
+    add_arguments(n)
+    c = sub.add_parser("cluster", help="one nemesis run, printing its events as they happen")
+    add_arguments(c, campaign=False)
     return p
 
 
@@ -117,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return _run(args, parser)
-    if args.command == "cluster":
-        from simulations.cluster import main as cluster_main
+    if args.command in ("nemesis", "cluster"):
+        from simulations.nemesis.campaign import main as nemesis_main
 
-        return cluster_main(args)
+        if args.command == "cluster":
+            args.runs, args.jobs, args.out, args.quiet, args.verbose = 1, 1, None, True, True
+        return nemesis_main(args, parser)
     parser.print_help(sys.stderr)
     return 2
 

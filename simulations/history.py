@@ -1,6 +1,6 @@
 """What the checkers read: every operation a client invoked, and how it ended.
 
-The simulator and the real-process cluster (``simulations.cluster``) both
+The simulator and the real-process nemesis (``simulations.nemesis``) both
 record an ``Op`` per invocation.  The simulator also records ``Meta``: facts
 it can read from the replica it runs in-process (the dot the operation
 minted, its delta, the state a read saw, the session token it carried).

@@ -270,11 +270,15 @@ class Node:
         self._arm_timer()
         try:
             # The wait is also bounded in real time: the node's clock may be
-            # a test's clock that does not move by itself.
-            error = await asyncio.wait_for(fut, wait_ms / 1000)
-        except TimeoutError:
-            # None: admitted at the last moment (a failed node refuses below).
-            error = self.core.expire(ticket)
+            # a test's clock that does not move by itself.  asyncio.wait, not
+            # wait_for: on a timeout wait_for cancels the future and yields, and
+            # a decision the core takes meanwhile (its own deadline refusing the
+            # ticket) would find the future cancelled and be lost; the request
+            # was then served as if admitted (tests/node/test_session_wait.py).
+            # Done: the core decided (it resolves the future as it pops the
+            # ticket).  Else still parked: ``expire`` refuses it.
+            await asyncio.wait((fut,), timeout=wait_ms / 1000)
+            error = fut.result() if fut.done() else self.core.expire(ticket)
         finally:
             self.core.cancel(ticket)
             self._futures.pop(ticket, None)

@@ -2,7 +2,7 @@
 
 Each checker has a black-box part, which reads only invocations, responses
 and the final reads (so it also runs against real processes, see
-``simulations.cluster``), and, in the simulator, a white-box part that also
+``simulations.nemesis``), and, in the simulator, a white-box part that also
 reads ``Meta`` (the dot and delta an operation produced, the state a read
 saw).  ``docs/simulation.md`` states every rule precisely; in short (one module each):
 

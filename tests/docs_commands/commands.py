@@ -24,7 +24,7 @@ CRDTKVS = ("crdtkv", ".venv/bin/crdtkv")
 RUN_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 # Inline commands of the prose that are parsed too (no placeholders such as [--seed S]).
-INLINE = re.compile(r"`(python -m simulations (?:run|cluster) --[^`\[\]]*?)`")
+INLINE = re.compile(r"`(python -m simulations (?:run|cluster|nemesis) --[^`\[\]]*?)`")
 
 
 # -- the rules ---------------------------------------------------------------------------------
@@ -58,6 +58,10 @@ RULES: dict[str, Rule] = {
         status=lambda argv: 1 if "--canary" in argv else 0,  # a canary must be caught
     ),
     "python -m simulations cluster": Rule(short={"--duration": "1"}),
+    "python -m simulations nemesis": Rule(
+        short={"--runs": "1", "--duration": "1"},
+        status=lambda argv: 1 if "--canary" in argv else 0,  # a canary must be caught
+    ),
     "benchmarks/crdt_bench.py": Rule(add={"--quick": None}),
     # --quick: 1,000 and 20,000 entries, a few seconds; without redis-server it skips Redis.
     # The results go to the test's directory (an absolute path is moved there).

@@ -2,8 +2,8 @@
 
 Three real ``crdtkv serve`` processes (real RocksDB, real HTTP replication).
 Every replica reaches each peer through a fault-injecting reverse proxy, one
-per directed link (``simulations.cluster.Proxy``, the one ``python -m
-simulations cluster`` uses): ``r1`` is started with ``--peer
+per directed link (``simulations.nemesis.proxy``, the one ``python -m
+simulations nemesis`` uses): ``r1`` is started with ``--peer
 r3=http://<proxy r1>r3>``, so every replication request from r1 to r3, and
 its reply, passes that proxy.  Cutting r3 off blocks the four links to and
 from it (the proxy answers 503 without forwarding, as a network partition
@@ -25,10 +25,7 @@ ten seconds.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import random
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -36,11 +33,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import pytest
 
 from crdtkv import Client, WrongType
-from simulations.cluster import Link, Proxy
+from simulations.nemesis.proxy import ProxyMesh
 from tests.procs import Server, ServerGroup, free_ports, server_group, start_all, wait_until
 from tests.replication.real_cluster import CONVERGE_S, IDS, SECRET, Key, converge, read
 
@@ -51,40 +47,25 @@ LWW_PAUSE_S = 0.02  # > 1 ms: the later of two writes has a larger HLC wall time
 
 
 class ProxiedCluster:
-    """r1, r2, r3, fully meshed through one blocking proxy per directed link.
-
-    The proxies run on an asyncio loop in a thread of the test process; a
-    link's ``blocked`` flag is read by its proxy on every request and reply.
-    """
+    """r1, r2, r3, fully meshed through one blocking proxy per directed link
+    (``simulations.nemesis.proxy.ProxyMesh``: the proxies run on an asyncio
+    loop in a thread of the test process; a link's ``blocked`` flag is read
+    by its proxy on every request and reply)."""
 
     def __init__(self, group: ServerGroup, root: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         ports = free_ports(len(IDS) + len(IDS) * (len(IDS) - 1))
         replica_port = dict(zip(IDS, ports, strict=False))
         link_ports = iter(ports[len(IDS) :])
-        self.links: dict[tuple[str, str], Link] = {}
-        proxy_port: dict[tuple[str, str], int] = {}
-        for a in IDS:
-            for b in IDS:
-                if a != b:
-                    self.links[(a, b)] = Link(a, b, f"http://127.0.0.1:{replica_port[b]}")
-                    proxy_port[(a, b)] = next(link_ports)
-        self.session: aiohttp.ClientSession = self._run(self._session())
-        self.proxies = [
-            Proxy(link, proxy_port[ab], random.Random(0), self.session)
-            for ab, link in self.links.items()
-        ]
-        for p in self.proxies:
-            self._run(p.start())
+        proxy_port = {(a, b): next(link_ports) for a in IDS for b in IDS if a != b}
+        self.mesh = ProxyMesh(IDS, replica_port, proxy_port)
+        self.links = self.mesh.links
         self.servers = [
             group.add(
                 Server(
                     rid,
                     root / rid,
                     port=replica_port[rid],
-                    peers={p: f"http://127.0.0.1:{proxy_port[(rid, p)]}" for p in IDS if p != rid},
+                    peers=self.mesh.peer_urls(rid),
                     secret=SECRET,
                 )
             )
@@ -92,36 +73,18 @@ class ProxiedCluster:
         ]
         start_all(self.servers)
 
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    async def _session(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-
     def server(self, rid: str) -> Server:
         return self.servers[IDS.index(rid)]
 
     def cut_off(self, rid: str) -> None:
         """Block every link to and from ``rid``."""
-        for (a, b), link in self.links.items():
-            if rid in (a, b):
-                link.blocked = True
+        self.mesh.cut_off(rid)
 
     def heal(self) -> None:
-        for link in self.links.values():
-            link.blocked = False
+        self.mesh.heal()
 
     def close(self) -> None:
-        async def stop() -> None:
-            for p in self.proxies:
-                await p.stop()
-            await self.session.close()
-
-        with contextlib.suppress(Exception):
-            self._run(stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+        self.mesh.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,7 @@ The rules:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import random
 import threading
 import time
 import urllib.error
@@ -25,12 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import redis
 
 from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER, SessionToken, TokenSigner
-from simulations.cluster import Link, Proxy
+from simulations.nemesis.proxy import ProxyMesh
 from tests.procs import Server, free_ports, server_group, start_all
 from tests.resp.conftest import wait_ping
 
@@ -39,29 +35,19 @@ SIGNER = TokenSigner(SECRET)
 
 
 class Pair:
-    """r1 and r2, peered through one blockable proxy per direction."""
+    """r1 and r2, peered through one blockable proxy per direction
+    (``simulations.nemesis.proxy.ProxyMesh``)."""
 
     def __init__(self, root: Path, servers: list[Server]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         p1, p2, r1_resp, r2_resp, x12, x21 = free_ports(6)
-        self.links = {
-            "r1>r2": Link("r1", "r2", f"http://127.0.0.1:{p2}"),
-            "r2>r1": Link("r2", "r1", f"http://127.0.0.1:{p1}"),
-        }
-        self.session: aiohttp.ClientSession = self._run(self._session())
-        self.proxies = [
-            Proxy(self.links["r1>r2"], x12, random.Random(0), self.session),
-            Proxy(self.links["r2>r1"], x21, random.Random(0), self.session),
-        ]
-        for p in self.proxies:
-            self._run(p.start())
+        self.mesh = ProxyMesh(
+            ["r1", "r2"], {"r1": p1, "r2": p2}, {("r1", "r2"): x12, ("r2", "r1"): x21}
+        )
         self.r1 = Server(
             "r1",
             root / "r1",
             port=p1,
-            peers={"r2": f"http://127.0.0.1:{x12}"},
+            peers=self.mesh.peer_urls("r1"),
             secret=SECRET,
             durability="wal",
             resp_port=r1_resp,
@@ -70,7 +56,7 @@ class Pair:
             "r2",
             root / "r2",
             port=p2,
-            peers={"r1": f"http://127.0.0.1:{x21}"},
+            peers=self.mesh.peer_urls("r2"),
             secret=SECRET,
             durability="wal",
             resp_port=r2_resp,
@@ -78,27 +64,12 @@ class Pair:
         servers += [self.r1, self.r2]
         start_all([self.r1, self.r2])
 
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    async def _session(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-
     def block(self, blocked: bool) -> None:
-        for link in self.links.values():
+        for link in self.mesh.links.values():
             link.blocked = blocked
 
     def close(self) -> None:
-        async def stop() -> None:
-            for p in self.proxies:
-                await p.stop()
-            await self.session.close()
-
-        with contextlib.suppress(Exception):
-            self._run(stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+        self.mesh.close()
 
 
 @pytest.fixture(scope="module")

@@ -208,28 +208,7 @@ def test_a_small_campaign_writes_a_report(tmp_path: Path) -> None:
         assert (tmp_path / name).stat().st_size > 0
 
 
-# -- real processes ---------------------------------------------------------------------------
-def _serve_available() -> bool:
-    try:
-        probe = subprocess.run(
-            [sys.executable, "-m", "crdtkv.cli", "serve", "--help"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0 and "--peer" in probe.stdout
-
-
-@pytest.mark.skipif(not _serve_available(), reason="`crdtkv serve` is not available")
-def test_real_processes_behind_faulty_proxies_converge_and_pass_the_checkers() -> None:
-    from simulations.cluster import ClusterOptions, run_cluster
-
-    opts = ClusterOptions(seed=2, replicas=3, duration_s=6.0, liveness_s=40.0, clients=3)
-    violations, stats, events = run_cluster(opts)
-    assert stats["ops_ok"] > 50, stats
-    assert not violations, "\n".join([*events, *(v.line() for v in violations)])
+# Real processes behind fault proxies: tests/simulations/test_nemesis.py.
 
 
 # -- regression tests for production bugs the simulator found -------------------------------------
