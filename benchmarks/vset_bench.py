@@ -534,7 +534,7 @@ def timed_start(srv: Server, n: int, query: Mat, wait_index: bool) -> dict[str, 
 
 
 def restart_bench(
-    n: int, data_dir: Path, out_dir: Path, pipeline: int, kill: bool
+    n: int, data_dir: Path, out_dir: Path, pipeline: int, kill: bool, wait_index: bool = True
 ) -> dict[str, Any]:
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir.parent / f"{data_dir.name}.log"
@@ -545,7 +545,7 @@ def restart_bench(
     query = clustered(1, seed=2)[0]
     srv = Server(data_dir, log)
     try:
-        res["start_after_sigterm"] = timed_start(srv, n, query, wait_index=True)
+        res["start_after_sigterm"] = timed_start(srv, n, query, wait_index=wait_index)
         print(f"   start after SIGTERM: {res['start_after_sigterm']}", flush=True)
         write(out_dir / "vset_restart.json", res)
         if kill:
@@ -604,6 +604,11 @@ def main() -> int:
     ap.add_argument("--restart", action="store_true", help="the restart run (d)")
     ap.add_argument("--data-dir", help="--restart: the replica's directory, kept between runs")
     ap.add_argument("--no-kill", action="store_true", help="--restart: skip the kill -9 start")
+    ap.add_argument(
+        "--no-index-wait",
+        action="store_true",
+        help="--restart: do not wait for the index (the serving figures only)",
+    )
     ap.add_argument("--out-dir", help="default benchmarks/results (--quick: a temporary one)")
     args = ap.parse_args()
     base = QUICK if args.quick else FULL
@@ -620,7 +625,9 @@ def main() -> int:
     if args.restart:
         n = args.n or (3_000 if args.quick else 1_000_000)
         data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="vset-restart-")) / "data"
-        res = restart_bench(n, data_dir, out_dir, p.pipeline, not args.no_kill)
+        res = restart_bench(
+            n, data_dir, out_dir, p.pipeline, not args.no_kill, not args.no_index_wait
+        )
         res["tool"] = "benchmarks/vset_bench.py"
         res["machine"] = machine_info()
         write(out_dir / "vset_restart.json", res)
