@@ -34,7 +34,8 @@ from crdtkv.ops.routing import http_request
 from crdtkv.ops.spec import CALLER, RAISES, WHOLE, In, Kind, Method, OpSpec
 from crdtkv.ops.table import TABLE
 from crdtkv.tools.client_cli import COMMANDS, VERBS
-from simulations import cluster, history, workload
+from simulations import history, workload
+from simulations.nemesis import run as nemesis_run
 
 from .samples import NEEDS_KEY, sample, sample_op
 
@@ -230,4 +231,4 @@ def test_the_simulated_clients_send_what_the_clients_send(spec: OpSpec) -> None:
     fields = fields_of(spec, optional=True)
     key = fields.pop("key", "")  # a keyless op ignores it
     expected = http_request(spec, {"key": key, **fields})
-    assert cluster.http_request(spec.name, key, fields) == expected
+    assert nemesis_run.http_request(spec.name, key, fields) == expected
