@@ -378,7 +378,7 @@ def _vset_join_ignores_removes() -> contextlib.AbstractContextManager[None]:
         keep.update((e.dot, e) for e in theirs)
         return tuple(keep[d] for d in sorted(keep))
 
-    return _patched(vset, "_join", join)
+    return _patched(vset, "join_cells", join)  # the vector set's join of one element
 
 
 def _vset_truth_ties_by_insertion() -> contextlib.AbstractContextManager[None]:

@@ -63,7 +63,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Protocol, Self, TypeVar
 
 from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, decode_dot
@@ -136,6 +136,10 @@ Cell = tuple[Entry, ...]
 
 
 def _by_dot(e: Entry) -> Dot:
+    return e.dot
+
+
+def _dot_of(e: _Dotted) -> Dot:
     return e.dot
 
 
@@ -309,9 +313,20 @@ def increment(
     return out, new, [*(e.dot for e in mine), dot], result
 
 
-def join_cells(mine: Cell, theirs: Cell, my_ctx: CausalContext, their_ctx: CausalContext) -> Cell:
+class _Dotted(Protocol):
+    @property
+    def dot(self) -> Dot: ...
+
+
+_E = TypeVar("_E", bound=_Dotted)
+
+
+def join_cells(
+    mine: tuple[_E, ...], theirs: tuple[_E, ...], my_ctx: CausalContext, their_ctx: CausalContext
+) -> tuple[_E, ...]:
     """Join of two cells under their contexts: keep the entries both hold and those
-    the other side has not seen (an entry seen and dropped there was removed)."""
+    the other side has not seen (an entry seen and dropped there was removed).  Any
+    entries with a ``dot`` (the vector set's too), in dot order."""
     if mine == theirs:
         return mine
     if not mine:
@@ -322,7 +337,7 @@ def join_cells(mine: Cell, theirs: Cell, my_ctx: CausalContext, their_ctx: Causa
     my_dots = {e.dot for e in mine}
     keep = [e for e in mine if e.dot in their_dots or e.dot not in their_ctx]
     keep.extend(e for e in theirs if e.dot not in my_dots and e.dot not in my_ctx)
-    keep.sort(key=_by_dot)
+    keep.sort(key=_dot_of)
     return tuple(keep)
 
 

@@ -53,6 +53,7 @@ from crdtkv.crdts.base import CRDT
 from crdtkv.crdts.causal import CausalContext, Dot, decode_dot
 from crdtkv.crdts.codec import register_type
 from crdtkv.crdts.hlc import ZERO, Timestamp
+from crdtkv.crdts.numeric import join_cells
 from crdtkv.errors import BadRequest, CodecError
 
 __all__ = [
@@ -436,7 +437,7 @@ class VSet(CRDT):
         keep_empty = was_narrow and other.narrow
         for element, ocell in other.entries.items():
             scell = mine.get(element)
-            keep = _join(scell or (), ocell, sctx, octx)
+            keep = join_cells(scell or (), ocell, sctx, octx)
             if keep != scell or (keep_empty and scell is None):
                 self._put(element, scell, keep, keep_empty)
         if not other.narrow and not octx.is_empty():
@@ -500,22 +501,6 @@ class VSet(CRDT):
                 seen.add(e.dot)
             entries[element] = cell
         return cls(entries, ctx, narrow)
-
-
-def _join(mine: Cell, theirs: Cell, my_ctx: CausalContext, their_ctx: CausalContext) -> Cell:
-    """Keep the entries both hold and those the other side has not seen."""
-    if mine == theirs:
-        return mine
-    if not mine:
-        return tuple(e for e in theirs if e.dot not in my_ctx)
-    if not theirs:
-        return tuple(e for e in mine if e.dot not in their_ctx)
-    their_dots = {e.dot for e in theirs}
-    my_dots = {e.dot for e in mine}
-    keep = [e for e in mine if e.dot in their_dots or e.dot not in their_ctx]
-    keep.extend(e for e in theirs if e.dot not in my_dots and e.dot not in my_ctx)
-    keep.sort(key=_by_dot)
-    return tuple(keep)
 
 
 def encode_vcell(cell: Cell) -> list[list[object]]:
