@@ -132,6 +132,10 @@ def run_serve(config: ServeConfig) -> int:
 
     _tune_gc()
     node = Node(replica, storage, durability=config.durability, clock=_clock(config))
+    if config.cluster_map is not None:
+        from crdtkv.cluster.state import ClusterState
+
+        node.cluster = ClusterState(config.cluster_map, config.replica_id)
     return _run_loop(serve_node(config, node))
 
 

@@ -25,6 +25,7 @@ against what a replication message can carry.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,8 @@ from crdtkv import limits, tls
 from crdtkv.auth import Auth, AuthFileError, UserEntry, load_auth_file
 from crdtkv.cliutil import ArgParser as _Parser
 from crdtkv.cliutil import UsageError
+from crdtkv.cluster.map import ClusterMap
+from crdtkv.cluster.slots import format_ranges
 from crdtkv.limits import LimitError, ReplicationSettings
 
 __all__ = [
@@ -95,6 +98,10 @@ class ServeConfig:
     # Testing only (hidden): this replica's clock reads the machine's wall clock plus
     # this offset, to run real processes with skewed clocks (simulations.nemesis).
     clock_offset_ms: int = 0
+    # --cluster-map: this process is one replica of a sharded cluster (crdtkv.cluster).
+    # Its peers are its shard's replicas in the other regions, named by the map.
+    cluster_map_file: str | None = None
+    cluster_map: ClusterMap | None = field(default=None, compare=False)
     # The replication core's settings (validated when built: crdtkv.limits).
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
 
@@ -123,8 +130,24 @@ class ServeConfig:
             **self._tls_json(),
             **_auth_json(self),
             **_replication_json(self.replication),
+            **self._cluster_json(),
             # Hidden testing option: shown only when set.
             **({"clock_offset_ms": self.clock_offset_ms} if self.clock_offset_ms else {}),
+        }
+
+    def _cluster_json(self) -> dict[str, Any]:
+        m = self.cluster_map
+        if m is None:
+            return {}
+        shard = m.shard_of(self.replica_id)
+        return {
+            "cluster": {
+                "map_file": _abspath(self.cluster_map_file),
+                "epoch": m.epoch,
+                "shard": shard.id,
+                "region": m.node(self.replica_id).region,
+                "slots": format_ranges(m.slots_of(shard.id)),
+            }
         }
 
     def _tls_json(self) -> dict[str, Any]:
@@ -289,6 +312,12 @@ def build_serve_parser() -> argparse.ArgumentParser:
         help="tune the replication core, e.g. push_entries_max=2000; repeatable "
         "[CRDTKV_REPLICATION_SETTINGS, comma-separated NAME=VALUE]",
     )
+    add(
+        "--cluster-map",
+        metavar="PATH",
+        help="JSON cluster map: this replica serves its shard's slots, and replicates with "
+        "its shard's replicas in the other regions (no --peer) [CRDTKV_CLUSTER_MAP]",
+    )
     add("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR [CRDTKV_LOG_LEVEL]")
     add("--check-config", action="store_true", help="validate, print the config as JSON, exit")
     return p
@@ -367,6 +396,25 @@ def _peer_specs(cli: list[str] | None, environ: Mapping[str, str]) -> tuple[list
         return cli, "--peer"
     env = environ.get("CRDTKV_PEERS", "")
     return [s for s in env.split(",") if s.strip()], "CRDTKV_PEERS"
+
+
+def _cluster_map(picked: tuple[str, str] | None, replica_id: str) -> ClusterMap | None:
+    """The map file's map, validated, with this replica in it (None: not sharded)."""
+    if picked is None or not picked[0].strip():
+        return None
+    path, name = picked
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(16 * 1024 * 1024)
+    except OSError as e:
+        raise UsageError(name, f"cannot read {path!r}: {e.strerror}") from None
+    try:
+        m = ClusterMap.from_json(json.loads(raw))
+    except ValueError as e:  # JSON errors and MapError
+        raise UsageError(name, f"{path}: {e}") from None
+    if not m.has_node(replica_id):
+        raise UsageError(name, f"{path}: replica {replica_id!r} is not in the map")
+    return m
 
 
 def _replication_specs(cli: list[str] | None, environ: Mapping[str, str]) -> tuple[list[str], str]:
@@ -483,6 +531,12 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
     replica_id = _replica_id(_pick(ns.replica_id, "--replica-id", environ, "CRDTKV_REPLICA_ID"))
     specs, peers_name = _peer_specs(ns.peer, environ)
     peers = _peers(specs, peers_name, replica_id)
+    map_picked = _pick(ns.cluster_map, "--cluster-map", environ, "CRDTKV_CLUSTER_MAP")
+    cluster_map = _cluster_map(map_picked, replica_id)
+    if cluster_map is not None and map_picked is not None:
+        if peers:
+            raise UsageError(peers_name, f"give no peers with {map_picked[1]}: the map names them")
+        peers = {n.id: n.http for n in cluster_map.peers_of(replica_id)}
     tls_fields = _tls(ns, environ, peers, peers_name)
     config = ServeConfig(
         replica_id=replica_id,
@@ -546,6 +600,8 @@ def parse_serve_command(argv: Sequence[str], environ: Mapping[str, str]) -> Serv
             CLOCK_OFFSET_MS_MAX,
         ),
     )
+    if cluster_map is not None and map_picked is not None:
+        config = replace(config, cluster_map_file=map_picked[0], cluster_map=cluster_map)
     if config.resp_port and config.resp_port == config.port:
         raise UsageError("--resp-port", "must differ from --port")
     auth_picked = _pick(ns.auth_file, "--auth-file", environ, "CRDTKV_AUTH_FILE")

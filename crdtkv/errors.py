@@ -17,6 +17,9 @@
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── SessionUnavailable (503)      a session token this replica cannot serve yet
+    ├── Moved (421 moved)             the key's slot belongs to another shard (sharding)
+    │   └── Ask (421 ask)             the key's slot is being handed to another shard now
+    ├── CrossSlot (400 cross_slot)    one request's keys hash to different slots
     ├── StorageError (500 internal)   the data directory misbehaved
     └── ClusterUnavailable            (client side) no replica in the list answered
 
@@ -32,15 +35,18 @@ from __future__ import annotations
 
 __all__ = [
     "WIRE_ERRORS",
+    "Ask",
     "BadRequest",
     "ClockOffsetError",
     "ClusterUnavailable",
     "CodecError",
     "CounterOverflow",
     "CrdtkvError",
+    "CrossSlot",
     "Forbidden",
     "KeyNotFound",
     "MethodNotAllowed",
+    "Moved",
     "NotAnInteger",
     "NotFound",
     "NotNumeric",
@@ -170,6 +176,35 @@ class SessionUnavailable(CrdtkvError):
     code = "session_unavailable"
 
 
+class Moved(CrdtkvError):
+    """The key's slot is owned by another shard: ask ``url`` (its replica in this region).
+
+    RESP: ``-MOVED <slot> <host:port>``; HTTP: 421 with the owner in the body and
+    the ``X-Crdtkv-Owner`` header."""
+
+    status = 421
+    code = "moved"
+
+    def __init__(self, message: str = "", *, slot: int = 0, url: str = "", resp: str = "") -> None:
+        super().__init__(message)
+        self.slot = slot
+        self.url = url  # the owner's HTTP base URL
+        self.resp = resp  # the owner's "host:port" for RESP ("" if it has none)
+
+
+class Ask(Moved):
+    """The key's slot is being moved and this key is already at the target: ask it
+    once (RESP ``-ASK``, after ``ASKING``), without updating the map."""
+
+    code = "ask"
+
+
+class CrossSlot(BadRequest):
+    """One request's keys hash to different slots (RESP ``-CROSSSLOT``)."""
+
+    code = "cross_slot"
+
+
 class StorageError(CrdtkvError):
     status = 500
     code = "internal"
@@ -185,6 +220,9 @@ WIRE_ERRORS: tuple[type[CrdtkvError], ...] = (
     PayloadTooLarge,
     UnsupportedMediaType,
     SessionUnavailable,
+    Moved,
+    Ask,
+    CrossSlot,
     CrdtkvError,  # internal
 )
 """One class per code a response can carry (the order of the OpenAPI document's list)."""

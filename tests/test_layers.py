@@ -30,6 +30,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
         1,
         (
             "crdtkv.replica",
+            "crdtkv.cluster",
             "crdtkv.ops",
             "crdtkv.sessions",
             "crdtkv.storage",

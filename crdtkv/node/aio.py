@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from crdtkv.cluster.state import ClusterState
 from crdtkv.crdts.vset import IndexOptions, VSet
 from crdtkv.errors import StorageError
 from crdtkv.metrics import MetricsRegistry
@@ -102,6 +103,8 @@ class Node:
         # Where large vector sets' index snapshots go at a clean stop (None: nowhere).
         self.index_dir: Path | None = None
         self._builder: IndexBuilder | None = None  # the index build running, if any
+        # Sharded (``--cluster-map``): the map and this process's slots; None: one shard.
+        self.cluster: ClusterState | None = None
 
     # -- what others read ---------------------------------------------------------------------
     @property
