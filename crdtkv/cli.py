@@ -135,7 +135,7 @@ def run_serve(config: ServeConfig) -> int:
     if config.cluster_map is not None:
         from crdtkv.cluster.state import ClusterState
 
-        node.cluster = ClusterState(config.cluster_map, config.replica_id)
+        node.cluster = node.core.cluster = ClusterState(config.cluster_map, config.replica_id)
     return _run_loop(serve_node(config, node))
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from crdtkv.errors import (
     CrdtkvError,
     MethodNotAllowed,
+    Moved,
     NotFound,
     Unauthorized,
     error_for_status,
@@ -28,6 +29,16 @@ __all__ = ["error_body", "error_response", "extra_headers", "from_http_exception
 
 def error_body(err: CrdtkvError) -> dict[str, Any]:
     """The API's error object (also what a failing batch op puts in its slot)."""
+    if isinstance(err, Moved):  # where to ask instead (sharding)
+        return {
+            "error": {
+                "code": err.code,
+                "message": err.message,
+                "slot": err.slot,
+                "url": err.url,
+                "resp": err.resp,
+            }
+        }
     return {"error": {"code": err.code, "message": err.message}}
 
 
@@ -54,6 +65,8 @@ def extra_headers(exc: BaseException) -> dict[str, str] | None:
     # RFC 9110: a 405 says which methods the resource supports, a 401 how to authenticate.
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return {"Allow": ", ".join(sorted(exc.allowed_methods))}
+    if isinstance(exc, Moved):
+        return {"X-Crdtkv-Owner": exc.url, "X-Crdtkv-Slot": str(exc.slot)}
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": 'Bearer realm="crdtkv"'}
     return None

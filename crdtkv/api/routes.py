@@ -43,6 +43,7 @@ from crdtkv.api.codec import (
 from crdtkv.api.errors import error_body
 from crdtkv.api.limits import read_body
 from crdtkv.api.state import CONFIG, METRICS, NODE, PEERS_STATUS, ROUTE_WRITES, USER
+from crdtkv.cluster.slots import format_ranges
 from crdtkv.errors import BadRequest, CrdtkvError, Forbidden, StorageError
 from crdtkv.node import Node
 from crdtkv.ops.spec import In, Kind, OpSpec
@@ -198,8 +199,29 @@ async def status(request: web.Request) -> web.StreamResponse:
             "keys": node.live_keys(),
             "applied": dict(replica.applied.vv),
             "peers": peers,
+            "cluster": cluster_view(node),
         }
     )
+
+
+def cluster_view(node: Node) -> dict[str, Any]:
+    """This process's cluster map and its place in it (``/v1/cluster/map``, status)."""
+    c = node.cluster
+    if c is None:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "me": c.me_id,
+        "shard": c.shard.id,
+        "region": c.region,
+        "epoch": c.epoch,
+        "slots": format_ranges(c.map.slots_of(c.shard.id)),
+        "map": c.map.to_json(),
+    }
+
+
+async def cluster_map(request: web.Request) -> web.StreamResponse:
+    return json_response(cluster_view(request.app[NODE]))
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -225,5 +247,6 @@ def add_routes(app: web.Application) -> None:
     writes[app.router.add_post("/v1/batch", batch)] = False  # checked op by op (batch)
     writes[app.router.add_get("/v1/status", status, allow_head=False)] = False
     app.router.add_get("/healthz", healthz)
+    writes[app.router.add_get("/v1/cluster/map", cluster_map, allow_head=False)] = False
     writes[app.router.add_get("/metrics", metrics, allow_head=False)] = False
     app[ROUTE_WRITES] = writes

@@ -44,11 +44,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from crdtkv.cluster.state import ClusterState
 from crdtkv.crdts.causal import VersionVector, vv_dominates
 from crdtkv.crdts.hlc import Timestamp
 from crdtkv.errors import CrdtkvError, SessionUnavailable, StorageError
 from crdtkv.ops import apply_op
 from crdtkv.ops.spec import OpSpec
+from crdtkv.ops.table import op_spec
 from crdtkv.replica import Replica
 from crdtkv.replica.keyspace import LogEntry
 from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch
@@ -182,6 +184,9 @@ class NodeCore:
         self.checkpointer.last_ms = now_ms
         self.collect_interval_ms = collect_interval_ms
         self.replication: Replication | None = None
+        # Sharded: the map and this process's slots; a keyed op on a slot it does not
+        # serve raises Moved, one over several slots CrossSlot (crdtkv.cluster).
+        self.cluster: ClusterState | None = None
         self.durable_pos = replica.log_pos  # every log entry up to here is written
         self.failed: StorageError | None = None
         self.stats = CoreStats()
@@ -250,7 +255,13 @@ class NodeCore:
     def apply(self, op: Any, now_ms: int) -> dict[str, Any]:
         """Apply one operation to memory (raises on refusal: nothing changed then)."""
         self.check_up()
-        result = apply_op(self.replica, op, now_ms)
+        if self.cluster is not None:
+            spec = op_spec(op)
+            parsed = spec.parse(op)
+            self.cluster.check_keys(spec.key_names(parsed))
+            result = spec.apply(self.replica, parsed, now_ms)
+        else:
+            result = apply_op(self.replica, op, now_ms)
         if self._parked and self.replica.pending:
             self._recheck(now_ms)
         return result
@@ -258,7 +269,10 @@ class NodeCore:
     def run(self, spec: OpSpec, op: dict[str, Any], now_ms: int) -> dict[str, Any]:
         """``apply`` of an op whose spec the caller already knows (the RESP server)."""
         self.check_up()
-        result = spec.apply(self.replica, spec.parse(op), now_ms)
+        parsed = spec.parse(op)
+        if self.cluster is not None:
+            self.cluster.check_keys(spec.key_names(parsed))
+        result = spec.apply(self.replica, parsed, now_ms)
         if self._parked and self.replica.pending:
             self._recheck(now_ms)
         return result

@@ -300,9 +300,12 @@ class OpSpec:
     _parsers: tuple[tuple[str, Callable[[Op], Any]], ...] = field(
         init=False, repr=False, compare=False
     )
+    _key_args: tuple[Arg, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_parsers", tuple((a.name, a.parser()) for a in self.args))
+        keys = tuple(a for a in self.args if a.kind in (Kind.KEY, Kind.KEYS))
+        object.__setattr__(self, "_key_args", keys)
 
     @property
     def namespace(self) -> str:
@@ -316,6 +319,20 @@ class OpSpec:
     def keyed(self) -> bool:
         """Whether the op is on one key (its first argument); False for SCAN."""
         return bool(self.args) and self.args[0].name == "key" and self.args[0].kind is Kind.KEY
+
+    def key_names(self, parsed: Op) -> list[str]:
+        """Every key a parsed op names (its KEY and KEYS arguments): what a sharded
+        replica checks against its slots."""
+        out: list[str] = []
+        for a in self._key_args:
+            v = parsed.get(a.name)
+            if v is None:
+                continue
+            if a.kind is Kind.KEY:
+                out.append(v)
+            else:
+                out.extend(v)
+        return out
 
     @property
     def not_found(self) -> bool:

@@ -53,6 +53,7 @@ __all__ = [
     "VIEW_TYPES",
     "apply_op",
     "op_dict",
+    "op_spec",
     "snapshot_read",
 ]
 
@@ -990,10 +991,16 @@ def apply_op(replica: Replica, op: object, now_ms: int) -> Result:
     Every argument is validated before anything changes, so a bad op raises
     ``BadRequest`` and changes nothing; a mutation records its delta group.
     """
+    spec = op_spec(op)
+    return spec.apply(replica, spec.parse(op), now_ms)  # type: ignore[arg-type]
+
+
+def op_spec(op: object) -> OpSpec:
+    """The spec of the op dict ``op`` (BadRequest if it is not one, or names no op)."""
     if not isinstance(op, dict):
         raise BadRequest("an op must be an object")
     name = op.get("op")
     spec = OPS.get(name) if isinstance(name, str) else None
     if spec is None:
         raise BadRequest(f"unknown op {name!r}; known: {', '.join(sorted(OPS))}")
-    return spec.apply(replica, spec.parse(op), now_ms)
+    return spec

@@ -115,6 +115,7 @@ def paths() -> Json:
         **op_paths(),
         "/v1/batch": {"post": batch_operation()},
         "/v1/status": {"get": status_operation()},
+        "/v1/cluster/map": {"get": cluster_map_operation()},
         "/healthz": {"get": healthz_operation()},
         "/metrics": {"get": metrics_operation()},
         "/openapi.json": {"get": openapi_operation()},
@@ -175,11 +176,26 @@ def status_operation() -> Json:
                         "wire_format": 1,
                     }
                 },
+                "cluster": {"enabled": False},
             },
         ),
         params=(),
         description="Answers without waiting for a session token (it is how one finds a "
         "lagging replica), so never 503.",
+    )
+    del out["responses"][str(SessionUnavailable.status)]
+    return out
+
+
+def cluster_map_operation() -> Json:
+    out = operation(
+        "clusterMap",
+        "operations",
+        "The cluster map this replica holds, and its shard, region and slots",
+        ok("ClusterView", "This replica's view of the cluster.", {"enabled": False}),
+        params=(),
+        description="Clients of a sharded cluster learn the map here, then send each key "
+        "to its slot's owner in their region. Never 503.",
     )
     del out["responses"][str(SessionUnavailable.status)]
     return out

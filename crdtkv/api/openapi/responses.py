@@ -54,6 +54,23 @@ ERROR_DOCS: dict[str, tuple[str, str]] = {
         f"This replica has not applied everything the session token covers within "
         f"{WAIT_HEADER}; try another replica, or later.",
     ),
+    "moved": (
+        "the key's slot belongs to another shard (a sharded cluster)",
+        "This replica serves a sharded cluster (`--cluster-map`) and the key's hash slot "
+        "belongs to another shard: ask `url` (the owner's replica in this region, also in the "
+        "`X-Crdtkv-Owner` header). Nothing changed.",
+    ),
+    "ask": (
+        "the key's slot is moving to another shard, and this key is asked there",
+        "The key's slot is being moved to another shard and this replica has handed it over: "
+        "ask `url` once, with the `X-Crdtkv-Asking: 1` header, without updating the map. "
+        "Nothing changed.",
+    ),
+    "cross_slot": (
+        "one request's keys hash to different slots",
+        "A sharded replica refuses an op whose keys are in different hash slots (Redis's "
+        "CROSSSLOT); use hash tags (`{user1}.a`, `{user1}.b`). Nothing changed.",
+    ),
     "internal": (
         "a storage failure or a bug; the replica's log says which",
         "The replica stopped after a storage failure, or a bug; its log says which.",

@@ -340,8 +340,26 @@ def operations_schemas() -> Json:
                     "additionalProperties": schema("Peer"),
                     "description": "The other replicas, by id; empty without --peer.",
                 },
+                "cluster": schema("ClusterView"),
             }
         ),
+        "ClusterView": {
+            "type": "object",
+            "description": "This replica's place in a sharded cluster (`--cluster-map`): "
+            "`enabled` false when it is not sharded; else its id (`me`), `shard`, `region`, "
+            "the map's `epoch`, the `slots` its shard owns (ranges such as `0-5460`) and the "
+            "whole `map` (docs/architecture.md, Sharding).",
+            "required": ["enabled"],
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "me": {"type": "string"},
+                "shard": {"type": "string"},
+                "region": {"type": "string"},
+                "epoch": COUNT,
+                "slots": {"type": "string"},
+                "map": {"type": "object"},
+            },
+        },
         "Peer": obj(
             {
                 "url": {"type": "string"},
