@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from crdtkv.cluster.map import ClusterMap, MapError, NodeAddr, Shard
 from crdtkv.cluster.slots import key_slot
-from crdtkv.errors import CrossSlot, Moved
+from crdtkv.errors import Ask, CrossSlot, Moved
 
 __all__ = ["ClusterState"]
 
@@ -25,6 +25,9 @@ class ClusterState:
         if not cluster_map.has_node(me):
             raise MapError(f"replica {me!r} is not in the cluster map")
         self.me_id = me
+        # Slots this process still owns in its map but has handed over to a move's
+        # target (the move's last copy is done): requests for them get ``Ask``.
+        self.handed_over: set[int] = set()
         self._set(cluster_map)
 
     def _set(self, m: ClusterMap) -> None:
@@ -50,6 +53,7 @@ class ClusterState:
         if new.shard_of(self.me_id).id != self.shard.id:
             raise MapError(f"the new cluster map (epoch {new.epoch}) moves this replica's shard")
         self._set(new)
+        self.handed_over &= set(new.moving)  # a finished or abandoned move hands over nothing
         return True
 
     def owns(self, slot: int) -> bool:
@@ -69,16 +73,45 @@ class ClusterState:
             resp=resp,
         )
 
-    def check_key(self, key: str | bytes) -> int:
+    def ask(self, slot: int) -> Ask:
+        """The one-time redirect for a handed-over ``slot``: the move's target here."""
+        node = self.map.shard(self.map.moving[slot]).in_region(self.region)
+        return Ask(
+            f"slot {slot} is moving to {node.id} ({node.http}); ask it",
+            slot=slot,
+            url=node.http,
+            resp=node.resp or "",
+        )
+
+    def importing(self, slot: int) -> bool:
+        """Whether ``slot`` is moving to this process's shard."""
+        return self.map.moving.get(slot) == self.shard.id
+
+    def serves(self, slot: int, asking: bool = False) -> bool:
+        if self._owned[slot]:
+            return slot not in self.handed_over
+        return asking and self.importing(slot)
+
+    def _refuse(self, slot: int, asking: bool) -> None:
+        if self._owned[slot]:
+            if slot in self.handed_over:
+                raise self.ask(slot)
+            return
+        if not (asking and self.importing(slot)):
+            raise self.moved(slot)
+
+    def check_key(self, key: str | bytes, asking: bool = False) -> int:
         """The key's slot; raises ``Moved`` if this process does not serve it."""
         slot = key_slot(key)
-        if not self._owned[slot]:
-            raise self.moved(slot)
+        self._refuse(slot, asking)
         return slot
 
-    def check_keys(self, keys: Iterable[str | bytes]) -> int | None:
+    def check_keys(self, keys: Iterable[str | bytes], asking: bool = False) -> int | None:
         """The one slot of ``keys`` (None if there are none); ``CrossSlot`` if they span
-        slots, else ``Moved`` if this process does not serve that slot."""
+        slots, else ``Moved`` if this process does not serve that slot, ``Ask`` if it
+        has handed it over to a move's target.  ``asking``: the client was redirected
+        here by ``Ask`` (RESP ``ASKING``, HTTP ``X-Crdtkv-Asking: 1``): a slot moving to
+        this shard is served."""
         slot: int | None = None
         for k in keys:
             s = key_slot(k)
@@ -86,6 +119,6 @@ class ClusterState:
                 slot = s
             elif s != slot:
                 raise CrossSlot("Keys in request don't hash to the same slot")
-        if slot is not None and not self._owned[slot]:
-            raise self.moved(slot)
+        if slot is not None:
+            self._refuse(slot, asking)
         return slot

@@ -289,9 +289,9 @@ class Node:
             raise error
         self.core.check_up()
 
-    def apply(self, op: Any) -> dict[str, Any]:
+    def apply(self, op: Any, asking: bool = False) -> dict[str, Any]:
         """Apply one op to memory (raises on refusal; nothing changes then)."""
-        result = self.core.apply(op, self.clock())
+        result = self.core.apply(op, self.clock(), asking)
         self._after_event()
         return result
 
@@ -311,9 +311,9 @@ class Node:
             raise answer.error
         return answer.token
 
-    def run(self, spec: OpSpec, op: dict[str, Any]) -> dict[str, Any]:
+    def run(self, spec: OpSpec, op: dict[str, Any], asking: bool = False) -> dict[str, Any]:
         """``apply`` of an op whose spec the caller already knows (the RESP server)."""
-        result = self.core.run(spec, op, self.clock())
+        result = self.core.run(spec, op, self.clock(), asking)
         if spec.writes:
             self._after_event()
         return result

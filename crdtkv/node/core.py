@@ -252,13 +252,14 @@ class NodeCore:
         self.stats.refusals += 1
         return self._refusal(p.wait_ms)
 
-    def apply(self, op: Any, now_ms: int) -> dict[str, Any]:
-        """Apply one operation to memory (raises on refusal: nothing changed then)."""
+    def apply(self, op: Any, now_ms: int, asking: bool = False) -> dict[str, Any]:
+        """Apply one operation to memory (raises on refusal: nothing changed then).
+        ``asking``: sharded, the client follows an ``Ask`` redirect."""
         self.check_up()
         if self.cluster is not None:
             spec = op_spec(op)
             parsed = spec.parse(op)
-            self.cluster.check_keys(spec.key_names(parsed))
+            self.cluster.check_keys(spec.key_names(parsed), asking)
             result = spec.apply(self.replica, parsed, now_ms)
         else:
             result = apply_op(self.replica, op, now_ms)
@@ -266,12 +267,14 @@ class NodeCore:
             self._recheck(now_ms)
         return result
 
-    def run(self, spec: OpSpec, op: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    def run(
+        self, spec: OpSpec, op: dict[str, Any], now_ms: int, asking: bool = False
+    ) -> dict[str, Any]:
         """``apply`` of an op whose spec the caller already knows (the RESP server)."""
         self.check_up()
         parsed = spec.parse(op)
         if self.cluster is not None:
-            self.cluster.check_keys(spec.key_names(parsed))
+            self.cluster.check_keys(spec.key_names(parsed), asking)
         result = spec.apply(self.replica, parsed, now_ms)
         if self._parked and self.replica.pending:
             self._recheck(now_ms)

@@ -12,7 +12,7 @@ from crdtkv.cluster import SLOTS, ClusterMap, MapError, NodeAddr, Shard, key_slo
 from crdtkv.cluster.slots import format_ranges
 from crdtkv.cluster.state import ClusterState
 from crdtkv.config import UsageError, parse_serve_args
-from crdtkv.errors import CrossSlot, Moved
+from crdtkv.errors import Ask, CrossSlot, Moved
 
 
 def shards(n: int, regions: str = "ab") -> list[Shard]:
@@ -155,3 +155,27 @@ def test_serve_flag(tmp_path) -> None:  # type: ignore[no-untyped-def]
         parse_serve_args(["--replica-id", "s1-a", "--cluster-map", str(p)], {})
     with pytest.raises(UsageError, match="cannot read"):
         parse_serve_args(["--replica-id", "s1-a", "--cluster-map", str(tmp_path / "nope")], {})
+
+
+def test_moves_ask_and_asking() -> None:
+    m = ClusterMap.even(shards(2)).with_moving([12182], "s0")  # "foo": s1 -> s0
+    src, dst = ClusterState(m, "s1-a"), ClusterState(m, "s0-a")
+    assert src.check_key("foo") == 12182  # the source still serves it
+    with pytest.raises(Moved):
+        dst.check_key("foo")  # the target only with ASKING
+    assert dst.check_key("foo", asking=True) == 12182
+    with pytest.raises(Moved):
+        dst.check_key("somekey", asking=True)  # 11058 is not moving: ASKING does not help
+    src.handed_over.add(12182)
+    with pytest.raises(Ask) as e:
+        src.check_key("foo")
+    assert e.value.url == m.node("s0-a").http and e.value.code == "ask"
+    assert not src.serves(12182) and dst.serves(12182, asking=True)
+    # The move ends: the target owns it, the source redirects for good.
+    end = m.with_owner([12182], "s0")
+    assert src.set_map(end) and dst.set_map(end)
+    assert not src.handed_over
+    with pytest.raises(Moved) as e2:
+        src.check_key("foo")
+    assert type(e2.value) is Moved
+    assert dst.check_key("foo") == 12182
