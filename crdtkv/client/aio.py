@@ -8,8 +8,8 @@ from typing import Any, Self
 
 import aiohttp
 
-from crdtkv.client._base import ClientBase, idempotent
-from crdtkv.client.model import Call, batch_call, result_of
+from crdtkv.client._base import ClientBase
+from crdtkv.client.model import Call
 from crdtkv.client.namespaces import (
     AsyncKeys,
     Counters,
@@ -21,7 +21,7 @@ from crdtkv.client.namespaces import (
     Vsets,
     Zsets,
 )
-from crdtkv.errors import ClusterUnavailable, SessionUnavailable
+from crdtkv.client.routing import Failed, Plan, Reply, Send, Sleep
 
 __all__ = ["AsyncClient"]
 
@@ -56,35 +56,39 @@ class AsyncClient(ClientBase):
             self._session = None
 
     async def batch(self, ops: list[dict[str, Any]]) -> list[Any]:
-        return await self.call(batch_call(ops))  # type: ignore[no-any-return]
+        """Several ops; sharded: one request per shard, sent concurrently, results in order."""
+        return await self._drive(self._plan_batch(ops))  # type: ignore[no-any-return]
 
     async def call(self, call: Call) -> Any:
-        last: Exception | None = None
-        for attempt in range(self.attempts):
-            url = self.url
-            try:
-                status, headers, data = await self._send(url, call)
-            except aiohttp.ClientConnectorError as e:  # never reached the server
-                last = e
-            except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                if not idempotent(call):
-                    raise ClusterUnavailable(
-                        f"{url}: {e!r}; the request may or may not have been applied"
-                    ) from e
-                last = e
-            else:
-                self._absorb(status, headers)
-                try:
-                    return result_of(call, status, self._parse(data))
-                except SessionUnavailable as e:
-                    last = e
-            self._failover()
-            await asyncio.sleep(self._backoff_s(attempt))
-        if isinstance(last, SessionUnavailable):
-            raise last
-        raise ClusterUnavailable(f"no replica answered ({last!r})")
+        return await self._drive(self._plan(call))
 
-    async def _send(self, url: str, call: Call) -> tuple[int, Any, bytes]:
+    async def _drive(self, plan: Plan) -> Any:
+        """Carry out a plan's steps; ``Parallel`` plans run concurrently."""
+        outcome: Any = None
+        while True:
+            try:
+                step = plan.send(outcome)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Send):
+                outcome = await self._exchange(step)
+            elif isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                outcome = None
+            else:
+                outcome = await asyncio.gather(
+                    *(self._drive(p) for p in step.plans), return_exceptions=True
+                )
+
+    async def _exchange(self, step: Send) -> Reply | Failed:
+        try:
+            return Reply(*await self._send(step))
+        except aiohttp.ClientConnectorError as e:  # never reached the server
+            return Failed(e, reached=False)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            return Failed(e, reached=True)
+
+    async def _send(self, step: Send) -> tuple[int, Any, bytes]:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
@@ -93,6 +97,6 @@ class AsyncClient(ClientBase):
                 ),
             )
         async with self._session.request(
-            call.method, url + call.path, data=self._body(call), headers=self._headers(call)
+            step.method, step.url + step.path, data=step.body, headers=step.headers
         ) as resp:
             return resp.status, resp.headers, await resp.read()

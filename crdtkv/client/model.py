@@ -49,6 +49,7 @@ class Call:
     decode: Callable[[Any], Any] = _same
     absent: Any = MISSING  # value for a 404 not_found; MISSING re-raises
     idempotent: bool = False  # safe to send twice: a retry after a lost reply cannot double-apply
+    keys: tuple[str, ...] = ()  # the keys it names (a sharded cluster routes by the first)
 
 
 def _path_value(value: object) -> str:
@@ -138,11 +139,13 @@ def op_call(spec: OpSpec, method: Method, given: Mapping[str, Any]) -> Call:
         decode = operator.itemgetter(*method.returns)  # a tuple of those fields
     else:
         decode = operator.itemgetter(method.returns)
-    return Call(verb, path, body, decode, absent, spec.retry_safe)
+    keys = tuple(k for k in spec.key_names(fields) if isinstance(k, str))
+    return Call(verb, path, body, decode, absent, spec.retry_safe, keys)
 
 
-def batch_call(ops: list[dict[str, Any]]) -> Call:
-    return Call("POST", "/v1/batch", {"ops": list(ops)}, operator.itemgetter("results"))
+def batch_call(ops: list[dict[str, Any]], keys: tuple[str, ...] = ()) -> Call:
+    """A batch; ``keys``: where to route it (a sharded client sends one per shard)."""
+    return Call("POST", "/v1/batch", {"ops": list(ops)}, operator.itemgetter("results"), keys=keys)
 
 
 def raise_for_error(status: int, body: Any) -> None:

@@ -12,8 +12,8 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from crdtkv.client._base import ClientBase, idempotent
-from crdtkv.client.model import Call, batch_call, result_of
+from crdtkv.client._base import ClientBase
+from crdtkv.client.model import Call
 from crdtkv.client.namespaces import (
     Counters,
     Hashes,
@@ -25,7 +25,7 @@ from crdtkv.client.namespaces import (
     Vsets,
     Zsets,
 )
-from crdtkv.errors import ClusterUnavailable, SessionUnavailable
+from crdtkv.client.routing import Failed, Plan, Reply, Send, Sleep
 
 __all__ = ["Client"]
 
@@ -63,46 +63,53 @@ class Client(ClientBase):
         self._conns.clear()
 
     def batch(self, ops: list[dict[str, Any]]) -> list[Any]:
-        """Several ops in one request; each slot holds a result or ``{"error": ...}``."""
-        return self.call(batch_call(ops))  # type: ignore[no-any-return]
+        """Several ops in one request; each slot holds a result or ``{"error": ...}``.
+        Sharded: one request per shard that owns some of the keys, results in order."""
+        with self._lock:
+            return self._drive(self._plan_batch(ops))  # type: ignore[no-any-return]
 
     # -- transport ---------------------------------------------------------------------
     def call(self, call: Call) -> Any:
         with self._lock:
-            return self._call(call)
+            return self._drive(self._plan(call))
 
-    def _call(self, call: Call) -> Any:
-        last: Exception | None = None
-        for attempt in range(self.attempts):
-            url = self.url
+    def _drive(self, plan: Plan) -> Any:
+        """Carry out a plan's steps, blocking; ``Parallel`` plans run one after another."""
+        outcome: Any = None
+        while True:
             try:
-                status, headers, data = self._send(url, call)
-            except (ConnectionRefusedError, ssl.SSLCertVerificationError) as e:
-                # Never reached the server (a certificate is checked before anything is
-                # sent): always safe to try the next replica.
-                last = e
-            except (OSError, http.client.HTTPException) as e:
-                if not idempotent(call):
-                    raise ClusterUnavailable(
-                        f"{url}: {e!r}; the request may or may not have been applied"
-                    ) from e
-                last = e
+                step = plan.send(outcome)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Send):
+                outcome = self._exchange(step)
+            elif isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                outcome = None
             else:
-                self._absorb(status, headers)
-                body = self._parse(data)
-                try:
-                    return result_of(call, status, body)
-                except SessionUnavailable as e:
-                    last = e
-            self._failover()
-            time.sleep(self._backoff_s(attempt))
-        if isinstance(last, SessionUnavailable):
-            raise last
-        raise ClusterUnavailable(f"no replica answered ({last!r})")
+                outcome = [self._drive_catching(p) for p in step.plans]
 
-    def _send(self, url: str, call: Call) -> tuple[int, Any, bytes]:
-        body = self._body(call)
-        headers = self._headers(call)
+    def _drive_catching(self, plan: Plan) -> Any:
+        try:
+            return self._drive(plan)
+        except Exception as e:
+            return e
+
+    def _exchange(self, step: Send) -> Reply | Failed:
+        try:
+            reply = Reply(*self._send(step))
+            if not step.keep:
+                self._drop(step.url)
+            return reply
+        except (ConnectionRefusedError, ssl.SSLCertVerificationError) as e:
+            # Never reached the server (a certificate is checked before anything is
+            # sent): always safe to try the next replica.
+            return Failed(e, reached=False)
+        except (OSError, http.client.HTTPException) as e:
+            return Failed(e, reached=True)
+
+    def _send(self, step: Send) -> tuple[int, Any, bytes]:
+        url = step.url
         for fresh in (False, True):
             conn = self._conn(url, fresh)
             reused = not fresh and getattr(conn, "_crdtkv_used", False)
@@ -112,7 +119,7 @@ class Client(ClientBase):
                 self._drop(url)
                 conn, reused = self._conn(url, True), False
             try:
-                conn.request(call.method, call.path, body=body, headers=headers)
+                conn.request(step.method, step.path, body=step.body, headers=step.headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 conn._crdtkv_used = True  # type: ignore[attr-defined]
@@ -121,7 +128,7 @@ class Client(ClientBase):
                 return resp.status, resp.headers, data
             except _STALE:
                 self._drop(url)
-                if not reused or not call.idempotent:
+                if not reused or not step.idempotent:
                     # A call that must not run twice is not resent: the server may
                     # have read it before the connection dropped (the caller says
                     # "may or may not have been applied").

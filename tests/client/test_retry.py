@@ -8,7 +8,10 @@ after the request was sent is not retried but raises ``ClusterUnavailable``
 
 Each scripted server is a raw socket in a thread: it reads whole requests,
 records them, and answers each with the next scripted action (a JSON answer,
-or dropping the connection without one).  Both clients run every test; the
+or dropping the connection without one).  The one request a client makes
+before its first call, ``GET /v1/cluster/map`` (is the cluster sharded?), is
+answered ``{"enabled": false}`` outside the script and counted apart
+(``map_asked``): these servers are one unsharded cluster.  Both clients run every test; the
 backoff sleeps are recorded (and skipped) by patching ``time.sleep`` and
 ``asyncio.sleep``.
 """
@@ -74,6 +77,7 @@ class Scripted:
     script: list[Action]
     after: Action = field(default_factory=lambda: Answer({}))
     seen: list[Seen] = field(default_factory=list)
+    map_asked: int = 0  # GET /v1/cluster/map requests, answered outside the script
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -101,8 +105,12 @@ class Scripted:
                     return  # the client closed the connection
                 seen, buffered = request
                 with self._lock:
-                    self.seen.append(seen)
-                    action = self.script.pop(0) if self.script else self.after
+                    if (seen.method, seen.path) == ("GET", "/v1/cluster/map"):
+                        self.map_asked += 1
+                        action: Action = Answer({"enabled": False})
+                    else:
+                        self.seen.append(seen)
+                        action = self.script.pop(0) if self.script else self.after
                 if isinstance(action, Drop):
                     if action.reset:
                         conn.setsockopt(
