@@ -241,8 +241,14 @@ async def _enter_session(request: web.Request, node: Node) -> None:
         return
     token = request.app[SIGNER].decode(text)  # BadRequest when it does not verify
     request[SESSION] = token
+    cluster = node.cluster
+    key = request.match_info.get("key")
+    if cluster is not None and key is not None:
+        # Sharded: a key of another shard is redirected at once, not held for a
+        # session (another shard's token would never be covered here).
+        cluster.check_key(key, asking=request.headers.get("X-Crdtkv-Asking") == "1")
     # /v1/status answers about a lagging replica too: that is what it is for.
-    if request.path != "/v1/status":
+    if request.path not in ("/v1/status", "/v1/cluster/map"):
         await node.enter(token, wait_ms, writes=request.method not in _SAFE_METHODS)
 
 

@@ -105,3 +105,33 @@ def test_unsharded_replica_says_so(tmp_path: Path) -> None:
         assert status == 200 and body == {"enabled": False}
     finally:
         s.stop()
+
+
+def test_other_shards_session_is_redirected_not_held(
+    two_shards: tuple[ClusterMap, list[Server]],
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    m, (s0, s1) = two_shards
+    k0 = _key_in(m, "s0", "sess")
+    req = urllib.request.Request(
+        f"{s0.url}/v1/registers/{k0}",
+        data=b'{"value": 1}',
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        token = r.headers["X-Crdtkv-Session"]
+    assert token
+    # s1 has never seen s0's writes: held for the session, this would be a 503.
+    for url in (f"{s1.url}/v1/registers/{k0}", f"{s1.url}/v1/cluster/map"):
+        req = urllib.request.Request(
+            url, headers={"X-Crdtkv-Session": token, "X-Crdtkv-Wait-Ms": "50"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        assert status == (421 if "registers" in url else 200), url
