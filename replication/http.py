@@ -246,7 +246,7 @@ class ReplicationService:
         url = self.urls[peer].rstrip("/") + REPLICATE_PATH
         st = self.core.peers[peer]
         async with self._session.post(url, data=body, headers=headers) as resp:
-            data = await resp.content.read(messages.MESSAGE_BYTES_MAX + 1)
+            data = await read_limited(resp.content, messages.MESSAGE_BYTES_MAX + 1)
             st.bytes_sent += len(body)
             st.bytes_received += len(data)
             if resp.status != 200:
@@ -297,7 +297,7 @@ class ReplicationService:
             request.content_length > messages.MESSAGE_BYTES_MAX
         ):
             raise PayloadTooLarge("replication message over the size limit")
-        body = await request.content.read(messages.MESSAGE_BYTES_MAX + 1)
+        body = await read_limited(request.content, messages.MESSAGE_BYTES_MAX + 1)
         if len(body) > messages.MESSAGE_BYTES_MAX:
             raise PayloadTooLarge("replication message over the size limit")
         if self.secrets:
@@ -454,3 +454,19 @@ class _ReplicationCollector:
             yield family
         for name, kind, doc, value in _TOTALS:
             yield kind(name, doc, value=value(core))
+
+
+async def read_limited(stream: Any, limit: int) -> bytes:
+    """The whole body, or its first ``limit`` bytes or more if it is longer.
+
+    ``StreamReader.read(n)`` returns what has arrived so far, not n bytes: a large
+    message read with it alone is cut short (and then fails its signature)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        block = await stream.read(limit - size)
+        if not block:
+            break
+        parts.append(block)
+        size += len(block)
+    return b"".join(parts)
