@@ -136,6 +136,9 @@ def run_serve(config: ServeConfig) -> int:
         from crdtkv.cluster.state import ClusterState
 
         node.cluster = node.core.cluster = ClusterState(config.cluster_map, config.replica_id)
+        from crdtkv.api.moves import load_persisted_map
+
+        load_persisted_map(node, node.cluster)  # a restart keeps the newest map it took
     return _run_loop(serve_node(config, node))
 
 
@@ -211,6 +214,17 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
     )
     if replication is not None:
         replication.add_routes(app)
+    mover = None
+    if node.cluster is not None:
+        from crdtkv.api.moves import Mover
+
+        mover = Mover(
+            node,
+            node.cluster,
+            secret=config.cluster_secret,
+            previous_secret=config.cluster_secret_previous,
+        )
+        mover.add_routes(app)
     access_log = logging.getLogger("aiohttp.access") if log.isEnabledFor(logging.DEBUG) else None
     runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
@@ -251,6 +265,8 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
             return 1
     if replication is not None:
         await replication.start()
+    if mover is not None:
+        await mover.start()
     where = _url(config)
     if resp is not None:
         where += f" and {'rediss' if resp_tls else 'redis'}://{_host(config)}:{config.resp_port}"
@@ -262,6 +278,8 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
     log.info("shutting down: finishing in-flight requests")
     if resp is not None:
         await resp.stop()
+    if mover is not None:
+        await mover.stop()
     if replication is not None:
         await replication.stop()
     await runner.cleanup()  # stop accepting, let in-flight requests finish
@@ -346,6 +364,10 @@ COMMANDS: dict[str, Command] = {
         _lazy("crdtkv.tools.cluster:main"),
     ),
     "bench": Command("benchmark a running cluster", _lazy("crdtkv.tools.bench:main")),
+    "reshard": Command(
+        "move hash slots to another shard while writes go on",
+        _lazy("crdtkv.tools.reshard:main"),
+    ),
 }
 
 

@@ -20,6 +20,7 @@
     ├── Moved (421 moved)             the key's slot belongs to another shard (sharding)
     │   └── Ask (421 ask)             the key's slot is being handed to another shard now
     ├── CrossSlot (400 cross_slot)    one request's keys hash to different slots
+    ├── TryAgain (503 try_again)      the key's slot is being handed over: retry shortly
     ├── StorageError (500 internal)   the data directory misbehaved
     └── ClusterUnavailable            (client side) no replica in the list answered
 
@@ -55,6 +56,7 @@ __all__ = [
     "SessionUnavailable",
     "StorageError",
     "SyncTooLarge",
+    "TryAgain",
     "Unauthorized",
     "UnsupportedMediaType",
     "WireVersionMismatch",
@@ -199,6 +201,14 @@ class Ask(Moved):
     code = "ask"
 
 
+class TryAgain(CrdtkvError):
+    """The key's slot is being handed over to a move's target right now (its last
+    copy is in flight): retry shortly (RESP ``-TRYAGAIN``).  Nothing was applied."""
+
+    status = 503
+    code = "try_again"
+
+
 class CrossSlot(BadRequest):
     """One request's keys hash to different slots (RESP ``-CROSSSLOT``)."""
 
@@ -223,6 +233,7 @@ WIRE_ERRORS: tuple[type[CrdtkvError], ...] = (
     Moved,
     Ask,
     CrossSlot,
+    TryAgain,
     CrdtkvError,  # internal
 )
 """One class per code a response can carry (the order of the OpenAPI document's list)."""

@@ -105,7 +105,7 @@ def _handler(spec: OpSpec) -> Handler:
         _reject_unknown(op, fields, "the request body")  # so "key" or "op" cannot be in it
         op.update(request.match_info)  # key
         op["op"] = name
-        return json_response(request.app[NODE].apply(op))
+        return json_response(request.app[NODE].apply(op, _asking(request)))
 
     async def handle(request: web.Request) -> web.StreamResponse:
         op: dict[str, Any] = {"op": name}
@@ -118,7 +118,7 @@ def _handler(spec: OpSpec) -> Handler:
             value = request.query.get(query)
             if value is not None:
                 op[field] = _query_int(value) if is_int else value
-        return json_response(request.app[NODE].apply(op))
+        return json_response(request.app[NODE].apply(op, _asking(request)))
 
     if fields and (queries or scalars):
         raise ValueError(f"{name}: a route takes body or query arguments, not both")
@@ -138,7 +138,15 @@ def _query_int(value: str) -> int | str:
 # -- batch ------------------------------------------------------------------------------------
 
 
-def _apply_one(node: Node, op: object) -> dict[str, Any]:
+ASKING_HEADER = "X-Crdtkv-Asking"
+
+
+def _asking(request: web.Request) -> bool:
+    """The client follows an ``Ask`` redirect (sharding): ``X-Crdtkv-Asking: 1``."""
+    return request.headers.get(ASKING_HEADER) == "1"
+
+
+def _apply_one(node: Node, op: object, asking: bool = False) -> dict[str, Any]:
     """One batch op's result or error; the other ops do not depend on it."""
     try:
         if isinstance(op, dict):
@@ -146,7 +154,7 @@ def _apply_one(node: Node, op: object) -> dict[str, Any]:
             fields = _OP_FIELDS.get(name) if isinstance(name, str) else None
             if fields is not None and not op.keys() <= fields:
                 _reject_unknown(op, fields, f"op {name!r}")
-        return node.apply(op)
+        return node.apply(op, asking)
     except StorageError:
         raise  # the replica stopped: the whole batch fails, not one slot
     except CrdtkvError as e:
@@ -168,7 +176,8 @@ async def batch(request: web.Request) -> web.StreamResponse:
     if user is not None and not user.can_write:
         _refuse_writes(user.name, ops)
     node = request.app[NODE]
-    results = [_apply_one(node, op) for op in ops]
+    asking = _asking(request)
+    results = [_apply_one(node, op, asking) for op in ops]
     return encode_response({"results": results}, response_format(request, fmt))
 
 
@@ -217,6 +226,8 @@ def cluster_view(node: Node) -> dict[str, Any]:
         "epoch": c.epoch,
         "slots": format_ranges(c.map.slots_of(c.shard.id)),
         "map": c.map.to_json(),
+        # Slot moves this process takes part in: progress (keys, bytes) and forwarding.
+        "moves": node.mover.status() if node.mover is not None else None,
     }
 
 

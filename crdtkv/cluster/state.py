@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from crdtkv.cluster.map import ClusterMap, MapError, NodeAddr, Shard
 from crdtkv.cluster.slots import key_slot
-from crdtkv.errors import Ask, CrossSlot, Moved
+from crdtkv.errors import Ask, CrossSlot, Moved, TryAgain
 
 __all__ = ["ClusterState"]
 
@@ -28,6 +28,10 @@ class ClusterState:
         # Slots this process still owns in its map but has handed over to a move's
         # target (the move's last copy is done): requests for them get ``Ask``.
         self.handed_over: set[int] = set()
+        # Slots this process is handing over right now (a move's last copy is in
+        # flight, crdtkv.cluster.move): requests for them get ``TryAgain``, so that a
+        # client sent on by ``Ask`` later finds its own writes at the target.
+        self.holding: set[int] = set()
         self._set(cluster_map)
 
     def _set(self, m: ClusterMap) -> None:
@@ -54,6 +58,7 @@ class ClusterState:
             raise MapError(f"the new cluster map (epoch {new.epoch}) moves this replica's shard")
         self._set(new)
         self.handed_over &= set(new.moving)  # a finished or abandoned move hands over nothing
+        self.holding &= set(new.moving)
         return True
 
     def owns(self, slot: int) -> bool:
@@ -89,11 +94,13 @@ class ClusterState:
 
     def serves(self, slot: int, asking: bool = False) -> bool:
         if self._owned[slot]:
-            return slot not in self.handed_over
+            return slot not in self.handed_over and slot not in self.holding
         return asking and self.importing(slot)
 
     def _refuse(self, slot: int, asking: bool) -> None:
         if self._owned[slot]:
+            if slot in self.holding:
+                raise TryAgain(f"slot {slot} is being handed over to its new shard; retry shortly")
             if slot in self.handed_over:
                 raise self.ask(slot)
             return

@@ -105,6 +105,8 @@ class Node:
         self._builder: IndexBuilder | None = None  # the index build running, if any
         # Sharded (``--cluster-map``): the map and this process's slots; None: one shard.
         self.cluster: ClusterState | None = None
+        # Sharded: the slot mover (crdtkv.api.moves), whose progress /v1/status shows.
+        self.mover: Any = None
 
     # -- what others read ---------------------------------------------------------------------
     @property
@@ -381,6 +383,20 @@ class Node:
         ready: Ready = await self._await(lambda t: self.core.checkpoint(t))
         if ready.error is not None:
             raise ready.error
+
+    async def write_meta(self, key: bytes, value: bytes | None) -> None:
+        """Put (None: delete) one record of the ``meta`` column, synced, on the storage
+        thread (after any batch in flight): the shells' own records (the cluster map,
+        a slot move's progress)."""
+        if self.core.failed is not None:
+            raise StorageError("replica stopped after a storage failure")
+        batch = WriteBatch()
+        if value is None:
+            batch.delete("meta", key)
+        else:
+            batch.put("meta", key, value)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, _write, self.storage, batch, True)
 
     def notify_applied(self) -> None:
         """Re-check parked sessions now (the core also does after every merge)."""

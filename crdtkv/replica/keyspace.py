@@ -185,6 +185,11 @@ class Replica:
     # Vector sets too large to index inline that a search found without an index:
     # the shell builds their indexes in the background (crdtkv.vectors.builder).
     vset_builds: set[str] = field(default_factory=set)
+    # Sharded (``crdtkv.cluster.move``): which names to watch (a move's slots, slots
+    # this process no longer serves), and the watched names changed since the
+    # mover last took them (``take_watched``).  None: nothing is watched.
+    watch: Callable[[str], bool] | None = None
+    watched: set[str] = field(default_factory=set)
     hlc: HLC = field(init=False)
 
     def __post_init__(self) -> None:
@@ -495,6 +500,49 @@ class Replica:
                 self.conflicts.add(name)
             else:
                 self.conflicts.discard(name)
+        watch = self.watch
+        if watch is not None:
+            self.watched.update(name for name in names if watch(name))
+
+    def take_watched(self) -> set[str]:
+        """The watched names changed since the last call (``watch``)."""
+        out, self.watched = self.watched, set()
+        return out
+
+    def set_watch(self, watch: Callable[[str], bool] | None) -> None:
+        """Watch the names ``watch`` selects from now on (None: none); the names
+        already noted stay until taken."""
+        self.watch = watch
+
+    def drop_names(self, names: Iterable[str]) -> int:
+        """Forget ``names`` here, local only: no dot is minted and nothing is
+        replicated; every state of each name goes from memory now and from storage
+        with the next batch.  For the keys of slots moved to another shard
+        (``crdtkv.cluster.move``): their state lives on at the new owner.  Open
+        snapshots (outgoing state syncs) keep the state they saw.  Returns how
+        many names were dropped."""
+        dropped = 0
+        states = self.states
+        for name in names:
+            found = False
+            for t in STATE_TYPES:
+                key = (t, name)
+                if key not in states:
+                    continue
+                if self.snapshots:
+                    self.preserve(key)
+                del states[key]
+                self.dirty.discard(key)
+                self.digest_dirty.add(key)
+                self.gc_deleted.add(key)
+                found = True
+            if found:
+                dropped += 1
+                self.names.discard(name)
+                self.conflicts.discard(name)
+                self.watched.discard(name)
+                self.vset_builds.discard(name)
+        return dropped
 
     # -- remote deltas ----------------------------------------------------------------
     def check_group(self, group: DeltaGroup, now_ms: int) -> None:

@@ -71,6 +71,11 @@ ERROR_DOCS: dict[str, tuple[str, str]] = {
         "A sharded replica refuses an op whose keys are in different hash slots (Redis's "
         "CROSSSLOT); use hash tags (`{user1}.a`, `{user1}.b`). Nothing changed.",
     ),
+    "try_again": (
+        "the key's slot is being handed over to another shard right now: retry shortly",
+        "The key's slot is moving to another shard and this replica is making its last copy "
+        "(a moment): retry the request shortly (Redis's TRYAGAIN). Nothing changed.",
+    ),
     "internal": (
         "a storage failure or a bug; the replica's log says which",
         "The replica stopped after a storage failure, or a bug; its log says which.",
