@@ -579,7 +579,9 @@ def command_(ctx: Context, argv: list[bytes]) -> Any:
     if sub == "DOCS":
         cmds = list(COMMANDS.values()) if not rest else _named(rest)
         return RMap((c.name.lower(), _command_docs(c)) for c in cmds if c is not None)
-    if sub == "GETKEYS" and rest:
+    if sub == "GETKEYS" and len(rest) < 2:
+        raise RespError("ERR wrong number of arguments for 'command|getkeys' command")
+    if sub == "GETKEYS":
         cmd = COMMANDS.get(A.upper(rest[0]))
         if cmd is None:
             raise RespError("ERR Invalid command specified")
