@@ -31,6 +31,7 @@ GROUPS = [
     ("hyperloglog", "HyperLogLogs"),
     ("vector_set", "Vector sets"),
     ("transactions", "Transactions"),
+    ("cluster", "Cluster"),
     ("connection", "Connection"),
     ("server", "Server"),
 ]

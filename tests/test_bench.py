@@ -495,3 +495,36 @@ def test_vset_bench_quick_restart(tmp_path: Path) -> None:
     # A second run finds the directory loaded and does not load it again.
     again = _vset_bench(tmp_path, "--restart", "--data-dir", str(tmp_path / "r"), "--no-kill")
     assert again["load"] == doc["load"] and "start_after_kill9" not in again
+
+
+# -- benchmarks/shard_bench.py --quick -----------------------------------------------------------
+SHARD_BENCH = ROOT / "benchmarks" / "shard_bench.py"
+
+
+@pytest.mark.skipif(shutil.which("redis-benchmark") is None, reason="needs redis-benchmark")
+def test_shard_bench_quick(tmp_path: Path) -> None:
+    """One shard and two: redis-benchmark (--cluster for two) reaches every shard, and the
+    figures add up (each shard's share of the total, its CPU, ops per CPU second)."""
+    out = tmp_path / "shard.json"
+    cmd = [sys.executable, str(SHARD_BENCH), "--quick", "--shards", "1,2", "--requests", "3000"]
+    proc = run([*cmd, "--out", str(out)], cwd=ROOT, timeout_s=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["tool"] == "benchmarks/shard_bench.py" and doc["machine"]["nproc"] >= 1
+    rows = doc["results"]
+    assert [(r["test"], r["shards"]) for r in rows] == [
+        ("SET", 1),
+        ("GET", 1),
+        ("SET", 2),
+        ("GET", 2),
+    ]
+    for r in rows:
+        assert ("--cluster" in r["command"]) == (r["shards"] == 2)
+        assert r["ops_per_s"] > 0 and len(r["per_shard"]) == r["shards"]
+        # Every shard ran its part of the requests (none redirected: no error stopped it).
+        total = sum(s["commands"] for s in r["per_shard"])
+        assert total >= 3000 * r["shards"], r
+        assert all(s["commands"] > 0.3 * total / r["shards"] for s in r["per_shard"]), r
+        assert sum(s["ops_per_s"] for s in r["per_shard"]) == pytest.approx(r["ops_per_s"], 0.01)
+        assert r["ops_per_server_cpu_s"] is None or r["ops_per_server_cpu_s"] > 0
+    assert "| SET -P 16 | 2 |" in proc.stdout

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from crdtkv import limits
 from crdtkv.auth import OPEN_USER
+from crdtkv.cluster.slots import format_ranges
 from crdtkv.errors import BadRequest
 from crdtkv.resp import args as A
-from crdtkv.resp.commands import COMMANDS, Command, Context, Run, command
+from crdtkv.resp.commands import COMMANDS, Command, Context, Run, command, command_keys
 from crdtkv.resp.values import NULL_ARRAY, OK, RespError, RMap, Status, syntax_error
 from crdtkv.versions import RELEASE
 
@@ -138,7 +139,7 @@ def hello(ctx: Context, argv: list[bytes]) -> Any:
             ("version", REDIS_VERSION),
             ("proto", proto),
             ("id", conn.id),
-            ("mode", "standalone"),
+            ("mode", "standalone" if conn.node.cluster is None else "cluster"),
             ("role", "master"),
             ("modules", []),
             ("crdtkv_version", __version__),
@@ -379,7 +380,7 @@ def _config(conn: Connection) -> list[tuple[str, str]]:
         ("timeout", "0"),
         ("maxmemory", "0"),
         ("maxmemory-policy", "noeviction"),
-        ("cluster-enabled", "no"),
+        ("cluster-enabled", "no" if conn.node.cluster is None else "yes"),
         ("requirepass", ""),  # never shown; set or not
     ]
 
@@ -421,7 +422,7 @@ def info_text(conn: Connection, sections: list[str]) -> str:
         [
             ("redis_version", REDIS_VERSION),
             ("crdtkv_version", __version__),
-            ("redis_mode", "standalone"),
+            ("redis_mode", "standalone" if node.cluster is None else "cluster"),
             ("os", f"{platform.system()} {platform.release()} {platform.machine()}"),
             ("process_id", os.getpid()),
             ("tcp_port", server.port),
@@ -474,6 +475,22 @@ def info_text(conn: Connection, sections: list[str]) -> str:
                 )
             )
         section("Replication", fields)
+    state = node.cluster
+    if state is None:
+        section("Cluster", [("cluster_enabled", 0)])
+    else:
+        section(
+            "Cluster",
+            [
+                ("cluster_enabled", 1),
+                ("cluster_epoch", state.epoch),
+                ("cluster_shard", state.shard.id),
+                ("cluster_region", state.region),
+                ("cluster_slots", format_ranges(state.map.slots_of(state.shard.id)) or "-"),
+                ("cluster_slots_count", sum(1 for o in state.map.owners if o == state.shard.id)),
+                ("cluster_slots_handed_over", format_ranges(state.handed_over) or "-"),
+            ],
+        )
     if every or "keyspace" in wanted:
         n = node.live_keys()
         section("Keyspace", [("db0", f"keys={n},expires=0,avg_ttl=0")] if n else [])
@@ -562,16 +579,17 @@ def command_(ctx: Context, argv: list[bytes]) -> Any:
     if sub == "DOCS":
         cmds = list(COMMANDS.values()) if not rest else _named(rest)
         return RMap((c.name.lower(), _command_docs(c)) for c in cmds if c is not None)
-    if sub == "GETKEYS" and rest:
+    if sub == "GETKEYS" and len(rest) < 2:
+        raise RespError("ERR wrong number of arguments for 'command|getkeys' command")
+    if sub == "GETKEYS":
         cmd = COMMANDS.get(A.upper(rest[0]))
         if cmd is None:
             raise RespError("ERR Invalid command specified")
-        first, last, step = cmd.keys
-        if not first:
+        if not cmd.arity_ok(len(rest)):
+            raise RespError("ERR Invalid number of arguments specified for command")
+        if not cmd.keys[0] and cmd.getkeys is None:
             raise RespError("ERR The command has no key arguments")
-        args = rest
-        end = len(args) - 1 if last < 0 else min(last, len(args) - 1)
-        return [args[i] for i in range(first, end + 1, step)]
+        return command_keys(cmd, rest)
     raise RespError(
         f"ERR unknown subcommand or wrong number of arguments for 'command|{sub.lower()}' command"
     )

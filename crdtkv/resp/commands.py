@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crdtkv.errors import (
+    Ask,
     BadRequest,
     CounterOverflow,
     CrdtkvError,
+    CrossSlot,
+    Moved,
     NotAnInteger,
     NotFound,
     NotNumeric,
@@ -41,16 +44,19 @@ from crdtkv.resp.values import RespError
 
 __all__ = [
     "COMMANDS",
+    "CROSSSLOT",
     "WRONGTYPE",
     "Blocked",
     "Command",
     "Context",
     "Run",
     "command",
+    "command_keys",
     "ensure_loaded",
     "error_reply",
     "lookup",
     "op_command",
+    "redirect_reply",
     "register",
 ]
 
@@ -112,6 +118,9 @@ class Command:
     summary: str = ""  # COMMAND DOCS
     group: str = "generic"  # COMMAND DOCS' group
     noauth: bool = False  # allowed before AUTH (AUTH, HELLO, QUIT)
+    # The keys of a command whose keys ``keys`` cannot say (a ``numkeys`` argument, a
+    # keyword before them: Redis's movable keys): (arguments with the name) -> keys.
+    getkeys: Callable[[list[bytes]], list[bytes]] | None = None
 
     # Whether the server may run it in its fast path: a keyspace command, not one that
     # changes the connection (HELLO, MULTI, QUIT...) or runs others (EXEC).
@@ -131,7 +140,22 @@ class Command:
 
     def command_flags(self) -> list[str]:
         base = ["write"] if self.writes else (["readonly"] if self.data else [])
-        return base + list(self.flags)
+        return base + list(self.flags) + (["movablekeys"] if self.getkeys is not None else [])
+
+
+def command_keys(cmd: Command, argv: list[bytes]) -> list[bytes]:
+    """The keys ``argv`` (with the command's name) names, as Redis's ``COMMAND GETKEYS``:
+    ``getkeys`` when the command has one, else ``keys`` (first, last, step; a negative
+    last counts from the end: -1 the last argument, -2 the one before).  What a sharded
+    replica checks against its slots before it runs the command."""
+    if cmd.getkeys is not None:
+        return cmd.getkeys(argv)
+    first, last, step = cmd.keys
+    if not first:
+        return []
+    if last < 0:
+        last += len(argv)
+    return argv[first : last + 1 : step]
 
 
 COMMANDS: dict[str, Command] = {}
@@ -158,11 +182,14 @@ def command(
     summary: str = "",
     group: str = "generic",
     noauth: bool = False,
+    getkeys: Callable[[list[bytes]], list[bytes]] | None = None,
 ) -> Callable[[Run], Run]:
     """Decorator: register a composite or server command."""
 
     def deco(run: Run) -> Run:
-        register(Command(name, arity, run, writes, data, flags, keys, summary, group, noauth))
+        register(
+            Command(name, arity, run, writes, data, flags, keys, summary, group, noauth, getkeys)
+        )
         return run
 
     return deco
@@ -257,9 +284,25 @@ def error_reply(e: CrdtkvError) -> RespError:
         return RespError(WRONGTYPE)
     if isinstance(e, SessionUnavailable):
         return RespError(f"SESSIONUNAVAILABLE {e.message}")
+    if isinstance(e, Moved):  # and Ask, its subclass
+        return redirect_reply(e)
+    if isinstance(e, CrossSlot):
+        return RespError(CROSSSLOT)
     if isinstance(e, BadRequest):
         return RespError(f"ERR {e.message}")
     return RespError(f"ERR {e.message}")
+
+
+CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
+
+
+def redirect_reply(e: Moved) -> RespError:
+    """Redis Cluster's redirect: ``MOVED <slot> <host>:<port>`` (``ASK`` for a slot handed
+    over to a move's target), the owner's RESP address in this process's region."""
+    kind = "ASK" if isinstance(e, Ask) else "MOVED"
+    if not e.resp:  # the owner serves no RESP: nothing a Redis client could follow
+        return RespError(f"ERR {kind} {e.slot}: {e.message}, which serves no RESP port")
+    return RespError(f"{kind} {e.slot} {e.resp}")
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -272,6 +315,7 @@ MODULES = (
     "crdtkv.resp.sets",
     "crdtkv.resp.lists",
     "crdtkv.resp.vsets",
+    "crdtkv.resp.cluster",
 )
 _loaded = False
 

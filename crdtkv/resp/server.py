@@ -44,10 +44,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from crdtkv import limits
 from crdtkv.auth import OPEN_USER, Auth, User, Users
-from crdtkv.errors import CrdtkvError, StorageError
+from crdtkv.errors import CrdtkvError, CrossSlot, Moved, StorageError
 from crdtkv.ops.table import OPS
 from crdtkv.resp import commands
-from crdtkv.resp.commands import Blocked, Command, Context, error_reply, lookup
+from crdtkv.resp.commands import (
+    Blocked,
+    Command,
+    Context,
+    command_keys,
+    error_reply,
+    lookup,
+)
 from crdtkv.resp.values import QUEUED, RespError, encode
 from crdtkv.sessions import SessionToken, TokenSigner
 
@@ -55,6 +62,7 @@ if TYPE_CHECKING:
     from ssl import SSLContext
 
     from crdtkv.api.metrics import PeersStatus
+    from crdtkv.cluster.state import ClusterState
     from crdtkv.node import Node
     from crdtkv.ops.spec import OpSpec
 
@@ -205,6 +213,10 @@ class Connection(asyncio.Protocol, Context):
         self.multi: list[tuple[Command, list[bytes]]] | None = None
         self.multi_failed = False
         self.blocking = True  # False while EXEC runs: a blocking command answers at once
+        # Sharded: ASKING was the last command (``_ask_next``), so the command running
+        # (``asking``; a transaction's commands up to EXEC) may use a slot moving here.
+        self.asking = False
+        self._ask_next = False
         self._fresh = True  # the reader is between requests (it has none begun)
         self._partial = 0  # about the bytes of the request begun (hiredis holds them)
         self._bad: str | None = None  # a protocol error, answered after the commands before it
@@ -432,11 +444,23 @@ class Connection(asyncio.Protocol, Context):
         self._saw = False
         clock = self.node.clock
         self._now = clock()
+        cluster = self.node.cluster
         while queue and not self._closing:
             argv = queue.popleft()
             if n & 255 == 255:
                 self._now = clock()  # a long pipeline: reads see the time move
             cmd = lookup(argv[0])
+            if cluster is not None:
+                # Sharded: a key this process does not serve is redirected before anything
+                # runs (a few table lookups: the keys' slots, then this process's owners).
+                if self.multi is None:
+                    self.asking, self._ask_next = self._ask_next, False
+                if cmd is not None and (cmd.keys[0] or cmd.getkeys is not None):
+                    refusal = self._misrouted(cluster, cmd, argv)
+                    if refusal is not None:
+                        encode(refusal, proto, out)
+                        n += 1
+                        continue
             if self.multi is not None and (cmd is None or cmd.name not in _MULTI_CONTROL):
                 encode(self._queue_in_multi(cmd, argv), proto, out)
                 n += 1
@@ -503,6 +527,41 @@ class Connection(asyncio.Protocol, Context):
                 asyncio.get_running_loop().call_soon(self._continue)
         elif self._bad is not None:
             self._fail(self._bad)
+
+    def _misrouted(self, cluster: ClusterState, cmd: Command, argv: list[bytes]) -> Any:
+        """Redis Cluster's redirect of a keyed command, checked before it runs: MOVED (a
+        slot this process does not own), ASK (one it handed over to a move's target),
+        CROSSSLOT (keys over several slots); None when it runs here.  As Redis, a command
+        that would be refused anyway (arity, authentication, permission) gets that error
+        instead.  Inside MULTI, a redirected command aborts the transaction."""
+        if (
+            not cmd.arity_ok(len(argv))
+            or not self.authed
+            or (cmd.denied_read_only and not self.can_write)
+        ):
+            return None
+        try:
+            if cmd.getkeys is None and cmd.keys == (1, 1, 1) and len(argv) > 1:
+                cluster.check_key(argv[1], self.asking)
+            else:
+                cluster.check_keys(command_keys(cmd, argv), self.asking)
+        except (Moved, CrossSlot) as e:
+            self.server.stats.errors += 1
+            if self.multi is not None:
+                self.multi_failed = True
+            return error_reply(e)
+        return None
+
+    def check_transaction(self, queued: list[tuple[Command, list[bytes]]]) -> None:
+        """EXEC, sharded: every key of the transaction in one slot this process serves
+        (Redis Cluster's rule; each command was checked alone when queued)."""
+        cluster = self.node.cluster
+        if cluster is None:
+            return
+        keys: list[bytes] = []
+        for cmd, argv in queued:
+            keys += command_keys(cmd, argv)
+        cluster.check_keys(keys, self.asking)  # error_reply gives Redis's texts
 
     def _continue(self) -> None:
         if self._queue and not (self._busy or self._write_paused or self._closing):
@@ -600,6 +659,7 @@ class Connection(asyncio.Protocol, Context):
     def run_multi(self) -> list[Any]:
         """EXEC: every queued command, in order, with nothing in between."""
         queued, self.multi = self.multi or [], None
+        self.check_transaction(queued)  # sharded: CROSSSLOT, MOVED (the transaction is gone)
         self.server.stats.commands += len(queued)
         self.blocking = False  # a blocking command answers at once, as in Redis
         try:
@@ -656,13 +716,13 @@ class Connection(asyncio.Protocol, Context):
             spec = OPS.get(op.get("op"))  # type: ignore[arg-type]
             if spec is not None and spec.writes:
                 raise self._no_write()
-        return self.node.apply(op)
+        return self.node.apply(op, self.asking)
 
     def run_op(self, spec: OpSpec, op: dict[str, Any]) -> dict[str, Any]:
         self._saw = True
         if not self.can_write and spec.writes:
             raise self._no_write()
-        return self.node.run(spec, op)
+        return self.node.run(spec, op, self.asking)
 
     def _no_write(self) -> RespError:
         name = self.user.name if self.user is not None else "default"
