@@ -37,6 +37,7 @@ from crdtkv.errors import (
     NotFound,
     NotNumeric,
     SessionUnavailable,
+    TryAgain,
     WrongType,
 )
 from crdtkv.ops.spec import RAISES, OpSpec, Resp, Result
@@ -288,6 +289,8 @@ def error_reply(e: CrdtkvError) -> RespError:
         return redirect_reply(e)
     if isinstance(e, CrossSlot):
         return RespError(CROSSSLOT)
+    if isinstance(e, TryAgain):  # a slot's last copy to its new shard is in flight
+        return RespError(f"TRYAGAIN {e.message}")
     if isinstance(e, BadRequest):
         return RespError(f"ERR {e.message}")
     return RespError(f"ERR {e.message}")

@@ -44,7 +44,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from crdtkv import limits
 from crdtkv.auth import OPEN_USER, Auth, User, Users
-from crdtkv.errors import CrdtkvError, CrossSlot, Moved, StorageError
+from crdtkv.errors import CrdtkvError, CrossSlot, Moved, StorageError, TryAgain
 from crdtkv.ops.table import OPS
 from crdtkv.resp import commands
 from crdtkv.resp.commands import (
@@ -545,7 +545,7 @@ class Connection(asyncio.Protocol, Context):
                 cluster.check_key(argv[1], self.asking)
             else:
                 cluster.check_keys(command_keys(cmd, argv), self.asking)
-        except (Moved, CrossSlot) as e:
+        except (Moved, CrossSlot, TryAgain) as e:
             self.server.stats.errors += 1
             if self.multi is not None:
                 self.multi_failed = True

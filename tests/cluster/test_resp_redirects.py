@@ -209,6 +209,16 @@ async def test_asking_serves_one_command_of_a_slot_moving_here(shards: Shards) -
     # ASKING at the source does not make it serve a slot it handed over.
     r = await call(p0, ["ASKING"], ["GET", k])
     assert err(r[1]) == f"ASK {slot} 127.0.0.1:{p1}"
+    # While its last copy is in flight, the source holds the slot: TRYAGAIN, and the
+    # connection goes on serving.
+    cluster = shards.nodes[0].cluster
+    assert cluster is not None
+    cluster.handed_over.discard(slot)
+    cluster.holding.add(slot)
+    r = await call(p0, ["GET", k], ["SET", k, "x"], ["PING"])
+    assert err(r[0]).startswith("TRYAGAIN ") and err(r[1]).startswith("TRYAGAIN ")
+    assert r[2] == b"PONG"
+    cluster.holding.discard(slot)
 
 
 async def test_cluster_commands_sharded(shards: Shards) -> None:
