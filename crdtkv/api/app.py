@@ -44,6 +44,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from crdtkv import limits
+from crdtkv.api.cluster import add_cluster_routes, is_internal
 from crdtkv.api.errors import error_response, extra_headers, from_http_exception
 from crdtkv.api.metrics import ApiMetrics, PeersStatus
 from crdtkv.api.routes import add_routes
@@ -107,6 +108,7 @@ def make_app(
     app[METRICS] = ApiMetrics(node, peers_status)
     app[PEERS_STATUS] = peers_status
     add_routes(app)
+    add_cluster_routes(app)  # GET and POST /v1/cluster/map (crdtkv.api.cluster)
     app.router.add_get("/openapi.json", _openapi, allow_head=False)
     return app
 
@@ -185,7 +187,8 @@ async def _guarded(
     is_api = path.startswith("/v1/") or path == "/v1"
     if not is_api and path != "/metrics":
         return await handler(request)
-    _check_auth(request, app[AUTH].http)
+    if not is_internal(request):  # a cluster map push or signed read: its own auth
+        _check_auth(request, app[AUTH].http)
     if not is_api:
         return await handler(request)
     node = app[NODE]
