@@ -28,7 +28,8 @@ app: the CLI and the tests own it.  ``/healthz`` and ``/openapi.json`` (the
 API's OpenAPI 3.1 document) are always open; ``/metrics`` needs a token
 when users are configured (``--auth-token``, ``--auth-file``; ``crdtkv.auth``).
 Routes others add to the app (replication) pass the guard untouched and carry
-their own authentication.
+their own authentication; so do ``POST /v1/cluster/map`` and a ``GET`` of it
+signed with the cluster secret (``crdtkv.api.cluster``): they need no token.
 """
 
 from __future__ import annotations

@@ -247,9 +247,29 @@ def test_a_start_with_another_map_of_the_same_epoch_is_refused(
         done = _run("serve", *args)
         assert done.returncode == 1, done.stderr
         assert "holds another map of epoch" in done.stderr
+        # Nor does a sharded replica's data directory start without a map.
+        cut = args.index("--cluster-map")
+        done = _run("serve", *args[:cut], *args[cut + 2 :])
+        assert done.returncode == 1, done.stderr
+        assert "of a sharded cluster" in done.stderr and "--cluster-map" in done.stderr
     finally:
         late.start()
     assert _view(late)["epoch"] == view["epoch"]
+
+
+def test_cluster_map_command_usage_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"epoch": 0, "shards": []}')
+    via = ("--via", "http://127.0.0.1:1", "--cluster-secret", "s")
+    done = _run("cluster-map", "set", str(bad), *via)
+    assert done.returncode == 2 and "epoch" in done.stderr, done.stderr
+    done = _run("cluster-map", "show", "--via", "127.0.0.1:7001")
+    assert done.returncode == 2 and "--via" in done.stderr, done.stderr
+    done = _run("cluster-map")
+    assert done.returncode == 2 and "show or set" in done.stderr, done.stderr
+    port = free_ports(1)[0]  # nothing listens there
+    done = _run("cluster-map", "show", "--via", f"http://127.0.0.1:{port}")
+    assert done.returncode == 1 and "cannot reach" in done.stderr, done.stderr
 
 
 # -- crdtkv cluster --shards --regions ------------------------------------------------------------
