@@ -449,7 +449,7 @@ def _url(config: ServeConfig) -> str:
 COMMANDS: dict[str, Command] = {
     "serve": Command("run one replica in the foreground until SIGINT/SIGTERM", serve_main),
     "cluster": Command(
-        "run N replicas on 127.0.0.1 as one fully meshed cluster",
+        "run local replicas on 127.0.0.1: N fully meshed, or S shards x R regions",
         _lazy("crdtkv.tools.cluster:main"),
     ),
     "cluster-map": Command(
