@@ -128,6 +128,13 @@ def run_serve(config: ServeConfig) -> int:
         storage.close()
         _fail(SERVE_PROG, f"{config.resolved_data_dir}: {e}")
         return 1
+    try:
+        config = _cluster_map_at_start(config, storage)
+    except _StartError as e:
+        gc.enable()
+        storage.close()
+        _fail(SERVE_PROG, str(e))
+        return 1
     from crdtkv.node import Node
 
     _tune_gc()
@@ -135,11 +142,76 @@ def run_serve(config: ServeConfig) -> int:
     if config.cluster_map is not None:
         from crdtkv.cluster.state import ClusterState
 
+        # The newer of the file's and the data directory's map (_cluster_map_at_start).
         node.cluster = node.core.cluster = ClusterState(config.cluster_map, config.replica_id)
-        from crdtkv.api.moves import load_persisted_map
-
-        load_persisted_map(node, node.cluster)  # a restart keeps the newest map it took
     return _run_loop(serve_node(config, node))
+
+
+class _StartError(Exception):
+    """A start-up refusal: one line, the process exits 1."""
+
+
+def _cluster_map_at_start(config: ServeConfig, storage: Any) -> ServeConfig:
+    """The map to start with: the newer of the ``--cluster-map`` file's and the one
+    the data directory holds (persisted there if it is the file's); the peers follow
+    it.  A data directory of a sharded replica started without a map is refused."""
+    from dataclasses import replace
+
+    from crdtkv.cluster.map import ClusterMap, MapError
+    from crdtkv.cluster.state import ClusterState
+    from crdtkv.replica.persist import cluster_map_batch, read_cluster_map
+
+    where = config.resolved_data_dir
+    try:
+        raw = read_cluster_map(storage)
+        stored = ClusterMap.from_json(raw) if raw is not None else None
+    except (MapError, ValueError) as e:
+        raise _StartError(f"{where}: the cluster map in the data directory: {e}") from None
+    given = config.cluster_map
+    if given is None:
+        if stored is not None:
+            raise _StartError(
+                f"{where} belongs to replica {config.replica_id!r} of a sharded cluster (map"
+                f" epoch {stored.epoch}): start it with --cluster-map"
+            )
+        return config
+    source = f"--cluster-map {config.cluster_map_file}"
+    chosen = given
+    if stored is None:
+        log.info("cluster map: epoch %d from %s (the data directory had none)", given.epoch, source)
+    elif given.epoch < stored.epoch:
+        chosen = stored
+        log.info(
+            "cluster map: epoch %d from the data directory (newer than %s's epoch %d)",
+            stored.epoch,
+            source,
+            given.epoch,
+        )
+    elif given.epoch == stored.epoch:
+        if given != stored:
+            raise _StartError(
+                f"--cluster-map: {config.cluster_map_file} holds another map of epoch"
+                f" {given.epoch} than the data directory {where}: give the file's map a higher"
+                " epoch to replace it"
+            )
+        log.info("cluster map: epoch %d (%s and the data directory agree)", given.epoch, source)
+    else:
+        try:
+            ClusterState(stored, config.replica_id).set_map(given)
+        except MapError as e:
+            raise _StartError(f"--cluster-map: {config.cluster_map_file}: {e}") from None
+        log.info(
+            "cluster map: epoch %d from %s (newer than the data directory's epoch %d)",
+            given.epoch,
+            source,
+            stored.epoch,
+        )
+    if chosen is not stored:
+        storage.write(cluster_map_batch(chosen.to_json()), sync=True)
+    if not chosen.has_node(config.replica_id):
+        raise _StartError(f"replica {config.replica_id!r} is not in the cluster map")
+    peers = {n.id: n.http for n in chosen.peers_of(config.replica_id)}
+    return replace(config, cluster_map=chosen, peers=peers)
 
 
 def _clock(config: ServeConfig) -> Callable[[], int]:
@@ -215,9 +287,20 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
     if replication is not None:
         replication.add_routes(app)
     mover = None
+    map_sync = None
     if node.cluster is not None:
+        from crdtkv.api.cluster import MAP_SYNC, MapSync
         from crdtkv.api.moves import Mover
 
+        map_sync = MapSync(
+            node,
+            node.cluster,
+            secret=config.cluster_secret,
+            previous_secret=config.cluster_secret_previous,
+            peers=dict(config.peers),
+            ssl_context=peer_tls or _map_tls(config, node),
+        )
+        app[MAP_SYNC] = map_sync
         mover = Mover(
             node,
             node.cluster,
@@ -225,6 +308,7 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
             previous_secret=config.cluster_secret_previous,
         )
         mover.add_routes(app)
+        map_sync.on_change.append(mover.map_changed)
     access_log = logging.getLogger("aiohttp.access") if log.isEnabledFor(logging.DEBUG) else None
     runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
@@ -265,6 +349,8 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
             return 1
     if replication is not None:
         await replication.start()
+    if map_sync is not None:
+        await map_sync.start()
     if mover is not None:
         await mover.start()
     where = _url(config)
@@ -280,6 +366,8 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
         await resp.stop()
     if mover is not None:
         await mover.stop()
+    if map_sync is not None:
+        await map_sync.stop()
     if replication is not None:
         await replication.stop()
     await runner.cleanup()  # stop accepting, let in-flight requests finish
@@ -346,6 +434,22 @@ def _tls_contexts(
     return http, resp, peer
 
 
+def _map_tls(config: ServeConfig, node: Node) -> ssl.SSLContext | None:
+    """The client context for https:// processes of the map (None: none is https)."""
+    if node.cluster is None or not any(
+        n.http.startswith("https://") for n in node.cluster.map.nodes()
+    ):
+        return None
+    from crdtkv import tls
+
+    mutual = config.tls_peer_auth == "mutual"
+    return tls.client_context(
+        config.tls_ca,
+        cert=config.tls_cert if mutual else None,
+        key=config.tls_key if mutual else None,
+    )
+
+
 def _host(config: ServeConfig) -> str:
     return f"[{config.host}]" if ":" in config.host else config.host
 
@@ -360,8 +464,12 @@ def _url(config: ServeConfig) -> str:
 COMMANDS: dict[str, Command] = {
     "serve": Command("run one replica in the foreground until SIGINT/SIGTERM", serve_main),
     "cluster": Command(
-        "run N replicas on 127.0.0.1 as one fully meshed cluster",
+        "run local replicas on 127.0.0.1: N fully meshed, or S shards x R regions",
         _lazy("crdtkv.tools.cluster:main"),
+    ),
+    "cluster-map": Command(
+        "show a sharded cluster's map, or change it (set)",
+        _lazy("crdtkv.tools.cluster_map:main"),
     ),
     "bench": Command("benchmark a running cluster", _lazy("crdtkv.tools.bench:main")),
     "reshard": Command(

@@ -21,6 +21,7 @@
     │   └── Ask (421 ask)             the key's slot is being handed to another shard now
     ├── CrossSlot (400 cross_slot)    one request's keys hash to different slots
     ├── TryAgain (503 try_again)      the key's slot is being handed over: retry shortly
+    ├── StaleMap (409 stale_map)      a posted cluster map older than the one held
     ├── StorageError (500 internal)   the data directory misbehaved
     └── ClusterUnavailable            (client side) no replica in the list answered
 
@@ -33,6 +34,8 @@ client raises for them (``error_for_code``).  Nothing here does I/O.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "WIRE_ERRORS",
@@ -54,6 +57,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProtocolError",
     "SessionUnavailable",
+    "StaleMap",
     "StorageError",
     "SyncTooLarge",
     "TryAgain",
@@ -215,6 +219,18 @@ class CrossSlot(BadRequest):
     code = "cross_slot"
 
 
+class StaleMap(CrdtkvError):
+    """A posted cluster map is older than the one this process holds (or another
+    map of the same epoch): the answer carries the held map's JSON in ``map``."""
+
+    status = 409
+    code = "stale_map"
+
+    def __init__(self, message: str = "", *, held: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.held = held
+
+
 class StorageError(CrdtkvError):
     status = 500
     code = "internal"
@@ -234,6 +250,7 @@ WIRE_ERRORS: tuple[type[CrdtkvError], ...] = (
     Ask,
     CrossSlot,
     TryAgain,
+    StaleMap,
     CrdtkvError,  # internal
 )
 """One class per code a response can carry (the order of the OpenAPI document's list)."""

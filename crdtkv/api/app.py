@@ -28,7 +28,8 @@ app: the CLI and the tests own it.  ``/healthz`` and ``/openapi.json`` (the
 API's OpenAPI 3.1 document) are always open; ``/metrics`` needs a token
 when users are configured (``--auth-token``, ``--auth-file``; ``crdtkv.auth``).
 Routes others add to the app (replication) pass the guard untouched and carry
-their own authentication.
+their own authentication; so do ``POST /v1/cluster/map`` and a ``GET`` of it
+signed with the cluster secret (``crdtkv.api.cluster``): they need no token.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from crdtkv import limits
+from crdtkv.api.cluster import add_cluster_routes, is_internal
 from crdtkv.api.errors import error_response, extra_headers, from_http_exception
 from crdtkv.api.metrics import ApiMetrics, PeersStatus
 from crdtkv.api.routes import add_routes
@@ -107,6 +109,7 @@ def make_app(
     app[METRICS] = ApiMetrics(node, peers_status)
     app[PEERS_STATUS] = peers_status
     add_routes(app)
+    add_cluster_routes(app)  # GET and POST /v1/cluster/map (crdtkv.api.cluster)
     app.router.add_get("/openapi.json", _openapi, allow_head=False)
     return app
 
@@ -185,7 +188,8 @@ async def _guarded(
     is_api = path.startswith("/v1/") or path == "/v1"
     if not is_api and path != "/metrics":
         return await handler(request)
-    _check_auth(request, app[AUTH].http)
+    if not is_internal(request):  # a cluster map push or signed read: its own auth
+        _check_auth(request, app[AUTH].http)
     if not is_api:
         return await handler(request)
     node = app[NODE]

@@ -20,6 +20,7 @@ from crdtkv.errors import (
     MethodNotAllowed,
     Moved,
     NotFound,
+    StaleMap,
     Unauthorized,
     error_for_status,
 )
@@ -39,6 +40,8 @@ def error_body(err: CrdtkvError) -> dict[str, Any]:
                 "resp": err.resp,
             }
         }
+    if isinstance(err, StaleMap) and err.held is not None:  # the map held instead
+        return {"error": {"code": err.code, "message": err.message, "map": err.held}}
     return {"error": {"code": err.code, "message": err.message}}
 
 

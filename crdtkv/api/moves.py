@@ -43,10 +43,9 @@ from aiohttp import web
 
 from crdtkv.api.codec import json_response
 from crdtkv.cluster import move
-from crdtkv.cluster.map import ClusterMap, MapError
 from crdtkv.cluster.slots import format_ranges, key_slot, parse_ranges, slots_of_ranges
 from crdtkv.cluster.state import ClusterState
-from crdtkv.errors import BadRequest, CodecError, CrdtkvError, PayloadTooLarge
+from crdtkv.errors import BadRequest, CodecError, PayloadTooLarge
 from crdtkv.limits import MESSAGE_BYTES_MAX
 from crdtkv.node.aio import Node
 from crdtkv.replica import records as rec
@@ -59,7 +58,6 @@ __all__ = [
     "META_CLUSTER_MOVE",
     "MOVE_PATH",
     "Mover",
-    "load_persisted_map",
     "signed_headers",
 ]
 
@@ -75,11 +73,6 @@ RETRY_S = 0.5  # after a failed import, before the next try
 REQUEST_TIMEOUT_S = 30.0
 
 
-class StaleMap(CrdtkvError):
-    status = 409
-    code = "stale_map"
-
-
 def signed_headers(secret: str | None, sender: str, path: str, body: bytes) -> dict[str, str]:
     """The headers of an internal request (``replication.http``'s scheme)."""
     headers = {"X-Crdtkv-Peer": sender}
@@ -88,20 +81,6 @@ def signed_headers(secret: str | None, sender: str, path: str, body: bytes) -> d
         headers["X-Crdtkv-Timestamp"] = str(ts)
         headers["X-Crdtkv-Signature"] = sign(secret, "POST", path, ts, body)
     return headers
-
-
-def load_persisted_map(node: Node, cluster: ClusterState) -> None:
-    """At start: take the map persisted by ``POST /v1/cluster/map`` if it is newer than
-    the one given by ``--cluster-map`` (a restart keeps the map it had)."""
-    raw = node.storage.get("meta", META_CLUSTER_MAP)
-    if raw is None:
-        return
-    try:
-        m = ClusterMap.from_json(rec.unpack(raw, "meta cluster_map"))
-        if m.epoch > cluster.epoch:
-            cluster.set_map(m)
-    except (MapError, CodecError) as e:
-        log.warning("persisted cluster map not used: %s", e)
 
 
 @dataclass
@@ -197,7 +176,6 @@ class Mover:
 
     # -- lifecycle --------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post(MAP_PATH, self.handle_map)
         app.router.add_post(IMPORT_PATH, self.handle_import)
         app.router.add_post(MOVE_PATH, self.handle_move)
 
@@ -250,32 +228,11 @@ class Mover:
             verify(self.secrets, request.method, request.path, request.headers, body, _now_ms())
         return body
 
-    # -- POST /v1/cluster/map ---------------------------------------------------------------
-    async def handle_map(self, request: web.Request) -> web.StreamResponse:
-        body = await self._body(request)
-        try:
-            new = ClusterMap.from_json(orjson.loads(body))
-        except orjson.JSONDecodeError:
-            raise BadRequest("the cluster map must be JSON") from None
-        except MapError as e:
-            raise BadRequest(f"cluster map: {e}") from None
-        c = self.cluster
-        if new.epoch < c.epoch or (new.epoch == c.epoch and new != c.map):
-            err = StaleMap(
-                f"cluster map epoch {new.epoch} is older than or conflicts with this "
-                f"process's epoch {c.epoch}"
-            )
-            body_out = {"error": {"code": err.code, "message": err.message}, "map": c.map.to_json()}
-            return json_response(body_out, status=err.status)
-        try:
-            changed = c.set_map(new)
-        except MapError as e:
-            raise BadRequest(str(e)) from None
-        if changed:
-            await self.node.write_meta(META_CLUSTER_MAP, rec.pack(new.to_json()))
-            log.info("cluster map epoch %d taken", new.epoch)
-            self._scan_orphans()
-        return json_response({"epoch": c.epoch})
+    # -- map changes (crdtkv.api.cluster.MapSync adopts them) ------------------------------
+    def map_changed(self) -> None:
+        """A newer map was taken: keys of slots this process no longer serves go on to
+        their owner (and a finished move hands nothing over any more)."""
+        self._scan_orphans()
 
     # -- POST /v1/cluster/import (target) ---------------------------------------------------
     async def handle_import(self, request: web.Request) -> web.StreamResponse:
@@ -308,7 +265,7 @@ class Mover:
         c = self.cluster
         m = self.move
         if m is not None and m.phase != "dropped" and (m.slots != slots or m.to != to):
-            raise StaleMap(
+            raise BadRequest(
                 f"a move of slots {format_ranges(sorted(m.slots))} to {m.to} is in progress here"
             )
         if step == "copy":

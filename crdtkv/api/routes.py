@@ -49,7 +49,7 @@ from crdtkv.node import Node
 from crdtkv.ops.spec import In, Kind, OpSpec
 from crdtkv.ops.table import OPS, TABLE
 
-__all__ = ["add_routes", "path_pattern"]
+__all__ = ["add_routes", "cluster_view", "path_pattern"]
 
 log = logging.getLogger("crdtkv.api")
 
@@ -231,10 +231,6 @@ def cluster_view(node: Node) -> dict[str, Any]:
     }
 
 
-async def cluster_map(request: web.Request) -> web.StreamResponse:
-    return json_response(cluster_view(request.app[NODE]))
-
-
 async def healthz(request: web.Request) -> web.StreamResponse:
     if request.app[NODE].failed is not None:
         raise StorageError("replica stopped after a storage failure")
@@ -258,6 +254,5 @@ def add_routes(app: web.Application) -> None:
     writes[app.router.add_post("/v1/batch", batch)] = False  # checked op by op (batch)
     writes[app.router.add_get("/v1/status", status, allow_head=False)] = False
     app.router.add_get("/healthz", healthz)
-    writes[app.router.add_get("/v1/cluster/map", cluster_map, allow_head=False)] = False
     writes[app.router.add_get("/metrics", metrics, allow_head=False)] = False
     app[ROUTE_WRITES] = writes

@@ -46,16 +46,24 @@ class ClusterState:
     def epoch(self) -> int:
         return self.map.epoch
 
-    def set_map(self, new: ClusterMap) -> bool:
-        """Take ``new`` if its epoch is higher (True); False if it is the map held;
-        MapError if it is older, conflicts, drops this process, or moves it to
-        another shard (a process stays in its shard for its life)."""
+    def check_map(self, new: ClusterMap) -> bool:
+        """What ``set_map(new)`` would do, changing nothing: True if it would take
+        ``new``, False if ``new`` is the map held; MapError as ``set_map``.  (The
+        shell checks, persists, and only then sets.)"""
         if not self.map.check_successor(new):
             return False
         if not new.has_node(self.me_id):
             raise MapError(f"the new cluster map (epoch {new.epoch}) drops this replica")
         if new.shard_of(self.me_id).id != self.shard.id:
             raise MapError(f"the new cluster map (epoch {new.epoch}) moves this replica's shard")
+        return True
+
+    def set_map(self, new: ClusterMap) -> bool:
+        """Take ``new`` if its epoch is higher (True); False if it is the map held;
+        MapError if it is older, conflicts, drops this process, or moves it to
+        another shard (a process stays in its shard for its life)."""
+        if not self.check_map(new):
+            return False
         self._set(new)
         self.handed_over &= set(new.moving)  # a finished or abandoned move hands over nothing
         self.holding &= set(new.moving)

@@ -398,6 +398,18 @@ class Node:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, _write, self.storage, batch, True)
 
+    async def write_meta_batch(self, batch: WriteBatch) -> None:
+        """Write ``batch`` (meta records outside the core's log: the cluster map) synced,
+        on the storage thread, after the writes before it; StorageError if it fails
+        (the replica keeps running: nothing of its log is lost)."""
+        if self.core.failed is not None:
+            raise StorageError("replica stopped after a storage failure")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, _write, self.storage, batch, True)
+        except Exception as e:
+            raise StorageError(f"storage write failed: {e}") from e
+
     def notify_applied(self) -> None:
         """Re-check parked sessions now (the core also does after every merge)."""
         self.core.tick(self.clock())

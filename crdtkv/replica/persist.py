@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
 from crdtkv.crdts.causal import CausalContext, decode_vv
 from crdtkv.errors import CodecError, StorageError
@@ -36,9 +37,11 @@ __all__ = [
     "Checkpointer",
     "DataDirMismatch",
     "build_batch",
+    "cluster_map_batch",
     "load_replica",
     "mark_clean",
     "migrate_format_1",
+    "read_cluster_map",
 ]
 
 
@@ -287,6 +290,25 @@ def mark_clean(storage: Storage) -> None:
     batch = WriteBatch()
     batch.put("meta", rec.META_CLEAN, rec.pack(True))
     storage.write(batch, sync=True)
+
+
+def read_cluster_map(storage: Storage) -> dict[str, Any] | None:
+    """The cluster map persisted in the data directory (its JSON form, unchecked:
+    the caller parses it with ``ClusterMap.from_json``), or None."""
+    raw = storage.get("meta", rec.META_CLUSTER_MAP)
+    if raw is None:
+        return None
+    obj = rec.unpack(raw, "meta cluster_map")
+    if not isinstance(obj, dict):
+        raise CodecError("meta cluster_map: expected a map object")
+    return obj
+
+
+def cluster_map_batch(map_json: dict[str, Any]) -> WriteBatch:
+    """The batch that persists a cluster map (write it synced before acknowledging it)."""
+    batch = WriteBatch()
+    batch.put("meta", rec.META_CLUSTER_MAP, rec.pack(map_json))
+    return batch
 
 
 def build_batch(

@@ -42,6 +42,7 @@ __all__ = [
     "META_APPLIED",
     "META_CHECKPOINT_POS",
     "META_CLEAN",
+    "META_CLUSTER_MAP",
     "META_FORMAT",
     "META_HLC",
     "META_INCARNATION",
@@ -84,6 +85,9 @@ META_SYNCED = b"synced_vv"  # upper bound of the dots learnt by state sync (see 
 META_WAL = b"wal"  # True while a process runs on this directory in `wal` durability
 META_CLEAN = b"clean"  # present only after a clean close (written last, synced)
 META_RELEASE = b"release"  # the crdtkv release of the last start (from 0.2.0 on)
+# The cluster map this process holds (sharded, --cluster-map): its JSON form
+# (ClusterMap.to_json), written before a new map is acknowledged.
+META_CLUSTER_MAP = b"cluster_map"
 
 
 def pack(data: object) -> bytes:

@@ -71,8 +71,10 @@ def serve_command(
     log_level: str | None = None,
     launcher: Sequence[str] = ("-m", "crdtkv.cli"),
     resp_port: int = 0,
+    cluster_map: str | None = None,
 ) -> list[str]:
-    """The argv of a ``crdtkv serve`` on 127.0.0.1 run by this interpreter.
+    """The argv of a ``crdtkv serve`` on 127.0.0.1 run by this interpreter
+    (``cluster_map``: the path of a sharded cluster's map file).
 
     ``launcher`` is what follows the interpreter instead of ``-m crdtkv.cli``
     (a script taking crdtkv's arguments, to run another source tree).
@@ -83,6 +85,8 @@ def serve_command(
         cmd += ["--log-level", log_level]
     for peer, url in (peers or {}).items():
         cmd += ["--peer", f"{peer}={url}"]
+    if cluster_map is not None:  # a sharded replica: the map names its peers
+        cmd += ["--cluster-map", cluster_map]
     return cmd
 
 

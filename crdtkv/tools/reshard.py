@@ -139,7 +139,8 @@ def _push(cl: Cluster, m: ClusterMap) -> None:
     for n in m.nodes():
         code, body = cl.request("POST", n.http + MAP_PATH, m.to_json(), what=n.id)
         if code == 409:
-            theirs = body.get("map", {}).get("epoch") if isinstance(body, dict) else None
+            held = (body.get("error") or {}).get("map") if isinstance(body, dict) else None
+            theirs = held.get("epoch") if isinstance(held, dict) else None
             if isinstance(theirs, int) and theirs > m.epoch:
                 continue
         if code != 200:

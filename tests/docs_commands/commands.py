@@ -51,6 +51,15 @@ RULES: dict[str, Rule] = {
     "make test": Rule(how="parse", why="it is the whole test suite; `make -n test` is checked"),
     "crdtkv serve": Rule(how="serve"),
     "crdtkv bench": Rule(short={"-n": "20"}, add={"--keyspace": "100"}),
+    "crdtkv cluster": Rule(
+        how="parse",
+        why="it runs until Ctrl-C with S x R processes; tests/cluster/test_map_ops.py runs "
+        "`crdtkv cluster --shards 2 --regions 2` and checks what it prints",
+    ),
+    "crdtkv cluster-map": Rule(
+        how="parse",
+        why="it needs a running sharded cluster; tests/cluster/test_map_ops.py runs show and set",
+    ),
     "python -m simulations": Rule(),
     "python -m simulations run": Rule(
         short={"--seeds": "2"},

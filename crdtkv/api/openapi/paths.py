@@ -15,6 +15,7 @@ from crdtkv.errors import (
     NotFound,
     PayloadTooLarge,
     SessionUnavailable,
+    StaleMap,
     StorageError,
     Unauthorized,
     UnsupportedMediaType,
@@ -115,7 +116,7 @@ def paths() -> Json:
         **op_paths(),
         "/v1/batch": {"post": batch_operation()},
         "/v1/status": {"get": status_operation()},
-        "/v1/cluster/map": {"get": cluster_map_operation()},
+        "/v1/cluster/map": {"get": cluster_map_operation(), "post": cluster_map_set_operation()},
         "/healthz": {"get": healthz_operation()},
         "/metrics": {"get": metrics_operation()},
         "/openapi.json": {"get": openapi_operation()},
@@ -199,6 +200,35 @@ def cluster_map_operation() -> Json:
     )
     del out["responses"][str(SessionUnavailable.status)]
     return out
+
+
+def cluster_map_set_operation() -> Json:
+    return {
+        "operationId": "clusterMapSet",
+        "tags": ["operations"],
+        "summary": "Internal: give this process a new cluster map (signed)",
+        "description": "Process to process, and `crdtkv cluster-map set`: not a client "
+        "call. Signed with the cluster secret as replication requests are "
+        "(`X-Crdtkv-Peer`, `X-Crdtkv-Timestamp`, `X-Crdtkv-Signature`), and needs no "
+        "auth token. A newer map is persisted in the data directory and taken before the "
+        "answer; the process then pushes it to every other process of the cluster. A "
+        "replica without `--cluster-secret` takes no map over HTTP (403); a map that "
+        "would drop this replica or move it to another shard, or a replica that is not "
+        "sharded: 400. A `GET` of this path signed the same way passes without a token "
+        "and gets a signed answer (how processes ask each other for their maps).",
+        "security": [],
+        "parameters": [ref("parameters", p) for p in ("Session", "WaitMs")],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema("ClusterMap")}},
+        },
+        "responses": {
+            "200": ok("ClusterMapTaken", "Taken (or already held).", {"epoch": 2, "changed": True}),
+            **error_refs(
+                BadRequest, Unauthorized, Forbidden, StaleMap, PayloadTooLarge, StorageError
+            ),
+        },
+    }
 
 
 def healthz_operation() -> Json:

@@ -76,6 +76,11 @@ ERROR_DOCS: dict[str, tuple[str, str]] = {
         "The key's slot is moving to another shard and this replica is making its last copy "
         "(a moment): retry the request shortly (Redis's TRYAGAIN). Nothing changed.",
     ),
+    "stale_map": (
+        "a posted cluster map is older than the one held",
+        "`POST /v1/cluster/map` with a map whose epoch is lower than this process's (or "
+        "another map of the same epoch): `error.map` is the map it holds. Nothing changed.",
+    ),
     "internal": (
         "a storage failure or a bug; the replica's log says which",
         "The replica stopped after a storage failure, or a bug; its log says which.",

@@ -357,9 +357,30 @@ def operations_schemas() -> Json:
                 "region": {"type": "string"},
                 "epoch": COUNT,
                 "slots": {"type": "string"},
-                "map": {"type": "object"},
+                "map": schema("ClusterMap"),
             },
         },
+        "ClusterMap": {
+            "type": "object",
+            "description": "A cluster map (docs/architecture.md, Sharding): its `epoch`, "
+            "`shards` (each an `id`, its `slots` as ranges and its `replicas`, one per region: "
+            "`id`, `region`, `http`, `resp`) and the slots `moving` to another shard.",
+            "required": ["epoch", "shards"],
+            "properties": {
+                "epoch": COUNT,
+                "shards": {"type": "array", "items": {"type": "object"}},
+                "moving": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "ClusterMapTaken": obj(
+            {
+                "epoch": {**COUNT, "description": "The epoch this process holds now."},
+                "changed": {
+                    "type": "boolean",
+                    "description": "False: it already held this very map.",
+                },
+            }
+        ),
         "Peer": obj(
             {
                 "url": {"type": "string"},
