@@ -305,6 +305,7 @@ async def test_status_reports_keys_and_applied_vector(served: Served) -> None:
         "keys": 0,
         "applied": {},
         "peers": {},
+        "cluster": {"enabled": False},
     }
     await served.ok("POST", "/v1/counters/a", {"delta": 1})
     await served.ok("PUT", "/v1/registers/b", {"value": 1, "ttl_ms": 10})
