@@ -378,8 +378,10 @@ def test_clients_with_a_stale_map_follow_the_redirects(tmp_path: Path) -> None:
 def test_a_redirect_loop_ends_with_a_clear_error(tmp_path: Path) -> None:
     m = _one_region_map(tmp_path)
     slot = m.slots_of("s1")[0]
-    # s0-a thinks s1 owns the slot (as m says); s1-a runs a map where s0 owns it.
-    other = m.with_owner([slot], "s0")
+    # s0-a thinks s1 owns the slot (as m says); s1-a runs a map where s0 owns it, of
+    # the same epoch: each refuses the other's (a conflict), so the loop stays.
+    moved = m.with_owner([slot], "s0")
+    other = ClusterMap(m.epoch, moved.shards, moved.owners)
     key = next(k for k in (f"loop{i}" for i in range(100_000)) if key_slot(k) == slot)
     with server_group() as g:
         servers = {i: g.add(s) for i, s in _pair(tmp_path, {"s0-a": m, "s1-a": other}).items()}
