@@ -4,6 +4,7 @@
     python -m simulations run --seed 1 --seeds 2000     a campaign of seeds 1..2000
     python -m simulations run --seed 3 --canary fsync-lies
     python -m simulations run --seed 1 --seeds 150 --key-classes lists   only list keys
+    python -m simulations run --seed 1 --seeds 300 --shards 3   sharded, slots moving
     python -m simulations --list-canaries
     python -m simulations nemesis --runs 200 --seed 1   real ``crdtkv serve`` processes
     python -m simulations cluster --seed 2 --duration 8 one real-process run, its events
@@ -90,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
         help="comma list of the key classes clients use (default: all), e.g. 'lists' or "
         "'hashes,zsets'",
     )
+    r.add_argument(
+        "--shards",
+        type=int,
+        help="a sharded run: this many shards (2-6) x --regions, slots moving between them "
+        "under the faults, checked that no acknowledged write is lost (simulations/shards.py)",
+    )
+    r.add_argument(
+        "--regions", type=int, help="(with --shards) regions, 1-3 (default: drawn, 2 or 3)"
+    )
     r.add_argument("--durability", choices=("fsync", "wal"), default="fsync")
     r.add_argument("--report", type=Path, help="write report.json and PNG figures here")
     r.add_argument("--jobs", type=int, default=1, help="worker processes for a campaign")
@@ -142,6 +152,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(str(e))
     if args.seeds < 1 or (args.replicas is not None and not 1 <= args.replicas <= 9):
         parser.error("--seeds must be >= 1 and --replicas in 1..9")
+    if args.shards is not None and not 2 <= args.shards <= 6:
+        parser.error("--shards must be from 2 to 6 (a move needs two shards)")
+    if args.regions is not None and (args.shards is None or not 1 <= args.regions <= 3):
+        parser.error("--regions goes with --shards and must be from 1 to 3")
+    if args.shards is not None and (args.durability != "fsync" or args.replicas is not None):
+        parser.error("--shards runs shards x regions replicas with --durability fsync")
     opts = CampaignOptions(
         seed=args.seed,
         seeds=args.seeds,
@@ -152,6 +168,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         durability=args.durability,
         canary=args.canary,
         key_classes=args.key_classes,
+        shards=args.shards,
+        regions=args.regions,
         report=args.report,
         jobs=max(1, args.jobs),
         progress=not args.quiet,
@@ -165,6 +183,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         f"simulated: {s['simulated_hours']:.2f} h ({s['fault_phase_hours']:.2f} h of faults), "
         f"operations: {s['operations']}, wall: {s['wall_s']:.0f} s"
     )
+    if s["moves_planned"]:
+        print(
+            f"moves: {s['moves']} of {s['moves_planned']} finished, "
+            f"acknowledged writes: {s['acked_writes']}"
+        )
     print(f"violations by checker: {s['violations_by_checker'] or 'none'}")
     if s["violations_by_kind"]:
         print(f"violations by kind: {s['violations_by_kind']}")
@@ -183,6 +206,8 @@ def _one(opts: object, history_path: Path | None) -> int:
     assert isinstance(opts, CampaignOptions)
     cfg = config_for(opts, opts.seed)
     canary = CANARIES[cfg.canary] if cfg.canary else None
+    if cfg.shards:
+        return _one_sharded(opts, cfg)
     sim = Simulation(cfg)
     if canary is not None:
         with canary.patch():
@@ -216,6 +241,56 @@ def _one(opts: object, history_path: Path | None) -> int:
         print(f"  VIOLATION {v.line()}")
     if history_path is not None:
         history_path.write_text(json.dumps([o.to_json() for o in sim.history.ops], indent=1))
+    if canary is not None:
+        caught = canary.checker in result.checkers_failed()
+        print(f"canary {canary.name}: {'caught' if caught else 'NOT caught'} by {canary.checker}")
+    verdict = "ok" if result.ok else f"FAIL ({len(result.violations)} violations: "
+    if not result.ok:
+        verdict += (
+            f"{', '.join(result.checkers_failed())}) -- reproduce: {repro_command(opts, cfg.seed)}"
+        )
+    print(f"verdict: {verdict}")
+    return 0 if result.ok else 1
+
+
+def _one_sharded(opts: object, cfg: object) -> int:
+    from simulations.campaign import CampaignOptions, repro_command
+    from simulations.config import SimConfig
+    from simulations.sim import run
+
+    assert isinstance(opts, CampaignOptions) and isinstance(cfg, SimConfig)
+    canary = CANARIES[cfg.canary] if cfg.canary else None
+    result = run(cfg)
+    s = result.stats
+    print(
+        f"seed {cfg.seed}: {cfg.shards} shards x {cfg.regions} regions, "
+        f"{cfg.duration_ms / 1000:g} s fault phase, {cfg.clients} clients, "
+        f"{cfg.moves} moves planned (hand-over pause {cfg.handover_pause_ms} ms), "
+        f"faults: {', '.join(cfg.faults) or 'none'}"
+        + (f", canary: {cfg.canary}" if cfg.canary else "")
+    )
+    converged = (
+        f"settled {s['converge_ms'] / 1000:g} s after healing"
+        if s["converge_ms"] is not None
+        else "did NOT settle"
+    )
+    print(
+        f"  {s['ops']} operations ({s['ops_ok']} ok, {s['ops_fail']} failed, "
+        f"{s['ops_unknown']} unknown; {s['acked_writes']} acknowledged writes), "
+        f"{s['sim_ms'] / 1000:g} s simulated, {converged}; {s.get('crashes', 0)} crashes, "
+        f"{s.get('driver_crashes', 0)} driver crashes"
+    )
+    print(
+        f"  moves: {s['moves_done']} of {s['moves_planned']} done ({s.get('slots_moved', 0)} "
+        f"slots, final epoch {s['final_epoch']}); bulk copy {s.get('bulk_names', 0)} names "
+        f"in {s.get('bulk_chunks', 0)} chunks, final copy {s.get('final_names', 0)} names, "
+        f"{s.get('names_forwarded', 0)} names forwarded, {s.get('names_dropped', 0)} dropped; "
+        f"redirects: {s.get('moved', 0)} moved, {s.get('asks', 0)} ask, "
+        f"{s.get('try_again', 0)} try-again"
+    )
+    print(f"  trace sha256:{result.trace_hash}")
+    for v in result.violations:
+        print(f"  VIOLATION {v.line()}")
     if canary is not None:
         caught = canary.checker in result.checkers_failed()
         print(f"canary {canary.name}: {'caught' if caught else 'NOT caught'} by {canary.checker}")

@@ -45,6 +45,8 @@ class CampaignOptions:
     jobs: int = 1
     progress: bool = True
     key_classes: list[str] | None = None  # workload.TYPE_WEIGHTS entries drawn (None: all)
+    shards: int | None = None  # a sharded run with slot moves (simulations.shards)
+    regions: int | None = None  # (sharded) regions; None: drawn, 2 or 3
 
 
 def config_for(opts: CampaignOptions, seed: int) -> SimConfig:
@@ -56,6 +58,9 @@ def config_for(opts: CampaignOptions, seed: int) -> SimConfig:
     canary = CANARIES[opts.canary] if opts.canary else None
     if canary is not None and faults is None:
         faults = list(canary.faults)
+    shards = opts.shards
+    if shards is None and canary is not None and canary.shards:
+        shards = canary.shards  # a canary of the move runs sharded
     cfg = draw_config(
         seed,
         replicas=opts.replicas,
@@ -64,6 +69,8 @@ def config_for(opts: CampaignOptions, seed: int) -> SimConfig:
         durability=opts.durability,
         canary=opts.canary,
         exclude=opts.exclude,
+        shards=shards,
+        regions=opts.regions,
     )
     if canary is not None:
         # A broken variant often never converges: 15 s of simulated liveness
@@ -78,7 +85,11 @@ def config_for(opts: CampaignOptions, seed: int) -> SimConfig:
 
 def repro_command(opts: CampaignOptions, seed: int) -> str:
     parts = ["python", "-m", "simulations", "run", "--seed", str(seed)]
-    if opts.replicas is not None:
+    if opts.shards is not None:
+        parts += ["--shards", str(opts.shards)]
+    if opts.regions is not None:
+        parts += ["--regions", str(opts.regions)]
+    if opts.replicas is not None and opts.shards is None:
         parts += ["--replicas", str(opts.replicas)]
     if opts.faults is not None:
         parts += ["--faults", ",".join(opts.faults) or "none"]
@@ -115,7 +126,7 @@ def _work(job: tuple[CampaignOptions, int, bool]) -> dict[str, Any]:
         }
     out = result.to_json()
     out["checkers_failed"] = result.checkers_failed()
-    if metrics:
+    if metrics and result.metrics:  # (a sharded run records none)
         out["metrics"] = _thin(result.metrics)
     return out
 
@@ -165,6 +176,10 @@ class CampaignResult:
             "fault_phase_hours": round(fault_ms / 3_600_000, 3),
             "wall_s": round(self.wall_s, 1),
             "operations": sum(r["stats"]["ops"] for r in self.results),
+            # sharded runs (0 otherwise)
+            "moves": sum(r["stats"].get("moves_done", 0) for r in self.results),
+            "moves_planned": sum(r["stats"].get("moves_planned", 0) for r in self.results),
+            "acked_writes": sum(r["stats"].get("acked_writes", 0) for r in self.results),
             "violations_by_checker": dict(by_checker),
             "violations_by_kind": dict(by_kind),
         }
@@ -234,6 +249,8 @@ def write_report(opts: CampaignOptions, result: CampaignResult) -> None:
             "durability": opts.durability,
             "canary": opts.canary,
             "key_classes": opts.key_classes,
+            "shards": opts.shards,
+            "regions": opts.regions,
         },
         "summary": result.summary(),
         "seeds": seeds,

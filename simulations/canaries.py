@@ -37,6 +37,7 @@ from crdtkv.vectors.exact import ExactIndex
 from replication.messages import Push
 from replication.protocol import PeerState, Replication
 from simulations.clients import ClientBugs
+from simulations.shards import MoveBugs
 
 __all__ = ["CANARIES", "Canary"]
 
@@ -327,6 +328,14 @@ def _refusal_token_adopted() -> contextlib.AbstractContextManager[None]:
     return _patched(ClientBugs, "adopt_refusal_token", True)
 
 
+def _move_skips_final_copy() -> contextlib.AbstractContextManager[None]:
+    return _patched(MoveBugs, "skip_final_copy", True)
+
+
+def _move_asks_before_final_copy() -> contextlib.AbstractContextManager[None]:
+    return _patched(MoveBugs, "ask_before_final_copy", True)
+
+
 @dataclass(frozen=True)
 class Canary:
     name: str
@@ -335,6 +344,7 @@ class Canary:
     patch: Callable[[], contextlib.AbstractContextManager[None]]
     faults: tuple[str, ...] = ()  # fault kinds the run needs to show the bug
     overrides: dict[str, Any] = field(default_factory=dict)  # SimConfig fields to force
+    shards: int = 0  # a canary of the move: a sharded run of this many shards
 
 
 class _ForgetsRemovals:
@@ -414,6 +424,14 @@ _LISTS_AIM: dict[str, Any] = {
     "think_ms_max": 5,
     "switch_prob": 0.0,
     "key_classes": ["lists"],
+}
+
+# Sharded: busy clients, three moves, a pause between bulk copy and hand-over.
+_MOVES_AIM: dict[str, Any] = {
+    "clients": 6,
+    "think_ms_max": 5,
+    "moves": 3,
+    "handover_pause_ms": 200,
 }
 
 CANARIES: dict[str, Canary] = {
@@ -608,6 +626,26 @@ CANARIES: dict[str, Canary] = {
             _vset_join_ignores_removes,
             ("geo",),
             _VSETS_AIM,
+        ),
+        Canary(
+            "move-skips-final-copy",
+            "moves",
+            "a slot move's hand-over copies nothing changed since the bulk copy: writes the "
+            "source took meanwhile are not at the target when it answers ASK, nor after the drop",
+            _move_skips_final_copy,
+            ("geo", "partition"),
+            _MOVES_AIM,
+            shards=2,
+        ),
+        Canary(
+            "move-asks-before-final-copy",
+            "moves",
+            "a slot move's source answers ASK as soon as its hand-over starts, not once the "
+            "final copy is acknowledged: a client sent on to the target misses its own writes",
+            _move_asks_before_final_copy,
+            ("geo", "partition"),
+            _MOVES_AIM,
+            shards=2,
         ),
         Canary(
             "visible-type-lowest-stamp",

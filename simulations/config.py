@@ -30,6 +30,7 @@ from simulations import network
 
 __all__ = [
     "FAULT_KINDS",
+    "SHARD_FAULT_KINDS",
     "TOPOLOGY_SHAPES",
     "Intensities",
     "SimConfig",
@@ -52,6 +53,12 @@ FAULT_KINDS: dict[str, str] = {
     "small-log": "a delta log of a few KB, so lagging peers need a state sync",
     "topology": "replicas peer in a chain, star, ring or random connected graph, not a full mesh",
 }
+# The kinds a sharded run (``--shards``, ``simulations.shards``) models; the others are
+# left out of its draw: a wipe loses acknowledged writes by design (the checker of a
+# move asks that none is lost), clocks past the HLC bound refuse imports for as long
+# as they last, and the shards make the topology.
+SHARD_FAULT_KINDS = [k for k in FAULT_KINDS if k not in ("wipe", "clock-excess", "topology")]
+SHARD_REGIONS = (2, 3)  # a sharded run's regions, unless pinned
 # Switched per seed with probability 1/2 each, from the configuration stream.
 SWARM_KINDS = [k for k in FAULT_KINDS if k != "topology"]
 TOPOLOGY_SWARM_P = 0.25  # ``topology``: its own stream, on in a quarter of swarm runs
@@ -108,6 +115,13 @@ class SimConfig:
     # The key classes (``workload.TYPE_WEIGHTS`` entries) clients draw, at their
     # weights; None: every one.  Canaries narrow it to the types their bug touches.
     key_classes: list[str] | None = None
+    # Sharded (``simulations.shards``): ``shards`` x ``regions`` replicas (0: not
+    # sharded), ``moves`` slot moves one after the other, the move driver's pause
+    # between a region's bulk copy and its hand-over.
+    shards: int = 0
+    regions: int = 0
+    moves: int = 0
+    handover_pause_ms: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,14 +142,27 @@ def draw_config(
     durability: str = "fsync",
     canary: str | None = None,
     exclude: list[str] | None = None,
+    shards: int | None = None,
+    regions: int | None = None,
 ) -> SimConfig:
     """The run of ``seed``; arguments that are not None override the draw.
 
     ``exclude``: fault kinds removed from whatever was drawn or given (the
-    rest of the draw is unchanged).
+    rest of the draw is unchanged).  ``shards``: a sharded run of that many
+    shards (``replicas`` is then shards x regions; the kinds it does not model,
+    outside ``SHARD_FAULT_KINDS``, are left out).
     """
     if durability not in DURABILITY:
         raise ValueError(f"durability must be one of {DURABILITY}")
+    if shards is not None:
+        if not 2 <= shards <= 6:
+            raise ValueError("shards must be from 2 to 6 (a move needs two)")
+        if regions is not None and not 1 <= regions <= 3:
+            raise ValueError("regions must be from 1 to 3")
+        if durability != "fsync":
+            raise ValueError(
+                "a sharded run checks that no acknowledged write is lost: durability fsync"
+            )
     rng = stream(seed, "config")
     topo_rng = stream(seed, "topology")
     if faults is None:  # swarm: each kind with probability 1/2
@@ -175,11 +202,32 @@ def draw_config(
         canary=canary,
     )
     cfg.intensities = _draw_intensities(rng, cfg)
+    if shards is not None:
+        _shard_config(cfg, shards, regions)
+        return cfg
     if "topology" in cfg.faults:
         cfg.topology = topo_rng.choice(TOPOLOGY_SHAPES)
         ids = [f"r{i}" for i in range(n)]
         cfg.peers = network.topology(cfg.topology, ids, topo_rng)
     return cfg
+
+
+def _shard_config(cfg: SimConfig, shards: int, regions: int | None) -> None:
+    """A sharded run's own draws, from their own stream (the rest stays as drawn)."""
+    rng = stream(cfg.seed, "shards")
+    cfg.shards = shards
+    cfg.regions = regions if regions is not None else rng.choice(SHARD_REGIONS)
+    cfg.replicas = shards * cfg.regions
+    cfg.faults = [k for k in cfg.faults if k in SHARD_FAULT_KINDS]
+    cfg.moves = rng.randint(1, 3)
+    cfg.keys = rng.choice([6, 10, 16])  # keys per class, spread over the slots
+    cfg.handover_pause_ms = rng.choice([0, 50, 200])
+    cfg.clients = max(cfg.clients, cfg.regions)  # a client in every region at least
+    inten = cfg.intensities
+    if "wipe" not in cfg.faults:
+        inten.wipe_count = 0
+    if "clock-excess" not in cfg.faults:
+        inten.excess_ms = 0
 
 
 def _draw_intensities(rng: random.Random, cfg: SimConfig) -> Intensities:

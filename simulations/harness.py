@@ -82,6 +82,9 @@ class SimNode:
         self._tickets = 0
         # A fault armed to strike while the next storage write is in flight.
         self.on_next_write: Callable[[], None] | None = None
+        # Called after every start (the first and each restart) with the new core:
+        # a sharded run sets ``core.cluster`` from what the node persisted.
+        self.on_open: Callable[[SimNode], None] | None = None
         self._open(incarnation)
 
     def _open(self, incarnation: str) -> None:
@@ -101,6 +104,8 @@ class SimNode:
             now_ms=now,
         )
         self.core.attach(self.rep)
+        if self.on_open is not None:
+            self.on_open(self)
 
     def now(self) -> int:
         return self.cluster.node_now(self.rid)
@@ -231,13 +236,16 @@ class SimCluster:
         tick_ms: int = 5,
         max_offset_ms: int = 500,
         topology: dict[str, list[str]] | None = None,
+        connected: bool = True,
     ) -> None:
         """``topology``: each replica's peers (symmetric and connected); None,
-        the default, is a full mesh."""
+        the default, is a full mesh.  ``connected=False`` accepts a topology of
+        several groups that never replicate with each other (the shards of a
+        sharded run, ``simulations.shards``)."""
         self.rng = random.Random(seed)
         self.now_ms = 1_700_000_000_000
         self.ids = [f"r{i}" for i in range(n)]
-        self.peers = self._checked_topology(topology)
+        self.peers = self._checked_topology(topology, connected)
         self.nodes: dict[str, SimNode] = {}
         for rid in self.ids:
             self.nodes[rid] = SimNode(
@@ -267,7 +275,9 @@ class SimCluster:
         self.on_send: list[Callable[[str, str, messages.Message, bytes], None]] = []
         self.tracer: Callable[[str, str, str, bytes], None] | None = None
 
-    def _checked_topology(self, topology: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    def _checked_topology(
+        self, topology: dict[str, list[str]] | None, connected: bool = True
+    ) -> dict[str, list[str]]:
         ids = self.ids
         if topology is None:
             return {rid: [p for p in ids if p != rid] for rid in ids}
@@ -278,12 +288,12 @@ class SimCluster:
                 if p == rid or p not in topology or rid not in topology[p]:
                     raise ValueError(f"topology link {rid}-{p} is not symmetric between replicas")
         seen, todo = {ids[0]}, [ids[0]]
-        while todo:
+        while todo and connected:
             for p in topology[todo.pop()]:
                 if p not in seen:
                     seen.add(p)
                     todo.append(p)
-        if len(seen) != len(ids):
+        if connected and len(seen) != len(ids):
             unreached = sorted(set(ids) - seen)
             raise ValueError(f"topology is not connected: {unreached} unreachable from {ids[0]}")
         return {rid: sorted(set(topology[rid]), key=ids.index) for rid in ids}
@@ -366,6 +376,12 @@ class SimCluster:
             hook(src, dst, msg, blob)
         self.at(self.timeout_ms, lambda: self._timeout(src, dst, rid))
         self._deliver(src, dst, blob, lambda b: self._on_request(src, dst, rid, b))
+
+    def deliver(self, src: str, dst: str, blob: bytes, handler: Callable[[bytes], None]) -> None:
+        """Send ``blob`` from ``src`` to ``dst`` over the simulated link (its latency,
+        loss, duplication, partitions): ``handler(blob)`` runs at each arrival.  For
+        messages besides replication (a sharded run's map pushes and slot imports)."""
+        self._deliver(src, dst, blob, handler)
 
     def _deliver(self, src: str, dst: str, blob: bytes, handler: Callable[[bytes], None]) -> None:
         f = self.faults[(src, dst)]

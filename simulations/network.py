@@ -72,15 +72,25 @@ def _geo_matrix(rng: random.Random) -> dict[tuple[int, int], int]:
 
 
 def link_faults(
-    ids: list[str], rng: random.Random, *, geo: bool, jitter_ms: int, loss: float, dup: float
+    ids: list[str],
+    rng: random.Random,
+    *,
+    geo: bool,
+    jitter_ms: int,
+    loss: float,
+    dup: float,
+    regions: dict[str, int] | None = None,
 ) -> dict[Link, LinkFaults]:
+    """Every link's faults.  ``regions``: each id's region (0 to 2); default
+    ``region_of`` (a sharded run places its replicas itself)."""
     matrix = _geo_matrix(rng)
     out: dict[Link, LinkFaults] = {}
+    where = regions if regions is not None else {rid: region_of(rid) for rid in ids}
     for a in ids:
         for b in ids:
             if a == b:
                 continue
-            latency = matrix[(region_of(a), region_of(b))] if geo else 5
+            latency = matrix[(where[a], where[b])] if geo else 5
             out[(a, b)] = LinkFaults(latency, jitter_ms, loss, dup)
     return out
 

@@ -32,7 +32,7 @@ import time
 import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crdtkv.crdts.causal import Dot
 from crdtkv.errors import NotFound, WrongType
@@ -49,6 +49,9 @@ from simulations.history import Final, History, Op
 from simulations.network import link_faults
 from simulations.observer import Observer
 from simulations.workload import final_reads, keyspace
+
+if TYPE_CHECKING:
+    from simulations.shards import ShardSimulation
 
 __all__ = ["RunResult", "Simulation", "run"]
 
@@ -290,6 +293,15 @@ def run(cfg: SimConfig, *, metrics: bool = False) -> RunResult:
     """Run one seed's configuration (with its canary injected, if any)."""
     canary = CANARIES[cfg.canary] if cfg.canary else None
     if canary is None:
-        return Simulation(cfg, metrics=metrics).run()
+        return _simulation(cfg, metrics).run()
     with canary.patch():
-        return Simulation(cfg, metrics=metrics).run()
+        return _simulation(cfg, metrics).run()
+
+
+def _simulation(cfg: SimConfig, metrics: bool) -> Simulation | ShardSimulation:
+    """The one-group simulation, or a sharded one (``cfg.shards``)."""
+    if cfg.shards:
+        from simulations.shards import ShardSimulation
+
+        return ShardSimulation(cfg, metrics=metrics)
+    return Simulation(cfg, metrics=metrics)

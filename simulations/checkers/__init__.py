@@ -45,6 +45,10 @@ saw).  ``docs/simulation.md`` states every rule precisely; in short (one module 
 - ``sessions``: read-your-writes, monotonic reads, monotonic writes and
   writes-follow-reads for every session.
 - ``durability`` (fsync only): a crash never loses what was acknowledged.
+- ``moves`` (sharded runs, ``simulations.shards``; ``checkers/moves.py``): no
+  acknowledged write is lost across a slot move (at the final owner in every
+  region), nothing is left at the source, every node holds the final map,
+  a client reads its own writes across ``Moved`` and ``Ask``.
 - ``errors``: no operation raises anything but the contract's errors (the
   API would answer 500), and no replica core raises during replication.
 

@@ -45,6 +45,7 @@ CHECKERS = (
     "vset-ann-no-removed",
     "sessions",
     "durability",
+    "moves",
     "errors",
 )
 NEVER = 2**62  # "completed" time of an operation whose outcome is unknown
