@@ -101,6 +101,11 @@ RULES: dict[str, Rule] = {
         why="needs wrk, which the project does not install, and a second source tree "
         "(`git archive` of another commit) that the docs name by a path of the reader's",
     ),
+    "benchmarks/shard_bench.py": Rule(
+        how="parse",
+        why="needs redis-benchmark (not installed by the project) and starts up to 4 shards; "
+        "tests/test_bench.py runs its --quick mode when redis-benchmark is there",
+    ),
     "benchmarks/startup.py": Rule(short={"--keys": "1000", "--restarts": "1"}),
     "benchmarks/profile_server.py": Rule(short={"-n": "20"}, passes_to=("bench",), needs="py-spy"),
     "benchmarks/replication_lag.py": Rule(  # a run starts 3 servers and lets them settle: ~10 s

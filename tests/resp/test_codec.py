@@ -399,6 +399,7 @@ class _NoNode:
 
     def __init__(self) -> None:
         self.metrics = MetricsRegistry()
+        self.cluster = None  # not sharded
 
     @staticmethod
     def clock() -> int:
