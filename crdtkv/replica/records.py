@@ -20,7 +20,7 @@ Column families (see ``crdtkv.storage``):
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgpack
@@ -36,6 +36,7 @@ from crdtkv.crdts.vset import VSet, check_vectors, decode_vcell, encode_vcell
 from crdtkv.errors import CodecError
 from crdtkv.replica.keyspace import STATE_TYPES, DeltaGroup, Key, LogEntry
 from crdtkv.replica.peers import PeerRecord
+from crdtkv.replica.store import StateStore
 from crdtkv.storage.base import WriteBatch
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "META_PEERS",
     "META_RELEASE",
     "META_REPLICA_ID",
+    "META_SNAPSHOT",
     "META_SYNCED",
     "META_WAL",
     "SPLIT_TYPES",
@@ -64,6 +66,7 @@ __all__ = [
     "field_key",
     "field_prefix",
     "load_states",
+    "load_store",
     "log_key",
     "log_pos_of",
     "pack",
@@ -84,6 +87,9 @@ META_SYNCED = b"synced_vv"  # upper bound of the dots learnt by state sync (see 
 META_WAL = b"wal"  # True while a process runs on this directory in `wal` durability
 META_CLEAN = b"clean"  # present only after a clean close (written last, synced)
 META_RELEASE = b"release"  # the crdtkv release of the last start (from 0.2.0 on)
+# Written with META_CLEAN when a clean stop saved a keyspace snapshot beside the
+# database: [token, checkpoint position]; deleted by every start (crdtkv.replica.store).
+META_SNAPSHOT = b"keyspace_snapshot"
 
 
 def pack(data: object) -> bytes:
@@ -388,3 +394,66 @@ def decode_peers(blob: bytes) -> dict[str, PeerRecord]:
         acked_vv = decode_vv(v[2]) if len(v) == 3 else None
         out[peer] = PeerRecord(max(0, acked), incarnation, resync=acked < 0, acked_vv=acked_vv)
     return out
+
+
+# What the records of a string and of key metadata start with (``codec.pack``):
+# a 3-element array, the type tag, format version 1.
+_NUM_HEAD = b"\x93\xa3num\x01"
+_META_HEAD = b"\x93\xa4meta\x01"
+_NO_TTL_TAIL = b"\x90"  # a KeyMeta record ends with its TTL list: empty
+
+
+def load_store(
+    states: Iterable[tuple[bytes, bytes]],
+    fields: Iterable[tuple[bytes, bytes]],
+    progress: Callable[[int], None] | None = None,
+) -> StateStore:
+    """Every stored state into a ``StateStore``: a string key's records (its string
+    and its metadata without a TTL) kept undecoded (``StateStore.put_raw``),
+    decoded when first used; every other state decoded now (``load_states``).
+
+    Only the records' heads are checked here; a string or metadata record that
+    does not decode raises ``CodecError`` when its key is first used.
+    ``progress(n)`` is called every 1,000,000 records read.
+    """
+    store = StateStore()
+    pending_meta: dict[str, bytes] = {}  # "meta/" sorts before "set/", "string/", ...
+    eager: list[tuple[bytes, bytes]] = []
+    hot_names: set[str] = set()
+    put_raw = store.put_raw
+    for n, (k, blob) in enumerate(states, 1):
+        if progress is not None and not n % 1_000_000:
+            progress(n)
+        ns, _, name_b = k.partition(b"/")
+        try:
+            name = name_b.decode("utf-8")
+        except UnicodeDecodeError:
+            name = ""  # refused by load_states, which names the record
+        if not name:
+            eager.append((k, blob))
+        elif ns == b"string" and blob.startswith(_NUM_HEAD) and name not in hot_names:
+            meta = pending_meta.pop(name, None)
+            put_raw(name, blob, meta)
+        elif ns == b"meta" and blob.startswith(_META_HEAD) and blob.endswith(_NO_TTL_TAIL):
+            if name in hot_names:
+                eager.append((k, blob))
+            else:
+                pending_meta[name] = blob
+        else:
+            hot_names.add(name)
+            if ns != b"meta":
+                meta = pending_meta.pop(name, None)
+                if meta is not None:
+                    eager.append((b"meta/" + name_b, meta))
+            eager.append((k, blob))
+    for name, meta in pending_meta.items():
+        if name in hot_names:
+            eager.append((b"meta/" + name.encode("utf-8"), meta))
+        else:
+            put_raw(name, None, meta)
+    eager.sort()
+    for key, state in load_states(eager, fields):
+        store.hot[key] = state
+    for name in hot_names.intersection(store.cold):  # a string and another type: all decoded
+        store.thaw(name)
+    return store
