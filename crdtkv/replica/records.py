@@ -19,6 +19,7 @@ Column families (see ``crdtkv.storage``):
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -36,7 +37,7 @@ from crdtkv.crdts.vset import VSet, check_vectors, decode_vcell, encode_vcell
 from crdtkv.errors import CodecError
 from crdtkv.replica.keyspace import STATE_TYPES, DeltaGroup, Key, LogEntry
 from crdtkv.replica.peers import PeerRecord
-from crdtkv.replica.store import StateStore
+from crdtkv.replica.store import RAW_BOTH, RAW_META, RAW_STRING, StateStore
 from crdtkv.storage.base import WriteBatch
 
 __all__ = [
@@ -417,43 +418,60 @@ def load_store(
     ``progress(n)`` is called every 1,000,000 records read.
     """
     store = StateStore()
-    pending_meta: dict[str, bytes] = {}  # "meta/" sorts before "set/", "string/", ...
+    cold = store.cold
+    # Names as bytes until kept: "meta/" sorts before "set/", "string/", ...
+    pending_meta: dict[bytes, bytes] = {}
     eager: list[tuple[bytes, bytes]] = []
-    hot_names: set[str] = set()
-    put_raw = store.put_raw
+    hot_names: set[bytes] = set()
+    raw_string, raw_meta, raw_both = RAW_STRING, RAW_META, RAW_BOTH
+    kept = 0
     for n, (k, blob) in enumerate(states, 1):
         if progress is not None and not n % 1_000_000:
             progress(n)
-        ns, _, name_b = k.partition(b"/")
-        try:
-            name = name_b.decode("utf-8")
-        except UnicodeDecodeError:
-            name = ""  # refused by load_states, which names the record
-        if not name:
-            eager.append((k, blob))
-        elif ns == b"string" and blob.startswith(_NUM_HEAD) and name not in hot_names:
-            meta = pending_meta.pop(name, None)
-            put_raw(name, blob, meta)
-        elif ns == b"meta" and blob.startswith(_META_HEAD) and blob.endswith(_NO_TTL_TAIL):
-            if name in hot_names:
-                eager.append((k, blob))
+        ns, _, nb = k.partition(b"/")
+        if ns == b"string" and nb and nb not in hot_names and blob.startswith(_NUM_HEAD):
+            try:
+                name = nb.decode("utf-8")
+            except UnicodeDecodeError:
+                eager.append((k, blob))  # refused by load_states, which names the record
+                continue
+            meta = pending_meta.pop(nb, None)
+            if meta is None:
+                cold[name] = raw_string + blob
+                kept += 1
             else:
-                pending_meta[name] = blob
+                cold[name] = b"".join((raw_both, len(blob).to_bytes(4, "little"), blob, meta))
+                kept += 2
+        elif (
+            ns == b"meta"
+            and nb
+            and nb not in hot_names
+            and blob.startswith(_META_HEAD)
+            and blob.endswith(_NO_TTL_TAIL)
+        ):
+            pending_meta[nb] = blob
         else:
-            hot_names.add(name)
+            hot_names.add(nb)
             if ns != b"meta":
-                meta = pending_meta.pop(name, None)
+                meta = pending_meta.pop(nb, None)
                 if meta is not None:
-                    eager.append((b"meta/" + name_b, meta))
+                    eager.append((b"meta/" + nb, meta))
             eager.append((k, blob))
-    for name, meta in pending_meta.items():
-        if name in hot_names:
-            eager.append((b"meta/" + name.encode("utf-8"), meta))
+    for nb, meta in pending_meta.items():
+        try:
+            name = nb.decode("utf-8")
+        except UnicodeDecodeError:
+            name = ""
+        if nb in hot_names or not name:
+            eager.append((b"meta/" + nb, meta))
         else:
-            put_raw(name, None, meta)
+            cold[name] = raw_meta + meta
+            kept += 1
+    store.cold_states += kept
     eager.sort()
     for key, state in load_states(eager, fields):
         store.hot[key] = state
-    for name in hot_names.intersection(store.cold):  # a string and another type: all decoded
-        store.thaw(name)
+    for nb in hot_names:  # a string and another type: all decoded
+        with contextlib.suppress(UnicodeDecodeError):
+            store.thaw(nb.decode("utf-8"))
     return store

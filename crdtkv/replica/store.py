@@ -51,6 +51,9 @@ from crdtkv.crdts.numeric import Entry, Incr, Write
 from crdtkv.errors import CodecError
 
 __all__ = [
+    "RAW_BOTH",
+    "RAW_META",
+    "RAW_STRING",
     "SET_COOL_MAX",
     "SNAPSHOT_MAGIC",
     "TYPE_NAMES",
@@ -69,9 +72,10 @@ SET_COOL_MAX = 16  # a larger set stays decoded (its checkpoints write fields, n
 _COMPACT = 0  # record forms (the byte after the mask)
 _RAW = 1
 
-_RAW_STRING = bytes((1 << _STRING, _RAW))
-_RAW_META = bytes((1 << _META, _RAW))
-_RAW_BOTH = bytes((1 << _STRING | 1 << _META, _RAW))
+# The heads of raw records (``put_raw``): a string's, a metadata's, both.
+RAW_STRING = bytes((1 << _STRING, _RAW))
+RAW_META = bytes((1 << _META, _RAW))
+RAW_BOTH = bytes((1 << _STRING | 1 << _META, _RAW))
 
 SNAPSHOT_MAGIC = b"crdtkv-keyspace-snapshot/1\n"
 SNAPSHOT_CHUNK = 200_000  # names per chunk record
@@ -275,13 +279,13 @@ class StateStore:
         and the two blobs."""
         if string is None:
             assert meta is not None
-            self.cold[name] = _RAW_META + meta
+            self.cold[name] = RAW_META + meta
             self.cold_states += 1
         elif meta is None:
-            self.cold[name] = _RAW_STRING + string
+            self.cold[name] = RAW_STRING + string
             self.cold_states += 1
         else:
-            self.cold[name] = b"".join((_RAW_BOTH, len(string).to_bytes(4, "little"), string, meta))
+            self.cold[name] = b"".join((RAW_BOTH, len(string).to_bytes(4, "little"), string, meta))
             self.cold_states += 2
 
     # -- compact encoding ------------------------------------------------------------------------
