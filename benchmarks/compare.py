@@ -718,6 +718,39 @@ def tool_versions(crdtkv: list[str]) -> dict[str, str]:
     return out
 
 
+def add_keyspace_args(p: argparse.ArgumentParser) -> None:
+    """The start-up and memory sections (benchmarks/keyspace_bench.py): off by default."""
+    p.add_argument(
+        "--startup",
+        type=int,
+        nargs="+",
+        metavar="N",
+        default=[],
+        help="also time start-up with N small keys each (e.g. --startup 1000000 10000000); "
+        "the directory is written directly with the storage code, not through the API",
+    )
+    p.add_argument(
+        "--memory",
+        type=int,
+        metavar="N",
+        help="also measure bytes per small key (string, counter, 3-member set) against Redis's "
+        "used_memory, N keys of each",
+    )
+
+
+def run_keyspace_sections(args: argparse.Namespace) -> None:
+    """Start-up at each --startup size and bytes per key against Redis (--memory)."""
+    if not args.startup and not args.memory:
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import keyspace_bench
+
+    doc = keyspace_bench.run(args.startup, args.memory)
+    print(keyspace_bench.render(doc), flush=True)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "compare_keyspace.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--quick", action="store_true", help="2 s per test instead of 5")
@@ -759,6 +792,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"comma-separated redis-benchmark tests of the RESP section (default: "
         f"{','.join(RESP_TESTS)})",
     )
+    add_keyspace_args(p)
     ns = p.parse_args(list(argv))
     ns.ops = [o for o in ns.ops.split(",") if o]
     ns.systems = [s for s in ns.systems.split(",") if s]
@@ -915,6 +949,7 @@ def main(argv: Sequence[str]) -> int:
         (args.out_dir / "compare_resp.md").write_text(md)
         write_resp_chart(resp_doc, args.out_dir / "compare_resp.png")
         print(md)
+    run_keyspace_sections(args)
     return 0
 
 

@@ -15,6 +15,7 @@ reads (the serving line, ``--check-config``'s JSON).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
@@ -45,6 +46,8 @@ Runner = Callable[[list[str], Mapping[str, str]], int]
 # Time a clean shutdown gives in-flight requests: the longest session wait
 # (limits.WAIT_MS_MAX) plus a group commit.
 SHUTDOWN_GRACE_S = 12.0
+# The keyspace snapshot a clean stop saves in the data directory (crdtkv.replica.store).
+KEYSPACE_SNAPSHOT = "keyspace.snapshot"
 
 
 class Command(NamedTuple):
@@ -111,7 +114,20 @@ def run_serve(config: ServeConfig) -> int:
     # process: collections during it would walk them again and again (a third
     # of start-up time with 200,000 keys) and find nothing to free.
     gc.disable()
+    log = logging.getLogger("crdtkv.load")
+    started = time.monotonic()
+    snapshot_path = Path(config.resolved_data_dir) / KEYSPACE_SNAPSHOT
+    snapshot_file = None
     try:
+        import msgpack
+
+        with contextlib.suppress(FileNotFoundError):
+            snapshot_file = open(snapshot_path, "rb")  # noqa: SIM115 (closed below)
+        snapshot = (
+            msgpack.Unpacker(snapshot_file, raw=False, strict_map_key=False, read_size=1 << 24)
+            if snapshot_file is not None
+            else None
+        )
         # Every start is a new incarnation, a new actor (see load_replica).
         incarnation = secrets.token_hex(4)
         replica = load_replica(
@@ -122,12 +138,26 @@ def run_serve(config: ServeConfig) -> int:
             wal=config.durability == "wal",
             # A format-1 migration drops expired registers.
             now_ms=time.time_ns() // 1_000_000 + config.clock_offset_ms,
+            snapshot=snapshot,
+            progress=log.info,
         )
     except Exception as e:  # wrong replica id, unknown format, corrupt records
         gc.enable()
         storage.close()
         _fail(SERVE_PROG, f"{config.resolved_data_dir}: {e}")
         return 1
+    finally:
+        if snapshot_file is not None:
+            snapshot_file.close()
+    # The start made the snapshot stale (META_SNAPSHOT is gone): it only costs disk now.
+    with contextlib.suppress(OSError):
+        snapshot_path.unlink(missing_ok=True)
+    log.info(
+        "loaded %d names (%d held compactly) in %.1f s",
+        len(replica.names),
+        len(replica.states.cold),
+        time.monotonic() - started,
+    )
     try:
         config = _cluster_map_at_start(config, storage)
     except _StartError as e:
@@ -262,6 +292,8 @@ async def serve_node(config: ServeConfig, node: Node) -> int:
 
     # Large vector sets' index snapshots: saved at a clean stop, loaded at start.
     node.index_dir = Path(config.resolved_data_dir) / "vset-index"
+    # The keyspace's snapshot: saved at a clean stop, loaded at start (run_serve).
+    node.keyspace_snapshot = Path(config.resolved_data_dir) / KEYSPACE_SNAPSHOT
     node.start()
     try:
         http_tls, resp_tls, peer_tls = _tls_contexts(config)

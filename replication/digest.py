@@ -40,7 +40,7 @@ class KeyspaceDigest:
         keys = dirty if self.primed else replica.states.keys()
         self.primed = True
         for key in keys:
-            state = replica.states.get(key)
+            state = replica.states.peek(key)  # read only: a cold key stays cold
             bucket = self.buckets[bucket_of(key)]
             if state is None:
                 self.hashes.pop(key, None)

@@ -154,7 +154,7 @@ class SyncSender:
         while run.want and len(states) < SYNC_KEYS_MAX:
             key = run.want[-1]
             # As the key was when the run started (see the theory of operation).
-            state = snapshot[key] if key in snapshot else self.replica.states.get(key)
+            state = snapshot[key] if key in snapshot else self.replica.states.peek(key)
             blob = b"" if state is None else rec.encode_state(state)
             cost = len(blob) + len(key[0]) + len(key[1].encode()) + ITEM_FRAMING_BYTES
             if states and state is not None and size + cost > self.settings.sync_bytes_max:

@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
+import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +39,7 @@ from crdtkv.node.core import Action, Admit, Answer, Durable, NodeCore, Ready, Re
 from crdtkv.ops.spec import OpSpec
 from crdtkv.replica import Replica
 from crdtkv.replica.keyspace import LogEntry
-from crdtkv.replica.persist import Checkpointer, mark_clean
+from crdtkv.replica.persist import Checkpointer, mark_clean, snapshot_parts
 from crdtkv.sessions import SessionToken
 from crdtkv.storage.base import Storage, WriteBatch
 from crdtkv.vectors.builder import IndexBuilder, save_snapshot, snapshot_path
@@ -102,6 +104,8 @@ class Node:
         self._index_task: asyncio.Task[None] | None = None
         # Where large vector sets' index snapshots go at a clean stop (None: nowhere).
         self.index_dir: Path | None = None
+        # Where the keyspace snapshot goes at a clean stop (None: no snapshot).
+        self.keyspace_snapshot: Path | None = None
         self._builder: IndexBuilder | None = None  # the index build running, if any
         # Sharded (``--cluster-map``): the map and this process's slots; None: one shard.
         self.cluster: ClusterState | None = None
@@ -182,7 +186,7 @@ class Node:
         search found without one (``Replica.vset_builds``).  Searches scan exactly
         meanwhile (``crdtkv.vectors.search.PendingBuild``); progress is logged."""
         r = self.replica
-        names = {name for t, name in list(r.states) if t == VECTORSET}
+        names = {name for t, name in list(r.states.hot) if t == VECTORSET}  # never cold
         while not self._closing:
             for name in sorted(names):
                 vs = r.states.get((VECTORSET, name))
@@ -197,7 +201,7 @@ class Node:
         if self.index_dir is None:
             return
         saved = set()
-        for (t, name), vs in list(self.replica.states.items()):
+        for (t, name), vs in self.replica.states.hot_items():  # vector sets are never cold
             if t != VECTORSET or not isinstance(vs, VSet) or not isinstance(vs.ann, SetIndex):
                 continue
             if len(vs) <= SYNC_BUILD_MAX:
@@ -215,6 +219,34 @@ class Node:
                 if old.name not in saved:
                     for suffix in ("", ".labels", ".digests"):
                         Path(str(old) + suffix).unlink(missing_ok=True)
+
+    async def _save_keyspace_snapshot(self, loop: asyncio.AbstractEventLoop) -> list[Any] | None:
+        """At a clean stop, after the final checkpoint: save the keyspace beside the
+        database, for the next start to load instead of every record; returns the
+        mark ``mark_clean`` records (None: no snapshot, the next start reads records)."""
+        path = self.keyspace_snapshot
+        if path is None:
+            return None
+        r = self.replica
+        token = secrets.token_hex(8)
+        started = time.monotonic()
+        parts = snapshot_parts(r, token)
+        if parts is None:
+            return None
+        pos = r.log_pos
+        try:
+            await loop.run_in_executor(self._executor, _write_file, path, parts)
+        except OSError as e:  # a snapshot is a shortcut for the next start
+            log.warning("keyspace snapshot not saved: %s", e)
+            return None
+        if r.dirty or r.log_pos != pos or r.gc_deleted:  # changed meanwhile: not exact
+            return None
+        log.info(
+            "keyspace snapshot saved: %d bytes in %.1f s",
+            sum(map(len, parts)),
+            time.monotonic() - started,
+        )
+        return [token, r.checkpoint_pos]
 
     async def _build_index(self, name: str, vs: VSet) -> None:
         snapshot = snapshot_path(self.index_dir, name) if self.index_dir is not None else None
@@ -255,8 +287,9 @@ class Node:
         if self.core.failed is None:
             try:
                 await self._await(lambda t: self.core.checkpoint(t))
+                mark = await self._save_keyspace_snapshot(loop)
                 # Last: the next start knows nothing unsynced was lost (B8).
-                await loop.run_in_executor(self._executor, mark_clean, self.storage)
+                await loop.run_in_executor(self._executor, mark_clean, self.storage, mark)
             except StorageError as e:
                 log.error("final flush failed: %s", e)
         if self._write_task is not None:
@@ -521,3 +554,19 @@ _NO_SESSION = SessionToken()
 
 def _write(storage: Storage, batch: WriteBatch, sync: bool) -> None:
     storage.write(batch, sync=sync)
+
+
+def _write_file(path: Path, parts: list[bytes]) -> None:
+    """Write ``parts`` to ``path`` atomically and durably (a temporary file, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        for part in parts:
+            f.write(part)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -33,6 +33,7 @@ from crdtkv.crdts.hlc import HLC, ZERO, Timestamp
 from crdtkv.crdts.numeric import Write
 from crdtkv.errors import BadRequest, WrongType
 from crdtkv.replica.peers import PeerBook
+from crdtkv.replica.store import StateStore
 
 __all__ = [
     "META",
@@ -147,7 +148,8 @@ class Replica:
     replica_id: str
     incarnation: str
     max_offset_ms: int = 500
-    states: dict[Key, CRDT] = field(default_factory=dict)
+    # Decoded objects for keys in use, compact records for the rest (``StateStore``).
+    states: StateStore = field(default_factory=StateStore)
     applied: CausalContext = field(default_factory=CausalContext)
     log_pos: int = 0  # last log position assigned
     checkpoint_pos: int = 0  # log position the last checkpoint reflects
@@ -165,7 +167,10 @@ class Replica:
     checkpoint_requested: bool = False  # a state sync ended: persist states now
     # For replication, written here only (the methods say who takes them):
     # keys changed since the digest cache last took them (``take_digest_dirty``),
+    # (tracked only once the digest cache has taken them a first time: before that
+    # its first refresh reads every key anyway),
     digest_dirty: set[Key] = field(default_factory=set)
+    digest_tracking: bool = False
     # the log read at start, until the replication core takes it (``take_loaded_log``),
     loaded_log: list[LogEntry] = field(default_factory=list)
     # and copy-on-write snapshots of the keyspace, one per outgoing state sync
@@ -487,7 +492,8 @@ class Replica:
         names: set[str] = set()
         for key in keys:
             self.dirty.add(key)
-            self.digest_dirty.add(key)
+            if self.digest_tracking:
+                self.digest_dirty.add(key)
             self.gc_deleted.discard(key)
             names.add(key[1])
             if key[0] == META:
@@ -577,6 +583,7 @@ class Replica:
     def take_digest_dirty(self) -> set[Key]:
         """Keys changed since the last call (the digest cache recomputes them)."""
         out, self.digest_dirty = self.digest_dirty, set()
+        self.digest_tracking = True
         return out
 
     def take_loaded_log(self) -> list[LogEntry]:
@@ -616,8 +623,14 @@ class Replica:
 
     def take_dirty(self) -> dict[Key, CRDT]:
         """Keys changed since the last checkpoint, with their current states."""
-        out = {k: self.states[k] for k in self.dirty if k in self.states}
+        states = self.states
+        out = {k: s for k in self.dirty if (s := states.get(k)) is not None}
         self.dirty = set()
+        # The checkpoint writes them now: hold the small ones compactly again, and
+        # the ones reads decoded since the last checkpoint (``StateStore.cool``).
+        for key in out:
+            states.thawed.add(key[1])
+        states.cool_thawed()
         return out
 
     def restore(
@@ -625,7 +638,7 @@ class Replica:
         hlc_wall_ms: int,
         applied: CausalContext,
         checkpoint_pos: int,
-        states: Iterable[tuple[Key, CRDT]],
+        states: Iterable[tuple[Key, CRDT]] | StateStore,
         log: Iterable[LogEntry],
     ) -> None:
         """Rebuild from storage: checkpointed states, then the log replayed after them.
@@ -636,7 +649,7 @@ class Replica:
         # One millisecond past the persisted bound: never reissue a timestamp.
         self.hlc.wall_ms, self.hlc.logical = max(self.hlc.wall_ms, hlc_wall_ms + 1), 0
         self.applied = applied.copy()
-        self.states = dict(states)
+        self.states = states if isinstance(states, StateStore) else StateStore(states)
         self.names = SortedList()
         self.log_pos = checkpoint_pos
         for entry in log:
@@ -652,8 +665,11 @@ class Replica:
             self.applied.add(entry.group.dot)
             self.dirty.update(entry.group.deltas)
         self.durable_vv = dict(self.applied.vv)  # everything loaded survived
-        self.names = SortedList({name for _, name in self.states})
-        for (t, name), state in self.states.items():
+        # A name is either cold (all its states) or hot: the two lists do not overlap.
+        hot_names = {name for _, name in self.states.hot}
+        self.names = SortedList([*self.states.cold, *hot_names])
+        # Cold records hold no TTL and no type conflict (``StateStore.cool``).
+        for (t, name), state in self.states.hot_items():
             if t == META:
                 exp = state.expires_ms() if isinstance(state, KeyMeta) else None
                 if exp is not None:

@@ -21,6 +21,7 @@ before anything is written.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +30,7 @@ from crdtkv.errors import CodecError, StorageError
 from crdtkv.replica import migrate
 from crdtkv.replica import records as rec
 from crdtkv.replica.keyspace import LogEntry, Replica
+from crdtkv.replica.store import StateStore
 from crdtkv.storage.base import Storage, WriteBatch
 from crdtkv.versions import RELEASE
 
@@ -42,6 +44,7 @@ __all__ = [
     "mark_clean",
     "migrate_format_1",
     "read_cluster_map",
+    "snapshot_parts",
 ]
 
 
@@ -132,6 +135,8 @@ def load_replica(
     *,
     wal: bool = False,
     now_ms: int = 0,
+    snapshot: Iterator[Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Replica:
     """Open (or initialise) a replica's state from ``storage``.
 
@@ -150,6 +155,11 @@ def load_replica(
     ``wal`` says how this process will run (recorded for the next start).
     ``now_ms``: physical time, used only by a migration from format 1 (a
     format-1 register whose TTL has passed is left out).
+    ``snapshot``: the decoded MessagePack objects of the keyspace snapshot a clean
+    stop saved beside the database (``snapshot_parts``), if there is one: used
+    instead of reading every state record when the directory says that stop was
+    the last one (``META_SNAPSHOT`` matches it), ignored otherwise.
+    ``progress``: called with a line to log now and then while loading.
     """
     raw_id = storage.get("meta", rec.META_REPLICA_ID)
     if raw_id is None:
@@ -181,12 +191,14 @@ def load_replica(
             previous or "before 0.2.0",
             RELEASE,
         )
+    snapshot_mark = _snapshot_mark(storage)
     raw_inc = storage.get("meta", rec.META_INCARNATION)
     incarnation = rec.unpack(raw_inc, "meta incarnation") if raw_inc is not None else None
     if not isinstance(incarnation, str) or not incarnation:
         raise CodecError("meta incarnation: missing or not a string")
     start = WriteBatch()  # this run is not clean until it closes cleanly
     start.delete("meta", rec.META_CLEAN)
+    start.delete("meta", rec.META_SNAPSHOT)  # this run changes what the snapshot holds
     start.put("meta", rec.META_WAL, rec.pack(wal))
     start.put("meta", rec.META_RELEASE, rec.pack(RELEASE))
     incarnation = new_incarnation  # the caller's: new at every start (the CLI's is random)
@@ -196,7 +208,11 @@ def load_replica(
     raw_applied = storage.get("meta", rec.META_APPLIED)
     applied = rec.decode_applied(raw_applied) if raw_applied is not None else CausalContext()
     checkpoint_pos = _meta_int(storage, rec.META_CHECKPOINT_POS, 0)
-    states = rec.load_states(storage.items("states"), storage.items("fields"))
+    states = None
+    if snapshot is not None and snapshot_mark is not None:
+        states = _load_snapshot(storage, snapshot, snapshot_mark, checkpoint_pos, progress)
+    if states is None:
+        states = _load_records(storage, progress)
     log = (rec.decode_log_entry(rec.log_pos_of(k), v) for k, v in storage.items("log"))
     replica.restore(_meta_int(storage, rec.META_HLC, 0), applied, checkpoint_pos, states, log)
     replica.checkpointed(checkpoint_pos)
@@ -207,6 +223,84 @@ def load_replica(
         decode_vv(rec.unpack(raw_synced, "meta synced_vv")) if raw_synced is not None else {},
     )
     return replica
+
+
+def _snapshot_mark(storage: Storage) -> list[Any] | None:
+    """``[token, checkpoint position]`` of the snapshot saved by the last stop, when
+    that stop was clean (None otherwise, or when unreadable)."""
+    raw = storage.get("meta", rec.META_SNAPSHOT)
+    if raw is None or storage.get("meta", rec.META_CLEAN) is None:
+        return None
+    try:
+        mark = rec.unpack(raw, "meta keyspace_snapshot")
+    except CodecError:
+        return None
+    return mark if isinstance(mark, list) and len(mark) == 2 else None
+
+
+def _load_records(storage: Storage, progress: Callable[[str], None] | None) -> StateStore:
+    def report(n: int) -> None:
+        if progress is not None:
+            progress(f"loading: {n:,} state records read")
+
+    return rec.load_store(storage.items("states"), storage.items("fields"), report)
+
+
+def _load_snapshot(
+    storage: Storage,
+    snapshot: Iterator[Any],
+    mark: list[Any],
+    checkpoint_pos: int,
+    progress: Callable[[str], None] | None,
+) -> StateStore | None:
+    """The keyspace from the clean stop's snapshot, plus the states it left out (read
+    from storage); None when the snapshot is not the one ``mark`` names, or damaged."""
+    try:
+        head = StateStore.read_snapshot_header(snapshot)
+        if [head.get("token"), head.get("pos")] != mark or mark[1] != checkpoint_pos:
+            log.warning("keyspace snapshot is not the last clean stop's: reading the records")
+            return None
+        hot = head.get("hot")
+        if not isinstance(hot, list):
+            raise CodecError("keyspace snapshot: malformed header")
+        if progress is not None:
+            progress(f"loading: keyspace snapshot of {head.get('cold_states', 0):,} states")
+        store = StateStore()
+        store.load_snapshot(head, snapshot)
+    except CodecError as e:
+        log.warning("%s: reading the records instead", e.message)
+        return None
+    # The states kept decoded (large, or not small types) are read from storage.
+    keys = [(t, n) for t, n in hot if isinstance(t, str) and isinstance(n, str)]
+    recs = [(k, v) for k in keys if (v := storage.get("states", rec.encode_state_key(k)))]
+    fields: list[tuple[bytes, bytes]] = []
+    for t, n in keys:
+        if t in rec.SPLIT_TYPES:
+            prefix = rec.field_prefix(t, n)
+            fields.extend(storage.items("fields", prefix, rec.prefix_end(prefix)))
+    raw = sorted((rec.encode_state_key(k), v) for k, v in recs)
+    for key, state in rec.load_states(raw, fields):
+        store.hot[key] = state
+    return store
+
+
+def snapshot_parts(replica: Replica, token: str) -> list[bytes] | None:
+    """The replica's keyspace as a snapshot file's parts, for a clean stop to save
+    after its final checkpoint, then record with ``mark_clean(storage, mark)``;
+    None when storage does not hold exactly the in-memory states (a write since the
+    last checkpoint)."""
+    if (
+        replica.dirty
+        or replica.pending
+        or replica.gc_deleted
+        or replica.checkpoint_requested
+        or replica.checkpoint_pos != replica.log_pos
+    ):
+        return None
+    states = replica.states
+    states.cool_all()
+    header = {"token": token, "pos": replica.checkpoint_pos, "hot": [list(k) for k in states.hot]}
+    return list(states.snapshot_chunks(header))
 
 
 def migrate_format_1(storage: Storage, now_ms: int) -> migrate.Migration:
@@ -285,10 +379,13 @@ def _log_migration(m: migrate.Migration, peers: int) -> None:
             )
 
 
-def mark_clean(storage: Storage) -> None:
-    """Record a clean close: everything is written and synced (the last write)."""
+def mark_clean(storage: Storage, snapshot: list[Any] | None = None) -> None:
+    """Record a clean close: everything is written and synced (the last write);
+    ``snapshot``: the mark of the keyspace snapshot this stop saved (synced first)."""
     batch = WriteBatch()
     batch.put("meta", rec.META_CLEAN, rec.pack(True))
+    if snapshot is not None:
+        batch.put("meta", rec.META_SNAPSHOT, rec.pack(snapshot))
     storage.write(batch, sync=True)
 
 

@@ -19,8 +19,9 @@ Column families (see ``crdtkv.storage``):
 
 from __future__ import annotations
 
+import contextlib
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgpack
@@ -36,6 +37,7 @@ from crdtkv.crdts.vset import VSet, check_vectors, decode_vcell, encode_vcell
 from crdtkv.errors import CodecError
 from crdtkv.replica.keyspace import STATE_TYPES, DeltaGroup, Key, LogEntry
 from crdtkv.replica.peers import PeerRecord
+from crdtkv.replica.store import RAW_BOTH, RAW_META, RAW_STRING, StateStore
 from crdtkv.storage.base import WriteBatch
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "META_PEERS",
     "META_RELEASE",
     "META_REPLICA_ID",
+    "META_SNAPSHOT",
     "META_SYNCED",
     "META_WAL",
     "SPLIT_TYPES",
@@ -65,6 +68,7 @@ __all__ = [
     "field_key",
     "field_prefix",
     "load_states",
+    "load_store",
     "log_key",
     "log_pos_of",
     "pack",
@@ -88,6 +92,9 @@ META_RELEASE = b"release"  # the crdtkv release of the last start (from 0.2.0 on
 # The cluster map this process holds (sharded, --cluster-map): its JSON form
 # (ClusterMap.to_json), written before a new map is acknowledged.
 META_CLUSTER_MAP = b"cluster_map"
+# Written with META_CLEAN when a clean stop saved a keyspace snapshot beside the
+# database: [token, checkpoint position]; deleted by every start (crdtkv.replica.store).
+META_SNAPSHOT = b"keyspace_snapshot"
 
 
 def pack(data: object) -> bytes:
@@ -392,3 +399,83 @@ def decode_peers(blob: bytes) -> dict[str, PeerRecord]:
         acked_vv = decode_vv(v[2]) if len(v) == 3 else None
         out[peer] = PeerRecord(max(0, acked), incarnation, resync=acked < 0, acked_vv=acked_vv)
     return out
+
+
+# What the records of a string and of key metadata start with (``codec.pack``):
+# a 3-element array, the type tag, format version 1.
+_NUM_HEAD = b"\x93\xa3num\x01"
+_META_HEAD = b"\x93\xa4meta\x01"
+_NO_TTL_TAIL = b"\x90"  # a KeyMeta record ends with its TTL list: empty
+
+
+def load_store(
+    states: Iterable[tuple[bytes, bytes]],
+    fields: Iterable[tuple[bytes, bytes]],
+    progress: Callable[[int], None] | None = None,
+) -> StateStore:
+    """Every stored state into a ``StateStore``: a string key's records (its string
+    and its metadata without a TTL) kept undecoded (``StateStore.put_raw``),
+    decoded when first used; every other state decoded now (``load_states``).
+
+    Only the records' heads are checked here; a string or metadata record that
+    does not decode raises ``CodecError`` when its key is first used.
+    ``progress(n)`` is called every 1,000,000 records read.
+    """
+    store = StateStore()
+    cold = store.cold
+    # Names as bytes until kept: "meta/" sorts before "set/", "string/", ...
+    pending_meta: dict[bytes, bytes] = {}
+    eager: list[tuple[bytes, bytes]] = []
+    hot_names: set[bytes] = set()
+    raw_string, raw_meta, raw_both = RAW_STRING, RAW_META, RAW_BOTH
+    kept = 0
+    for n, (k, blob) in enumerate(states, 1):
+        if progress is not None and not n % 1_000_000:
+            progress(n)
+        ns, _, nb = k.partition(b"/")
+        if ns == b"string" and nb and nb not in hot_names and blob.startswith(_NUM_HEAD):
+            try:
+                name = nb.decode("utf-8")
+            except UnicodeDecodeError:
+                eager.append((k, blob))  # refused by load_states, which names the record
+                continue
+            meta = pending_meta.pop(nb, None)
+            if meta is None:
+                cold[name] = raw_string + blob
+                kept += 1
+            else:
+                cold[name] = b"".join((raw_both, len(blob).to_bytes(4, "little"), blob, meta))
+                kept += 2
+        elif (
+            ns == b"meta"
+            and nb
+            and nb not in hot_names
+            and blob.startswith(_META_HEAD)
+            and blob.endswith(_NO_TTL_TAIL)
+        ):
+            pending_meta[nb] = blob
+        else:
+            hot_names.add(nb)
+            if ns != b"meta":
+                meta = pending_meta.pop(nb, None)
+                if meta is not None:
+                    eager.append((b"meta/" + nb, meta))
+            eager.append((k, blob))
+    for nb, meta in pending_meta.items():
+        try:
+            name = nb.decode("utf-8")
+        except UnicodeDecodeError:
+            name = ""
+        if nb in hot_names or not name:
+            eager.append((b"meta/" + nb, meta))
+        else:
+            cold[name] = raw_meta + meta
+            kept += 1
+    store.cold_states += kept
+    eager.sort()
+    for key, state in load_states(eager, fields):
+        store.hot[key] = state
+    for nb in hot_names:  # a string and another type: all decoded
+        with contextlib.suppress(UnicodeDecodeError):
+            store.thaw(nb.decode("utf-8"))
+    return store
