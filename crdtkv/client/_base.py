@@ -42,13 +42,24 @@ from crdtkv.client.routing import (
 )
 from crdtkv.cluster.map import ClusterMap, MapError, NodeAddr, Shard
 from crdtkv.cluster.slots import key_slot
-from crdtkv.errors import BadRequest, ClusterUnavailable, CrdtkvError, SessionUnavailable
+from crdtkv.errors import (
+    BadRequest,
+    ClusterUnavailable,
+    CrdtkvError,
+    SessionUnavailable,
+    TryAgain,
+)
 from crdtkv.sessions import SESSION_HEADER, WAIT_HEADER
 from crdtkv.tls import TlsError, client_context
 
 ATTEMPTS_MAX = 6  # requests per call across all replicas, before giving up
 MAP_FETCHES_MAX = 4  # replicas asked for the map after a redirect, at most
 MAP_PATH = "/v1/cluster/map"
+# A slot held for a move's last copy (503 try_again): asked again, here, after a
+# growing pause, up to HOLDS_MAX times (about 15 s), then TryAgain reaches the caller.
+HOLDS_MAX = 100
+HOLD_SLEEP_S = 0.01
+HOLD_SLEEP_MAX_S = 0.2
 BACKOFF_BASE_S = 0.05
 BACKOFF_MAX_S = 1.0
 REFUSED_STATUS = (
@@ -344,6 +355,7 @@ class ClientBase:
         (``REDIRECTS_MAX``).  ``pin``: the first request goes there (with ``asking``)."""
         last: Exception | None = None
         redirects = 0
+        holds = 0
         attempt = 0
         while attempt < self.attempts:
             if pin is not None:
@@ -362,6 +374,14 @@ class ClientBase:
             else:
                 self._absorb(reply.status, reply.headers, shard)
                 body = self._parse(reply.data)
+                if reply.status == TryAgain.status and _held(body):
+                    # The slot's last copy to its new shard is in flight: a moment, here.
+                    holds += 1
+                    if holds > HOLDS_MAX:
+                        raise TryAgain(str((body.get("error") or {}).get("message")))
+                    pin = url
+                    yield Sleep(min(HOLD_SLEEP_S * holds, HOLD_SLEEP_MAX_S))
+                    continue
                 redirect = _redirect(body) if reply.status == 421 else None
                 if redirect is not None:
                     code, where, slot = redirect
@@ -398,6 +418,7 @@ class ClientBase:
         todo = list(range(len(ops)))
         asked: dict[int, str] = {}
         redirects = 0
+        holds = 0
         while True:
             groups: dict[tuple[str, bool], list[int]] = {}
             for i in todo:
@@ -415,11 +436,15 @@ class ClientBase:
             for out in outs:
                 if isinstance(out, BaseException):
                     raise out
-            todo, asked, hint = [], {}, None
+            todo, asked, hint, held = [], {}, None, []
             for idx, out in zip(groups.values(), outs, strict=True):
                 if not isinstance(out, list) or len(out) != len(idx):
                     raise CrdtkvError("a replica answered a batch with the wrong number of results")
                 for i, result in zip(idx, out, strict=True):
+                    if _held(result) and holds < HOLDS_MAX:
+                        held.append(i)  # sent again shortly, where its key routes
+                        results[i] = result
+                        continue
                     redirect = _redirect(result)
                     if redirect is None:
                         results[i] = result
@@ -430,6 +455,13 @@ class ClientBase:
                         asked[i] = where
                     else:
                         hint = where
+            if held:
+                holds += 1
+                yield Sleep(min(HOLD_SLEEP_S * holds, HOLD_SLEEP_MAX_S))
+                if not todo:
+                    todo = sorted(held)
+                    continue
+                todo = sorted(todo + held)
             if not todo:
                 return results
             redirects += 1
@@ -442,6 +474,12 @@ class ClientBase:
             if hint is not None:
                 yield from self._refresh(hint)
             todo.sort()
+
+
+def _held(body: Any) -> bool:
+    """Whether ``body`` is a ``try_again`` error: a slot held for its move's last copy."""
+    err = body.get("error") if isinstance(body, dict) else None
+    return isinstance(err, dict) and err.get("code") == TryAgain.code
 
 
 def _redirect(body: Any) -> tuple[str, str, int | None] | None:

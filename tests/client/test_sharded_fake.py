@@ -248,3 +248,52 @@ def test_session_token_strings() -> None:
         Client(["http://127.0.0.1:1"], session_token="s0=t,nope")
     assert token_replicas(TokenSigner(None).encode(SessionToken({"r~1": 1, "r~2": 2}))) == {"r"}
     assert token_replicas("not a token") is None
+
+
+def _held(slot: int) -> dict[str, Any]:
+    return {"error": {"code": "try_again", "message": f"slot {slot} is held"}}
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_held_slot_is_asked_again_shortly_not_raised(
+    pq: tuple[ClusterMap, Fake, Fake], kind: str
+) -> None:
+    m, p, _ = pq
+    k = key_in(m, "s0", "h")
+    path = f"/v1/registers/{k}"
+    # P holds the slot for its move's last copy twice, then answers.
+    p.answer = lambda seen: (
+        (503, _held(key_slot(k))) if len(p.requests(path)) <= 2 else (200, {"value": "v"})
+    )
+    if kind == "sync":
+        with Client([p.url]) as db:
+            assert db.registers.get(k) == "v"
+    else:
+
+        async def go() -> Any:
+            async with AsyncClient([p.url]) as db:
+                return await db.registers.get(k)
+
+        assert asyncio.run(go()) == "v"
+    assert len(p.requests(path)) == 3  # the same replica, asked again: no failover
+
+
+def test_a_batch_op_held_is_resent(pq: tuple[ClusterMap, Fake, Fake]) -> None:
+    m, p, _ = pq
+    k, other = key_in(m, "s0", "a"), key_in(m, "s0", "b")
+
+    def p_answer(seen: Seen) -> Answer:
+        first = len(p.requests("/v1/batch")) == 1
+        return 200, {
+            "results": [
+                _held(key_slot(k)) if op["key"] == k and first else {"value": f"p:{op['key']}"}
+                for op in seen.body["ops"]
+            ]
+        }
+
+    p.answer = p_answer
+    with Client([p.url]) as db:
+        ops = [{"op": "registers.get", "key": x} for x in (k, other)]
+        assert db.batch(ops) == [{"value": f"p:{k}"}, {"value": f"p:{other}"}]
+    sent = [[op["key"] for op in b.body["ops"]] for b in p.requests("/v1/batch")]
+    assert sent == [[k, other], [k]]
