@@ -32,12 +32,18 @@ MOVED = set(range(0, 5461))  # a third of the slots, from s0 (0-8191) to s1
 KEYS = [f"w{i}" for i in range(240)]
 
 
-def _cluster(root: Path) -> tuple[ClusterMap, dict[str, Server]]:
-    ports = iter(free_ports(4))
+def _cluster(root: Path, resp: bool = False) -> tuple[ClusterMap, dict[str, Server]]:
+    ports = iter(free_ports(8))
     shards = []
     for s in range(2):
         reps = tuple(
-            NodeAddr(f"s{s}-{r}", r, f"http://127.0.0.1:{next(ports)}", None) for r in "ab"
+            NodeAddr(
+                f"s{s}-{r}",
+                r,
+                f"http://127.0.0.1:{next(ports)}",
+                f"127.0.0.1:{next(ports)}" if resp else None,
+            )
+            for r in "ab"
         )
         shards.append(Shard(f"s{s}", reps))
     m = ClusterMap.even(shards)
@@ -50,6 +56,7 @@ def _cluster(root: Path) -> tuple[ClusterMap, dict[str, Server]]:
             port=int(n.http.rsplit(":", 1)[1]),
             secret=SECRET,
             extra=["--cluster-map", str(path)],
+            resp_port=n.resp_host_port[1] if n.resp_host_port else None,
         )
         for n in m.nodes()
     }
@@ -320,3 +327,80 @@ def test_reshard_refuses_clearly(cluster: tuple[ClusterMap, dict[str, Server], P
     wait_until(lambda: "waiting for s1-b" in log.read_text(), 30, 0.2, "the tool to wait")
     servers["s1-b"].start()
     assert tool.wait(120) == 0, log.read_text()[-2000:]
+
+
+class ClientWriter(threading.Thread):
+    """Adds unique members with a real client: redis-py's RedisCluster (region a's
+    RESP ports) or the crdtkv client (region b).  Any exception that reaches the
+    caller is a failure: redirects are the clients' business."""
+
+    def __init__(self, kind: str, m: ClusterMap) -> None:
+        super().__init__(daemon=True)
+        self.kind = kind
+        self.m = m
+        self.rng = random.Random(kind)
+        self.acked: list[tuple[str, str]] = []
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        if self.kind == "redis-py":
+            from redis.cluster import ClusterNode, RedisCluster
+
+            nodes = [
+                ClusterNode(*n.resp_host_port)  # type: ignore[misc]
+                for n in self.m.nodes()
+                if n.region == "a"
+            ]
+            rc = RedisCluster(startup_nodes=nodes, decode_responses=True)
+            write = lambda k, v: rc.sadd(k, v)  # noqa: E731
+            close = rc.close
+        else:
+            from crdtkv import Client
+
+            db = Client([self.m.node("s0-b").http])
+            write = lambda k, v: db.sets.add(k, v)  # noqa: E731
+            close = db.close
+        i = 0
+        try:
+            while not self.stop.is_set():
+                key, member = self.rng.choice(KEYS), f"{self.kind}{i}"
+                i += 1
+                try:
+                    write(key, member)
+                except Exception as e:
+                    self.failures.append(f"{key}: {e!r:.300}")
+                    if len(self.failures) > 20:
+                        return
+                    continue
+                self.acked.append((key, member))
+        finally:
+            close()
+
+
+def test_reshard_under_redis_py_and_crdtkv_client_writes(tmp_path: Path) -> None:
+    """Issue 18's Done-when: a third of the slots move while redis-py's RedisCluster
+    (region a) and the crdtkv client (region b) write; no error reaches either, and no
+    acknowledged write is lost."""
+    m, servers = _cluster(tmp_path, resp=True)
+    try:
+        _preload(m, 1000)
+        writers = [ClientWriter("redis-py", m), ClientWriter("crdtkv", m)]
+        for w in writers:
+            w.start()
+        time.sleep(0.5)
+        out = run(_reshard(servers["s0-a"].url, "--no-progress"), env=clean_env(), timeout_s=120)
+        time.sleep(0.5)  # writes go on after the flip too
+        for w in writers:
+            w.stop.set()
+        for w in writers:
+            w.join(30)
+        assert out.returncode == 0, out.stderr
+        for w in writers:
+            assert w.failures == [], (w.kind, w.failures[:5])
+            assert len(w.acked) > 20, w.kind
+        acked = [a for w in writers for a in w.acked]
+        _check_after(m, servers, acked, KEYS + [f"pre{i}" for i in range(0, 1000, 7)])
+    finally:
+        for srv in servers.values():
+            srv.kill9()
