@@ -287,6 +287,7 @@ def test_the_launcher_runs_a_sharded_cluster(tmp_path: Path) -> None:
         cwd=tmp_path,
         env=env,
         stderr=log,
+        new_session=True,  # a failure's kill -9 reaches the replicas it started too
     )
     try:
         lines = read_lines_until(
@@ -326,7 +327,7 @@ def test_the_launcher_runs_a_sharded_cluster(tmp_path: Path) -> None:
             rds.close()
         assert stop(proc, signal.SIGINT, 3 * STARTUP_S) == 0, log.read_text()[-3000:]
     finally:
-        kill9(proc)
+        kill9(proc, group=True)
 
 
 def test_the_launcher_refuses_bad_shapes(tmp_path: Path) -> None:
