@@ -41,6 +41,8 @@ Time comes in as ``now_ms`` arguments; storage is written by the shell.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +55,7 @@ from crdtkv.ops.spec import OpSpec
 from crdtkv.ops.table import op_spec
 from crdtkv.replica import Replica
 from crdtkv.replica.keyspace import LogEntry
-from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch
+from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch, encode_entries
 from crdtkv.sessions import SessionToken
 from crdtkv.storage.base import WriteBatch
 from replication.messages import Message
@@ -151,6 +153,7 @@ class _Held:
 @dataclass(slots=True)
 class _InFlight:
     entries: list[LogEntry]  # the log entries in the batch
+    blobs: list[bytes]  # their encoded groups, written in the batch and shipped as they are
     target: int  # the log position it makes durable
     applied: VersionVector  # the applied vector it reflects (durable once synced)
     sync: bool  # whether it is synced
@@ -267,6 +270,16 @@ class NodeCore:
             self._recheck(now_ms)
         return result
 
+    @contextlib.contextmanager
+    def group(self) -> Iterator[None]:
+        """The local operations applied inside share one dot and one log record
+        (``Replica.open_group``): a ``/v1/batch`` request."""
+        self.replica.open_group()
+        try:
+            yield
+        finally:
+            self.replica.close_group()
+
     def run(
         self, spec: OpSpec, op: dict[str, Any], now_ms: int, asking: bool = False
     ) -> dict[str, Any]:
@@ -361,9 +374,10 @@ class NodeCore:
         self._force_checkpoint = False
         applied = dict(r.applied.vv)  # all of it is in this batch or an earlier one
         floor = self.replication.log_floor() if self.replication else r.checkpoint_pos
-        batch = build_batch(r, entries, checkpoint=checkpoint, log_floor=floor)
+        blobs = encode_entries(r, entries)
+        batch = build_batch(r, entries, checkpoint=checkpoint, log_floor=floor, blobs=blobs)
         target = entries[-1].pos if entries else self.durable_pos
-        self._inflight = _InFlight(entries, target, applied, sync, now_ms)
+        self._inflight = _InFlight(entries, blobs, target, applied, sync, now_ms)
         self._writes_started += 1
         self._actions.append(Write(batch, sync))
 
@@ -382,7 +396,7 @@ class NodeCore:
         self.durable_pos = max(self.durable_pos, done.target)
         self._release()
         if self.replication is not None:
-            self.replication.on_durable(done.entries, now_ms)
+            self.replication.on_durable(done.entries, now_ms, done.blobs)
         self._actions.append(Durable(done.entries))
         self.flush(now_ms)  # whatever arrived meanwhile, or a checkpoint asked for
 

@@ -3,7 +3,11 @@
 Every mutation mints one replica-level dot ``(actor, seq)`` and produces a
 ``DeltaGroup`` (the dot and the deltas of the keys it touched) that is
 appended to the replica's log of pending records: the shell persists them
-(group commit) and replication ships them.  ``applied`` is the causal
+(group commit) and replication ships them.  Between ``open_group`` and
+``close_group`` (a ``/v1/batch`` request) the operations share one dot and one
+record instead: each joins its deltas into the open group, encoded as it
+commits (``crdtkv.replica.wire``), so the group's bytes are ready when it is
+written and are what replication ships.  ``applied`` is the causal
 context of every replica-level dot this replica has applied; its gap-free
 part (``applied.vv``) is what session tokens are compared against.  A remote
 group whose dot is already applied is recognised by that dot and ignored,
@@ -32,9 +36,11 @@ from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.hlc import HLC, ZERO, Timestamp
 from crdtkv.crdts.numeric import Write
 from crdtkv.errors import BadRequest, WrongType
+from crdtkv.replica import wire
 from crdtkv.replica.peers import PeerBook
 
 __all__ = [
+    "GROUP_BYTES_MAX",
     "META",
     "STATE_TYPES",
     "TYPES",
@@ -82,6 +88,32 @@ class LogEntry:
     pos: int  # local log position, 1, 2, 3, ... (not the dot's seq)
     origin: str  # who sent it: "<peer id>~<its incarnation>"; "" for a local operation
     group: DeltaGroup  # the operation's dot and deltas
+
+
+GROUP_BYTES_MAX = 256 * 1024
+"""An open group takes no more operations once its encoded deltas pass this many
+bytes (the next one starts a new group).  Each operation's delta is bounded
+(``limits.OP_DELTA_OVERHEAD_BYTES`` beyond its body); so stays a group, and
+every log entry keeps fitting one replication message."""
+
+
+class _OpenGroup:
+    """The log entry that the operations of an open group join, and the encoded
+    ``[namespace, key, delta]`` of each of its keys as it is now."""
+
+    __slots__ = ("copied", "entry", "parts", "size")
+
+    def __init__(self, entry: LogEntry) -> None:
+        self.entry = entry
+        self.parts: dict[Key, bytes] = {}
+        self.size = 0
+        self.copied: set[Key] = set()  # keys whose delta the group holds its own copy of
+
+    def encode(self, key: Key, delta: CRDT) -> None:
+        part = wire.delta_part(key, delta)
+        old = self.parts.get(key)
+        self.size += len(part) - (len(old) if old is not None else 0)
+        self.parts[key] = part
 
 
 def is_live(state: CRDT) -> bool:
@@ -185,7 +217,12 @@ class Replica:
     # Vector sets too large to index inline that a search found without an index:
     # the shell builds their indexes in the background (crdtkv.vectors.builder).
     vset_builds: set[str] = field(default_factory=set)
+    # Log entries whose group was encoded as it was committed (grouped commits):
+    # log position -> ``[dot, deltas]`` bytes, taken by the group commit.
+    encoded: dict[int, bytes] = field(default_factory=dict)
     hlc: HLC = field(init=False)
+    _group_depth: int = field(default=0, init=False, repr=False)
+    _open: _OpenGroup | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.actor = f"{self.replica_id}~{self.incarnation}"
@@ -210,6 +247,7 @@ class Replica:
 
     def open_snapshot(self) -> dict[Key, CRDT | None]:
         """Start a copy-on-write snapshot of the keyspace as it is now."""
+        self._seal()  # the snapshot's log position is a whole entry
         snapshot: dict[Key, CRDT | None] = {}
         self.snapshots.append(snapshot)
         return snapshot
@@ -467,12 +505,68 @@ class Replica:
             deltas = {k: d for k, d in deltas.items() if not d.is_bottom()}
             if not deltas:
                 return None
+        if self._group_depth:
+            return self._commit_grouped(deltas)
         dot = (self.actor, self.seq + 1)
         self.applied.add(dot)
         self._append("", DeltaGroup(dot, deltas))
         return dot
 
+    # -- grouped commits: one dot and one log record for many operations ---------------------
+    def open_group(self) -> None:
+        """The local operations until ``close_group`` share one dot and one log record
+        (nested calls join the outermost group).  The group is also closed by anything
+        that must see it whole: a remote group, a snapshot, the group commit taking
+        the pending records (``take_pending``); operations after that start another."""
+        self._group_depth += 1
+
+    def close_group(self) -> None:
+        self._group_depth -= 1
+        if self._group_depth <= 0:
+            self._group_depth = 0
+            self._seal()
+
+    def _commit_grouped(self, deltas: dict[Key, CRDT]) -> Dot:
+        g = self._open
+        if g is not None and g.size >= GROUP_BYTES_MAX:
+            self._seal()
+            g = None
+        if g is None:
+            dot = (self.actor, self.seq + 1)
+            self.applied.add(dot)
+            self._append("", DeltaGroup(dot, dict(deltas)))
+            g = self._open = _OpenGroup(self.pending[-1])
+            for k, d in deltas.items():
+                g.encode(k, d)
+            return dot
+        joined = g.entry.group.deltas
+        for k, d in deltas.items():
+            mine = joined.get(k)
+            if mine is None:
+                joined[k] = mine = d
+            else:
+                # The join of two deltas of one key is a delta of both.  The group's
+                # delta may be an object the operation still holds: join into a copy.
+                if k not in g.copied:
+                    joined[k] = mine = mine.copy()
+                    g.copied.add(k)
+                mine.merge(d)
+            g.encode(k, mine)
+        self.touched(deltas)
+        return g.entry.group.dot
+
+    def _seal(self) -> None:
+        """The open group takes no more operations: its bytes are final."""
+        g = self._open
+        if g is None:
+            return
+        self._open = None
+        e = g.entry
+        self.encoded[e.pos] = wire.group_blob(e.group.dot, g.parts.values(), len(g.parts))
+
     def _append(self, origin: str, group: DeltaGroup) -> None:
+        if origin and self._open is not None:
+            self._seal()
         self.log_pos += 1
         self.pending.append(LogEntry(self.log_pos, origin, group))
         self.touched(group.deltas)
@@ -511,6 +605,7 @@ class Replica:
         if self.applied.contains(group.dot):
             return False
         self.check_group(group, now_ms)
+        self._seal()  # what follows may depend on this group: a later record
         for key, delta in group.deltas.items():
             self.state_for_write(key).merge(delta)
             for ts in timestamps_of(delta):
@@ -563,6 +658,7 @@ class Replica:
         self.log_truncated_to = pos
 
     def take_pending(self) -> list[LogEntry]:
+        self._seal()  # a record handed to storage takes no more operations
         out, self.pending = self.pending, []
         return out
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from crdtkv.crdts.causal import CausalContext, decode_vv
 from crdtkv.errors import CodecError, StorageError
-from crdtkv.replica import migrate
+from crdtkv.replica import migrate, wire
 from crdtkv.replica import records as rec
 from crdtkv.replica.keyspace import LogEntry, Replica
 from crdtkv.storage.base import Storage, WriteBatch
@@ -36,6 +36,7 @@ __all__ = [
     "Checkpointer",
     "DataDirMismatch",
     "build_batch",
+    "encode_entries",
     "load_replica",
     "mark_clean",
     "migrate_format_1",
@@ -289,17 +290,38 @@ def mark_clean(storage: Storage) -> None:
     storage.write(batch, sync=True)
 
 
+def encode_entries(replica: Replica, entries: list[LogEntry]) -> list[bytes]:
+    """Each entry's encoded group ``[dot, deltas]``: the bytes its grouped commit
+    already encoded (``Replica.encoded``), else encoded now.  The group commit
+    writes them in the log records and hands them to replication, which ships them
+    as they are: every delta is encoded once."""
+    encoded = replica.encoded
+    out = []
+    for e in entries:
+        blob = encoded.pop(e.pos, None) if encoded else None
+        out.append(blob if blob is not None else wire.group_blob_of(e.group.dot, e.group.deltas))
+    return out
+
+
 def build_batch(
-    replica: Replica, entries: list[LogEntry], *, checkpoint: bool, log_floor: int | None = None
+    replica: Replica,
+    entries: list[LogEntry],
+    *,
+    checkpoint: bool,
+    log_floor: int | None = None,
+    blobs: list[bytes] | None = None,
 ) -> WriteBatch:
     """One atomic batch: the entries, the HLC bound, and optionally a checkpoint.
 
+    ``blobs``: the entries' encoded groups (``encode_entries``; encoded here if None).
     ``log_floor``: log entries at or below it are no longer needed by anyone
     (checkpointed and acknowledged by every peer) and are deleted.
     """
     batch = WriteBatch()
-    for entry in entries:
-        batch.put("log", rec.log_key(entry.pos), rec.encode_log_entry(entry))
+    if blobs is None:
+        blobs = encode_entries(replica, entries)
+    for entry, blob in zip(entries, blobs, strict=True):
+        batch.put("log", rec.log_key(entry.pos), wire.log_record(entry.origin, blob))
     batch.put("meta", rec.META_HLC, rec.pack(replica.hlc.wall_ms))
     for key in replica.take_gc_deleted():
         rec.delete_state(batch, key)

@@ -1,0 +1,59 @@
+"""The bytes of a delta group, built once and shared (pure).
+
+A delta group is encoded as ``[dot, [[namespace, key, delta], ...]]`` in
+MessagePack: the same bytes are the body of its log record (the WAL:
+``[origin, dot, [...]]``, ``crdtkv.replica.records``) and the entry a push
+ships (``replication.log.ShippedEntry.blob``).  This module builds them from
+parts, so that each delta is encoded once, when it is committed or at the
+latest when its group is written, and never again for the replication log.
+
+The bytes are exactly what ``msgpack.packb(..., use_bin_type=True)`` gives for
+the same lists (``tests/replica/test_wire.py``): the storage format and the
+replication wire format are unchanged, and a release-0.1.0 peer reads them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+import msgpack
+
+from crdtkv.crdts import codec
+from crdtkv.crdts.base import CRDT
+from crdtkv.crdts.causal import Dot
+
+__all__ = ["delta_part", "group_blob", "group_blob_of", "log_record"]
+
+Key = tuple[str, str]
+
+
+def _array_header(n: int) -> bytes:
+    if n <= 15:
+        return bytes((0x90 | n,))
+    if n <= 0xFFFF:
+        return b"\xdc" + struct.pack(">H", n)
+    return b"\xdd" + struct.pack(">I", n)
+
+
+def delta_part(key: Key, delta: CRDT) -> bytes:
+    """``[namespace, key, delta]``: one delta of a group, encoded."""
+    return msgpack.packb([key[0], key[1], codec.encode(delta)], use_bin_type=True)
+
+
+def group_blob(dot: Dot, parts: Iterable[bytes], count: int) -> bytes:
+    """``[dot, [part, ...]]`` from ``count`` encoded parts (``delta_part``)."""
+    head = b"\x92" + msgpack.packb([dot[0], dot[1]], use_bin_type=True) + _array_header(count)
+    return head + b"".join(parts)
+
+
+def group_blob_of(dot: Dot, deltas: dict[Key, CRDT]) -> bytes:
+    """The encoded group of ``dot`` and ``deltas``, every delta encoded now."""
+    return group_blob(dot, [delta_part(k, d) for k, d in deltas.items()], len(deltas))
+
+
+def log_record(origin: str, blob: bytes) -> bytes:
+    """The log record ``[origin, dot, [...]]`` of an encoded group ``[dot, [...]]``."""
+    # The group is a two-element array (one header byte, 0x92); the record is the
+    # same elements after the origin, under a three-element header (0x93).
+    return b"\x93" + msgpack.packb(origin, use_bin_type=True) + blob[1:]
