@@ -5,17 +5,19 @@
     .venv/bin/python benchmarks/write_path.py --requests 2000 --batch 100 --group-commit 16
 
 Runs what the server does for each request, on a real replica with RocksDB in a
-temporary directory, and times each phase with ``time.perf_counter`` (CPU of
-this one thread: nothing else runs in it):
+temporary directory, and times each phase in CPU time of this thread
+(``time.thread_time``: steadier than wall time on a shared machine; a synced
+write's wait for the disk is not counted):
 
 - ``parse``: the request body decoded and checked, as ``/v1/batch`` and the
   single-key routes do (``crdtkv.api.codec.decode_body``);
-- ``apply``: the ops applied to the replica core (``crdtkv.api.routes``'s batch
-  loop, or one op), the replica's log records and bookkeeping included;
+- ``apply``: the ops applied to the replica core (``crdtkv.api.routes.apply_batch``,
+  or one op), the replica's log records and bookkeeping included (a batch's
+  deltas are encoded here, as its ops commit);
 - ``encode``: the group commit's storage batch (``NodeCore.flush`` ->
   ``persist.build_batch``: log records, checkpoints when due);
 - ``persist``: ``Storage.write`` of that batch (``--sync``: synced, as
-  ``--durability fsync``; the time is mostly waiting for the disk);
+  ``--durability fsync``);
 - ``ship``: the durable entries handed to replication (``NodeCore.write_done``
   -> ``Replication.on_durable``: the shipping log's bytes), with one peer
   configured so the replication core exists, as on a replicated server;
