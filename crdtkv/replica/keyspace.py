@@ -99,21 +99,44 @@ every log entry keeps fitting one replication message."""
 
 class _OpenGroup:
     """The log entry that the operations of an open group join, and the encoded
-    ``[namespace, key, delta]`` of each of its keys as it is now."""
+    ``[namespace, key, delta]`` of each operation's deltas, in order."""
 
-    __slots__ = ("copied", "entry", "parts", "size")
+    __slots__ = ("chunks", "copied", "count", "entry", "size")
 
     def __init__(self, entry: LogEntry) -> None:
         self.entry = entry
-        self.parts: dict[Key, bytes] = {}
-        self.size = 0
-        self.copied: set[Key] = set()  # keys whose delta the group holds its own copy of
+        self.chunks: list[tuple[bytes, tuple[Key, ...]]] = []  # per operation: its deltas
+        self.count = 0  # deltas in the chunks
+        self.size = 0  # bytes of the chunks
+        # Keys two operations changed: the group holds its own copy of their delta
+        # (the join of both), encoded again when the group is sealed.
+        self.copied: set[Key] = set()
 
-    def encode(self, key: Key, delta: CRDT) -> None:
-        part = wire.delta_part(key, delta)
-        old = self.parts.get(key)
-        self.size += len(part) - (len(old) if old is not None else 0)
-        self.parts[key] = part
+    def encode(self, deltas: dict[Key, CRDT]) -> None:
+        chunk = wire.delta_parts(deltas)
+        self.chunks.append((chunk, tuple(deltas)))
+        self.count += len(deltas)
+        self.size += len(chunk)
+
+    def blob(self) -> bytes:
+        group = self.entry.group
+        copied = self.copied
+        if not copied:
+            return wire.group_blob(group.dot, (c for c, _ in self.chunks), self.count)
+        # Chunks without a joined key are kept; the others' other keys are encoded
+        # again, and each joined key once, last.  (A key appears once in a group;
+        # the order of its deltas does not matter.)
+        deltas = group.deltas
+        parts: list[bytes] = []
+        for chunk, keys in self.chunks:
+            if copied.isdisjoint(keys):
+                parts.append(chunk)
+                continue
+            rest = {k: deltas[k] for k in keys if k not in copied}
+            if rest:
+                parts.append(wire.delta_parts(rest))
+        parts.append(wire.delta_parts({k: deltas[k] for k in copied}))
+        return wire.group_blob(group.dot, parts, len(deltas))
 
 
 def is_live(state: CRDT) -> bool:
@@ -501,7 +524,7 @@ class Replica:
         if len(deltas) == 1:  # the common case: one key, no filtering copy
             if next(iter(deltas.values())).is_bottom():
                 return None
-        else:
+        elif any(d.is_bottom() for d in deltas.values()):
             deltas = {k: d for k, d in deltas.items() if not d.is_bottom()}
             if not deltas:
                 return None
@@ -536,14 +559,13 @@ class Replica:
             self.applied.add(dot)
             self._append("", DeltaGroup(dot, dict(deltas)))
             g = self._open = _OpenGroup(self.pending[-1])
-            for k, d in deltas.items():
-                g.encode(k, d)
+            g.encode(deltas)
             return dot
         joined = g.entry.group.deltas
         for k, d in deltas.items():
             mine = joined.get(k)
             if mine is None:
-                joined[k] = mine = d
+                joined[k] = d
             else:
                 # The join of two deltas of one key is a delta of both.  The group's
                 # delta may be an object the operation still holds: join into a copy.
@@ -551,7 +573,7 @@ class Replica:
                     joined[k] = mine = mine.copy()
                     g.copied.add(k)
                 mine.merge(d)
-            g.encode(k, mine)
+        g.encode(deltas)  # its bytes count towards the bound, joined or not
         self.touched(deltas)
         return g.entry.group.dot
 
@@ -561,8 +583,7 @@ class Replica:
         if g is None:
             return
         self._open = None
-        e = g.entry
-        self.encoded[e.pos] = wire.group_blob(e.group.dot, g.parts.values(), len(g.parts))
+        self.encoded[g.entry.pos] = g.blob()
 
     def _append(self, origin: str, group: DeltaGroup) -> None:
         if origin and self._open is not None:
@@ -574,10 +595,12 @@ class Replica:
     def touched(self, keys: Iterable[Key]) -> None:
         """Bookkeeping after keys changed: persistence, digests, expiry, type conflicts."""
         names: set[str] = set()
+        dirty, digest_dirty, gc_deleted = self.dirty, self.digest_dirty, self.gc_deleted
         for key in keys:
-            self.dirty.add(key)
-            self.digest_dirty.add(key)
-            self.gc_deleted.discard(key)
+            dirty.add(key)
+            digest_dirty.add(key)
+            if gc_deleted:
+                gc_deleted.discard(key)
             names.add(key[1])
             if key[0] == META:
                 meta = self.states.get(key)
@@ -585,10 +608,22 @@ class Replica:
                 if exp is not None:
                     heapq.heappush(self.expiring, (exp, key[1]))
         for name in names:
-            if len(self.live_types(name)) > 1:
+            if self._several_live(name):
                 self.conflicts.add(name)
-            else:
+            elif self.conflicts:
                 self.conflicts.discard(name)
+
+    def _several_live(self, name: str) -> bool:
+        """Whether more than one type holds something under ``name`` (a type conflict)."""
+        states = self.states
+        found = False
+        for t in TYPES:
+            s = states.get((t, name))
+            if s is not None and is_live(s):
+                if found:
+                    return True
+                found = True
+        return False
 
     # -- remote deltas ----------------------------------------------------------------
     def check_group(self, group: DeltaGroup, now_ms: int) -> None:

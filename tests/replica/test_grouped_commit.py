@@ -84,6 +84,8 @@ def test_a_batch_is_one_dot_and_one_record_and_joins_to_what_its_ops_did() -> No
     assert len(single.take_pending()) == len(BATCH)  # the old way: a record per op
     # The group's bytes are ready (encoded as the ops committed) and decode to its deltas.
     (blob,) = encode_entries(a, [entry])
+    raw_keys = [(ns, name) for ns, name, _ in rec.unpack(blob, "group")[1]]
+    assert sorted(raw_keys) == sorted(entry.group.deltas)  # each key once, joined
     decoded = rec.decode_group(rec.unpack(blob, "group"))
     assert decoded.dot == entry.group.dot and decoded.deltas == entry.group.deltas
     # A replica that joins the one group reads what the source reads, key by key.
