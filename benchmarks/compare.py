@@ -8,7 +8,18 @@ Starts, each on loopback with its data in a temporary directory:
 - ``redis``: redis-server without persistence (``--save '' --appendonly no``);
 - ``redis-aof``: redis-server with ``--appendonly yes --appendfsync always``;
 - ``webdis``: webdis (HTTP/JSON) in front of ``redis``;
-- ``crdtkv-fsync`` and ``crdtkv-wal``: ``crdtkv serve --durability fsync|wal``.
+- ``crdtkv-fsync`` and ``crdtkv-wal``: ``crdtkv serve --durability fsync|wal``;
+- ``aiohttp-floor``: the bare aiohttp app of ``benchmarks/aiohttp_floor.py`` (handlers
+  that parse the body and answer: no middleware, storage or CRDTs), for the register
+  set/get, counter incr and batch rows: what the HTTP framework alone reaches under
+  the same load in the same run.
+
+After the tables it prints issue 19's three ratios (register GET vs webdis GET,
+durable counter incr vs Redis INCR appendfsync always, ``/v1/batch`` of 100
+register sets vs Redis SET -P16 appendfsync always) beside the floor's ratios
+against the same anchors (``render_issue19``).  ``--crdtkv-tree DIR`` runs crdtkv
+from another source tree (a ``git archive`` of an earlier commit), for before/after
+figures with the same tools.
 
 Redis is driven by ``redis-benchmark`` (its own C client, RESP), webdis and
 crdtkv by the same HTTP load generator, ``wrk --latency`` with the Lua

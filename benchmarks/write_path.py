@@ -20,7 +20,8 @@ write's wait for the disk is not counted):
   ``--durability fsync``);
 - ``ship``: the durable entries handed to replication (``NodeCore.write_done``
   -> ``Replication.on_durable``: the shipping log's bytes), with one peer
-  configured so the replication core exists, as on a replicated server;
+  configured so the replication core exists, as on a replicated server
+  (``--no-peer``: none, as in ``benchmarks/compare.py``);
 - ``reply``: the response body (``encode_response``).
 
 A group commit covers ``--group-commit`` requests (the server's takes every
@@ -113,7 +114,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     storage = RocksStorage(tmp / "data")
     replica = load_replica(storage, "r1", "inc1")
     core = NodeCore(replica, durability="fsync" if args.sync else "wal", now_ms=0)
-    core.attach(Replication(replica, ["r2"], boot=1))
+    if args.peer:
+        core.attach(Replication(replica, ["r2"], boot=1))
     node = _CoreNode(core)
     bodies = _bodies(args.load, args.batch, args.requests, args.keyspace)
     rnd = random.Random(2)
@@ -121,6 +123,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ops = records = writes = 0
     clock = time.thread_time  # CPU of this thread: steady on a shared machine
     pending: list[int] = []
+    prof = None
+    if args.calls:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     started = clock()
     for i, raw in enumerate(bodies):
         node.now = int((clock() - started) * 1000)
@@ -161,6 +169,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t["encode"] += t5 - t4
             t["persist"] += t6 - t5
             t["ship"] += t7 - t6
+    calls = None
+    if prof is not None:
+        import pstats
+
+        prof.disable()
+        calls = pstats.Stats(prof).total_calls  # type: ignore[attr-defined]
     storage.close()
     per_op = {k: 1e6 * v / ops for k, v in t.items()}
     return {
@@ -170,11 +184,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ops": ops,
         "group_commit": args.group_commit,
         "sync": args.sync,
+        "peer": args.peer,
         "us_per_op": per_op,
         "us_per_op_total": sum(per_op.values()),
         "us_per_op_cpu": sum(v for k, v in per_op.items() if k != "persist"),
         "log_records_per_op": records / ops,
         "storage_writes": writes,
+        "python_calls_per_op": None if calls is None else calls / ops,
     }
 
 
@@ -187,6 +203,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--keyspace", type=int, default=10_000)
     p.add_argument("--sync", action="store_true", help="synced writes (fsync durability)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--calls",
+        action="store_true",
+        help="count Python function calls per op (cProfile; a figure the machine's load does "
+        "not move; the times are then the profiler's)",
+    )
+    p.add_argument(
+        "--no-peer",
+        dest="peer",
+        action="store_false",
+        help="no replication core (a replica without peers, as in benchmarks/compare.py): "
+        "no shipping log to hand entries to",
+    )
     p.add_argument("--tree", help="import crdtkv from this source tree (e.g. a git archive)")
     args = p.parse_args(argv)
     if args.tree:
@@ -207,6 +236,8 @@ def main(argv: list[str]) -> int:
           f"({res['us_per_op_cpu']:.2f} without persist)")  # fmt: skip
     print(f"  log records per op {res['log_records_per_op']:.3f}, "
           f"{res['storage_writes']} storage writes")  # fmt: skip
+    if res["python_calls_per_op"] is not None:
+        print(f"  Python function calls per op {res['python_calls_per_op']:.1f}")
     return 0
 
 

@@ -524,10 +524,13 @@ class Replica:
         if len(deltas) == 1:  # the common case: one key, no filtering copy
             if next(iter(deltas.values())).is_bottom():
                 return None
-        elif any(d.is_bottom() for d in deltas.values()):
-            deltas = {k: d for k, d in deltas.items() if not d.is_bottom()}
-            if not deltas:
-                return None
+        else:
+            for d in deltas.values():
+                if d.is_bottom():  # rare: filter the bottoms out
+                    deltas = {k: d for k, d in deltas.items() if not d.is_bottom()}
+                    if not deltas:
+                        return None
+                    break
         if self._group_depth:
             return self._commit_grouped(deltas)
         dot = (self.actor, self.seq + 1)

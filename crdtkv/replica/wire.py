@@ -62,11 +62,16 @@ def group_blob(dot: Dot, parts: Iterable[bytes], count: int) -> bytes:
 
 def group_blob_of(dot: Dot, deltas: dict[Key, CRDT]) -> bytes:
     """The encoded group of ``dot`` and ``deltas``, every delta encoded now."""
-    return group_blob(dot, (delta_parts(deltas),), len(deltas))
+    return _pack([[dot[0], dot[1]], [[k[0], k[1], codec.encode(d)] for k, d in deltas.items()]])
+
+
+_LOCAL_HEAD = b"\x93" + msgpack.packb("", use_bin_type=True)
 
 
 def log_record(origin: str, blob: bytes) -> bytes:
     """The log record ``[origin, dot, [...]]`` of an encoded group ``[dot, [...]]``."""
     # The group is a two-element array (one header byte, 0x92); the record is the
     # same elements after the origin, under a three-element header (0x93).
+    if not origin:
+        return _LOCAL_HEAD + blob[1:]
     return b"\x93" + _pack(origin) + blob[1:]
