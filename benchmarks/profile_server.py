@@ -268,6 +268,12 @@ def main() -> int:
     )
     p.add_argument("--duration", type=float, default=8.0, help="seconds of wrk load (--wrk)")
     p.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (--wrk)")
+    p.add_argument(
+        "--tree",
+        default=None,
+        help="serve crdtkv from this source tree (a git archive of an earlier commit: before "
+        "and after profiles with one tool), with benchmarks/ab_wrk.py's launcher",
+    )
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then crdtkv bench options")
     args = p.parse_args()
     bench_args = args.bench_args[1:] if args.bench_args[:1] == ["--"] else args.bench_args
@@ -278,6 +284,17 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="crdtkv-prof-"))
     raw = Path(args.raw_out) if args.raw_out else tmp / "stacks.txt"
     server = SpawnedServer(args.durability, os.environ, resp=args.redis_benchmark is not None)
+    if args.tree:
+        import functools
+
+        from ab_wrk import LAUNCHER  # benchmarks/, this script's directory
+
+        from crdtkv.tools.bench import machine
+
+        server.environ["CRDTKV_AB_TREE"] = str(Path(args.tree).resolve())
+        machine.serve_command = functools.partial(  # type: ignore[assignment]
+            machine.serve_command, launcher=("-c", LAUNCHER)
+        )
     spy: subprocess.Popen[bytes] | None = None
     try:
         server.start()
