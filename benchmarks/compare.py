@@ -8,7 +8,18 @@ Starts, each on loopback with its data in a temporary directory:
 - ``redis``: redis-server without persistence (``--save '' --appendonly no``);
 - ``redis-aof``: redis-server with ``--appendonly yes --appendfsync always``;
 - ``webdis``: webdis (HTTP/JSON) in front of ``redis``;
-- ``crdtkv-fsync`` and ``crdtkv-wal``: ``crdtkv serve --durability fsync|wal``.
+- ``crdtkv-fsync`` and ``crdtkv-wal``: ``crdtkv serve --durability fsync|wal``;
+- ``aiohttp-floor``: the bare aiohttp app of ``benchmarks/aiohttp_floor.py`` (handlers
+  that parse the body and answer: no middleware, storage or CRDTs), for the register
+  set/get, counter incr and batch rows: what the HTTP framework alone reaches under
+  the same load in the same run.
+
+After the tables it prints issue 19's three ratios (register GET vs webdis GET,
+durable counter incr vs Redis INCR appendfsync always, ``/v1/batch`` of 100
+register sets vs Redis SET -P16 appendfsync always) beside the floor's ratios
+against the same anchors (``render_issue19``).  ``--crdtkv-tree DIR`` runs crdtkv
+from another source tree (a ``git archive`` of an earlier commit), for before/after
+figures with the same tools.
 
 Redis is driven by ``redis-benchmark`` (its own C client, RESP), webdis and
 crdtkv by the same HTTP load generator, ``wrk --latency`` with the Lua
@@ -86,7 +97,7 @@ OPS: tuple[tuple[str, str, str, str], ...] = (
     ("pfadd", "PFADD hll:__rand_int__ m:__rand_int__", "pfadd", "HLL add"),
 )
 PREFIXES = {"incr": "ctr", "sadd": "set", "pfadd": "hll"}  # one Redis keyspace for all types
-SYSTEMS = ("redis", "redis-aof", "webdis", "crdtkv-fsync", "crdtkv-wal")
+SYSTEMS = ("redis", "redis-aof", "webdis", "crdtkv-fsync", "crdtkv-wal", "aiohttp-floor")
 AIMS = {  # name: (row, numerator system, denominator system, aim)
     "durable counter incr vs Redis appendfsync always": ("incr", "crdtkv-fsync", "redis-aof", 0.35),
     "register get vs webdis get": ("get", "crdtkv-fsync", "webdis", 0.45),
@@ -140,7 +151,8 @@ class Server:
                 if probe == "redis" and redis_command(self.port, ["PING"]) == b"+PONG\r\n":
                     return
                 if probe == "http":
-                    path = "/healthz" if self.name.startswith("crdtkv") else "/PING"
+                    crdtkv_like = self.name.startswith("crdtkv") or self.name in FLOORS
+                    path = "/healthz" if crdtkv_like else "/PING"
                     url = f"http://127.0.0.1:{self.port}{path}"
                     with urllib.request.urlopen(url, timeout=2) as resp:
                         if resp.status == 200 and (
@@ -218,6 +230,7 @@ class Cluster:
             self.servers[name] = Server(
                 name, cmd, port, self.tmp / f"{name}.log", resp_port=resp_port
             )
+        add_floors(self)
         for name in SYSTEMS:
             if name not in systems:
                 del self.servers[name]
@@ -454,7 +467,7 @@ def run_round(
     for system in order:
         port = cluster.port(system)
         for row, redis_cmd, op, _ in OPS:
-            if row not in args.ops:
+            if row not in args.ops or (system in FLOORS and row not in FLOOR_ROWS):
                 continue
             if system.startswith("redis"):
                 n = requests(system, row, args.redis_rate)
@@ -472,7 +485,7 @@ def run_round(
             res = run_redis_benchmark(port, OPS[0][1], c, n, ks, 16)
             seen[(system, "batch")] = res["requests_per_s"]
             yield "batch", system, res
-        elif system.startswith("crdtkv"):
+        elif system.startswith("crdtkv") or system in FLOORS:
             url = f"http://127.0.0.1:{port}"
             res = run_wrk(url, "crdtkv.lua", "batch", c, dur, ks, threads, ops_per_request=100)
             yield "batch", system, res
@@ -549,6 +562,89 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for name, a in doc["aims"].items():
         met = "-" if a["ratio"] is None else ("met" if a["met"] else "missed")
         lines.append(f"| {name} | {_f(a['ratio'], '.3f')} | >= {a['aim']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- issue 19: the three ratios and the bare floor, in the same run ------------------------------
+
+# The bare apps of benchmarks/aiohttp_floor.py (no middleware, storage or CRDTs), driven by
+# the same wrk load as crdtkv: what the HTTP framework alone costs on this machine.
+FLOORS = {"aiohttp-floor": "aiohttp"}
+FLOOR_ROWS = ("set", "get", "incr")  # and the batch
+# Issue 19's ratios: (row, crdtkv system, anchor system, ratio measured when it was filed, aim).
+ISSUE19 = {
+    "register GET vs webdis GET": ("get", "crdtkv-fsync", "webdis", 0.30, 0.45),
+    "durable counter incr vs Redis INCR appendfsync always": (
+        "incr",
+        "crdtkv-fsync",
+        "redis-aof",
+        0.13,
+        0.35,
+    ),
+    "/v1/batch of 100 register sets vs Redis SET -P16 (appendfsync always)": (
+        "batch",
+        "crdtkv-fsync",
+        "redis-aof",
+        0.06,
+        0.25,
+    ),
+}
+
+
+def add_floors(cluster: Cluster) -> None:
+    """The bare app(s) as systems of the run (started only when named in --systems)."""
+    from aiohttp_floor import SERVERS  # benchmarks/, this script's directory
+
+    for name, kind in FLOORS.items():
+        port = free_port()
+        cmd = [sys.executable, "-c", SERVERS[kind], str(port)]
+        cluster.servers[name] = Server(name, cmd, port, cluster.tmp / f"{name}.log")
+
+
+def issue19_ratios(table: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per ratio of issue 19: crdtkv's, the bare floor's against the same anchor, and
+    whether it reached its aim, twice the ratio measured when the issue was filed, or
+    the floor (crdtkv / floor >= 0.9: within the run-to-run noise of the floor)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, (row, a, b, filed, aim) in ISSUE19.items():
+        r = ratio(table, row, a, b)
+        floor = next((ratio(table, row, f, b) for f in FLOORS if f in table.get(row, {})), None)
+        of_floor = r / floor if r is not None and floor else None
+        out[name] = {
+            "row": row,
+            "of": f"{a} / {b}",
+            "ratio": r,
+            "filed": filed,
+            "aim": aim,
+            "floor_ratio": floor,
+            "of_floor": of_floor,
+            "met_aim": None if r is None else r >= aim,
+            "doubled": None if r is None else r >= 2 * filed,
+            "at_floor": None if of_floor is None else of_floor >= 0.9,
+        }
+    return out
+
+
+def render_issue19(doc: dict[str, Any]) -> str:
+    """The three ratios of issue 19 and the bare floor, as Markdown."""
+    table, rows = doc["table"], doc.get("issue19") or issue19_ratios(doc["table"])
+    lines = [
+        "Issue 19: the three ratios, and the bare aiohttp app (benchmarks/aiohttp_floor.py) "
+        "under the same load in the same run:",
+        "",
+        "| ratio | crdtkv ops/s | floor ops/s | anchor ops/s | crdtkv ratio | when filed | "
+        "aim | floor ratio | crdtkv / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        row, (a, b) = r["row"], r["of"].split(" / ")
+        floor = next((table.get(row, {}).get(f, {}).get("ops_per_s") for f in FLOORS), None)
+        lines.append(
+            f"| {name} | {_f(table.get(row, {}).get(a, {}).get('ops_per_s'), ',.0f')} | "
+            f"{_f(floor, ',.0f')} | {_f(table.get(row, {}).get(b, {}).get('ops_per_s'), ',.0f')} | "
+            f"{_f(r['ratio'], '.3f')} | {r['filed']} | {r['aim']} | "
+            f"{_f(r['floor_ratio'], '.3f')} | {_f(r['of_floor'], '.2f')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -751,6 +847,19 @@ def run_keyspace_sections(args: argparse.Namespace) -> None:
     (args.out_dir / "compare_keyspace.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def crdtkv_command(tree: Path | None) -> list[str]:
+    """How to start crdtkv: this checkout's, or (``--crdtkv-tree``) the package in another
+    source tree (a ``git archive`` of an earlier commit: before/after figures in one run
+    of the tools), run with ``benchmarks/ab_wrk.py``'s launcher."""
+    if tree is not None:
+        from ab_wrk import LAUNCHER  # benchmarks/, this script's directory
+
+        os.environ["CRDTKV_AB_TREE"] = str(tree.resolve())  # the servers inherit it
+        return [sys.executable, "-c", LAUNCHER]
+    crdtkv_bin = Path(sys.executable).with_name("crdtkv")
+    return [str(crdtkv_bin)] if crdtkv_bin.exists() else [sys.executable, "-m", "crdtkv.cli"]
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--quick", action="store_true", help="2 s per test instead of 5")
@@ -766,6 +875,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "round; later rounds use the rate measured (default 20000)",
     )
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where compare.* go")
+    p.add_argument(
+        "--crdtkv-tree",
+        type=Path,
+        default=None,
+        help="run crdtkv from this source tree (a directory holding crdtkv/ and replication/, "
+        "e.g. a git archive of an earlier commit) instead of this checkout",
+    )
     p.add_argument(
         "--ops",
         default=",".join([*(o[0] for o in OPS), "batch"]),
@@ -828,8 +944,7 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    crdtkv_bin = Path(sys.executable).with_name("crdtkv")
-    crdtkv = [str(crdtkv_bin)] if crdtkv_bin.exists() else [sys.executable, "-m", "crdtkv.cli"]
+    crdtkv = crdtkv_command(args.crdtkv_tree)
     started = datetime.datetime.now(datetime.UTC)
     machine_start = machine()
     command = " ".join([".venv/bin/python benchmarks/compare.py", *argv])
@@ -904,6 +1019,7 @@ def main(argv: Sequence[str]) -> int:
                           "met": None if r is None else r >= aim}  # fmt: skip
         doc: dict[str, Any] = {
             **common,
+            "issue19": issue19_ratios(table),
             "config": {
                 "connections": args.connections,
                 "duration_s": args.duration,
@@ -919,7 +1035,7 @@ def main(argv: Sequence[str]) -> int:
             "aims": aims,
             "raw": raw,
         }
-        md = render_markdown(doc)
+        md = render_markdown(doc) + "\n" + render_issue19(doc)
         (args.out_dir / "compare.json").write_text(json.dumps(doc, indent=2) + "\n")
         (args.out_dir / "compare.md").write_text(md)
         write_chart(doc, args.out_dir / "compare.png")

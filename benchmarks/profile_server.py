@@ -67,6 +67,69 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+# The per-op cost by phase of the write path (issue 19): the first phase, in this
+# order, with a frame anywhere on the stack that contains one of its needles.
+PHASES: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "encode (delta and log record bytes)",
+        ("replica/wire.py", "replica/records.py", "build_batch", "encode_entries", "write_state"),
+    ),
+    (
+        "persist (group commit, storage, durability wait)",
+        (
+            "storage/",
+            "rocksdict",
+            "Node._write",
+            "NodeCore.flush",
+            "NodeCore.write_done",
+            "Node._flush",
+            "Node._run",
+            "Node.finish",
+            "NodeCore.finish",
+            "Node._after_event",
+            "on_durable",
+        ),
+    ),
+    (
+        "reply (response body, headers, session token, write)",
+        (
+            "json_response",
+            "encode_response",
+            "web_response.py",
+            "http_writer.py",
+            "finish_response",
+            "_stamp_session",
+            "sessions.py",
+            "api/metrics.py",
+        ),
+    ),
+    (
+        "parse (HTTP request, body, op arguments)",
+        (
+            "data_received",
+            "http_parser.py",
+            "web_request.py",
+            "_read_object",
+            "decode_body",
+            "read_body",
+            "check_depth",
+            "OpSpec.parse",
+            "validate_key",
+            "_reject_unknown",
+        ),
+    ),
+    ("apply (ops, keyspace, CRDTs)", ("crdtkv/ops/", "crdtkv/replica/", "crdtkv/crdts/")),
+    ("framework (aiohttp dispatch, middleware, event loop)", ("",)),
+]
+
+
+def phase_of(stack: list[str]) -> str:
+    for name, needles in PHASES:
+        if any(n in frame for frame in stack for n in needles):
+            return name
+    return PHASES[-1][0]
+
+
 def layer_of(stack: list[str]) -> str:
     for frame in reversed(stack):
         for name, needles in LAYERS:
@@ -75,7 +138,7 @@ def layer_of(stack: list[str]) -> str:
     return "other"
 
 
-def summarize(raw: Path, top: int) -> str:
+def summarize(raw: Path, top: int, us_per_op: float | None = None) -> str:
     by_thread: dict[str, list[tuple[list[str], int]]] = collections.defaultdict(list)
     for line in raw.read_text().splitlines():
         stack_text, _, count = line.rpartition(" ")
@@ -93,6 +156,7 @@ def summarize(raw: Path, top: int) -> str:
         self_t: collections.Counter[str] = collections.Counter()
         incl: collections.Counter[str] = collections.Counter()
         layers: collections.Counter[str] = collections.Counter()
+        phases: collections.Counter[str] = collections.Counter()
         for frames, c in rows:
             if not frames:
                 continue
@@ -100,10 +164,16 @@ def summarize(raw: Path, top: int) -> str:
             for f in set(frames):
                 incl[f] += c
             layers[layer_of(frames)] += c
+            phases[phase_of(frames)] += c
         out.append(f"== {thread}: {n} samples ({100 * n / all_samples:.0f}% of all) ==")
         out.append("by layer (self time of the innermost frame in a known layer):")
         for name, c in layers.most_common():
             out.append(f"  {100 * c / n:5.1f}%  {name}")
+        out.append("by phase (anywhere on the stack; us/op: the share of --us-per-op):")
+        for name, _ in PHASES:
+            c = phases[name]
+            cost = f"  {us_per_op * c / n:7.2f} us/op" if us_per_op else ""
+            out.append(f"  {100 * c / n:5.1f}%{cost}  {name}")
         out.append(f"top {top} by self time:")
         for f, c in self_t.most_common(top):
             out.append(f"  {100 * c / n:5.1f}%  {f}")
@@ -135,9 +205,11 @@ def _run_wrk(server: SpawnedServer, args: argparse.Namespace) -> subprocess.Comp
     out = subprocess.run(cmd, env=env, text=True, capture_output=True)
     cpu, wall = _cpu_s(server.pid) - cpu0, time.monotonic() - t0
     reqs = next((int(ln.split()[0]) for ln in out.stdout.splitlines() if "requests in" in ln), 0)
+    per_request = 1e6 * cpu / max(reqs, 1)
+    args.us_per_op = per_request / (100 if args.wrk == "batch" else 1)
     out.stdout += (
-        f"server CPU {100 * cpu / wall:.0f}% of a core, "
-        f"{1e6 * cpu / max(reqs, 1):.0f} us per request\n"
+        f"server CPU {100 * cpu / wall:.0f}% of a core, {per_request:.0f} us per request"
+        f" ({args.us_per_op:.1f} us per op)\n"
     )
     return out
 
@@ -196,6 +268,12 @@ def main() -> int:
     )
     p.add_argument("--duration", type=float, default=8.0, help="seconds of wrk load (--wrk)")
     p.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (--wrk)")
+    p.add_argument(
+        "--tree",
+        default=None,
+        help="serve crdtkv from this source tree (a git archive of an earlier commit: before "
+        "and after profiles with one tool), with benchmarks/ab_wrk.py's launcher",
+    )
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then crdtkv bench options")
     args = p.parse_args()
     bench_args = args.bench_args[1:] if args.bench_args[:1] == ["--"] else args.bench_args
@@ -206,6 +284,17 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="crdtkv-prof-"))
     raw = Path(args.raw_out) if args.raw_out else tmp / "stacks.txt"
     server = SpawnedServer(args.durability, os.environ, resp=args.redis_benchmark is not None)
+    if args.tree:
+        import functools
+
+        from ab_wrk import LAUNCHER  # benchmarks/, this script's directory
+
+        from crdtkv.tools.bench import machine
+
+        server.environ["CRDTKV_AB_TREE"] = str(Path(args.tree).resolve())
+        machine.serve_command = functools.partial(  # type: ignore[assignment]
+            machine.serve_command, launcher=("-c", LAUNCHER)
+        )
     spy: subprocess.Popen[bytes] | None = None
     try:
         server.start()
@@ -231,7 +320,7 @@ def main() -> int:
         if not raw.exists():
             print(f"py-spy wrote nothing: {err.decode()[-500:]}", file=sys.stderr)
             return 1
-        print(summarize(raw, args.top))
+        print(summarize(raw, args.top, getattr(args, "us_per_op", None)))
         return bench.returncode
     finally:
         if spy is not None and spy.poll() is None:

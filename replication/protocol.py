@@ -135,7 +135,7 @@ from __future__ import annotations
 from crdtkv.crdts.causal import VersionVector, context_bound, vv_dominates
 from crdtkv.errors import ProtocolError, Unauthorized
 from crdtkv.limits import ReplicationSettings as Settings
-from crdtkv.replica import records as rec
+from crdtkv.replica import wire
 from crdtkv.replica.keyspace import DeltaGroup, LogEntry, Replica
 from replication import push, reach, stability
 from replication.digest import KeyspaceDigest
@@ -195,10 +195,14 @@ class Replication:
         return self.sender.restarted
 
     # -- the log ----------------------------------------------------------------------
-    def on_durable(self, entries: list[LogEntry], now_ms: int) -> None:
-        """The node's group commit made these entries durable."""
-        for e in entries:
-            blob = rec.pack(rec.encode_group(e.group))
+    def on_durable(
+        self, entries: list[LogEntry], now_ms: int, blobs: list[bytes] | None = None
+    ) -> None:
+        """The node's group commit made these entries durable.  ``blobs``: their
+        encoded groups, as the group commit wrote them (encoded here if None)."""
+        if blobs is None:
+            blobs = [wire.group_blob_of(e.group.dot, e.group.deltas) for e in entries]
+        for e, blob in zip(entries, blobs, strict=True):
             self.log.append(ShippedEntry(e.pos, e.origin, e.group.dot, blob, now_ms))
             self.durable_pos = max(self.durable_pos, e.pos)
 

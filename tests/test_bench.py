@@ -341,6 +341,61 @@ def test_compare_parses_redis_benchmark_csv() -> None:
         parse_csv('"name","value"\n"x","1"\n')
 
 
+def test_compare_reports_issue_19s_ratios_against_the_floor() -> None:
+    compare = _compare_module()
+
+    def sys_(ops: float) -> dict[str, Any]:
+        return {"ops_per_s": ops}
+
+    table = {
+        "get": {
+            "crdtkv-fsync": sys_(30_000),
+            "webdis": sys_(50_000),
+            "aiohttp-floor": sys_(40_000),
+        },
+        "incr": {"crdtkv-fsync": sys_(20_000), "redis-aof": sys_(80_000)},  # no floor measured
+        "batch": {
+            "crdtkv-fsync": sys_(90_000),
+            "redis-aof": sys_(600_000),
+            "aiohttp-floor": sys_(1_000_000),
+        },
+    }
+    r = compare.issue19_ratios(table)
+    get = r["register GET vs webdis GET"]
+    assert get["ratio"] == pytest.approx(0.6) and get["floor_ratio"] == pytest.approx(0.8)
+    assert get["of_floor"] == pytest.approx(0.75) and get["met_aim"] and not get["at_floor"]
+    incr = r["durable counter incr vs Redis INCR appendfsync always"]
+    assert incr["ratio"] == pytest.approx(0.25) and incr["floor_ratio"] is None
+    assert incr["doubled"] is False and incr["at_floor"] is None and incr["met_aim"] is False
+    batch = r["/v1/batch of 100 register sets vs Redis SET -P16 (appendfsync always)"]
+    assert batch["ratio"] == pytest.approx(0.15) and batch["doubled"] is True
+    md = compare.render_issue19({"table": table, "issue19": r})
+    assert "| register GET vs webdis GET | 30,000 | 40,000 | 50,000 | 0.600 | 0.3 | 0.45 |" in md
+    assert "| 0.800 | 0.75 |" in md and "| - | - |" in md  # incr: no floor in this run
+
+
+# -- benchmarks/write_path.py -------------------------------------------------------------------
+
+
+def test_write_path_reports_every_phase_and_one_log_record_per_batch() -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "write_path.py"), "--json"]
+    cmd += ["--requests", "30", "--batch", "10", "--group-commit", "4"]
+    proc = run(cmd, cwd=ROOT, timeout_s=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["ops"] == 300 and set(doc["us_per_op"]) == {
+        "parse", "apply", "encode", "persist", "ship", "reply"
+    }  # fmt: skip
+    assert all(v > 0 for v in doc["us_per_op"].values()), doc
+    assert doc["log_records_per_op"] == pytest.approx(0.1)  # one record per batch of 10
+    assert doc["storage_writes"] == 8  # 30 requests, 4 per group commit
+    cmd[-6:] = ["--load", "incr", "--requests", "50", "--group-commit", "10"]
+    proc = run(cmd, cwd=ROOT, timeout_s=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["ops"] == 50 and doc["log_records_per_op"] == 1.0 and doc["storage_writes"] == 5
+
+
 # -- benchmarks/list_bench.py --quick ------------------------------------------------------------
 
 LIST_BENCH = ROOT / "benchmarks" / "list_bench.py"

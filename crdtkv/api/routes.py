@@ -49,7 +49,7 @@ from crdtkv.node import Node
 from crdtkv.ops.spec import In, Kind, OpSpec
 from crdtkv.ops.table import OPS, TABLE
 
-__all__ = ["add_routes", "cluster_view", "path_pattern"]
+__all__ = ["add_routes", "apply_batch", "cluster_view", "path_pattern"]
 
 log = logging.getLogger("crdtkv.api")
 
@@ -164,6 +164,14 @@ def _apply_one(node: Node, op: object, asking: bool = False) -> dict[str, Any]:
         return error_body(CrdtkvError("internal error; see the replica's log"))
 
 
+def apply_batch(node: Node, ops: list[Any], asking: bool = False) -> list[dict[str, Any]]:
+    """Every op's result or error, in order.  The ops share one log record (one
+    replica-level dot): ``Node.group``.  ``asking``: sharded, the client follows an
+    ``Ask`` redirect."""
+    with node.group():
+        return [_apply_one(node, op, asking) for op in ops]
+
+
 async def batch(request: web.Request) -> web.StreamResponse:
     body, fmt = await _read_object(request, allow_msgpack=True)
     _reject_unknown(body, _BATCH_FIELDS, "the batch")
@@ -175,9 +183,7 @@ async def batch(request: web.Request) -> web.StreamResponse:
     user = request.get(USER)
     if user is not None and not user.can_write:
         _refuse_writes(user.name, ops)
-    node = request.app[NODE]
-    asking = _asking(request)
-    results = [_apply_one(node, op, asking) for op in ops]
+    results = apply_batch(request.app[NODE], ops, _asking(request))
     return encode_response({"results": results}, response_format(request, fmt))
 
 

@@ -330,6 +330,9 @@ class Node:
         self._after_event()
         return result
 
+    def group(self) -> contextlib.AbstractContextManager[None]:
+        return self.core.group()
+
     async def finish(self, token: SessionToken | None) -> SessionToken:
         """Wait until what the request saw is durable; the token to answer with."""
         ticket = next(self._tickets)

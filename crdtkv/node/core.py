@@ -41,6 +41,8 @@ Time comes in as ``now_ms`` arguments; storage is written by the shell.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +55,7 @@ from crdtkv.ops.spec import OpSpec
 from crdtkv.ops.table import op_spec
 from crdtkv.replica import Replica
 from crdtkv.replica.keyspace import LogEntry
-from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch
+from crdtkv.replica.persist import WAL_SYNC_MS, Checkpointer, build_batch, encode_entries
 from crdtkv.sessions import SessionToken
 from crdtkv.storage.base import WriteBatch
 from replication.messages import Message
@@ -151,8 +153,10 @@ class _Held:
 @dataclass(slots=True)
 class _InFlight:
     entries: list[LogEntry]  # the log entries in the batch
+    blobs: list[bytes]  # their encoded groups, written in the batch and shipped as they are
     target: int  # the log position it makes durable
     applied: VersionVector  # the applied vector it reflects (durable once synced)
+    hlc: tuple[int, int]  # the replica's clock when it was built (answers' tokens)
     sync: bool  # whether it is synced
     started_ms: int  # when it was handed to the shell
 
@@ -267,6 +271,16 @@ class NodeCore:
             self._recheck(now_ms)
         return result
 
+    @contextlib.contextmanager
+    def group(self) -> Iterator[None]:
+        """The local operations applied inside share one dot and one log record
+        (``Replica.open_group``): a ``/v1/batch`` request."""
+        self.replica.open_group()
+        try:
+            yield
+        finally:
+            self.replica.close_group()
+
     def run(
         self, spec: OpSpec, op: dict[str, Any], now_ms: int, asking: bool = False
     ) -> dict[str, Any]:
@@ -287,7 +301,14 @@ class NodeCore:
 
     def finish(self, ticket: int, token: SessionToken | None) -> SessionToken | None:
         """The request is done: the token to answer with, if what it saw is
-        already durable; else None, and an ``Answer`` follows once it is."""
+        already durable; else None, and an ``Answer`` follows once it is.
+
+        When the write that releases the ``Answer`` made durable an applied vector
+        and clock that cover its token (the usual case: the request's writes are
+        in that write), the answer carries those instead, a token that covers
+        more and names only durable dots.  So the answers one group commit
+        releases share one token, which the HTTP shell signs once instead of once
+        per request."""
         out = self.token_now(token)
         held = _Held(self.replica.log_pos, 0, Answer(ticket, out))
         if self._is_released(held):
@@ -360,10 +381,12 @@ class NodeCore:
             self.checkpointer.last_ms = now_ms
         self._force_checkpoint = False
         applied = dict(r.applied.vv)  # all of it is in this batch or an earlier one
+        hlc = (r.hlc.wall_ms, r.hlc.logical)
         floor = self.replication.log_floor() if self.replication else r.checkpoint_pos
-        batch = build_batch(r, entries, checkpoint=checkpoint, log_floor=floor)
+        blobs = encode_entries(r, entries)
+        batch = build_batch(r, entries, checkpoint=checkpoint, log_floor=floor, blobs=blobs)
         target = entries[-1].pos if entries else self.durable_pos
-        self._inflight = _InFlight(entries, target, applied, sync, now_ms)
+        self._inflight = _InFlight(entries, blobs, target, applied, hlc, sync, now_ms)
         self._writes_started += 1
         self._actions.append(Write(batch, sync))
 
@@ -380,9 +403,9 @@ class NodeCore:
         self.stats.batches_written += 1
         self.stats.entries_written += len(done.entries)
         self.durable_pos = max(self.durable_pos, done.target)
-        self._release()
+        self._release(done)
         if self.replication is not None:
-            self.replication.on_durable(done.entries, now_ms)
+            self.replication.on_durable(done.entries, now_ms, done.blobs)
         self._actions.append(Durable(done.entries))
         self.flush(now_ms)  # whatever arrived meanwhile, or a checkpoint asked for
 
@@ -477,11 +500,23 @@ class NodeCore:
     def _is_released(self, h: _Held) -> bool:
         return h.pos <= self.durable_pos and h.writes_needed <= self._writes_done
 
-    def _release(self) -> None:
+    def _release(self, done: _InFlight | None = None) -> None:
+        """Release what is durable now; ``done``: the write that just completed."""
         keep: list[_Held] = []
+        shared: SessionToken | None = None  # what ``done`` made durable, as a token
         for h in self._held:
             if self._is_released(h):
-                self._actions.append(h.action)
+                a = h.action
+                if (
+                    done is not None
+                    and isinstance(a, Answer)
+                    and a.token.hlc <= done.hlc
+                    and vv_dominates(done.applied, a.token.vv)
+                ):
+                    if shared is None:
+                        shared = SessionToken(dict(done.applied), done.hlc)
+                    a = Answer(a.ticket, shared)
+                self._actions.append(a)
             else:
                 keep.append(h)
         self._held = keep

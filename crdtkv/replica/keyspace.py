@@ -3,7 +3,11 @@
 Every mutation mints one replica-level dot ``(actor, seq)`` and produces a
 ``DeltaGroup`` (the dot and the deltas of the keys it touched) that is
 appended to the replica's log of pending records: the shell persists them
-(group commit) and replication ships them.  ``applied`` is the causal
+(group commit) and replication ships them.  Between ``open_group`` and
+``close_group`` (a ``/v1/batch`` request) the operations share one dot and one
+record instead: each joins its deltas into the open group, encoded as it
+commits (``crdtkv.replica.wire``), so the group's bytes are ready when it is
+written and are what replication ships.  ``applied`` is the causal
 context of every replica-level dot this replica has applied; its gap-free
 part (``applied.vv``) is what session tokens are compared against.  A remote
 group whose dot is already applied is recognised by that dot and ignored,
@@ -32,10 +36,12 @@ from crdtkv.crdts.causal_map import CausalMap
 from crdtkv.crdts.hlc import HLC, ZERO, Timestamp
 from crdtkv.crdts.numeric import Write
 from crdtkv.errors import BadRequest, WrongType
+from crdtkv.replica import wire
 from crdtkv.replica.peers import PeerBook
 from crdtkv.replica.store import StateStore
 
 __all__ = [
+    "GROUP_BYTES_MAX",
     "META",
     "STATE_TYPES",
     "TYPES",
@@ -83,6 +89,55 @@ class LogEntry:
     pos: int  # local log position, 1, 2, 3, ... (not the dot's seq)
     origin: str  # who sent it: "<peer id>~<its incarnation>"; "" for a local operation
     group: DeltaGroup  # the operation's dot and deltas
+
+
+GROUP_BYTES_MAX = 256 * 1024
+"""An open group takes no more operations once its encoded deltas pass this many
+bytes (the next one starts a new group).  Each operation's delta is bounded
+(``limits.OP_DELTA_OVERHEAD_BYTES`` beyond its body); so stays a group, and
+every log entry keeps fitting one replication message."""
+
+
+class _OpenGroup:
+    """The log entry that the operations of an open group join, and the encoded
+    ``[namespace, key, delta]`` of each operation's deltas, in order."""
+
+    __slots__ = ("chunks", "copied", "count", "entry", "size")
+
+    def __init__(self, entry: LogEntry) -> None:
+        self.entry = entry
+        self.chunks: list[tuple[bytes, tuple[Key, ...]]] = []  # per operation: its deltas
+        self.count = 0  # deltas in the chunks
+        self.size = 0  # bytes of the chunks
+        # Keys two operations changed: the group holds its own copy of their delta
+        # (the join of both), encoded again when the group is sealed.
+        self.copied: set[Key] = set()
+
+    def encode(self, deltas: dict[Key, CRDT]) -> None:
+        chunk = wire.delta_parts(deltas)
+        self.chunks.append((chunk, tuple(deltas)))
+        self.count += len(deltas)
+        self.size += len(chunk)
+
+    def blob(self) -> bytes:
+        group = self.entry.group
+        copied = self.copied
+        if not copied:
+            return wire.group_blob(group.dot, (c for c, _ in self.chunks), self.count)
+        # Chunks without a joined key are kept; the others' other keys are encoded
+        # again, and each joined key once, last.  (A key appears once in a group;
+        # the order of its deltas does not matter.)
+        deltas = group.deltas
+        parts: list[bytes] = []
+        for chunk, keys in self.chunks:
+            if copied.isdisjoint(keys):
+                parts.append(chunk)
+                continue
+            rest = {k: deltas[k] for k in keys if k not in copied}
+            if rest:
+                parts.append(wire.delta_parts(rest))
+        parts.append(wire.delta_parts({k: deltas[k] for k in copied}))
+        return wire.group_blob(group.dot, parts, len(deltas))
 
 
 def is_live(state: CRDT) -> bool:
@@ -195,7 +250,12 @@ class Replica:
     # mover last took them (``take_watched``).  None: nothing is watched.
     watch: Callable[[str], bool] | None = None
     watched: set[str] = field(default_factory=set)
+    # Log entries whose group was encoded as it was committed (grouped commits):
+    # log position -> ``[dot, deltas]`` bytes, taken by the group commit.
+    encoded: dict[int, bytes] = field(default_factory=dict)
     hlc: HLC = field(init=False)
+    _group_depth: int = field(default=0, init=False, repr=False)
+    _open: _OpenGroup | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.actor = f"{self.replica_id}~{self.incarnation}"
@@ -220,6 +280,7 @@ class Replica:
 
     def open_snapshot(self) -> dict[Key, CRDT | None]:
         """Start a copy-on-write snapshot of the keyspace as it is now."""
+        self._seal()  # the snapshot's log position is a whole entry
         snapshot: dict[Key, CRDT | None] = {}
         self.snapshots.append(snapshot)
         return snapshot
@@ -474,15 +535,72 @@ class Replica:
             if next(iter(deltas.values())).is_bottom():
                 return None
         else:
-            deltas = {k: d for k, d in deltas.items() if not d.is_bottom()}
-            if not deltas:
-                return None
+            for d in deltas.values():
+                if d.is_bottom():  # rare: filter the bottoms out
+                    deltas = {k: d for k, d in deltas.items() if not d.is_bottom()}
+                    if not deltas:
+                        return None
+                    break
+        if self._group_depth:
+            return self._commit_grouped(deltas)
         dot = (self.actor, self.seq + 1)
         self.applied.add(dot)
         self._append("", DeltaGroup(dot, deltas))
         return dot
 
+    # -- grouped commits: one dot and one log record for many operations ---------------------
+    def open_group(self) -> None:
+        """The local operations until ``close_group`` share one dot and one log record
+        (nested calls join the outermost group).  The group is also closed by anything
+        that must see it whole: a remote group, a snapshot, the group commit taking
+        the pending records (``take_pending``); operations after that start another."""
+        self._group_depth += 1
+
+    def close_group(self) -> None:
+        self._group_depth -= 1
+        if self._group_depth <= 0:
+            self._group_depth = 0
+            self._seal()
+
+    def _commit_grouped(self, deltas: dict[Key, CRDT]) -> Dot:
+        g = self._open
+        if g is not None and g.size >= GROUP_BYTES_MAX:
+            self._seal()
+            g = None
+        if g is None:
+            dot = (self.actor, self.seq + 1)
+            self.applied.add(dot)
+            self._append("", DeltaGroup(dot, dict(deltas)))
+            g = self._open = _OpenGroup(self.pending[-1])
+            g.encode(deltas)
+            return dot
+        joined = g.entry.group.deltas
+        for k, d in deltas.items():
+            mine = joined.get(k)
+            if mine is None:
+                joined[k] = d
+            else:
+                # The join of two deltas of one key is a delta of both.  The group's
+                # delta may be an object the operation still holds: join into a copy.
+                if k not in g.copied:
+                    joined[k] = mine = mine.copy()
+                    g.copied.add(k)
+                mine.merge(d)
+        g.encode(deltas)  # its bytes count towards the bound, joined or not
+        self.touched(deltas)
+        return g.entry.group.dot
+
+    def _seal(self) -> None:
+        """The open group takes no more operations: its bytes are final."""
+        g = self._open
+        if g is None:
+            return
+        self._open = None
+        self.encoded[g.entry.pos] = g.blob()
+
     def _append(self, origin: str, group: DeltaGroup) -> None:
+        if origin and self._open is not None:
+            self._seal()
         self.log_pos += 1
         self.pending.append(LogEntry(self.log_pos, origin, group))
         self.touched(group.deltas)
@@ -490,11 +608,13 @@ class Replica:
     def touched(self, keys: Iterable[Key]) -> None:
         """Bookkeeping after keys changed: persistence, digests, expiry, type conflicts."""
         names: set[str] = set()
+        dirty, digest_dirty, gc_deleted = self.dirty, self.digest_dirty, self.gc_deleted
         for key in keys:
-            self.dirty.add(key)
+            dirty.add(key)
             if self.digest_tracking:
-                self.digest_dirty.add(key)
-            self.gc_deleted.discard(key)
+                digest_dirty.add(key)
+            if gc_deleted:
+                gc_deleted.discard(key)
             names.add(key[1])
             if key[0] == META:
                 meta = self.states.get(key)
@@ -502,9 +622,9 @@ class Replica:
                 if exp is not None:
                     heapq.heappush(self.expiring, (exp, key[1]))
         for name in names:
-            if len(self.live_types(name)) > 1:
+            if self._several_live(name):
                 self.conflicts.add(name)
-            else:
+            elif self.conflicts:
                 self.conflicts.discard(name)
         watch = self.watch
         if watch is not None:
@@ -550,6 +670,18 @@ class Replica:
                 self.vset_builds.discard(name)
         return dropped
 
+    def _several_live(self, name: str) -> bool:
+        """Whether more than one type holds something under ``name`` (a type conflict)."""
+        states = self.states
+        found = False
+        for t in TYPES:
+            s = states.get((t, name))
+            if s is not None and is_live(s):
+                if found:
+                    return True
+                found = True
+        return False
+
     # -- remote deltas ----------------------------------------------------------------
     def check_group(self, group: DeltaGroup, now_ms: int) -> None:
         """Refuse, before anything changes, a group this replica must not apply."""
@@ -565,6 +697,7 @@ class Replica:
         if self.applied.contains(group.dot):
             return False
         self.check_group(group, now_ms)
+        self._seal()  # what follows may depend on this group: a later record
         for key, delta in group.deltas.items():
             self.state_for_write(key).merge(delta)
             for ts in timestamps_of(delta):
@@ -618,6 +751,7 @@ class Replica:
         self.log_truncated_to = pos
 
     def take_pending(self) -> list[LogEntry]:
+        self._seal()  # a record handed to storage takes no more operations
         out, self.pending = self.pending, []
         return out
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from crdtkv.crdts.causal import CausalContext, decode_vv
 from crdtkv.errors import CodecError, StorageError
-from crdtkv.replica import migrate
+from crdtkv.replica import migrate, wire
 from crdtkv.replica import records as rec
 from crdtkv.replica.keyspace import LogEntry, Replica
 from crdtkv.replica.store import StateStore
@@ -40,6 +40,7 @@ __all__ = [
     "DataDirMismatch",
     "build_batch",
     "cluster_map_batch",
+    "encode_entries",
     "load_replica",
     "mark_clean",
     "migrate_format_1",
@@ -408,17 +409,38 @@ def cluster_map_batch(map_json: dict[str, Any]) -> WriteBatch:
     return batch
 
 
+def encode_entries(replica: Replica, entries: list[LogEntry]) -> list[bytes]:
+    """Each entry's encoded group ``[dot, deltas]``: the bytes its grouped commit
+    already encoded (``Replica.encoded``), else encoded now.  The group commit
+    writes them in the log records and hands them to replication, which ships them
+    as they are: every delta is encoded once."""
+    encoded = replica.encoded
+    out = []
+    for e in entries:
+        blob = encoded.pop(e.pos, None) if encoded else None
+        out.append(blob if blob is not None else wire.group_blob_of(e.group.dot, e.group.deltas))
+    return out
+
+
 def build_batch(
-    replica: Replica, entries: list[LogEntry], *, checkpoint: bool, log_floor: int | None = None
+    replica: Replica,
+    entries: list[LogEntry],
+    *,
+    checkpoint: bool,
+    log_floor: int | None = None,
+    blobs: list[bytes] | None = None,
 ) -> WriteBatch:
     """One atomic batch: the entries, the HLC bound, and optionally a checkpoint.
 
+    ``blobs``: the entries' encoded groups (``encode_entries``; encoded here if None).
     ``log_floor``: log entries at or below it are no longer needed by anyone
     (checkpointed and acknowledged by every peer) and are deleted.
     """
     batch = WriteBatch()
-    for entry in entries:
-        batch.put("log", rec.log_key(entry.pos), rec.encode_log_entry(entry))
+    if blobs is None:
+        blobs = encode_entries(replica, entries)
+    for entry, blob in zip(entries, blobs, strict=True):
+        batch.put("log", rec.log_key(entry.pos), wire.log_record(entry.origin, blob))
     batch.put("meta", rec.META_HLC, rec.pack(replica.hlc.wall_ms))
     for key in replica.take_gc_deleted():
         rec.delete_state(batch, key)

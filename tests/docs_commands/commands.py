@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -107,7 +108,14 @@ RULES: dict[str, Rule] = {
         "tests/test_bench.py runs its --quick mode when redis-benchmark is there",
     ),
     "benchmarks/startup.py": Rule(short={"--keys": "1000", "--restarts": "1"}),
-    "benchmarks/profile_server.py": Rule(short={"-n": "20"}, passes_to=("bench",), needs="py-spy"),
+    "benchmarks/profile_server.py": Rule(
+        short={"-n": "20", "--duration": "1"},
+        passes_to=("bench",),
+        # --wrk drives wrk too: skipped without it, else it needs py-spy as ever
+        needs=lambda argv: "wrk" if "--wrk" in argv and not shutil.which("wrk") else "py-spy",
+    ),
+    # 5 requests: a second; each shape (batch, incr, --no-peer, --calls) runs once.
+    "benchmarks/write_path.py": Rule(short={"--requests": "5"}),
     "benchmarks/replication_lag.py": Rule(  # a run starts 3 servers and lets them settle: ~10 s
         short={"--duration": "1", "--rate": "500"}, add={"--warmup": "0"}, each_shape=False
     ),

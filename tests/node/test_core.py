@@ -160,6 +160,59 @@ def test_group_commit_one_write_in_flight_the_rest_share_the_next() -> None:
     assert core.stats.batches_written == 2 and core.stats.entries_written == 4
 
 
+def test_the_answers_one_write_releases_share_one_token_of_what_it_made_durable() -> None:
+    core, storage = make_core()
+    core.apply(incr(), T0)
+    core.finish(1, None)
+    core.flush(T0)
+    (first,) = core.take_actions()
+    for ticket in (2, 3, 4):  # each token, made at its finish, has another clock
+        core.apply(incr(str(ticket)), T0)
+        core.finish(ticket, None)
+    # One with a session of its own, covered by what the write makes durable.
+    core.apply(incr(), T0)
+    core.finish(5, SessionToken().merge({"r1~inc": 2}, (T0 - 10, 0)))
+    # One whose session names writes this replica has not applied: its own token.
+    core.apply(incr(), T0)
+    elsewhere = SessionToken().merge({"r9~x": 3}, (T0, 0))
+    core.finish(6, elsewhere)
+    assert isinstance(first, Write)
+    storage.write(first.batch, sync=True)
+    core.write_done(T0)
+    actions = core.take_actions()
+    (second,) = [a for a in actions if isinstance(a, Write)]
+    storage.write(second.batch, sync=True)
+    core.write_done(T0)
+    answers = {a.ticket: a.token for a in core.take_actions() if isinstance(a, Answer)}
+    assert sorted(answers) == [2, 3, 4, 5, 6]
+    shared = answers[2]
+    assert answers[3] is shared and answers[4] is shared and answers[5] is shared
+    # The shared token names exactly what the write made durable, and the clock then.
+    r = core.replica
+    assert shared.vv == {"r1~inc": 6} == r.durable_vv
+    assert shared.hlc == (r.hlc.wall_ms, r.hlc.logical)
+    assert answers[6] is not shared and answers[6].vv == {"r1~inc": 6, "r9~x": 3}
+
+
+def test_a_group_is_one_dot_one_record_and_one_durable_entry() -> None:
+    core, storage = make_core()
+    with core.group():
+        assert core.apply(incr("a"), T0) == {"value": 1}
+        assert core.apply(incr("a", 2), T0) == {"value": 3}
+        assert core.apply(incr("b"), T0) == {"value": 1}
+    assert core.finish(1, None) is None
+    core.flush(T0)
+    actions = write_all(core, storage)
+    (durable,) = [a for a in actions if isinstance(a, Durable)]
+    assert len(durable.entries) == 1 and durable.entries[0].group.dot == ("r1~inc", 1)
+    (answer,) = [a for a in actions if isinstance(a, Answer)]
+    assert answer.token.vv == {"r1~inc": 1}
+    # What was written loads back: one log record, both keys.
+    again = load_replica(storage, "r1", "inc2")
+    assert core.replica.log_pos == again.log_pos == 1
+    assert again.states == core.replica.states
+
+
 def test_nothing_to_write_starts_no_write() -> None:
     core, _ = make_core()
     with pytest.raises(BadRequest):
