@@ -107,7 +107,12 @@ RULES: dict[str, Rule] = {
         why="needs redis-benchmark (not installed by the project) and starts up to 4 shards; "
         "tests/test_bench.py runs its --quick mode when redis-benchmark is there",
     ),
-    "benchmarks/startup.py": Rule(short={"--keys": "1000", "--restarts": "1"}),
+    "benchmarks/keyspace_bench.py": Rule(
+        how="parse",
+        why="its runs build data directories of 1M and 10M keys (minutes) and need "
+        "redis-server for --memory; tests/storage/test_state_store.py and "
+        "tests/node/test_keyspace_snapshot_real.py test what it measures",
+    ),
     "benchmarks/profile_server.py": Rule(
         short={"-n": "20", "--duration": "1"},
         passes_to=("bench",),
