@@ -61,7 +61,9 @@ class _CoreNode:
         self.core = core
         self.now = 0
 
-    def apply(self, op: Any) -> dict[str, Any]:
+    def apply(self, op: Any, asking: bool = False) -> dict[str, Any]:
+        if asking:  # a tree before sharding has no such argument
+            return self.core.apply(op, self.now, asking)
         return self.core.apply(op, self.now)
 
     @contextlib.contextmanager

@@ -152,11 +152,13 @@ def run_serve(config: ServeConfig) -> int:
     # The start made the snapshot stale (META_SNAPSHOT is gone): it only costs disk now.
     with contextlib.suppress(OSError):
         snapshot_path.unlink(missing_ok=True)
-    log.info(
+    took = time.monotonic() - started
+    log.log(  # a small keyspace's load stays out of the way (DEBUG)
+        logging.INFO if took >= 0.5 else logging.DEBUG,
         "loaded %d names (%d held compactly) in %.1f s",
         len(replica.names),
         len(replica.states.cold),
-        time.monotonic() - started,
+        took,
     )
     try:
         config = _cluster_map_at_start(config, storage)

@@ -241,10 +241,13 @@ class Node:
             return None
         if r.dirty or r.log_pos != pos or r.gc_deleted:  # changed meanwhile: not exact
             return None
-        log.info(
+        took = time.monotonic() - started
+        # Worth a line when it took a while; a small keyspace's stays in DEBUG.
+        log.log(
+            logging.INFO if took >= 0.5 else logging.DEBUG,
             "keyspace snapshot saved: %d bytes in %.1f s",
             sum(map(len, parts)),
-            time.monotonic() - started,
+            took,
         )
         return [token, r.checkpoint_pos]
 

@@ -406,7 +406,9 @@ CHILD = """
 """
 
 # written by the start after a migration (every start is a new incarnation)
-META_OF_THE_RUN = {rec.META_CLEAN, rec.META_WAL, rec.META_INCARNATION}
+# What each start writes of its own (the release too: a kill between the migration
+# batch and the start batch leaves it unwritten).
+META_OF_THE_RUN = {rec.META_CLEAN, rec.META_WAL, rec.META_INCARNATION, rec.META_RELEASE}
 
 
 def _migrate_in_child(path: Path, kill_after_s: float | None) -> float:
