@@ -1,7 +1,7 @@
 """Redis Cluster clients against real sharded processes: 3 shards x 2 regions, each
 ``crdtkv serve --cluster-map`` with its RESP port.
 
-redis-py's ``RedisCluster`` writes and reads 100,000 keys (CRDTKV_SLOW=1; 20,000 by
+redis-py's ``RedisCluster`` writes and reads 100,000 keys (CRDTKV_SLOW=1; 10,000 by
 default) through its cluster pipeline in region a, each shard holds about a third, and
 region b's replicas converge to the same keys and values (read back through a
 ``RedisCluster`` of region b).  ``redis-cli -c`` follows MOVED; the CLUSTER answers list
@@ -27,9 +27,9 @@ from crdtkv.cluster import ClusterMap, NodeAddr, Shard, key_slot
 from tests.procs import Server, free_ports, start_all, wait_until
 from tests.resp.conftest import wait_ping
 
-# The issue's 100,000 keys with CRDTKV_SLOW=1; a fifth of them by default (the module stays
+# The issue's 100,000 keys with CRDTKV_SLOW=1; a tenth of them by default (the module stays
 # near a minute on a loaded 2-core machine).
-KEYS = 100_000 if os.environ.get("CRDTKV_SLOW") == "1" else 20_000
+KEYS = 100_000 if os.environ.get("CRDTKV_SLOW") == "1" else 10_000
 SHARDS, REGIONS = 3, ("a", "b")
 
 

@@ -2,7 +2,7 @@
 
 What runs here (well under four minutes on two cores):
 
-- a campaign of 200 seeds with a 2 s fault phase each, swarm faults minus the
+- a campaign of 100 seeds (200 with CRDTKV_SLOW=1), a 2 s fault phase each, swarm faults minus the
   fault kinds that still trip known production bugs (``KNOWN_BUG_FAULTS``);
 - every canary, which must be caught by its own checker;
 - the trace hash: one seed twice gives one hash (in process and across
@@ -73,7 +73,8 @@ def _campaign(
     return failures
 
 
-@pytest.mark.parametrize("block", range(4))
+# CI runs 100 seeds (two blocks); CRDTKV_SLOW=1 the 200 (and the 1,000 below).
+@pytest.mark.parametrize("block", range(4 if os.environ.get("CRDTKV_SLOW") == "1" else 2))
 def test_a_campaign_of_200_seeds_finds_no_violation(block: int) -> None:
     failures = _campaign(1 + 50 * block, 50, 2_000)
     assert not failures, "\n".join(failures)
@@ -85,7 +86,8 @@ def test_a_campaign_of_50_seeds_with_every_fault_at_once_finds_no_violation(
 ) -> None:
     # Swarm runs enable each kind with probability 1/2; B15 and B16 showed only
     # with all of them on (crashes during syncs, collection, small logs).
-    failures = _campaign(500_001, 50, 4_000, faults=list(FAULT_KINDS), durability=durability)
+    seeds = 50 if os.environ.get("CRDTKV_SLOW") == "1" else 30  # CI's sample
+    failures = _campaign(500_001, seeds, 4_000, faults=list(FAULT_KINDS), durability=durability)
     assert not failures, "\n".join(failures)
 
 
